@@ -1,0 +1,1 @@
+"""Shared, task-independent machinery of the T-RecX pipeline."""

@@ -1,0 +1,63 @@
+"""The MLPerf Tiny backbones, built with the authors' layer names so their weights map one to one.
+
+Each builder takes the input tensor and a `LayerNames` and returns the named feature maps where exits
+can be attached ("taps"); the exit heads, including the final one, live in `common.exits`.
+"""
+import collections
+
+import keras
+
+from common.layers import BatchNorm
+
+
+class LayerNames:
+    """Keras 2 style automatic names (`conv2d`, `conv2d_1`, ...), counted per layer kind.
+
+    The authors' saved models were named this way, so building layers in the same order gives the
+    same names. Head layers that the authors named explicitly pass their names directly.
+    """
+
+    def __init__(self):
+        self._counts = collections.Counter()
+
+    def __call__(self, kind):
+        index = self._counts[kind]
+        self._counts[kind] += 1
+        return kind if index == 0 else f"{kind}_{index}"
+
+
+def conv(x, names, filters, kernel, strides=1, activation=None, **kwargs):
+    """Conv2D, 'same' padding, with bias: he_normal and L2 1e-4 as in the MLPerf reference."""
+    return keras.layers.Conv2D(
+        filters, kernel, strides=strides, padding="same", activation=activation,
+        kernel_initializer="he_normal", kernel_regularizer=keras.regularizers.L2(1e-4),
+        name=kwargs.pop("name", None) or names("conv2d"), **kwargs)(x)
+
+
+def bn_relu(x, names, relu=True):
+    x = BatchNorm(name=names("batch_normalization"))(x)
+    return keras.layers.Activation("relu", name=names("activation"))(x) if relu else x
+
+
+def resnet8(inputs, names):
+    """ResNet-8 ("resnet_v1_eembc", 16/32/64 filters). Input 32x32x3 in [0, 255].
+
+    Taps: `stack1` 32x32x16, `stack2` 16x16x32, `stack3` 8x8x64 (the ReLU after each residual add).
+    """
+    x = bn_relu(conv(inputs, names, 16, 3), names)
+    taps = {}
+    for stack, filters in enumerate((16, 32, 64), start=1):
+        strides = 1 if stack == 1 else 2
+        y = bn_relu(conv(x, names, filters, 3, strides), names)
+        y = conv(y, names, filters, 3)
+        # The first stack adds its input as is; later stacks project it with a strided 1x1 conv
+        # (created before the second BatchNorm, which fixes the authors' layer numbering).
+        shortcut = x if stack == 1 else conv(x, names, filters, 1, strides)
+        y = bn_relu(y, names, relu=False)
+        x = keras.layers.Add(name=names("add"))([shortcut, y])
+        x = keras.layers.Activation("relu", name=names("activation"))(x)
+        taps[f"stack{stack}"] = x
+    return taps
+
+
+BACKBONES = {"resnet8": resnet8}

@@ -1,0 +1,191 @@
+"""Task-independent download helpers: resumable, checksum-verified fetch and safe archive extraction."""
+
+import hashlib
+import http.client
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlparse
+
+from common.errors import UserError
+
+CHUNK_BYTES = 1 << 20
+HTTP_TIMEOUT_S = 60
+PROGRESS_INTERVAL_S = 0.2
+
+
+def _digest(path: Path, algorithm: str) -> str:
+    hasher = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def md5sum(path: Path) -> str:
+    """Hex MD5 of the file at `path`, read in 1 MiB chunks."""
+    return _digest(path, "md5")
+
+
+def sha256sum(path: Path) -> str:
+    """Hex SHA-256 of the file at `path`, read in 1 MiB chunks."""
+    return _digest(path, "sha256")
+
+
+def _checksum_mismatch(path: Path, md5: str | None, sha256: str | None) -> str | None:
+    """None when `path` matches every given checksum, else 'md5 expected X, got Y'."""
+    for name, expected, compute in (("md5", md5, md5sum), ("sha256", sha256, sha256sum)):
+        if expected is not None:
+            actual = compute(path)
+            if actual != expected.lower():
+                return f"{name} expected {expected.lower()}, got {actual}"
+    return None
+
+
+class _Progress:
+    """One-line progress bar on stderr: bar, MB done / MB total, MB/s of this session."""
+
+    def __init__(self, label: str, done_bytes: int, total_bytes: int | None):
+        self.label, self.done, self.total = label, done_bytes, total_bytes
+        self.start_done, self.start_time, self.last_draw = done_bytes, time.monotonic(), 0.0
+
+    def advance(self, n_bytes: int) -> None:
+        self.done += n_bytes
+        if time.monotonic() - self.last_draw >= PROGRESS_INTERVAL_S:
+            self._draw()
+
+    def finish(self) -> None:
+        self._draw()
+        sys.stderr.write("\n")
+
+    def _draw(self) -> None:
+        self.last_draw = time.monotonic()
+        rate = (self.done - self.start_done) / 1e6 / max(self.last_draw - self.start_time, 1e-6)
+        if self.total:
+            filled = int(30 * min(self.done / self.total, 1.0))
+            amount = f"[{'#' * filled}{'.' * (30 - filled)}] {self.done / 1e6:.1f}/{self.total / 1e6:.1f} MB"
+        else:
+            amount = f"{self.done / 1e6:.1f} MB"
+        sys.stderr.write(f"\r{self.label} {amount} {rate:.1f} MB/s")
+        sys.stderr.flush()
+
+
+def _open_source(url: str, offset: int) -> tuple[BinaryIO, int | None, bool]:
+    """Open `url` positioned at byte `offset` when the source allows it.
+
+    Returns (stream, total size in bytes or None when unknown, whether the stream starts at `offset`;
+    False means it starts at byte 0 and the partial download must be discarded).
+    """
+    scheme = urlparse(url).scheme
+    if scheme in ("http", "https"):
+        request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+        try:
+            response = urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S)
+        except urllib.error.HTTPError as err:
+            if err.code == 416 and offset:  # range past the end: the .part is stale, start over
+                return _open_source(url, 0)
+            raise
+        length = response.headers.get("Content-Length")
+        resumed = response.status == 206
+        total = (int(length) + (offset if resumed else 0)) if length is not None else None
+        return response, total, resumed
+    if scheme not in ("", "file"):
+        raise UserError(f"Cannot download {url}: unsupported URL scheme '{scheme}'; "
+                        "use http(s)://, file:// or a local path")
+    path = Path(urllib.request.url2pathname(urlparse(url).path)) if scheme == "file" else Path(url)
+    if not path.is_file():
+        raise UserError(f"Download source {path} does not exist; check the URL or path")
+    total = path.stat().st_size
+    stream = open(path, "rb")
+    resumed = offset <= total
+    stream.seek(offset if resumed else 0)
+    return stream, total, resumed
+
+
+def fetch(url: str, dest: Path, md5: str | None = None, sha256: str | None = None) -> Path:
+    """Download `url` (http(s)://, file:// or a local path) to `dest`, resuming and verifying checksums.
+
+    Skips the download when `dest` exists and matches the given checksums. Bytes go to `dest`.part,
+    which a re-run resumes from; `dest` appears (atomically) only once the checksums match.
+    Returns `dest`.
+    """
+    dest = Path(dest)
+    if dest.is_file() and _checksum_mismatch(dest, md5, sha256) is None:
+        print(f"{dest} already present")
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    offset = part.stat().st_size if part.is_file() else 0
+    try:
+        source, total, resumed = _open_source(url, offset)
+        with source, open(part, "ab" if resumed else "wb") as out:
+            progress = _Progress(dest.name, offset if resumed else 0, total)
+            while chunk := source.read(CHUNK_BYTES):
+                out.write(chunk)
+                progress.advance(len(chunk))
+            progress.finish()
+    except (OSError, http.client.HTTPException) as err:  # URLError, timeouts and resets are OSErrors
+        raise UserError(f"Downloading {url} failed ({err}); check the URL and connection and re-run, "
+                        f"which resumes from {part}") from err
+    if total is not None and part.stat().st_size < total:
+        raise UserError(f"Downloading {url} stopped after {part.stat().st_size} of {total} bytes; "
+                        f"re-run to resume from {part}")
+    mismatch = _checksum_mismatch(part, md5, sha256)
+    if mismatch is not None:
+        part.unlink()
+        raise UserError(f"Checksum mismatch for {url}: {mismatch}; the partial file was deleted, "
+                        "check the URL (or the expected checksum) and re-run")
+    os.replace(part, dest)
+    return dest
+
+
+def _check_member_inside(name: str, root: Path, archive: Path) -> None:
+    target = (root / name).resolve()
+    if target != root and root not in target.parents:
+        raise UserError(f"Refusing to extract {archive}: member '{name}' would land outside the target "
+                        "folder; the archive is corrupt or malicious, download it again from a trusted source")
+
+
+def extract(archive: Path, dest_dir: Path) -> None:
+    """Unpack a .tar.gz/.tgz/.tar or .zip `archive` into `dest_dir`.
+
+    Members are first extracted into a temporary sibling of `dest_dir`, then each top-level entry is
+    moved into `dest_dir` (replacing an existing one), so an interrupted run leaves no half-written files there.
+    """
+    archive, dest_dir = Path(archive), Path(dest_dir)
+    if not archive.is_file():
+        raise UserError(f"Archive {archive} not found; download it first")
+    if not archive.name.endswith((".tar.gz", ".tgz", ".tar", ".zip")):
+        raise UserError(f"Cannot extract {archive}: unsupported archive type; expected .tar.gz, .tgz, .tar or .zip")
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest_dir.name}.", suffix=".extracting", dir=dest_dir.parent))
+    root = staging.resolve()
+    try:
+        if archive.name.endswith(".zip"):
+            with zipfile.ZipFile(archive) as zipped:
+                for name in zipped.namelist():
+                    _check_member_inside(name, root, archive)
+                zipped.extractall(staging)
+        else:
+            with tarfile.open(archive) as tarred:
+                for member in tarred.getmembers():
+                    _check_member_inside(member.name, root, archive)
+                tarred.extractall(staging, filter="data")  # also refuses links pointing outside
+        for entry in staging.iterdir():
+            target = dest_dir / entry.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            os.replace(entry, target)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as err:
+        raise UserError(f"Cannot extract {archive} ({err}); the file is corrupt, "
+                        "delete it and download it again") from err
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,73 @@
+"""Exit heads attached to a backbone's named feature maps.
+
+T-RecX early exit (`trecx_exit`), the final exit with or without early-view assistance (`final_exit`),
+and the prior methods' exits (`sdn_exit`, `branchynet_exit`). Layer names follow the authors' models.
+"""
+import keras
+
+from common.layers import ChannelSlice
+
+
+def classifier(x, num_classes, name, separate_softmax=False):
+    """Dense softmax classifier. With `separate_softmax` the Dense outputs logits (named `dense`)
+    and a Softmax layer takes `name`, as in the authors' KWS and VWW early exits."""
+    if not separate_softmax:
+        return keras.layers.Dense(num_classes, activation="softmax", name=name)(x)
+    x = keras.layers.Dense(num_classes, kernel_initializer="he_normal", name="dense")(x)
+    return keras.layers.Softmax(name=name)(x)
+
+
+def trecx_exit(tap, num_classes, *, dw_kernel, dw_strides, pool, pointwise_filters=None,
+               slice_channels=None, separate_softmax=False, pointwise_name="pointwise_conv_ee_1",
+               pool_name="average_pooling_2d_1", flatten_name="flatten_1"):
+    """The T-RecX early exit (no BatchNorm): [1x1 conv | channel slice] -> depthwise conv + ReLU
+    -> average pool -> flatten -> softmax classifier `ee_out`."""
+    x = tap
+    if slice_channels is not None:
+        x = ChannelSlice(slice_channels, name="ee_slice")(x)
+    if pointwise_filters is not None:
+        x = keras.layers.Conv2D(pointwise_filters, 1, padding="same", kernel_initializer="he_normal",
+                                kernel_regularizer=keras.regularizers.L2(1e-4), name=pointwise_name)(x)
+    x = keras.layers.DepthwiseConv2D(dw_kernel, dw_strides, padding="same", activation="relu",
+                                     name="depth_conv_ee_1")(x)
+    x = keras.layers.AveragePooling2D(pool, name=pool_name)(x)
+    x = keras.layers.Flatten(name=flatten_name)(x)
+    return classifier(x, num_classes, "ee_out", separate_softmax)
+
+
+def early_view(features, *, channels, dw_kernel, dw_strides, pool=None, keep_channels=None):
+    """Early-view assistance: a depthwise conv over the first `channels` channels of the last
+    feature map, optionally pooled and cut to `keep_channels`, flattened. Its kernel has the early
+    exit's shape so the early exit's kernel can be transferred to it during training."""
+    x = ChannelSlice(channels, name="ev_slice")(features)
+    x = keras.layers.DepthwiseConv2D(dw_kernel, dw_strides, padding="same", activation="relu",
+                                     name="depth_conv_eefinal_out")(x)
+    if pool is not None:
+        x = keras.layers.AveragePooling2D(pool, name="ev_pool")(x)
+    if keep_channels is not None:
+        x = ChannelSlice(keep_channels, name="ev_keep")(x)
+    return keras.layers.Flatten(name="flatten_y_depthconv_eefinal")(x)
+
+
+def final_exit(features, num_classes, *, pool, name="ef_out", pool_name="average_pooling_2d",
+               flatten_name="flatten_x_pooled", extra=None):
+    """The backbone's head: average pool -> flatten [-> concatenate `extra` after it] -> softmax."""
+    x = keras.layers.AveragePooling2D(pool, name=pool_name)(features)
+    x = keras.layers.Flatten(name=flatten_name)(x)
+    if extra is not None:
+        x = keras.layers.Concatenate(name="concatenate")([x, extra])
+    return classifier(x, num_classes, name)
+
+
+def sdn_exit(tap, num_classes, *, pool, name, names):
+    """SDN exit: average pool -> flatten -> softmax, no convolution."""
+    x = keras.layers.AveragePooling2D(pool, name=names("average_pooling2d"))(tap)
+    x = keras.layers.Flatten(name=names("flatten"))(x)
+    return classifier(x, num_classes, name)
+
+
+def branchynet_exit(tap, num_classes, *, filters, kernel, pool, name, names):
+    """BranchyNet exit: linear conv (no BatchNorm) -> average pool -> flatten -> softmax."""
+    x = keras.layers.Conv2D(filters, kernel, padding="same", kernel_initializer="he_normal",
+                            kernel_regularizer=keras.regularizers.L2(1e-4), name=names("conv2d"))(tap)
+    return sdn_exit(x, num_classes, pool=pool, name=name, names=names)

@@ -1,0 +1,112 @@
+"""FLOPs, MACs and parameters per exit path, counted from the Keras graph.
+
+Convention (the paper's: keras-flops 0.1.2 on the batch-1 graph, METHOD.md §7.3):
+- Conv2D / DepthwiseConv2D / Dense: 2 x MACs, plus 1 per output element for the bias;
+- AveragePooling2D: output elements x pool window;  Add: 1 per output element per extra input;
+- softmax (layer or Dense activation): 5 per element;
+- BatchNormalization: 2 x elements + 6 x channels (keras-flops' own rule);
+- ReLU, Flatten, Concatenate, Dropout, channel slices and the input: 0.
+
+A path is everything an exit's output depends on; `path_costs` charges exit k with the union of the
+paths of exits 0..k, i.e. what a sample that leaves at exit k has computed.
+"""
+import dataclasses
+import math
+
+import keras
+
+from common.layers import ChannelSlice
+
+FREE_LAYERS = (keras.layers.InputLayer, keras.layers.Flatten, keras.layers.Concatenate,
+               keras.layers.Dropout, ChannelSlice)
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerCost:
+    name: str
+    kind: str
+    output_shape: tuple
+    macs: int
+    flops: int
+    params: int
+
+
+def _elements(shape):
+    return math.prod(d for d in shape[1:])
+
+
+def _activation_flops(layer, output_shape):
+    activation = getattr(layer, "activation", None)
+    if activation is None or activation.__name__ in ("linear", "relu"):
+        return 0
+    if activation.__name__ == "softmax":
+        return 5 * _elements(output_shape)
+    raise ValueError(f"no FLOP rule for activation {activation.__name__!r} in layer {layer.name}")
+
+
+def layer_cost(layer):
+    """The cost of one layer for a batch-1 input."""
+    inputs = layer.input if isinstance(layer.input, list) else [layer.input]
+    out_shape = tuple(layer.output.shape)
+    out = _elements(out_shape)
+    macs, flops = 0, 0
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        kh, kw = layer.kernel_size
+        macs = out * kh * kw
+        flops = 2 * macs + (out if layer.use_bias else 0) + _activation_flops(layer, out_shape)
+    elif isinstance(layer, keras.layers.Conv2D):
+        kh, kw = layer.kernel_size
+        macs = out * kh * kw * inputs[0].shape[-1] // layer.groups
+        flops = 2 * macs + (out if layer.use_bias else 0) + _activation_flops(layer, out_shape)
+    elif isinstance(layer, keras.layers.Dense):
+        macs = inputs[0].shape[-1] * out
+        flops = 2 * macs + (out if layer.use_bias else 0) + _activation_flops(layer, out_shape)
+    elif isinstance(layer, keras.layers.AveragePooling2D):
+        flops = out * math.prod(layer.pool_size)
+    elif isinstance(layer, keras.layers.Add):
+        flops = out * (len(inputs) - 1)
+    elif isinstance(layer, keras.layers.Softmax):
+        flops = 5 * out
+    elif isinstance(layer, keras.layers.BatchNormalization):
+        flops = 2 * out + 6 * out_shape[-1]
+    elif isinstance(layer, keras.layers.Activation):
+        flops = _activation_flops(layer, out_shape)
+    elif not isinstance(layer, FREE_LAYERS):
+        raise ValueError(f"no FLOP rule for layer {layer.name} ({type(layer).__name__})")
+    params = sum(math.prod(w.shape) for w in layer.weights)
+    return LayerCost(layer.name, type(layer).__name__, out_shape[1:], macs, flops, params)
+
+
+def _ancestors(tensor, seen):
+    """Add the layers `tensor` depends on (itself included) to `seen`, in dependency order."""
+    layer, node_index, _ = tensor._keras_history
+    if layer.name in seen:
+        return
+    for parent in layer._inbound_nodes[node_index].input_tensors:
+        _ancestors(parent, seen)
+    seen[layer.name] = layer
+
+
+def path_costs(model):
+    """[[LayerCost, ...] per exit], cumulative: exit k includes everything exits 0..k compute."""
+    seen, paths = {}, []
+    for output in model.outputs:
+        _ancestors(output, seen)
+        paths.append([layer_cost(layer) for layer in seen.values()])
+    return paths
+
+
+def path_mflops(model):
+    """MFLOPs of each cumulative exit path, in output order."""
+    return [sum(c.flops for c in path) / 1e6 for path in path_costs(model)]
+
+
+def format_table(costs):
+    """A per-layer table (name, kind, output shape, MACs, FLOPs, params) with totals."""
+    rows = [f"{'layer':<30} {'kind':<20} {'output':<16} {'MACs':>12} {'FLOPs':>12} {'params':>8}"]
+    for c in costs:
+        shape = "x".join(str(d) for d in c.output_shape)
+        rows.append(f"{c.name:<30} {c.kind:<20} {shape:<16} {c.macs:>12,} {c.flops:>12,} {c.params:>8,}")
+    rows.append(f"{'total':<68} {sum(c.macs for c in costs):>12,} {sum(c.flops for c in costs):>12,} "
+                f"{sum(c.params for c in costs):>8,}")
+    return "\n".join(rows)

@@ -1,0 +1,89 @@
+"""Paper-ready benefit figures: total accuracy against average MFLOPs per sample."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.ticker import LogFormatter  # noqa: E402
+
+from common.report import atomic_output  # noqa: E402
+from common.sweep import Curve  # noqa: E402
+
+_STYLE = {"font.size": 11, "axes.labelsize": 12, "axes.titlesize": 12, "legend.fontsize": 10}
+_MARGIN = 0.05  # fraction of the data span added on each side when limits are chosen from the data
+
+
+def _limits(values: np.ndarray, log: bool) -> tuple[float, float]:
+    """Data range widened by _MARGIN (in log space when log=True); a single value gets +-5 %."""
+    if log:
+        if np.any(values <= 0):
+            raise ValueError("log_y needs positive MFLOPs values")
+        lo, hi = _limits(np.log10(values), log=False)
+        return 10.0**lo, 10.0**hi
+    lo, hi = float(values.min()), float(values.max())
+    pad = _MARGIN * (hi - lo) if hi > lo else 0.05 * max(abs(lo), 1.0)
+    return lo - pad, hi + pad
+
+
+def benefit_figure(
+    curves: dict[str, Curve],
+    base_point: tuple[float, float],
+    title: str,
+    out_stem: Path,
+    log_y: bool = False,
+    xlim: tuple[float, float] | None = None,
+    ylim: tuple[float, float] | None = None,
+) -> list[Path]:
+    """Plot each curve's (accuracy %, MFLOPs) points and the baseline (red cross).
+
+    base_point: (accuracy %, MFLOPs) of the base model. Writes out_stem.png (200 dpi) and
+    out_stem.pdf atomically and returns [png_path, pdf_path].
+    """
+    base_acc, base_mflops = map(float, base_point)
+    accs = np.concatenate([c.accuracy for c in curves.values()] + [[base_acc]])
+    mflops = np.concatenate([c.mflops for c in curves.values()] + [[base_mflops]])
+    xlim = _limits(accs, log=False) if xlim is None else xlim
+    ylim = _limits(mflops, log=log_y) if ylim is None else ylim
+
+    with plt.rc_context(_STYLE):
+        fig, ax = plt.subplots(figsize=(6.0, 4.2))
+        try:
+            for name, curve in curves.items():
+                ax.plot(curve.accuracy, curve.mflops, "-o", ms=3.5, lw=1.2, label=name)
+            ax.plot([xlim[0], base_acc], [base_mflops, base_mflops], "--", color="red", lw=0.9)
+            ax.plot([base_acc, base_acc], [ylim[0], base_mflops], "--", color="red", lw=0.9)
+            ax.plot(base_acc, base_mflops, "x", color="red", ms=11, mew=2.5, zorder=5, label="baseline")
+            ax.annotate(  # lower right: the empty high-accuracy, low-cost corner
+                f"baseline ({base_acc:.2f} %, {base_mflops:.2f} MFLOPs)",
+                (base_acc, base_mflops),
+                xytext=(0.97, 0.06),
+                textcoords="axes fraction",
+                ha="right",
+                va="bottom",
+                color="red",
+                bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "red", "lw": 0.8},
+                arrowprops={"arrowstyle": "->", "color": "red", "lw": 0.9, "shrinkB": 7},
+            )
+            if log_y:
+                ax.set_yscale("log")
+                ax.yaxis.set_major_formatter(LogFormatter())  # plain numbers, not 6x10^0
+                ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
+            ax.set(xlim=xlim, ylim=ylim, title=title)
+            ax.set_xlabel("Total accuracy (%)")
+            ax.set_ylabel("Average MFLOPs per sample")
+            ax.grid(True, which="major", alpha=0.4)
+            ax.legend(loc="upper left")  # the empty low-accuracy, high-cost corner
+            fig.tight_layout()
+            out_stem = Path(out_stem)
+            paths = [out_stem.parent / f"{out_stem.name}.{ext}" for ext in ("png", "pdf")]
+            for path in paths:
+                with atomic_output(path) as tmp:
+                    fig.savefig(tmp, format=path.suffix[1:], dpi=200)
+        finally:
+            plt.close(fig)
+    return paths

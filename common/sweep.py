@@ -1,0 +1,140 @@
+"""Confidence-threshold sweep of an early-exit model: accuracy and cost for each threshold rho.
+
+A model has K exits in path order (K=1: base model; K=2: T-RecX "ee", "ef"; K=3-4: SDN/BranchyNet).
+A sample leaves at the first early exit k < K-1 whose max softmax passes rho, else at the last exit:
+"strict" (T-RecX) passes when max softmax > rho, "cascade" (SDN/BranchyNet) when it is >= rho.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+RHOS = np.linspace(0.01, 1.0, 101)
+RULES = ("strict", "cascade")
+
+# Slack (in accuracy percentage points) absorbing float rounding in `accuracy >= base - drop`.
+_ACC_EPS = 1e-9
+
+
+@dataclass(frozen=True, eq=False)  # arrays: identity equality, no elementwise ==
+class Curve:
+    """A benefit curve: one point per threshold.
+
+    rho: (R,) thresholds; accuracy: (R,) percent; mflops: (R,) mean MFLOPs per sample;
+    exit_fraction: (R, K) fraction of samples leaving at each exit (rows sum to 1).
+    """
+
+    rho: np.ndarray
+    accuracy: np.ndarray
+    mflops: np.ndarray
+    exit_fraction: np.ndarray
+
+    def points(self) -> np.ndarray:
+        """(R, 2) array of (accuracy %, MFLOPs) pairs, in rho order."""
+        return np.column_stack([self.accuracy, self.mflops])
+
+
+def _check_rule(rule: str) -> None:
+    if rule not in RULES:
+        raise ValueError(f"unknown exit rule {rule!r}; valid rules: {', '.join(RULES)}")
+
+
+def exit_index(confidence: np.ndarray, rhos: np.ndarray, rule: str) -> np.ndarray:
+    """Exit taken by each sample at each threshold.
+
+    confidence: (N, K-1) max softmax of each early exit (K-1 may be 0); rhos: (R,).
+    Returns (R, N) int array with values in [0, K-1].
+    """
+    _check_rule(rule)
+    confidence = np.asarray(confidence, dtype=np.float64)
+    rhos = np.asarray(rhos, dtype=np.float64)
+    if confidence.ndim != 2:
+        raise ValueError(f"confidence must have shape (N, K-1), got {confidence.shape}")
+    if rhos.ndim != 1:
+        raise ValueError(f"rhos must be one-dimensional, got shape {rhos.shape}")
+    n, n_early = confidence.shape
+    if n_early == 0:
+        return np.zeros((rhos.size, n), dtype=np.int64)
+    compare = np.greater if rule == "strict" else np.greater_equal
+    passes = compare(confidence[None, :, :], rhos[:, None, None])  # (R, N, K-1)
+    first = np.argmax(passes, axis=2)
+    return np.where(passes.any(axis=2), first, n_early).astype(np.int64)
+
+
+def benefit_curve(
+    softmaxes: Sequence[np.ndarray],
+    labels: np.ndarray,
+    path_mflops: Sequence[float],
+    rule: str,
+    rhos: np.ndarray = RHOS,
+) -> Curve:
+    """Accuracy and mean cost of the early-exit model at every threshold.
+
+    softmaxes: K arrays (N, C) in exit order; labels: (N,) int class ids;
+    path_mflops: K MFLOPs of the cumulative path ending at each exit; rule: one of RULES.
+    """
+    _check_rule(rule)
+    if len(softmaxes) == 0:
+        raise ValueError("softmaxes must hold at least one exit")
+    probs = [np.asarray(s) for s in softmaxes]
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.size == 0:
+        raise ValueError(f"labels must have shape (N,) with N >= 1, got {labels.shape}")
+    for k, p in enumerate(probs):
+        if p.ndim != 2 or p.shape != probs[0].shape or p.shape[0] != labels.size:
+            raise ValueError(
+                f"softmax of exit {k} has shape {p.shape}; every exit needs shape "
+                f"(N, C) = ({labels.size}, C) with the same C"
+            )
+    cost = np.asarray(path_mflops, dtype=np.float64)
+    if cost.shape != (len(probs),):
+        raise ValueError(f"path_mflops must have {len(probs)} entries (one per exit), got shape {cost.shape}")
+
+    n_exits, n = len(probs), labels.size
+    correct = np.stack([p.argmax(axis=1) == labels for p in probs])  # (K, N)
+    confidence = np.column_stack([p.max(axis=1) for p in probs[:-1]] or [np.empty((n, 0))])
+    idx = exit_index(confidence, rhos, rule)  # (R, N)
+    return Curve(
+        rho=np.asarray(rhos, dtype=np.float64),
+        accuracy=100.0 * correct[idx, np.arange(n)].mean(axis=1),
+        mflops=cost[idx].mean(axis=1),
+        exit_fraction=(idx[:, :, None] == np.arange(n_exits)).mean(axis=1),
+    )
+
+
+def tradeoff_points(
+    curve: Curve, base_accuracy: float, base_mflops: float, drops: Sequence[int] = (1, 2, 3)
+) -> list[dict]:
+    """Cheapest curve point within each accuracy drop (percentage points) of the base model.
+
+    Ties go to higher accuracy, then lower rho. Returns one JSON-ready dict per drop with keys
+    drop, accuracy (%), mflops, reduction_pct (% of base_mflops saved), rho; all None but drop
+    when no point qualifies.
+    """
+    order = np.lexsort((curve.rho, -curve.accuracy, curve.mflops))
+    points = []
+    for drop in drops:
+        ok = order[curve.accuracy[order] >= base_accuracy - drop - _ACC_EPS]
+        drop = int(drop) if float(drop).is_integer() else float(drop)
+        entry = {"drop": drop, "accuracy": None, "mflops": None, "reduction_pct": None, "rho": None}
+        if ok.size:
+            i = ok[0]
+            entry.update(
+                accuracy=float(curve.accuracy[i]),
+                mflops=float(curve.mflops[i]),
+                reduction_pct=float(100.0 * (1.0 - curve.mflops[i] / base_mflops)),
+                rho=float(curve.rho[i]),
+            )
+        points.append(entry)
+    return points
+
+
+def standalone_accuracy(softmax: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy (percent) of one exit on its own; softmax: (N, C), labels: (N,)."""
+    softmax, labels = np.asarray(softmax), np.asarray(labels)
+    if softmax.ndim != 2 or labels.shape != (softmax.shape[0],):
+        raise ValueError(f"need softmax (N, C) and labels (N,), got {softmax.shape} and {labels.shape}")
+    return float(100.0 * np.mean(softmax.argmax(axis=1) == labels))

@@ -1,0 +1,165 @@
+"""CIFAR-10: download the official python archive, load its pickled batches, build tf.data pipelines.
+
+Images are uint8 (N, 32, 32, 3) channels-last in memory; the model sees them as float32 in [0, 255]
+(the authors feed raw pixel values, no scaling).
+"""
+
+import pickle
+from pathlib import Path
+from urllib.parse import urlparse
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from common.download import extract, fetch
+from common.errors import UserError
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+FOLDER = "cifar-10-batches-py"
+TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_BATCH = "test_batch"
+META = "batches.meta"
+STANDARD_CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+IMAGE_SHAPE = (32, 32, 3)
+VALUES_PER_IMAGE = 32 * 32 * 3
+
+
+def _fix_hint(data_dir: Path) -> str:
+    return (f"run image_classification/download.sh --data-dir {data_dir} "
+            f"or point --data-dir at a folder holding {FOLDER}/")
+
+
+def download(data_dir: Path, url: str = CIFAR10_URL, md5: str | None = CIFAR10_MD5) -> Path:
+    """Fetch and unpack CIFAR-10 into `data_dir`/cifar-10-batches-py unless it is already there.
+
+    The archive is kept in `data_dir` (named after the URL) so an interrupted download resumes.
+    Returns the cifar-10-batches-py folder.
+    """
+    data_dir = Path(data_dir)
+    folder = data_dir / FOLDER
+    required = (*TRAIN_BATCHES, TEST_BATCH, META)
+    if all((folder / name).is_file() for name in required):
+        print(f"CIFAR-10 already present at {folder}")
+        return folder
+    archive = fetch(url, data_dir / (Path(urlparse(url).path).name or "cifar-10-python.tar.gz"), md5=md5)
+    extract(archive, data_dir)
+    missing = [name for name in required if not (folder / name).is_file()]
+    if missing:
+        raise UserError(f"{archive} did not unpack to {folder} with {', '.join(missing)}; "
+                        "check that --url points at the CIFAR-10 python archive")
+    return folder
+
+
+def _read_pickle(path: Path, data_dir: Path) -> object:
+    """Unpickle one official CIFAR-10 file (Python 2 pickle: byte-string keys)."""
+    if not path.is_file():
+        raise UserError(f"CIFAR-10 file {path.name} not found at {path}; {_fix_hint(data_dir)}")
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f, encoding="bytes")
+    except Exception as err:  # garbage can fail unpickling in many ways; all mean the same to the user
+        raise UserError(f"CIFAR-10 file {path} is not a valid pickle or is truncated ({type(err).__name__}: {err}); "
+                        f"delete {path.parent} and {_fix_hint(data_dir)}") from err
+
+
+def _read_batch(path: Path, data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images uint8 (N, 32, 32, 3) and labels int64 (N,) of one pickled batch, validated."""
+    batch = _read_pickle(path, data_dir)
+    redo = f"delete {path.parent} and {_fix_hint(data_dir)}"
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise UserError(f"CIFAR-10 file {path} lacks the b'data'/b'labels' entries of a CIFAR-10 batch; {redo}")
+    data = np.asarray(batch[b"data"])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != VALUES_PER_IMAGE:
+        raise UserError(f"CIFAR-10 file {path} holds {data.dtype} data of shape {data.shape}, expected uint8 rows "
+                        f"of {VALUES_PER_IMAGE} values (32x32x3 images); {redo}")
+    labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    if labels.shape != (len(data),):
+        raise UserError(f"CIFAR-10 file {path} has {labels.size} labels for {len(data)} images; {redo}")
+    if labels.size and (labels.min() < 0 or labels.max() >= len(STANDARD_CLASS_NAMES)):
+        raise UserError(f"CIFAR-10 file {path} has labels in {labels.min()}..{labels.max()}, expected 0..9; {redo}")
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # channel-first rows -> channels-last
+    return np.ascontiguousarray(images), labels
+
+
+def _folder(data_dir: Path) -> Path:
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise UserError(f"Data directory {data_dir} does not exist; {_fix_hint(data_dir)}")
+    folder = data_dir / FOLDER
+    if not folder.is_dir():
+        raise UserError(f"CIFAR-10 folder {folder} not found; {_fix_hint(data_dir)}")
+    return folder
+
+
+def load_test(data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The test batch: images uint8 (N, 32, 32, 3), labels int64 (N,) in 0..9, ids int64 (N,) = row in test_batch."""
+    images, labels = _read_batch(_folder(data_dir) / TEST_BATCH, Path(data_dir))
+    return images, labels, np.arange(len(images), dtype=np.int64)
+
+
+def load_train(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """data_batch_1..5 concatenated: images uint8 (N, 32, 32, 3), labels int64 (N,) in 0..9."""
+    folder = _folder(data_dir)
+    batches = [_read_batch(folder / name, Path(data_dir)) for name in TRAIN_BATCHES]
+    return np.concatenate([images for images, _ in batches]), np.concatenate([labels for _, labels in batches])
+
+
+def class_names(data_dir: Path) -> list[str]:
+    """Class names indexed by label, from batches.meta; the standard 10 names when that file is missing."""
+    meta_path = _folder(data_dir) / META
+    if not meta_path.is_file():
+        return list(STANDARD_CLASS_NAMES)
+    meta = _read_pickle(meta_path, Path(data_dir))
+    if not isinstance(meta, dict) or b"label_names" not in meta:
+        raise UserError(f"CIFAR-10 file {meta_path} lacks b'label_names'; delete it to use the standard names")
+    return [name.decode() if isinstance(name, bytes) else str(name) for name in meta[b"label_names"]]
+
+
+def to_model_input(images_uint8: np.ndarray) -> np.ndarray:
+    """uint8 images (N, 32, 32, 3) -> float32 (N, 32, 32, 3) with the same 0..255 values (no scaling)."""
+    return np.asarray(images_uint8, dtype=np.float32)
+
+
+def augment_layer(seed: int) -> keras.Sequential:
+    """The authors' train augmentation, drawn independently per sample of a float32 (B, 32, 32, 3) batch.
+
+    Rotation uniform in +-15 degrees, width/height shift uniform in +-10 % of the size, horizontal flip
+    with p=0.5; uncovered pixels repeat the nearest edge. Call with training=True to augment.
+    """
+    return keras.Sequential([
+        keras.layers.RandomRotation(15 / 360, fill_mode="nearest", seed=seed),
+        keras.layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed + 1),
+        keras.layers.RandomFlip("horizontal", seed=seed + 2),
+    ], name="cifar10_augment")
+
+
+def _as_float(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    return tf.cast(images, tf.float32), labels
+
+
+def train_dataset(images_uint8: np.ndarray, labels: np.ndarray, batch_size: int, augment: bool, seed: int,
+                  shuffle: bool = True) -> tf.data.Dataset:
+    """Batches of (float32 images (B, 32, 32, 3) in 0..255, labels (B,)), reshuffled every epoch.
+
+    The last batch may be smaller. With `augment`, each image gets its own random `augment_layer` transform.
+    """
+    dataset = tf.data.Dataset.from_tensor_slices((images_uint8, labels))
+    if shuffle:
+        dataset = dataset.shuffle(len(images_uint8), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size).map(_as_float, num_parallel_calls=tf.data.AUTOTUNE)
+    if augment:
+        augmenter = augment_layer(seed)
+
+        def augment_batch(images: tf.Tensor, batch_labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            return augmenter(images, training=True), batch_labels
+
+        dataset = dataset.map(augment_batch, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(images_uint8: np.ndarray, labels: np.ndarray, batch_size: int) -> tf.data.Dataset:
+    """Batches of (float32 images (B, 32, 32, 3) in 0..255, labels (B,)) in input order, last partial batch kept."""
+    dataset = tf.data.Dataset.from_tensor_slices((images_uint8, labels)).batch(batch_size)
+    return dataset.map(_as_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,187 @@
+"""Tests for image_classification/data.py on synthetic CIFAR-10 files in the official pickle layout."""
+
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from common.download import md5sum
+from common.errors import UserError
+from image_classification import data
+from synthetic import CLASS_NAMES, make_cifar_archive, random_batch, write_cifar, write_pickle
+
+N_TEST = 150  # not a multiple of 100 (nor of the batch sizes below)
+N_TRAIN_PER_BATCH = 20
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_cifar_archive(tmp_path_factory.mktemp("archive"), N_TEST, N_TRAIN_PER_BATCH, seed=3)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    write_cifar(tmp_path / "data", n_test=37, n_train_per_batch=8, seed=5)
+    return tmp_path / "data"
+
+
+def test_download_from_archive_then_load(archive, tmp_path) -> None:
+    data_dir = tmp_path / "data"
+    folder = data.download(data_dir, url=archive.as_uri(), md5=md5sum(archive))
+    assert folder == data_dir / data.FOLDER
+
+    images, labels, ids = data.load_test(data_dir)
+    assert images.shape == (N_TEST, 32, 32, 3) and images.dtype == np.uint8
+    assert labels.shape == (N_TEST,) and labels.dtype == np.int64
+    assert labels.min() >= 0 and labels.max() <= 9 and len(np.unique(labels)) > 1
+    np.testing.assert_array_equal(ids, np.arange(N_TEST))
+
+    with open(archive.parent / "source" / data.FOLDER / "test_batch", "rb") as f:
+        raw = pickle.load(f, encoding="bytes")
+    red_of_image_7 = raw[b"data"][7, :1024].reshape(32, 32)  # rows are R plane, G plane, B plane
+    np.testing.assert_array_equal(images[7, :, :, 0], red_of_image_7)
+    np.testing.assert_array_equal(labels, raw[b"labels"])
+
+    train_images, train_labels = data.load_train(data_dir)
+    assert train_images.shape == (5 * N_TRAIN_PER_BATCH, 32, 32, 3) and train_images.dtype == np.uint8
+    assert train_labels.shape == (5 * N_TRAIN_PER_BATCH,) and train_labels.dtype == np.int64
+    assert data.class_names(data_dir) == CLASS_NAMES
+
+
+def test_download_wrong_md5_is_user_error(archive, tmp_path) -> None:
+    with pytest.raises(UserError, match="expected 0{32}"):
+        data.download(tmp_path / "data", url=archive.as_uri(), md5="0" * 32)
+    assert not (tmp_path / "data" / data.FOLDER).exists()
+
+
+def test_download_skips_when_folder_present(data_dir, tmp_path, capsys) -> None:
+    missing_url = (tmp_path / "no-such-archive.tar.gz").as_uri()
+    assert data.download(data_dir, url=missing_url) == data_dir / data.FOLDER
+    assert "already present" in capsys.readouterr().out
+    assert sorted(p.name for p in data_dir.iterdir()) == [data.FOLDER]
+
+
+def test_download_repairs_incomplete_folder(archive, data_dir) -> None:
+    (data_dir / data.FOLDER / "data_batch_4").unlink()
+    data.download(data_dir, url=archive.as_uri(), md5=md5sum(archive))
+    assert len(data.load_test(data_dir)[0]) == N_TEST
+
+
+def test_odd_sized_test_batch_loads(data_dir) -> None:
+    images, labels, ids = data.load_test(data_dir)
+    assert images.shape == (37, 32, 32, 3) and labels.shape == (37,) and ids[-1] == 36
+
+
+def test_class_names_fall_back_without_meta(data_dir) -> None:
+    (data_dir / data.FOLDER / "batches.meta").unlink()
+    assert data.class_names(data_dir) == list(data.STANDARD_CLASS_NAMES) == CLASS_NAMES
+
+
+def _valid_batch(n: int = 12) -> dict:
+    return random_batch(np.random.default_rng(0), n, "testing batch 1 of 1")
+
+
+def _corrupt(path: Path, problem: str) -> None:
+    """Overwrite the batch at `path` with one exhibiting `problem`."""
+    batch = _valid_batch()
+    if problem == "garbage":
+        path.write_bytes(b"this is not a pickle")
+        return
+    if problem == "truncated":
+        path.write_bytes(path.read_bytes()[:500])
+        return
+    if problem == "missing keys":
+        del batch[b"data"]
+    elif problem == "wrong image shape":
+        batch[b"data"] = batch[b"data"][:, :3000]
+    elif problem == "label count":
+        batch[b"labels"] = batch[b"labels"][:-1]
+    elif problem == "label range":
+        batch[b"labels"][3] = 10
+    write_pickle(path, batch)
+
+
+PROBLEMS = {
+    "garbage": "not a valid pickle",
+    "truncated": "not a valid pickle or is truncated",
+    "missing keys": "lacks",
+    "wrong image shape": "3072 values",
+    "label count": "11 labels for 12 images",
+    "label range": "expected 0..9",
+}
+
+
+@pytest.mark.parametrize("problem", PROBLEMS)
+def test_bad_test_batch_is_user_error_naming_file(data_dir, problem) -> None:
+    _corrupt(data_dir / data.FOLDER / "test_batch", problem)
+    with pytest.raises(UserError, match=PROBLEMS[problem]) as raised:
+        data.load_test(data_dir)
+    assert "test_batch" in str(raised.value)
+
+
+@pytest.mark.parametrize("problem", ["truncated", "label range"])
+def test_bad_train_batch_is_user_error_naming_file(data_dir, problem) -> None:
+    _corrupt(data_dir / data.FOLDER / "data_batch_3", problem)
+    with pytest.raises(UserError, match=PROBLEMS[problem]) as raised:
+        data.load_train(data_dir)
+    assert "data_batch_3" in str(raised.value)
+
+
+def test_missing_locations_are_user_errors(data_dir, tmp_path) -> None:
+    with pytest.raises(UserError, match="Data directory .*nowhere does not exist"):
+        data.load_test(tmp_path / "nowhere")
+    with pytest.raises(UserError, match=f"{data.FOLDER} not found"):
+        data.load_train(tmp_path)
+    (data_dir / data.FOLDER / "test_batch").unlink()
+    with pytest.raises(UserError, match="test_batch not found.*download.sh"):
+        data.load_test(data_dir)
+    shutil.rmtree(data_dir / data.FOLDER)
+    with pytest.raises(UserError, match=f"{data.FOLDER} not found"):
+        data.load_test(data_dir)
+
+
+def test_to_model_input_keeps_raw_pixel_values() -> None:
+    images = np.array([[[[0, 128, 255]]]], dtype=np.uint8)
+    converted = data.to_model_input(images)
+    assert converted.dtype == np.float32
+    np.testing.assert_array_equal(converted, [[[[0.0, 128.0, 255.0]]]])
+
+
+def test_train_dataset_without_augment_yields_input_as_float(data_dir) -> None:
+    images, labels, _ = data.load_test(data_dir)
+    batches = list(data.train_dataset(images, labels, batch_size=16, augment=False, seed=0, shuffle=False))
+    assert [len(x) for x, _ in batches] == [16, 16, 5]
+    got_images = np.concatenate([x.numpy() for x, _ in batches])
+    assert got_images.dtype == np.float32
+    np.testing.assert_array_equal(got_images, data.to_model_input(images))
+    np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in batches]), labels)
+
+
+def test_train_dataset_augment_changes_images_keeps_labels(data_dir) -> None:
+    images, labels, _ = data.load_test(data_dir)
+    dataset = data.train_dataset(images, labels, batch_size=16, augment=True, seed=1, shuffle=False)
+    got_images = np.concatenate([x.numpy() for x, _ in dataset])
+    assert got_images.shape == (37, 32, 32, 3) and got_images.dtype == np.float32
+    assert got_images.min() >= 0.0 and got_images.max() <= 255.0
+    changed = np.abs(got_images - images).mean(axis=(1, 2, 3)) > 1.0
+    assert changed.mean() > 0.5
+    np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in dataset]), labels)
+
+
+def test_train_dataset_reshuffles_each_epoch(data_dir) -> None:
+    images, labels, _ = data.load_test(data_dir)
+    dataset = data.train_dataset(images, np.arange(len(labels)), batch_size=8, augment=False, seed=2)
+    epochs = [np.concatenate([y.numpy() for _, y in dataset]) for _ in range(2)]
+    for order in epochs:
+        assert sorted(order) == list(range(len(labels)))
+    assert not np.array_equal(epochs[0], epochs[1])
+
+
+def test_eval_dataset_keeps_order_and_last_partial_batch(data_dir) -> None:
+    images, labels, _ = data.load_test(data_dir)
+    batches = list(data.eval_dataset(images, labels, batch_size=10))
+    assert [len(x) for x, _ in batches] == [10, 10, 10, 7]
+    np.testing.assert_array_equal(np.concatenate([x.numpy() for x, _ in batches]), images.astype(np.float32))
+    np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in batches]), labels)

@@ -1,0 +1,162 @@
+"""Writers (common/report.py) and figures (common/plots.py)."""
+
+import csv
+import json
+import os
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from common.plots import benefit_figure
+from common.report import table1_markdown, write_curve_csv, write_json, write_text
+from common.sweep import Curve
+
+CURVE = Curve(
+    rho=np.array([0.01, 0.5, 1.0]),
+    accuracy=np.array([80.0, 85.25, 86.5]),
+    mflops=np.array([3.0, 7.125, 12.5]),
+    exit_fraction=np.array([[1.0, 0.0], [0.4, 0.6], [0.0, 1.0]]),
+)
+
+
+def test_json_round_trip_with_numpy_types(tmp_path):
+    path = tmp_path / "sub" / "r.json"
+    obj = {
+        "acc": np.float32(91.5),
+        "n": np.int64(7),
+        "ok": np.bool_(True),
+        "arr": np.arange(3),
+        "mat": np.eye(2),
+        "tup": (1, 2.5),
+        "nan": float("nan"),
+        3: "int key",
+        "nested": [{"x": np.float64(0.1)}],
+    }
+    write_json(path, obj)
+    text = path.read_text()
+    assert "\n  " in text  # indented
+    back = json.loads(text)
+    assert back == {
+        "acc": 91.5, "n": 7, "ok": True, "arr": [0, 1, 2], "mat": [[1.0, 0.0], [0.0, 1.0]],
+        "tup": [1, 2.5], "nan": None, "3": "int key", "nested": [{"x": 0.1}],
+    }
+    assert type(back["acc"]) is float and type(back["n"]) is int
+    write_json(path, {"curve": CURVE})  # dataclasses are written field by field
+    assert json.loads(path.read_text())["curve"]["mflops"] == [3.0, 7.125, 12.5]
+    assert [p.name for p in tmp_path.joinpath("sub").iterdir()] == ["r.json"]  # no temp files left
+
+
+def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path):
+    path = tmp_path / "r.json"
+    write_json(path, {"a": 1})
+    with pytest.raises(TypeError):
+        write_json(path, {"a": object()})
+    assert json.loads(path.read_text()) == {"a": 1}
+    with pytest.raises(TypeError):
+        write_text(path, 123)  # fails inside the temp-file write
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert os.listdir(tmp_path) == ["r.json"]
+
+
+def test_write_text(tmp_path):
+    write_text(tmp_path / "t.md", "héllo –\n")
+    assert (tmp_path / "t.md").read_text(encoding="utf-8") == "héllo –\n"
+
+
+def test_curve_csv_round_trip(tmp_path):
+    path = tmp_path / "curve.csv"
+    write_curve_csv(path, CURVE, ["ee", "ef"])
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["rho", "accuracy_pct", "mflops", "exit_fraction_ee", "exit_fraction_ef"]
+    assert rows[2] == ["0.5", "85.25", "7.125", "0.4", "0.6"]
+    data = np.loadtxt(path, delimiter=",", skiprows=1)
+    np.testing.assert_array_equal(data[:, 0], CURVE.rho)
+    np.testing.assert_array_equal(data[:, 1], CURVE.accuracy)
+    np.testing.assert_array_equal(data[:, 2], CURVE.mflops)
+    np.testing.assert_array_equal(data[:, 3:], CURVE.exit_fraction)
+    with pytest.raises(ValueError, match="3 exit names"):
+        write_curve_csv(path, CURVE, ["ee1", "ee2", "ef"])
+
+
+ROW = {
+    "model": "ResNet-8 (CIFAR-10)",
+    "measured": {
+        "baseline_accuracy": 86.123,
+        "baseline_mflops": 12.5,
+        "baseline_params": 78666,
+        "tradeoff_mflops": [9.876, 8.0, None],
+        "tradeoff_reduction_pct": [20.992, 36.0, None],
+        "trecx_params": 79914,
+        "standalone_ee": 61.2,
+        "standalone_ef": 85.0,
+    },
+    "paper": {
+        "baseline_accuracy": 85.91,
+        "baseline_mflops": 12.64,
+        "baseline_params": 78700,
+        "tradeoff_mflops": [9.56, 8.23, 7.08],
+        "tradeoff_reduction_pct": None,
+        "trecx_params": 1_234_567,
+        "standalone_ee": None,
+        "standalone_ef": 85.42,
+    },
+}
+
+
+def test_table1_markdown():
+    md = table1_markdown([ROW, {"model": "DS-CNN (KWS)", "measured": {}, "paper": {"baseline_params": 999}}])
+    lines = md.splitlines()
+    assert "measured / paper" in lines[0]
+    table = [line for line in lines if line.startswith("|")]
+    assert len(table) == 4 and all(line.count("|") == 9 for line in table)
+    cells = [c.strip() for c in table[2].strip("|").split("|")]
+    assert cells == [
+        "ResNet-8 (CIFAR-10)",
+        "86.12 / 85.91",
+        "12.50 / 12.64",
+        "78.7K / 78.7K",
+        "9.88, 8.00, – / 9.56, 8.23, 7.08",
+        "20.99, 36.00, – / –",
+        "79.9K / 1.23M",
+        "61.20, 85.00 / –, 85.42",
+    ]
+    empty = [c.strip() for c in table[3].strip("|").split("|")]
+    assert empty[0] == "DS-CNN (KWS)" and empty[3] == "– / 999"
+    assert empty[1] == "– / –" and empty[4] == "– / –" and empty[7] == "–, – / –, –"
+    assert "Baseline acc %" in table[0] and "T-RecX params" in table[0]
+
+
+def _check_figure(paths, stem):
+    png, pdf = paths
+    assert png == stem.parent / "fig.v1.png" and pdf == stem.parent / "fig.v1.pdf"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert pdf.read_bytes()[:4] == b"%PDF"
+    image = mpimg.imread(png)
+    assert image.shape[0] > 500 and image.shape[1] > 500  # 200 dpi
+    rgb = image[..., :3].reshape(-1, 3)
+    assert len(np.unique(rgb, axis=0)) > 50  # not a blank canvas
+    red = (rgb[:, 0] > 0.9) & (rgb[:, 1] < 0.2) & (rgb[:, 2] < 0.2)
+    assert red.sum() > 100  # the red baseline cross and guides were drawn
+
+
+def test_benefit_figure_linear_and_log(tmp_path):
+    other = Curve(CURVE.rho, CURVE.accuracy - 2.0, CURVE.mflops * 1.5, CURVE.exit_fraction)
+    curves = {"T-RecX": CURVE, "SDN": other}
+    images = []
+    for log_y in (False, True):
+        stem = tmp_path / str(log_y) / "fig.v1"
+        paths = benefit_figure(curves, (86.0, 12.0), "ResNet-8", stem, log_y=log_y)
+        _check_figure(paths, stem)
+        assert sorted(os.listdir(stem.parent)) == ["fig.v1.pdf", "fig.v1.png"]
+        images.append(mpimg.imread(paths[0]))
+    assert images[0].shape == images[1].shape and not np.array_equal(*images)
+
+
+def test_benefit_figure_explicit_limits_and_log_needs_positive(tmp_path):
+    stem = tmp_path / "fig.v1"
+    _check_figure(benefit_figure({"a": CURVE}, (86.0, 12.0), "t", stem, xlim=(70, 90), ylim=(0, 15)), stem)
+    zero = Curve(CURVE.rho, CURVE.accuracy, np.array([0.0, 1.0, 2.0]), CURVE.exit_fraction)
+    with pytest.raises(ValueError, match="positive"):
+        benefit_figure({"a": zero}, (86.0, 12.0), "t", tmp_path / "bad", log_y=True)
