@@ -147,7 +147,7 @@ def train(config, train_data, run_dir, validation_data=None, force=False, callba
         validation_data = validation_data.map(per_exit)
     trainer.fit(
         train_data, validation_data=validation_data, epochs=config.epochs,
-        steps_per_epoch=config.steps_per_epoch, verbose=verbose,
+        steps_per_epoch=config.steps_per_epoch, shuffle=False, verbose=verbose,  # data is shuffled already
         callbacks=[EpochSchedules(config),
                    keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True),
                    keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),

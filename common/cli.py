@@ -1,0 +1,167 @@
+"""Command line shared by all tasks: `python -m common.cli {download,train,test} TASK ...`.
+
+The per-task shell scripts (`TASK/download.sh`, `TASK/train.sh`, `TASK/test.sh`) call this. User
+errors (missing data, bad YAML, unknown model) print one message and exit with status 2.
+"""
+import argparse
+import importlib
+import os
+import pathlib
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the way
+
+from common.errors import UserError  # noqa: E402
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+TASKS = ("image_classification",)
+
+
+def import_tensorflow_quietly():
+    """Import TensorFlow with its C++ start-up logs (oneDNN notes, CUDA stubs on CPU-only machines)
+    silenced: they go to file descriptor 2 before any Python setting can stop them."""
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+        tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def load_task(name):
+    if name not in TASKS:
+        raise UserError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
+    return importlib.import_module(f"{name}.task")
+
+
+def _names(requested, valid, what):
+    unknown = [n for n in requested if n not in valid]
+    if unknown:
+        raise UserError(f"unknown {what} {unknown[0]!r}; valid: {', '.join(valid)}")
+    return list(requested) or list(valid)
+
+
+def cmd_download(args):
+    task = load_task(args.task)
+    folder = task.download(args.data_dir or REPO_ROOT / "data" / task.NAME, args.url)
+    print(f"data ready in {folder}")
+
+
+def _config_path(task, name):
+    return REPO_ROOT / task.NAME / "configs" / f"{name}.yaml"
+
+
+def cmd_train(args):
+    from common.config import load_config
+    from common.training import train
+
+    task = load_task(args.task)
+    if args.config and len(args.models) > 1:
+        raise UserError("--config takes one model; name at most one model with it")
+    names = _names(args.models, task.MODELS, "model")
+    data_dir = args.data_dir or REPO_ROOT / "data" / task.NAME
+    for name in names:
+        config = load_config(args.config or _config_path(task, name), args.set)
+        train_data, validation_data = task.training_data(config, data_dir)
+        train(config, train_data, args.models_dir / task.NAME / config.model, validation_data, force=args.force)
+
+
+def load_nets(task, source, models_dir):
+    """{name: ExitModel with weights} for every model of the task, pretrained or trained."""
+    from common.config import load_config
+    from common.models import build_model
+    from common.pretrained import load_weights, pretrained_path
+
+    nets = {}
+    for name in task.MODELS:
+        if source == "pretrained":
+            path = pretrained_path(task.NAME, name)
+        else:
+            run_dir = models_dir / task.NAME / name
+            path = run_dir / "weights.npz"
+            if not path.is_file():
+                raise UserError(f"no trained {name} model at {run_dir}; train it with "
+                                f"bash {task.NAME}/train.sh {name}, or use --models pretrained")
+            name = load_config(run_dir / "config.yaml").model  # rebuilt from its own saved config
+        net = build_model(task.NAME, name)
+        load_weights(net.model, path)
+        nets[name] = net
+    return nets
+
+
+def cmd_test(args):
+    from common.evaluation import evaluate_models
+
+    start = time.perf_counter()
+    task = load_task(args.task)
+    data_dir = args.data_dir or REPO_ROOT / "data" / task.NAME
+    if not pathlib.Path(data_dir).is_dir():
+        raise UserError(f"data folder {data_dir} not found; run bash {task.NAME}/download.sh "
+                        f"--data-dir {data_dir}, or pass --data-dir DIR holding {task.DATA_LAYOUT}")
+    inputs, labels, ids = task.load_test(data_dir)
+    print(f"{task.NAME}: {len(labels)} test samples from {data_dir}")
+    nets = load_nets(task, args.models, args.models_dir)
+    results_dir = args.results_dir or REPO_ROOT / "results" / task.NAME
+    summary = evaluate_models(task, nets, inputs, labels, ids, results_dir)
+    print((pathlib.Path(results_dir) / "table1.md").read_text())
+    for name, result in summary["models"].items():
+        accuracy = ", ".join(f"{e} {a:.2f}%" for e, a in result["accuracy"].items())
+        mflops = ", ".join(f"{e} {m:.2f}" for e, m in result["mflops"].items())
+        print(f"{name:<11} accuracy: {accuracy}; MFLOPs: {mflops}")
+    print(f"results in {results_dir} ({time.perf_counter() - start:.1f} s)")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m common.cli", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add(name, help_text, func):
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("task", help=f"one of {', '.join(TASKS)}")
+        sub.add_argument("--data-dir", type=pathlib.Path,
+                         help="dataset folder (default: data/TASK in the repository)")
+        sub.set_defaults(func=func)
+        return sub
+
+    sub = add("download", "Download and unpack the task's dataset (checksum-verified, resumable).", cmd_download)
+    sub.add_argument("--url", help="download from this URL or local path instead of the official one "
+                                   "(no checksum check)")
+
+    sub = add("train", "Train models from their YAML configs (TASK/configs/NAME.yaml).", cmd_train)
+    sub.add_argument("models", nargs="*", help="models to train (default: all)")
+    sub.add_argument("--config", type=pathlib.Path, help="a YAML config instead of TASK/configs/NAME.yaml")
+    sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key, e.g. --set epochs=10 (repeatable)")
+    sub.add_argument("--models-dir", type=pathlib.Path, default=REPO_ROOT / "trained_models",
+                     help="where trained models go, as MODELS_DIR/TASK/NAME/ (default: %(default)s)")
+    sub.add_argument("--force", action="store_true", help="overwrite an already trained model")
+
+    sub = add("test", "Evaluate every model: traces, benefit curves, Table 1, figures.", cmd_test)
+    sub.add_argument("--results-dir", type=pathlib.Path, help="output folder (default: results/TASK)")
+    sub.add_argument("--models", choices=("pretrained", "trained"), default="pretrained",
+                     help="the authors' converted weights, or your own from train (default: pretrained)")
+    sub.add_argument("--models-dir", type=pathlib.Path, default=REPO_ROOT / "trained_models",
+                     help="trained models root, for --models trained (default: %(default)s)")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    import_tensorflow_quietly()
+    try:
+        args.func(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

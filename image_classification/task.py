@@ -1,0 +1,41 @@
+"""What the shared pipeline needs to know about image classification: CIFAR-10 on ResNet-8."""
+from image_classification import data
+
+NAME = "image_classification"
+TITLE = "ResNet-8 (CIFAR-10)"
+MODELS = ("base", "trecx_ev", "trecx_noev", "sdn", "branchynet")
+DATA_LAYOUT = "cifar-10-batches-py/ with test_batch and batches.meta"
+
+# The paper's numbers (Table 1 and Table 2 of arXiv 2207.06613), shown beside the measured ones.
+PAPER = {
+    "table1": {"baseline_accuracy": 87.2, "baseline_mflops": 25.28, "baseline_params": 78_700,
+               "tradeoff_mflops": [20.04, 18.43, 17.59], "tradeoff_reduction_pct": [20.7, 27.1, 30.4],
+               "trecx_params": 89_700, "standalone_ee": 73.3, "standalone_ef": 87.4},
+    "table2": {"trecx_ev": {"params": 89_700, "accuracy": {"ee": 73.4, "ef": 87.4}},
+               "branchynet": {"params": 98_400, "accuracy": {"ee1": 72.4, "ee2": 79.7, "ef": 85.7}},
+               "sdn": {"params": 94_000, "accuracy": {"ee1": 63.3, "ee2": 75.0, "ef": 86.3}}},
+}
+
+# Figure name -> title, {legend label: model}, log-scale y.
+FIGURES = {
+    "Fig4a": ("ResNet-8 on CIFAR-10: early-view assistance",
+              {"T-RecX with early view": "trecx_ev", "T-RecX without early view": "trecx_noev"}, False),
+    "Fig7a": ("ResNet-8 on CIFAR-10: T-RecX against prior early-exit methods",
+              {"T-RecX": "trecx_ev", "SDN": "sdn", "BranchyNet": "branchynet"}, True),
+}
+
+
+def download(data_dir, url=None):
+    return data.download(data_dir, **({"url": url, "md5": None} if url else {}))
+
+
+def load_test(data_dir):
+    """(inputs float32 (N, 32, 32, 3), labels (N,), ids (N,) = row in test_batch)."""
+    images, labels, ids = data.load_test(data_dir)
+    return data.to_model_input(images), labels, ids
+
+
+def training_data(config, data_dir):
+    """(train batches, validation batches or None): the authors train on all 50,000 images."""
+    images, labels = data.load_train(data_dir)
+    return data.train_dataset(images, labels, config.batch_size, config.augment, config.seed), None

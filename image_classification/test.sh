@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Evaluate the five ResNet-8 models on the CIFAR-10 test batch: summary.json, traces/, benefit curves,
+# table1.md, Fig4a and Fig7a. Usage:
+#   bash image_classification/test.sh [--data-dir DIR] [--results-dir OUT] [--models pretrained|trained]
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+exec "${PYTHON:-python3}" -m common.cli test image_classification "$@"

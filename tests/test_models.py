@@ -1,0 +1,48 @@
+"""Every registered network builds with the authors' parameter counts and well-formed exits."""
+import numpy as np
+import pytest
+
+from common.errors import UserError
+from common.models import ARCHITECTURES, build_model
+
+# Parameter counts of the authors' models (METHOD.md §7.2).
+PARAMS = {
+    ("image_classification", "base"): 78_666,
+    ("image_classification", "trecx_ev"): 89_780,
+    ("image_classification", "trecx_noev"): 84_500,
+    ("image_classification", "sdn"): 94_046,
+    ("image_classification", "branchynet"): 98_430,
+}
+EXITS = {"base": ("ef",), "trecx_ev": ("ee", "ef"), "trecx_noev": ("ee", "ef"),
+         "sdn": ("ee1", "ee2", "ef"), "branchynet": ("ee1", "ee2", "ef")}
+REGISTRY = [(task, v) for task, arch in ARCHITECTURES.items() for v in arch.variants()]
+
+
+@pytest.mark.parametrize("task,variant", REGISTRY)
+def test_every_model_builds_with_softmax_exits(task, variant):
+    net = build_model(task, variant)
+    arch = ARCHITECTURES[task]
+    assert net.model.count_params() == PARAMS[task, variant]
+    assert net.exits == EXITS[variant]
+    x = np.random.default_rng(0).uniform(0, 255, (3, *arch.input_shape)).astype("float32")
+    outputs = net.model(x, training=False)
+    outputs = outputs if isinstance(outputs, list) else [outputs]
+    assert len(outputs) == len(net.exits)
+    for out in outputs:
+        out = np.asarray(out)
+        assert out.shape == (3, arch.num_classes)
+        assert np.isfinite(out).all()
+        np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_early_view_kernel_has_the_early_exit_shape():
+    model = build_model("image_classification", "trecx_ev").model
+    source, target = model.get_layer("depth_conv_ee_1"), model.get_layer("depth_conv_eefinal_out")
+    assert [tuple(w.shape) for w in source.weights] == [tuple(w.shape) for w in target.weights]
+
+
+def test_unknown_model_lists_the_valid_ones():
+    with pytest.raises(UserError, match="valid models: base, trecx_ev, trecx_noev, sdn, branchynet"):
+        build_model("image_classification", "resnet_ee")
+    with pytest.raises(UserError, match="valid tasks"):
+        build_model("imagenet", "base")

@@ -1,0 +1,148 @@
+"""Training: every variant trains, saves and reloads; resume, schedules and early-view transfer."""
+import csv
+
+import keras
+import numpy as np
+import pytest
+from synthetic import write_cifar
+
+from common.cli import load_nets
+from common.config import load_config
+from common.errors import UserError
+from common.evaluation import evaluate_models
+from common.training import train
+from image_classification import data, task
+
+CONFIGS = task.NAME + "/configs"
+
+
+@pytest.fixture(scope="module")
+def cifar(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cifar")
+    write_cifar(root, n_test=60, n_train_per_batch=16)
+    return root
+
+
+def config(name, *overrides):
+    from conftest import REPO_ROOT
+    return load_config(REPO_ROOT / CONFIGS / f"{name}.yaml",
+                       ["epochs=1", "steps_per_epoch=2", "batch_size=8", *overrides])
+
+
+def batches(cifar, cfg, shuffle=True):
+    images, labels = data.load_train(cifar)
+    return data.train_dataset(images, labels, cfg.batch_size, cfg.augment, cfg.seed, shuffle=shuffle)
+
+
+def log_rows(run_dir):
+    with open(run_dir / "log.csv") as f:
+        return list(csv.DictReader(f))
+
+
+class Record(keras.callbacks.Callback):
+    """Calls `fn(trainer, epoch)` at every epoch start (after the schedules) and at the end."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn, self.seen = fn, []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.seen.append(self.fn(self.model, epoch))
+
+    def on_train_end(self, logs=None):
+        self.seen.append(self.fn(self.model, "end"))
+
+
+def test_every_variant_trains_saves_reloads_and_evaluates(cifar, tmp_path):
+    models_dir = tmp_path / "trained"
+    trained = {}
+    for name in task.MODELS:
+        cfg = config(name)
+        trained[name] = train(cfg, batches(cifar, cfg), models_dir / task.NAME / name, verbose=0)
+        assert len(log_rows(models_dir / task.NAME / name)) == 1
+        assert not (models_dir / task.NAME / name / "backup").exists()
+
+    nets = load_nets(task, "trained", models_dir)
+    inputs, labels, ids = task.load_test(cifar)
+    for name, net in nets.items():
+        before = trained[name].model.predict(inputs, verbose=0)
+        after = net.model.predict(inputs, verbose=0)
+        for a, b in zip(before if isinstance(before, list) else [before], after if isinstance(after, list) else [after]):
+            np.testing.assert_array_equal(a, b)
+
+    summary = evaluate_models(task, nets, inputs, labels, ids, tmp_path / "results", log=lambda *_: None)
+    assert summary["num_samples"] == 60 and set(summary["models"]) == set(task.MODELS)
+    for figure in task.FIGURES:
+        assert (tmp_path / "results" / f"{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_finished_model_is_not_overwritten_without_force(cifar, tmp_path):
+    cfg = config("base")
+    train(cfg, batches(cifar, cfg), tmp_path / "run", verbose=0)
+    with pytest.raises(UserError, match="pass --force"):
+        train(cfg, batches(cifar, cfg), tmp_path / "run", verbose=0)
+    train(cfg, batches(cifar, cfg), tmp_path / "run", force=True, verbose=0)
+    assert len(log_rows(tmp_path / "run")) == 1
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(cifar, tmp_path):
+    cfg = config("trecx_noev", "epochs=3")
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, batches(cifar, cfg), tmp_path / "run", callbacks=[Interrupt()], verbose=0)
+    assert (tmp_path / "run" / "backup").is_dir() and not (tmp_path / "run" / "weights.npz").exists()
+
+    steps = Record(lambda trainer, epoch: (epoch, int(trainer.optimizer.iterations.numpy())))
+    train(cfg, batches(cifar, cfg), tmp_path / "run", callbacks=[steps], verbose=0)
+    assert steps.seen == [(2, 4), ("end", 6)]  # starts at the third epoch with the optimizer's state
+    assert [row["epoch"] for row in log_rows(tmp_path / "run")] == ["0", "1", "2"]
+
+
+def test_sdn_loss_weights_follow_their_schedule(cifar, tmp_path):
+    # Learning rate 0 and a fixed batch: the cross-entropy stays the same, so the logged weighted
+    # loss of each exit is proportional to its weight in the compiled train step.
+    cfg = config("sdn", "epochs=3", "steps_per_epoch=null", "augment=false",
+                 "learning_rate={schedule: constant, initial: 0.0}")
+    weights = Record(lambda trainer, epoch: float(trainer.loss_weights["ee2"].numpy()))
+    train(cfg, batches(cifar, cfg, shuffle=False).take(1), tmp_path / "run", callbacks=[weights], verbose=0)
+    expected = [0.01 + epoch * 0.66 / 3 for epoch in range(3)]
+    np.testing.assert_allclose(weights.seen[:3], expected, rtol=1e-6)
+    losses = [float(row["ee2_loss"]) for row in log_rows(tmp_path / "run")]
+    np.testing.assert_allclose(np.array(losses) / np.array(expected), losses[0] / expected[0], rtol=1e-4)
+
+
+def kernels(trainer, epoch):
+    return {name: trainer.net.get_layer(name).kernel.numpy().copy()
+            for name in ("depth_conv_ee_1", "depth_conv_eefinal_out")}
+
+
+def test_early_view_kernel_follows_the_early_exit_then_trains_alone(cifar, tmp_path):
+    # Learning rate 0: the only change is the copy, so after transfer epochs the kernels are equal.
+    cfg = config("trecx_ev", "epochs=2", "weight_transfer_epochs=1",
+                 "learning_rate={schedule: constant, initial: 0.0}")
+    seen = Record(kernels)
+    net = train(cfg, batches(cifar, cfg), tmp_path / "copy", callbacks=[seen], verbose=0)
+    assert not np.array_equal(seen.seen[0]["depth_conv_ee_1"], seen.seen[0]["depth_conv_eefinal_out"])
+    np.testing.assert_array_equal(net.model.get_layer("depth_conv_ee_1").kernel.numpy(),
+                                  net.model.get_layer("depth_conv_eefinal_out").kernel.numpy())
+
+    # Early-exit loss weight 0: the early exit's kernel gets no gradient from the final loss through
+    # the copy, so it stays as initialised, while the early-view kernel trains once transfer stops.
+    cfg = config("trecx_ev", "epochs=2", "weight_transfer_epochs=1", "loss_weights={ee: 0.0, ef: 1.0}",
+                 "learning_rate={schedule: constant, initial: 0.01}")
+    seen = Record(kernels)
+    net = train(cfg, batches(cifar, cfg), tmp_path / "grad", callbacks=[seen], verbose=0)
+    start, after_transfer, end = seen.seen
+    np.testing.assert_array_equal(end["depth_conv_ee_1"], start["depth_conv_ee_1"])
+    assert not np.array_equal(end["depth_conv_eefinal_out"], end["depth_conv_ee_1"])
+
+
+def test_config_naming_an_absent_exit_is_refused(cifar, tmp_path):
+    cfg = config("base", "loss_weights={ee: 0.5, ef: 1.0}")
+    with pytest.raises(UserError, match="loss_weights names exit 'ee'; model base has exits ef"):
+        train(cfg, batches(cifar, cfg), tmp_path / "run", verbose=0)
