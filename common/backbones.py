@@ -26,12 +26,16 @@ class LayerNames:
         return kind if index == 0 else f"{kind}_{index}"
 
 
-def conv(x, names, filters, kernel, strides=1, activation=None, **kwargs):
-    """Conv2D, 'same' padding, with bias: he_normal and L2 1e-4 as in the MLPerf reference."""
+def conv(x, names, filters, kernel, strides=1, initializer="he_normal"):
+    """Conv2D, 'same' padding, with bias and L2 1e-4, as in the MLPerf reference models."""
     return keras.layers.Conv2D(
-        filters, kernel, strides=strides, padding="same", activation=activation,
-        kernel_initializer="he_normal", kernel_regularizer=keras.regularizers.L2(1e-4),
-        name=kwargs.pop("name", None) or names("conv2d"), **kwargs)(x)
+        filters, kernel, strides=strides, padding="same", kernel_initializer=initializer,
+        kernel_regularizer=keras.regularizers.L2(1e-4), name=names("conv2d"))(x)
+
+
+def depthwise(x, names, strides=1):
+    """DepthwiseConv2D 3x3, 'same' padding, with bias (the reference's L2 on it was ignored, B4)."""
+    return keras.layers.DepthwiseConv2D(3, strides, padding="same", name=names("depthwise_conv2d"))(x)
 
 
 def bn_relu(x, names, relu=True):
@@ -60,4 +64,21 @@ def resnet8(inputs, names):
     return taps
 
 
-BACKBONES = {"resnet8": resnet8}
+def ds_cnn(inputs, names):
+    """DS-CNN (MLPerf "ds_cnn", 64 channels). Input 49x10x1 MFCCs.
+
+    Taps: `ds1` .. `ds4`, the output of each depthwise-separable block (25x5x64), and `features`,
+    the last block after the head's dropout.
+    """
+    x = conv(inputs, names, 64, (10, 4), strides=2, initializer="glorot_uniform")
+    x = keras.layers.Dropout(0.2, name=names("dropout"))(bn_relu(x, names))
+    taps = {}
+    for block in range(1, 5):
+        x = bn_relu(depthwise(x, names), names)
+        x = bn_relu(conv(x, names, 64, 1, initializer="glorot_uniform"), names)
+        taps[f"ds{block}"] = x
+    taps["features"] = keras.layers.Dropout(0.4, name=names("dropout"))(x)
+    return taps
+
+
+BACKBONES = {"resnet8": resnet8, "ds_cnn": ds_cnn}

@@ -115,6 +115,19 @@ def cmd_test(args):
     print(f"results in {results_dir} ({time.perf_counter() - start:.1f} s)")
 
 
+def cmd_flops(args):
+    from common import flops
+    from common.models import build_model
+
+    task = load_task(args.task)
+    for name in _names(args.models, task.MODELS, "model"):
+        net = build_model(task.NAME, name)
+        for exit_name, costs in zip(net.exits, flops.path_costs(net.model)):
+            print(f"\n{task.NAME}/{name}, path to exit {exit_name}: "
+                  f"{sum(c.flops for c in costs) / 1e6:.3f} MFLOPs")
+            print(flops.format_table(costs))
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m common.cli", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -146,6 +159,12 @@ def build_parser():
                      help="the authors' converted weights, or your own from train (default: pretrained)")
     sub.add_argument("--models-dir", type=pathlib.Path, default=REPO_ROOT / "trained_models",
                      help="trained models root, for --models trained (default: %(default)s)")
+
+    sub = commands.add_parser("flops", help="Per-layer FLOPs, MACs and parameters of each exit path.",
+                              description="Per-layer FLOPs, MACs and parameters of each exit path.")
+    sub.add_argument("task", help=f"one of {', '.join(TASKS)}")
+    sub.add_argument("models", nargs="*", help="models to count (default: all)")
+    sub.set_defaults(func=cmd_flops)
     return parser
 
 

@@ -20,19 +20,22 @@ def classifier(x, num_classes, name, separate_softmax=False):
 def trecx_exit(tap, num_classes, *, dw_kernel, dw_strides, pool, pointwise_filters=None,
                slice_channels=None, separate_softmax=False, pointwise_name="pointwise_conv_ee_1",
                pool_name="average_pooling_2d_1", flatten_name="flatten_1"):
-    """The T-RecX early exit (no BatchNorm): [1x1 conv | channel slice] -> depthwise conv + ReLU
-    -> average pool -> flatten -> softmax classifier `ee_out`."""
+    """The T-RecX early exit (no BatchNorm): [channel slice] [1x1 conv] -> depthwise conv + ReLU
+    -> average pool -> flatten -> softmax classifier `ee_out`.
+
+    Returns the exit's softmax and the depthwise conv's output (which the EE-fmaps ablation reuses).
+    """
     x = tap
     if slice_channels is not None:
         x = ChannelSlice(slice_channels, name="ee_slice")(x)
     if pointwise_filters is not None:
         x = keras.layers.Conv2D(pointwise_filters, 1, padding="same", kernel_initializer="he_normal",
                                 kernel_regularizer=keras.regularizers.L2(1e-4), name=pointwise_name)(x)
-    x = keras.layers.DepthwiseConv2D(dw_kernel, dw_strides, padding="same", activation="relu",
-                                     name="depth_conv_ee_1")(x)
-    x = keras.layers.AveragePooling2D(pool, name=pool_name)(x)
+    features = keras.layers.DepthwiseConv2D(dw_kernel, dw_strides, padding="same", activation="relu",
+                                            name="depth_conv_ee_1")(x)
+    x = keras.layers.AveragePooling2D(pool, name=pool_name)(features)
     x = keras.layers.Flatten(name=flatten_name)(x)
-    return classifier(x, num_classes, "ee_out", separate_softmax)
+    return classifier(x, num_classes, "ee_out", separate_softmax), features
 
 
 def early_view(features, *, channels, dw_kernel, dw_strides, pool=None, keep_channels=None):
@@ -47,6 +50,13 @@ def early_view(features, *, channels, dw_kernel, dw_strides, pool=None, keep_cha
     if keep_channels is not None:
         x = ChannelSlice(keep_channels, name="ev_keep")(x)
     return keras.layers.Flatten(name="flatten_y_depthconv_eefinal")(x)
+
+
+def eefmaps_concat(ee_features, *, pool):
+    """The EE-fmaps ablation (Fig. 6): the early exit's depthwise output, average pooled and
+    flattened, for the final exit to concatenate; it adds no weights."""
+    x = keras.layers.AveragePooling2D(pool, name="average_pooling2d_2")(ee_features)
+    return keras.layers.Flatten(name="flatten_1")(x)
 
 
 def final_exit(features, num_classes, *, pool, name="ef_out", pool_name="average_pooling_2d",

@@ -6,6 +6,8 @@ and with which shapes; `build_model` assembles any variant from it. Variants:
 - `base`: the backbone with its own head (one exit, `ef`).
 - `trecx_noev`, `trecx_ev`: T-RecX early exit `ee` plus the final exit `ef`, the latter with
   early-view assistance for `trecx_ev`. Exit rule: leave at `ee` when max softmax > rho.
+- `eefmaps_concat` (keyword spotting, the paper's Fig. 6 ablation): like `trecx_ev`, but the final
+  exit concatenates the pooled early-exit feature maps instead of an early-view convolution.
 - `sdn`, `branchynet`: the prior methods' exits `ee1`, `ee2`, ... plus `ef`. Exit rule: cascade,
   leave at the first exit whose max softmax >= rho.
 """
@@ -17,7 +19,8 @@ from common import exits
 from common.backbones import BACKBONES, LayerNames
 from common.errors import UserError
 
-VARIANTS = ("base", "trecx_ev", "trecx_noev", "sdn", "branchynet")
+VARIANTS = ("base", "trecx_ev", "trecx_noev", "eefmaps_concat", "sdn", "branchynet")
+OPTIONAL_VARIANTS = ("eefmaps_concat", "sdn", "branchynet")  # only where the architecture defines them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,7 +28,10 @@ class Architecture:
     """Where and how the exits of each variant attach to one backbone.
 
     `trecx` holds the tap name plus `exits.trecx_exit` keyword arguments, `early_view` the
-    `exits.early_view` ones; `sdn` lists (tap, pool) per exit; `branchynet` (tap, filters, kernel, pool).
+    `exits.early_view` ones, `eefmaps_concat` the `exits.eefmaps_concat` ones; `sdn` lists
+    (tap, pool) per exit; `branchynet` (tap, filters, kernel, pool). `final_pool` is the final exit's
+    pool in the early-exit models, `base_final_pool` the shipped base model's where it differs, and
+    `final_names` the names of the final exit's pool and flatten layers in the T-RecX models.
     """
     backbone: str
     input_shape: tuple
@@ -33,11 +39,14 @@ class Architecture:
     final_pool: tuple
     trecx: dict
     early_view: dict
+    base_final_pool: tuple = None
+    final_names: tuple = ("average_pooling_2d", "flatten_x_pooled")
+    eefmaps_concat: dict = dataclasses.field(default_factory=dict)
     sdn: tuple = ()
     branchynet: tuple = ()
 
     def variants(self):
-        return tuple(v for v in VARIANTS if v not in ("sdn", "branchynet") or getattr(self, v))
+        return tuple(v for v in VARIANTS if v not in OPTIONAL_VARIANTS or getattr(self, v))
 
 
 ARCHITECTURES = {
@@ -47,6 +56,18 @@ ARCHITECTURES = {
         early_view=dict(channels=32, dw_kernel=2, dw_strides=2),
         sdn=(("stack1", 4), ("stack2", 4)),
         branchynet=(("stack1", 16, 3, 4), ("stack2", 16, 3, 4)),
+    ),
+    # The authors' code pools the final 25x5 map with (24, 5) (dropping a row); the shipped MLPerf
+    # base model pools (25, 5). Both are kept, since the weights were trained that way.
+    "keyword_spotting": Architecture(
+        backbone="ds_cnn", input_shape=(49, 10, 1), num_classes=12, final_pool=(24, 5),
+        base_final_pool=(25, 5), final_names=("average_pooling2d_1", "flatten"),
+        trecx=dict(tap="ds2", slice_channels=32, dw_kernel=3, dw_strides=2, pool=2, separate_softmax=True,
+                   pool_name="average_pooling2d", flatten_name="flatten_ee1"),
+        early_view=dict(channels=32, dw_kernel=3, dw_strides=1, pool=(13, 3)),
+        eefmaps_concat=dict(pool=(13, 3)),
+        sdn=(("ds1", 4), ("ds2", 4), ("ds3", 4)),
+        branchynet=(("ds1", 32, 3, (24, 5)), ("ds2", 32, 3, (24, 5))),
     ),
 }
 
@@ -77,14 +98,20 @@ def build_model(task, variant):
     classes = arch.num_classes
 
     if variant == "base":
-        outputs = [exits.final_exit(features, classes, pool=arch.final_pool, name="dense",
-                                    pool_name="average_pooling2d", flatten_name="flatten")]
+        outputs = [exits.final_exit(features, classes, pool=arch.base_final_pool or arch.final_pool,
+                                    name="dense", pool_name="average_pooling2d", flatten_name="flatten")]
         exit_names, rule = ("ef",), "strict"
-    elif variant in ("trecx_ev", "trecx_noev"):
+    elif variant in ("trecx_ev", "trecx_noev", "eefmaps_concat"):
         head = dict(arch.trecx)
-        ee = exits.trecx_exit(taps[head.pop("tap")], classes, **head)
-        extra = exits.early_view(features, **arch.early_view) if variant == "trecx_ev" else None
-        outputs = [ee, exits.final_exit(features, classes, pool=arch.final_pool, extra=extra)]
+        ee, ee_features = exits.trecx_exit(taps[head.pop("tap")], classes, **head)
+        extra = None
+        if variant == "trecx_ev":
+            extra = exits.early_view(features, **arch.early_view)
+        elif variant == "eefmaps_concat":
+            extra = exits.eefmaps_concat(ee_features, **arch.eefmaps_concat)
+        pool_name, flatten_name = arch.final_names
+        outputs = [ee, exits.final_exit(features, classes, pool=arch.final_pool, extra=extra,
+                                        pool_name=pool_name, flatten_name=flatten_name)]
         exit_names, rule = ("ee", "ef"), "strict"
     else:
         outputs = []

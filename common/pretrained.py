@@ -29,6 +29,12 @@ AUTHORS_MODELS = {
     ("image_classification", "trecx_noev"): "image_classification/trained_models/model_without_ev_assist",
     ("image_classification", "sdn"): "image_classification/trained_models/model_sdn",
     ("image_classification", "branchynet"): "image_classification/trained_models/model_branchynet",
+    ("keyword_spotting", "base"): "keyword_spotting/trained_models/kws_ref_model",
+    ("keyword_spotting", "trecx_ev"): "keyword_spotting/trained_models/model_with_ev_assist",
+    ("keyword_spotting", "trecx_noev"): "keyword_spotting/trained_models/model_without_ev_assist",
+    ("keyword_spotting", "eefmaps_concat"): "keyword_spotting/trained_models/model_eefmaps_concat",
+    ("keyword_spotting", "sdn"): "keyword_spotting/trained_models/model_sdn",
+    ("keyword_spotting", "branchynet"): "keyword_spotting/trained_models/model_branchynet",
 }
 
 # TF 2.3 attribute names that Keras 3 renamed.

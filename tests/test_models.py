@@ -12,9 +12,17 @@ PARAMS = {
     ("image_classification", "trecx_noev"): 84_500,
     ("image_classification", "sdn"): 94_046,
     ("image_classification", "branchynet"): 98_430,
+    ("keyword_spotting", "base"): 24_908,
+    ("keyword_spotting", "trecx_ev"): 28_248,
+    ("keyword_spotting", "trecx_noev"): 27_544,
+    ("keyword_spotting", "eefmaps_concat"): 27_928,
+    ("keyword_spotting", "sdn"): 38_768,
+    ("keyword_spotting", "branchynet"): 62_628,
 }
-EXITS = {"base": ("ef",), "trecx_ev": ("ee", "ef"), "trecx_noev": ("ee", "ef"),
-         "sdn": ("ee1", "ee2", "ef"), "branchynet": ("ee1", "ee2", "ef")}
+EXITS = {("image_classification", "sdn"): ("ee1", "ee2", "ef"),
+         ("keyword_spotting", "sdn"): ("ee1", "ee2", "ee3", "ef")}
+DEFAULT_EXITS = {"base": ("ef",), "trecx_ev": ("ee", "ef"), "trecx_noev": ("ee", "ef"),
+                 "eefmaps_concat": ("ee", "ef"), "branchynet": ("ee1", "ee2", "ef")}
 REGISTRY = [(task, v) for task, arch in ARCHITECTURES.items() for v in arch.variants()]
 
 
@@ -23,7 +31,7 @@ def test_every_model_builds_with_softmax_exits(task, variant):
     net = build_model(task, variant)
     arch = ARCHITECTURES[task]
     assert net.model.count_params() == PARAMS[task, variant]
-    assert net.exits == EXITS[variant]
+    assert net.exits == EXITS.get((task, variant), DEFAULT_EXITS.get(variant))
     x = np.random.default_rng(0).uniform(0, 255, (3, *arch.input_shape)).astype("float32")
     outputs = net.model(x, training=False)
     outputs = outputs if isinstance(outputs, list) else [outputs]
@@ -35,8 +43,9 @@ def test_every_model_builds_with_softmax_exits(task, variant):
         np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_early_view_kernel_has_the_early_exit_shape():
-    model = build_model("image_classification", "trecx_ev").model
+@pytest.mark.parametrize("task", sorted(ARCHITECTURES))
+def test_early_view_kernel_has_the_early_exit_shape(task):
+    model = build_model(task, "trecx_ev").model
     source, target = model.get_layer("depth_conv_ee_1"), model.get_layer("depth_conv_eefinal_out")
     assert [tuple(w.shape) for w in source.weights] == [tuple(w.shape) for w in target.weights]
 
@@ -44,5 +53,7 @@ def test_early_view_kernel_has_the_early_exit_shape():
 def test_unknown_model_lists_the_valid_ones():
     with pytest.raises(UserError, match="valid models: base, trecx_ev, trecx_noev, sdn, branchynet"):
         build_model("image_classification", "resnet_ee")
+    with pytest.raises(UserError, match="valid models: base, trecx_ev, trecx_noev, eefmaps_concat, sdn"):
+        build_model("keyword_spotting", "ds_cnn")
     with pytest.raises(UserError, match="valid tasks"):
         build_model("imagenet", "base")
