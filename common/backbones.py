@@ -81,4 +81,23 @@ def ds_cnn(inputs, names):
     return taps
 
 
-BACKBONES = {"resnet8": resnet8, "ds_cnn": ds_cnn}
+# MobileNetV1 with width 0.25: (stride, output channels) of its 13 depthwise-separable blocks.
+MOBILENET_BLOCKS = ((1, 16), (2, 32), (1, 32), (2, 64), (1, 64), (2, 128), *((1, 128),) * 5, (2, 256), (1, 256))
+
+
+def mobilenet_v1(inputs, names):
+    """MobileNetV1, width 0.25 (MLPerf "mobilenet_v1" for visual wake words). Input 96x96x3 in [0, 1].
+
+    Taps: `ds1` .. `ds13`, the output of each depthwise-separable block (`ds3` is 24x24x32, `ds13`
+    3x3x256).
+    """
+    x = bn_relu(conv(inputs, names, 8, 3, strides=2), names)
+    taps = {}
+    for block, (strides, filters) in enumerate(MOBILENET_BLOCKS, start=1):
+        x = bn_relu(depthwise(x, names, strides), names)
+        x = bn_relu(conv(x, names, filters, 1), names)
+        taps[f"ds{block}"] = x
+    return taps
+
+
+BACKBONES = {"resnet8": resnet8, "ds_cnn": ds_cnn, "mobilenet_v1": mobilenet_v1}

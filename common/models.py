@@ -69,6 +69,14 @@ ARCHITECTURES = {
         sdn=(("ds1", 4), ("ds2", 4), ("ds3", 4)),
         branchynet=(("ds1", 32, 3, (24, 5)), ("ds2", 32, 3, (24, 5))),
     ),
+    # The early-view conv runs on 64 channels of which only 32 are used (the authors' graph, B12).
+    "visual_wake_words": Architecture(
+        backbone="mobilenet_v1", input_shape=(96, 96, 3), num_classes=2, final_pool=(3, 3),
+        final_names=("average_pooling2d_1", "flatten_2"),
+        trecx=dict(tap="ds3", pointwise_filters=64, dw_kernel=2, dw_strides=2, pool=4, separate_softmax=True,
+                   pointwise_name="pointwise_conv_ee1", pool_name="average_pooling2d", flatten_name="flatten"),
+        early_view=dict(channels=64, dw_kernel=2, dw_strides=1, keep_channels=32),
+    ),
 }
 
 

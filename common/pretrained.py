@@ -35,6 +35,9 @@ AUTHORS_MODELS = {
     ("keyword_spotting", "eefmaps_concat"): "keyword_spotting/trained_models/model_eefmaps_concat",
     ("keyword_spotting", "sdn"): "keyword_spotting/trained_models/model_sdn",
     ("keyword_spotting", "branchynet"): "keyword_spotting/trained_models/model_branchynet",
+    ("visual_wake_words", "base"): "visual_wake_words/trained_models/vww_96.h5",
+    ("visual_wake_words", "trecx_ev"): "visual_wake_words/trained_models/model_with_ev_assist",
+    ("visual_wake_words", "trecx_noev"): "visual_wake_words/trained_models/model_without_ev_assist",
 }
 
 # TF 2.3 attribute names that Keras 3 renamed.

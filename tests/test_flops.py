@@ -22,6 +22,9 @@ EXPECTED = {
     ("keyword_spotting", "eefmaps_concat"): ([3.127, 5.572], [1_501_536, 2_670_688]),
     ("keyword_spotting", "sdn"): ([1.897, 3.129, 4.361, 5.587], [908_608, 1_497_216, 2_085_824, 2_670_592]),
     ("keyword_spotting", "branchynet"): ([6.498, 12.331, 14.774], [3_208_384, 6_096_768, 7_265_536]),
+    ("visual_wake_words", "base"): ([15.693], [7_489_664]),
+    ("visual_wake_words", "trecx_ev"): ([7.090, 18.190], [3_309_696, 8_710_208]),
+    ("visual_wake_words", "trecx_noev"): ([7.090, 18.183], [3_309_696, 8_707_328]),
 }
 
 
@@ -37,7 +40,8 @@ def test_paths_match_the_authors_graphs(task, variant):
 
 
 @pytest.mark.parametrize("task,base,ee,ef", [("image_classification", 25.27, 11.66, 26.46),
-                                             ("keyword_spotting", 5.54, 3.13, 5.65)])
+                                             ("keyword_spotting", 5.54, 3.13, 5.65),
+                                             ("visual_wake_words", 15.69, 7.09, 18.19)])
 def test_paper_headline_numbers(task, base, ee, ef):
     assert round(flops.path_mflops(build_model(task, "base").model)[0], 2) == base
     measured = flops.path_mflops(build_model(task, "trecx_ev").model)

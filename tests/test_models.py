@@ -18,6 +18,9 @@ PARAMS = {
     ("keyword_spotting", "eefmaps_concat"): 27_928,
     ("keyword_spotting", "sdn"): 38_768,
     ("keyword_spotting", "branchynet"): 62_628,
+    ("visual_wake_words", "base"): 221_794,
+    ("visual_wake_words", "trecx_ev"): 226_276,
+    ("visual_wake_words", "trecx_noev"): 225_380,
 }
 EXITS = {("image_classification", "sdn"): ("ee1", "ee2", "ef"),
          ("keyword_spotting", "sdn"): ("ee1", "ee2", "ee3", "ef")}
