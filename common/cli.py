@@ -14,6 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 
 from common.errors import UserError  # noqa: E402
 
+START = time.perf_counter()  # reported run times include start-up and the TensorFlow import
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 TASKS = ("image_classification",)
 
@@ -70,23 +71,35 @@ def cmd_train(args):
         train(config, train_data, args.models_dir / task.NAME / config.model, validation_data, force=args.force)
 
 
+def weights_paths(task, source, models_dir):
+    """{name: weights file} for every model of the task; UserError naming all missing trained ones."""
+    from common.pretrained import pretrained_path
+
+    if source == "pretrained":
+        return {name: pretrained_path(task.NAME, name) for name in task.MODELS}
+    paths = {name: models_dir / task.NAME / name / "weights.npz" for name in task.MODELS}
+    missing = [name for name, path in paths.items() if not path.is_file()]
+    if missing:
+        raise UserError(f"no trained {', '.join(missing)} model(s) in {models_dir / task.NAME}; train with "
+                        f"bash {task.NAME}/train.sh {' '.join(missing)}, or use --models pretrained")
+    return paths
+
+
 def load_nets(task, source, models_dir):
-    """{name: ExitModel with weights} for every model of the task, pretrained or trained."""
+    """{name: ExitModel with weights} for every model of the task, pretrained or trained.
+
+    A trained model is rebuilt from the config saved beside its weights."""
     from common.config import load_config
     from common.models import build_model
-    from common.pretrained import load_weights, pretrained_path
+    from common.pretrained import load_weights
 
     nets = {}
-    for name in task.MODELS:
-        if source == "pretrained":
-            path = pretrained_path(task.NAME, name)
-        else:
-            run_dir = models_dir / task.NAME / name
-            path = run_dir / "weights.npz"
-            if not path.is_file():
-                raise UserError(f"no trained {name} model at {run_dir}; train it with "
-                                f"bash {task.NAME}/train.sh {name}, or use --models pretrained")
-            name = load_config(run_dir / "config.yaml").model  # rebuilt from its own saved config
+    for name, path in weights_paths(task, source, models_dir).items():
+        if source == "trained":
+            config = load_config(path.parent / "config.yaml")
+            if (config.task, config.model) != (task.NAME, name):
+                raise UserError(f"{path.parent / 'config.yaml'} describes {config.task}/{config.model}, "
+                                f"not {task.NAME}/{name}; retrain it with --force")
         net = build_model(task.NAME, name)
         load_weights(net.model, path)
         nets[name] = net
@@ -96,8 +109,8 @@ def load_nets(task, source, models_dir):
 def cmd_test(args):
     from common.evaluation import evaluate_models
 
-    start = time.perf_counter()
     task = load_task(args.task)
+    weights_paths(task, args.models, args.models_dir)  # fail on missing models before reading data
     data_dir = args.data_dir or REPO_ROOT / "data" / task.NAME
     if not pathlib.Path(data_dir).is_dir():
         raise UserError(f"data folder {data_dir} not found; run bash {task.NAME}/download.sh "
@@ -112,7 +125,7 @@ def cmd_test(args):
         accuracy = ", ".join(f"{e} {a:.2f}%" for e, a in result["accuracy"].items())
         mflops = ", ".join(f"{e} {m:.2f}" for e, m in result["mflops"].items())
         print(f"{name:<11} accuracy: {accuracy}; MFLOPs: {mflops}")
-    print(f"results in {results_dir} ({time.perf_counter() - start:.1f} s)")
+    print(f"results in {results_dir} ({time.perf_counter() - START:.1f} s in all)")
 
 
 def cmd_flops(args):

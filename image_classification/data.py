@@ -27,8 +27,13 @@ VALUES_PER_IMAGE = 32 * 32 * 3
 
 
 def _fix_hint(data_dir: Path) -> str:
-    return (f"run image_classification/download.sh --data-dir {data_dir} "
+    return (f"run bash image_classification/download.sh --data-dir {data_dir} "
             f"or point --data-dir at a folder holding {FOLDER}/")
+
+
+def _damaged_hint() -> str:
+    return ("the file is damaged: fetch an intact copy into a new folder with "
+            "bash image_classification/download.sh --data-dir NEW_DIR and pass --data-dir NEW_DIR")
 
 
 def download(data_dir: Path, url: str = CIFAR10_URL, md5: str | None = CIFAR10_MD5) -> Path:
@@ -61,13 +66,13 @@ def _read_pickle(path: Path, data_dir: Path) -> object:
             return pickle.load(f, encoding="bytes")
     except Exception as err:  # garbage can fail unpickling in many ways; all mean the same to the user
         raise UserError(f"CIFAR-10 file {path} is not a valid pickle or is truncated ({type(err).__name__}: {err}); "
-                        f"delete {path.parent} and {_fix_hint(data_dir)}") from err
+                        f"{_damaged_hint()}") from err
 
 
 def _read_batch(path: Path, data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """Images uint8 (N, 32, 32, 3) and labels int64 (N,) of one pickled batch, validated."""
     batch = _read_pickle(path, data_dir)
-    redo = f"delete {path.parent} and {_fix_hint(data_dir)}"
+    redo = _damaged_hint()
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         raise UserError(f"CIFAR-10 file {path} lacks the b'data'/b'labels' entries of a CIFAR-10 batch; {redo}")
     data = np.asarray(batch[b"data"])
@@ -86,7 +91,7 @@ def _read_batch(path: Path, data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
 def _folder(data_dir: Path) -> Path:
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise UserError(f"Data directory {data_dir} does not exist; {_fix_hint(data_dir)}")
+        raise UserError(f"data folder {data_dir} not found; {_fix_hint(data_dir)}")
     folder = data_dir / FOLDER
     if not folder.is_dir():
         raise UserError(f"CIFAR-10 folder {folder} not found; {_fix_hint(data_dir)}")

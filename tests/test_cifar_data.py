@@ -130,7 +130,7 @@ def test_bad_train_batch_is_user_error_naming_file(data_dir, problem) -> None:
 
 
 def test_missing_locations_are_user_errors(data_dir, tmp_path) -> None:
-    with pytest.raises(UserError, match="Data directory .*nowhere does not exist"):
+    with pytest.raises(UserError, match="data folder .*nowhere not found"):
         data.load_test(tmp_path / "nowhere")
     with pytest.raises(UserError, match=f"{data.FOLDER} not found"):
         data.load_train(tmp_path)

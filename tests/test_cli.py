@@ -221,7 +221,8 @@ def _trained_missing(tmp: Path) -> list:
     (_no_cifar_folder, ["cifar-10-batches-py", "not found", "download.sh"]),
     (_corrupt_test_batch, ["test_batch", "not a valid pickle"]),
     (_short_rows, ["test_batch", "(4, 3000)", "3072"]),
-    (_trained_missing, ["no trained base model", "train.sh base", "--models pretrained"]),
+    (_trained_missing, ["no trained base, trecx_ev, trecx_noev, sdn, branchynet model(s)",
+                        "train.sh base trecx_ev trecx_noev sdn branchynet", "--models pretrained"]),
 ], ids=["no-data-dir", "no-cifar-folder", "corrupt-test-batch", "short-rows", "trained-missing"])
 def test_test_sh_user_errors(tmp_path, make_args, expected) -> None:
     args = make_args(tmp_path)
