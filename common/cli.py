@@ -16,7 +16,7 @@ from common.errors import UserError  # noqa: E402
 
 START = time.perf_counter()  # reported run times include start-up and the TensorFlow import
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-TASKS = ("image_classification",)
+TASKS = ("image_classification", "keyword_spotting", "visual_wake_words")
 
 
 def import_tensorflow_quietly():
@@ -48,8 +48,13 @@ def _names(requested, valid, what):
 
 def cmd_download(args):
     task = load_task(args.task)
-    folder = task.download(args.data_dir or REPO_ROOT / "data" / task.NAME, args.url)
+    folder = task.download(args.data_dir or REPO_ROOT / "data" / task.NAME, args.mirror)
     print(f"data ready in {folder}")
+
+
+def cmd_preprocess(args):
+    task = load_task(args.task)
+    task.preprocess(args.data_dir or REPO_ROOT / "data" / task.NAME)
 
 
 def _config_path(task, name):
@@ -111,7 +116,7 @@ def cmd_test(args):
 
     task = load_task(args.task)
     weights_paths(task, args.models, args.models_dir)  # fail on missing models before reading data
-    data_dir = args.data_dir or REPO_ROOT / "data" / task.NAME
+    data_dir = args.data_dir or REPO_ROOT / "data" / task.NAME / getattr(task, "TEST_SUBDIR", "")
     if not pathlib.Path(data_dir).is_dir():
         raise UserError(f"data folder {data_dir} not found; run bash {task.NAME}/download.sh "
                         f"--data-dir {data_dir}, or pass --data-dir DIR holding {task.DATA_LAYOUT}")
@@ -126,6 +131,30 @@ def cmd_test(args):
         mflops = ", ".join(f"{e} {m:.2f}" for e, m in result["mflops"].items())
         print(f"{name:<11} accuracy: {accuracy}; MFLOPs: {mflops}")
     print(f"results in {results_dir} ({time.perf_counter() - START:.1f} s in all)")
+
+
+def cmd_report(args):
+    """Table 1 over every task with results, and the headline: mean FLOPs reduction at the 1 % point."""
+    import json
+
+    from common import report
+    from common.evaluation import table1_row
+
+    rows, reductions = [], []
+    for name in TASKS:
+        path = args.results_root / name / "summary.json"
+        if path.is_file():
+            summary = json.loads(path.read_text())
+            rows.append(table1_row(load_task(name), summary))
+            reductions.append(rows[-1]["measured"].get("tradeoff_reduction_pct", [None])[0])
+    if not rows:
+        raise UserError(f"no TASK/summary.json under {args.results_root}; run the tasks' test.sh first")
+    text = report.table1_markdown(rows)
+    if None not in reductions:
+        text += (f"\nMean FLOPs reduction at the 1 % trade-off point over {len(reductions)} task(s): "
+                 f"{sum(reductions) / len(reductions):.2f} % (paper, over all three tasks: 31.58 %)\n")
+    report.write_text(args.results_root / "table1.md", text)
+    print(text)
 
 
 def cmd_flops(args):
@@ -154,8 +183,11 @@ def build_parser():
         return sub
 
     sub = add("download", "Download and unpack the task's dataset (checksum-verified, resumable).", cmd_download)
-    sub.add_argument("--url", help="download from this URL or local path instead of the official one "
-                                   "(no checksum check)")
+    sub.add_argument("--mirror", help="a URL or folder holding the archives under their official file "
+                                      "names, used instead of the official sites (checksums still apply)")
+
+    add("preprocess", "Build the task's splits and caches from the downloaded data "
+                      "(keyword spotting, visual wake words).", cmd_preprocess)
 
     sub = add("train", "Train models from their YAML configs (TASK/configs/NAME.yaml).", cmd_train)
     sub.add_argument("models", nargs="*", help="models to train (default: all)")
@@ -172,6 +204,13 @@ def build_parser():
                      help="the authors' converted weights, or your own from train (default: pretrained)")
     sub.add_argument("--models-dir", type=pathlib.Path, default=REPO_ROOT / "trained_models",
                      help="trained models root, for --models trained (default: %(default)s)")
+
+    sub = commands.add_parser("report", help="Table 1 over all tasks from their results (results/table1.md).",
+                              description="Table 1 over all tasks from RESULTS_ROOT/TASK/summary.json, "
+                                          "written to RESULTS_ROOT/table1.md.")
+    sub.add_argument("--results-root", type=pathlib.Path, default=REPO_ROOT / "results",
+                     help="folder holding TASK/summary.json (default: %(default)s)")
+    sub.set_defaults(func=cmd_report)
 
     sub = commands.add_parser("flops", help="Per-layer FLOPs, MACs and parameters of each exit path.",
                               description="Per-layer FLOPs, MACs and parameters of each exit path.")

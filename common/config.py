@@ -47,6 +47,8 @@ class TrainConfig:
         (SDN's schedule, which the authors' code froze at its first value).
     weight_transfer_epochs: early view only: in epochs [0, N) the early exit's depthwise kernel is
         copied into the final exit's early-view kernel at the start of every batch.
+    optimizer_restarts: epochs at which Adam starts afresh (its moments and step count zeroed), as the
+        authors' staged VWW training did by compiling a new optimizer per stage.
     steps_per_epoch: null for full epochs; a number to cut epochs short (smoke runs).
     distribute: "none", or "mirrored" for tf.distribute.MirroredStrategy over all visible GPUs.
     """
@@ -58,6 +60,7 @@ class TrainConfig:
     loss_weights: dict[str, float]
     loss_weight_ramp: dict[str, float] = dataclasses.field(default_factory=dict)
     weight_transfer_epochs: int = 0
+    optimizer_restarts: tuple[int, ...] = ()
     augment: bool = True
     seed: int = 0
     steps_per_epoch: typing.Optional[int] = None

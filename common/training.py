@@ -88,6 +88,9 @@ class EpochSchedules(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         cfg, trainer = self.config, self.model
+        if epoch in cfg.optimizer_restarts:
+            for variable in trainer.optimizer.variables:
+                variable.assign(keras.ops.zeros_like(variable))
         trainer.optimizer.learning_rate.assign(cfg.learning_rate.at(epoch))
         for exit_name, ramp in cfg.loss_weight_ramp.items():
             trainer.loss_weights[exit_name].assign(cfg.loss_weights[exit_name] + epoch * ramp / cfg.epochs)

@@ -25,8 +25,9 @@ FIGURES = {
 }
 
 
-def download(data_dir, url=None):
-    return data.download(data_dir, **({"url": url, "md5": None} if url else {}))
+def download(data_dir, mirror=None):
+    """`mirror`: a URL or folder holding cifar-10-python.tar.gz, instead of the official site."""
+    return data.download(data_dir, url=f"{mirror.rstrip('/')}/cifar-10-python.tar.gz" if mirror else data.CIFAR10_URL)
 
 
 def load_test(data_dir):

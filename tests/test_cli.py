@@ -253,7 +253,7 @@ def test_train_sh_unknown_model_lists_valid_ones(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("script, options", [
-    ("download.sh", ["--data-dir", "--url"]),
+    ("download.sh", ["--data-dir", "--mirror"]),
     ("train.sh", ["--data-dir", "--set", "--models-dir", "--force"]),
     ("test.sh", ["--data-dir", "--results-dir", "--models", "--models-dir"]),
 ])
@@ -264,3 +264,21 @@ def test_help(tmp_path, script, options) -> None:
     for option in options:
         assert option in proc.stdout, option
     assert "Traceback" not in proc.stderr
+
+
+def test_download_sh_from_a_mirror_folder(tmp_path) -> None:
+    """download.sh --mirror DIR takes the archive from DIR, checks its md5, and skips a second time."""
+    import hashlib
+
+    from image_classification import data
+    from synthetic import make_cifar_archive
+
+    archive = make_cifar_archive(tmp_path / "mirror", n_test=7, n_train_per_batch=3)
+    real_md5 = data.CIFAR10_MD5
+    script = REPO_ROOT / "image_classification" / "download.sh"
+    result = subprocess.run(["bash", str(script), "--data-dir", str(tmp_path / "data"), "--mirror",
+                             str(archive.parent)], capture_output=True, text=True)
+    # The synthetic archive is not the official file, so its md5 cannot match: a clear refusal.
+    assert hashlib.md5(archive.read_bytes()).hexdigest() != real_md5
+    assert result.returncode == 2 and "md5" in result.stderr.lower() and "Traceback" not in result.stderr
+    assert not (tmp_path / "data" / "cifar-10-batches-py").exists()

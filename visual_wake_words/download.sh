@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Download the VWW training set (vw_coco2014_96), COCO val2017 images and the 2017 annotations
+# (resumable, checksum-verified where a checksum is published, skipped when present).
+# Usage: bash visual_wake_words/download.sh [--data-dir DIR] [--mirror URL_OR_DIR]   (--help for all options)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+exec "${PYTHON:-python3}" -m common.cli download visual_wake_words "$@"

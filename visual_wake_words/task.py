@@ -1,0 +1,40 @@
+"""What the shared pipeline needs to know about visual wake words: VWW on MobileNetV1-0.25."""
+from visual_wake_words import data
+
+NAME = "visual_wake_words"
+TITLE = "MobileNetV1-0.25 (VWW)"
+MODELS = ("base", "trecx_ev", "trecx_noev")
+DATA_LAYOUT = "person/ and non_person/ image folders (e.g. DATA/minival from preprocess.sh)"
+TEST_SUBDIR = "minival"  # test.sh's default --data-dir is data/visual_wake_words/minival
+
+# The paper's numbers (Table 1 of arXiv 2207.06613), shown beside the measured ones.
+PAPER = {
+    "table1": {"baseline_accuracy": 85.81, "baseline_mflops": 15.69, "baseline_params": 221_700,
+               "tradeoff_mflops": [9.99, 8.97, 8.36], "tradeoff_reduction_pct": [36.3, 42.8, 46.7],
+               "trecx_params": 226_200, "standalone_ee": 80.46, "standalone_ef": 86.44},
+}
+
+# Figure name -> title, {legend label: model}, log-scale y.
+FIGURES = {
+    "Fig4c": ("MobileNetV1-0.25 on VWW: early-view assistance",
+              {"T-RecX with early view": "trecx_ev", "T-RecX without early view": "trecx_noev"}, False),
+}
+
+
+def download(data_dir, mirror=None):
+    return data.download(data_dir, mirror=mirror)
+
+
+def preprocess(data_dir):
+    return data.build_minival(data_dir)
+
+
+def load_test(data_dir):
+    """(images float32 (N, 96, 96, 3) in [0, 1], labels (N,) 1 = person, ids = path relative to data_dir)."""
+    return data.load_test(data_dir)
+
+
+def training_data(config, data_dir):
+    """(train batches, validation batches): the 90 % / 10 % per-class split of vw_coco2014_96."""
+    return (data.train_dataset(data_dir, config.batch_size, config.augment, config.seed),
+            data.validation_dataset(data_dir, config.batch_size))
