@@ -146,3 +146,14 @@ def test_config_naming_an_absent_exit_is_refused(cifar, tmp_path):
     cfg = config("base", "loss_weights={ee: 0.5, ef: 1.0}")
     with pytest.raises(UserError, match="loss_weights names exit 'ee'; model base has exits ef"):
         train(cfg, batches(cifar, cfg), tmp_path / "run", verbose=0)
+
+
+def test_optimizer_restarts_zero_adam_state(cifar, tmp_path):
+    # The authors' staged VWW training compiles a fresh Adam per stage: step count and moments restart.
+    cfg = config("base", "epochs=3", "optimizer_restarts=[2]")
+    state = Record(lambda trainer, epoch: (epoch, int(trainer.optimizer.iterations.numpy()), float(sum(
+        float(keras.ops.sum(keras.ops.abs(v))) for v in trainer.optimizer.variables if "momentum" in v.path))))
+    train(cfg, batches(cifar, cfg), tmp_path / "run", callbacks=[state], verbose=0)
+    (e0, it0, m0), (e1, it1, m1), (e2, it2, m2), (end, it_end, _) = state.seen
+    assert (it0, it1, it2, it_end) == (0, 2, 0, 2)
+    assert m0 == 0 and m1 > 0 and m2 == 0
