@@ -129,7 +129,7 @@ def cmd_test(args):
     for name, result in summary["models"].items():
         accuracy = ", ".join(f"{e} {a:.2f}%" for e, a in result["accuracy"].items())
         mflops = ", ".join(f"{e} {m:.2f}" for e, m in result["mflops"].items())
-        print(f"{name:<11} accuracy: {accuracy}; MFLOPs: {mflops}")
+        print(f"{name:<15} accuracy: {accuracy}; MFLOPs: {mflops}")
     print(f"results in {results_dir} ({time.perf_counter() - START:.1f} s in all)")
 
 

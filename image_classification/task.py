@@ -18,9 +18,9 @@ PAPER = {
 
 # Figure name -> title, {legend label: model}, log-scale y.
 FIGURES = {
-    "Fig4a": ("ResNet-8 on CIFAR-10: early-view assistance",
+    "Fig4a": ("ResNet-8 (CIFAR-10): early-view assistance",
               {"T-RecX with early view": "trecx_ev", "T-RecX without early view": "trecx_noev"}, False),
-    "Fig7a": ("ResNet-8 on CIFAR-10: T-RecX against prior early-exit methods",
+    "Fig7a": ("ResNet-8 (CIFAR-10): T-RecX vs SDN and BranchyNet",
               {"T-RecX": "trecx_ev", "SDN": "sdn", "BranchyNet": "branchynet"}, True),
 }
 

@@ -18,18 +18,23 @@ PAPER = {
 
 # Figure name -> title, {legend label: model}, log-scale y.
 FIGURES = {
-    "Fig4b": ("DS-CNN on Speech Commands: early-view assistance",
+    "Fig4b": ("DS-CNN (Speech Commands): early-view assistance",
               {"T-RecX with early view": "trecx_ev", "T-RecX without early view": "trecx_noev"}, False),
-    "Fig6": ("DS-CNN on Speech Commands: early view against EE-fmaps concatenation",
+    "Fig6": ("DS-CNN (Speech Commands): early view vs EE-fmaps concat",
              {"with weight transfer (early view)": "trecx_ev", "without weight transfer": "trecx_noev",
               "EE-fmaps concat": "eefmaps_concat"}, False),
-    "Fig7b": ("DS-CNN on Speech Commands: T-RecX against prior early-exit methods",
+    "Fig7b": ("DS-CNN (Speech Commands): T-RecX vs SDN and BranchyNet",
               {"T-RecX": "trecx_ev", "SDN": "sdn", "BranchyNet": "branchynet"}, True),
 }
 
 
 def download(data_dir, mirror=None):
-    return data.download(data_dir, mirror=mirror)
+    """`mirror`: a URL or folder holding both archives under their official names."""
+    if mirror is None:
+        return data.download(data_dir)
+    base = mirror.rstrip("/")
+    return data.download(data_dir, train_url=f"{base}/{data.TRAIN_URL.rsplit('/', 1)[1]}",
+                         test_url=f"{base}/{data.TEST_URL.rsplit('/', 1)[1]}")
 
 
 def preprocess(data_dir):

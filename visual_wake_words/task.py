@@ -16,7 +16,7 @@ PAPER = {
 
 # Figure name -> title, {legend label: model}, log-scale y.
 FIGURES = {
-    "Fig4c": ("MobileNetV1-0.25 on VWW: early-view assistance",
+    "Fig4c": ("MobileNetV1-0.25 (VWW): early-view assistance",
               {"T-RecX with early view": "trecx_ev", "T-RecX without early view": "trecx_noev"}, False),
 }
 
