@@ -82,10 +82,15 @@ ARCHITECTURES = {
 
 @dataclasses.dataclass(frozen=True)
 class ExitModel:
-    """A built network: `model` maps an input batch to one softmax per exit, in `exits` order."""
+    """A built network: `model` maps an input batch to one softmax per exit, in `exits` order.
+
+    `tap` names the layer whose output the T-RecX early exit reads (None for other variants): the
+    point where a deployed model splits into two stages.
+    """
     model: keras.Model
     exits: tuple
     rule: str  # "strict" (T-RecX) or "cascade" (SDN, BranchyNet); see common.sweep
+    tap: str = None
 
 
 def architecture(task):
@@ -105,13 +110,16 @@ def build_model(task, variant):
     features = taps[list(taps)[-1]]
     classes = arch.num_classes
 
+    tap = None
     if variant == "base":
         outputs = [exits.final_exit(features, classes, pool=arch.base_final_pool or arch.final_pool,
                                     name="dense", pool_name="average_pooling2d", flatten_name="flatten")]
         exit_names, rule = ("ef",), "strict"
     elif variant in ("trecx_ev", "trecx_noev", "eefmaps_concat"):
         head = dict(arch.trecx)
-        ee, ee_features = exits.trecx_exit(taps[head.pop("tap")], classes, **head)
+        tap_tensor = taps[head.pop("tap")]
+        tap = tap_tensor._keras_history[0].name
+        ee, ee_features = exits.trecx_exit(tap_tensor, classes, **head)
         extra = None
         if variant == "trecx_ev":
             extra = exits.early_view(features, **arch.early_view)
@@ -136,4 +144,4 @@ def build_model(task, variant):
         exit_names, rule = tuple(f"ee{i}" for i in range(1, len(outputs))) + ("ef",), "cascade"
 
     model = keras.Model(inputs, outputs, name=f"{task}_{variant}")
-    return ExitModel(model, exit_names, rule)
+    return ExitModel(model, exit_names, rule, tap)
