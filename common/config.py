@@ -51,6 +51,8 @@ class TrainConfig:
         authors' staged VWW training did by compiling a new optimizer per stage.
     steps_per_epoch: null for full epochs; a number to cut epochs short (smoke runs).
     distribute: "none", or "mirrored" for tf.distribute.MirroredStrategy over all visible GPUs.
+    jit_compile: compile the train step with XLA (worth trying on a GPU; on a CPU compiling costs
+        more than it saves for these small networks).
     """
     task: str
     model: str
@@ -65,6 +67,7 @@ class TrainConfig:
     seed: int = 0
     steps_per_epoch: typing.Optional[int] = None
     distribute: str = "none"
+    jit_compile: bool = False
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1:

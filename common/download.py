@@ -4,10 +4,8 @@ import hashlib
 import http.client
 import os
 import shutil
-import sys
 import tarfile
 import tempfile
-import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -16,10 +14,10 @@ from typing import BinaryIO
 from urllib.parse import urlparse
 
 from common.errors import UserError
+from common.progress import Progress
 
 CHUNK_BYTES = 1 << 20
 HTTP_TIMEOUT_S = 60
-PROGRESS_INTERVAL_S = 0.2
 
 
 def _digest(path: Path, algorithm: str) -> str:
@@ -48,34 +46,6 @@ def _checksum_mismatch(path: Path, md5: str | None, sha256: str | None) -> str |
             if actual != expected.lower():
                 return f"{name} expected {expected.lower()}, got {actual}"
     return None
-
-
-class _Progress:
-    """One-line progress bar on stderr: bar, MB done / MB total, MB/s of this session."""
-
-    def __init__(self, label: str, done_bytes: int, total_bytes: int | None):
-        self.label, self.done, self.total = label, done_bytes, total_bytes
-        self.start_done, self.start_time, self.last_draw = done_bytes, time.monotonic(), 0.0
-
-    def advance(self, n_bytes: int) -> None:
-        self.done += n_bytes
-        if time.monotonic() - self.last_draw >= PROGRESS_INTERVAL_S:
-            self._draw()
-
-    def finish(self) -> None:
-        self._draw()
-        sys.stderr.write("\n")
-
-    def _draw(self) -> None:
-        self.last_draw = time.monotonic()
-        rate = (self.done - self.start_done) / 1e6 / max(self.last_draw - self.start_time, 1e-6)
-        if self.total:
-            filled = int(30 * min(self.done / self.total, 1.0))
-            amount = f"[{'#' * filled}{'.' * (30 - filled)}] {self.done / 1e6:.1f}/{self.total / 1e6:.1f} MB"
-        else:
-            amount = f"{self.done / 1e6:.1f} MB"
-        sys.stderr.write(f"\r{self.label} {amount} {rate:.1f} MB/s")
-        sys.stderr.flush()
 
 
 def _open_source(url: str, offset: int) -> tuple[BinaryIO, int | None, bool]:
@@ -127,7 +97,7 @@ def fetch(url: str, dest: Path, md5: str | None = None, sha256: str | None = Non
     try:
         source, total, resumed = _open_source(url, offset)
         with source, open(part, "ab" if resumed else "wb") as out:
-            progress = _Progress(dest.name, offset if resumed else 0, total)
+            progress = Progress(dest.name, total, unit="bytes", done=offset if resumed else 0)
             while chunk := source.read(CHUNK_BYTES):
                 out.write(chunk)
                 progress.advance(len(chunk))

@@ -139,7 +139,8 @@ def train(config, train_data, run_dir, validation_data=None, force=False, callba
         trainer = EarlyExitTrainer(net, config.loss_weights, transfer=config.weight_transfer_epochs > 0)
         trainer.compile(optimizer=keras.optimizers.Adam(config.learning_rate.at(0)),
                         loss=trainer.losses_per_exit(),
-                        metrics=[[keras.metrics.SparseCategoricalAccuracy(f"{e}_accuracy")] for e in net.exits])
+                        metrics=[[keras.metrics.SparseCategoricalAccuracy(f"{e}_accuracy")] for e in net.exits],
+                        jit_compile=config.jit_compile)
         trainer.build((None, *net.model.input_shape[1:]))
 
     def per_exit(images, labels):

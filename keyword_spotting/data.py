@@ -28,7 +28,6 @@ import math
 import os
 import shutil
 import sys
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -40,6 +39,7 @@ import scipy.signal
 import tensorflow as tf
 
 from common.download import extract, fetch
+from common.progress import Progress
 from common.errors import UserError
 
 TRAIN_URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
@@ -80,7 +80,6 @@ INT16_FULL_SCALE = 32768.0
 MFCC_CHUNK = 1024  # clips per tf call when featurising numpy arrays (bounds the STFT's memory)
 READ_THREADS = 4  # threads overlap file I/O; parsing is GIL-bound, so more do not help
 READ_BLOCK = 1024
-PROGRESS_INTERVAL_S = 0.2
 
 
 class WavReadError(UserError):
@@ -368,33 +367,6 @@ def compute_mfcc(audio: np.ndarray, chunk: int = MFCC_CHUNK) -> np.ndarray:
 # Reading many clips
 
 
-class _CountProgress:
-    """One-line progress on stderr for counted items: label, bar, done/total, items per second.
-
-    (common/download.py's bar counts megabytes; this one counts clips.)"""
-
-    def __init__(self, label: str, total: int):
-        self.label, self.total, self.done = label, total, 0
-        self.start = self.last_draw = time.monotonic()
-
-    def advance(self, n: int = 1) -> None:
-        self.done += n
-        if time.monotonic() - self.last_draw >= PROGRESS_INTERVAL_S:
-            self._draw()
-
-    def finish(self) -> None:
-        self._draw()
-        sys.stderr.write("\n")
-
-    def _draw(self) -> None:
-        self.last_draw = time.monotonic()
-        filled = int(30 * self.done / self.total) if self.total else 30
-        rate = self.done / max(self.last_draw - self.start, 1e-6)
-        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] "
-                         f"{self.done}/{self.total} clips {rate:.0f}/s")
-        sys.stderr.flush()
-
-
 def _read_segments(root: Path, examples: Sequence[Example], label: str,
                    consume: Callable[[int, np.ndarray], None]) -> list[int]:
     """Read the 1 s segment of every example (whole clips: the first 16,000 samples; windows:
@@ -415,7 +387,7 @@ def _read_segments(root: Path, examples: Sequence[Example], label: str,
 
     skipped: list[int] = []
     paths = list(rows_of)
-    progress = _CountProgress(label, len(examples))
+    progress = Progress(label, len(examples))
     with concurrent.futures.ThreadPoolExecutor(READ_THREADS) as pool:
         for begin in range(0, len(paths), READ_BLOCK):  # blocks bound the clips held in memory
             for path, samples in pool.map(load, paths[begin:begin + READ_BLOCK]):

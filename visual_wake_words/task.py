@@ -22,7 +22,13 @@ FIGURES = {
 
 
 def download(data_dir, mirror=None):
-    return data.download(data_dir, mirror=mirror)
+    """`mirror`: a URL or folder holding the three archives under their official names."""
+    if mirror is None:
+        return data.download(data_dir)
+    base = mirror.rstrip("/")
+    return data.download(data_dir, **{key: f"{base}/{url.rsplit('/', 1)[1]}" for key, url in (
+        ("train_url", data.TRAIN_URL), ("images_url", data.COCO_IMAGES_URL),
+        ("annotations_url", data.COCO_ANNOTATIONS_URL))})
 
 
 def preprocess(data_dir):

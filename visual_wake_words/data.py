@@ -1,0 +1,495 @@
+"""Visual wake words: download, the authors' "minival" test set from COCO val2017, tf.data pipelines.
+
+Layout under a data directory (METHOD.md section 4.1):
+  vw_coco2014_96/{person,non_person}/*.jpg   training data: the Silicon Labs archive MLPerf Tiny trains on
+  val2017/*.jpg                              COCO 2017 validation images (5,000)
+  annotations/instances_val2017.json         their instance annotations
+  minival/{person,non_person}/*.jpg          the test set, written by `build_minival` (4,448 images)
+
+Labels: 0 = non_person, 1 = person (the alphabetical class order of Keras' flow_from_directory).
+The model sees float32 RGB images (96, 96, 3) in [0, 1]: uint8 pixel values times float32(1/255),
+exactly as Keras' `rescale=1/255` computes them.
+
+Resampling. The authors squash every COCO image to 96x96 with `skimage.transform.resize(...,
+anti_aliasing=True)`: a Gaussian blur with sigma = (scale - 1) / 2, then bilinear sampling. Of
+Pillow's filters, BILINEAR (a triangle kernel widened by the scale factor when shrinking, i.e.
+anti-aliased) is by far the closest to that: on synthetic 1/f-spectrum 640x480 images it differs
+from a scipy re-implementation of the skimage recipe by about 0.8 grey levels RMS, against about
+5 for BOX (area averaging) and about 6 for LANCZOS, which both keep more detail than the authors'
+blur. So every resize here (`build_minival`, `load_images`) uses Image.Resampling.BILINEAR;
+the tf.data pipelines, which only resize images that are not 96x96 already (the training
+archive's are), use tf.image.resize(bilinear, antialias=True), the same kernel (within 1 grey level).
+
+Departures from the authors' code, on purpose:
+  * the validation split is not augmented (theirs reuses the augmenting generator, METHOD.md 4.1);
+  * minival JPEGs are written at quality 95 with 4:4:4 chroma, so re-encoding loses little;
+  * JPEGs are decoded with the accurate integer DCT in tf.data too, so that they equal what
+    Pillow (and hence Keras' ImageDataGenerator) decodes; TensorFlow's default DCT differs by
+    up to ~9 grey levels.
+"""
+
+import concurrent.futures
+import hashlib
+import json
+import os
+import sys
+from fractions import Fraction
+from pathlib import Path, PurePosixPath
+from typing import Callable, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from common.download import extract, fetch
+from common.progress import Progress
+from common.errors import UserError
+
+TRAIN_URL = ("https://www.silabs.com/public/files/github/machine_learning/benchmarks/datasets/"
+             "vw_coco2014_96.tar.gz")
+# SHA-1 published by Silicon Labs, the archive's host, in its MLTK model definition
+# (github.com/SiliconLabs/mltk, mltk/models/tinyml/visual_wake_words.py: download_verify_extract(...,
+# file_hash='A5A465082D3F396407F8B5ABAF824DD5B28439C4'); a 40-digit hash there is a SHA-1). No MD5 or
+# SHA-256 of this archive is published that we could find; fetch() checks only those two, so this
+# module checks the SHA-1 itself once the download is complete.
+TRAIN_SHA1 = "a5a465082d3f396407f8b5abaf824dd5b28439c4"
+COCO_IMAGES_URL = "http://images.cocodataset.org/zips/val2017.zip"
+COCO_ANNOTATIONS_URL = "http://images.cocodataset.org/annotations/annotations_trainval2017.zip"
+# cocodataset.org publishes no checksums. The MD5s are published by MLCommons
+# (github.com/mlcommons/mlperf-automations, script/get-dataset-coco/customize.py, the same values
+# in PaddleDetection's COCO reader test); the SHA-256s by ParlAI (github.com/facebookresearch/ParlAI,
+# parlai/tasks/coco_caption/build_2017.py). Sizes: 815,585,330 and 252,907,541 bytes.
+COCO_IMAGES_MD5 = "442b8da7639aecaf257c1dceb8ba8c80"
+COCO_IMAGES_SHA256 = "4f7e2ccb2866ec5041993c9cf2a952bbed69647b115d0f74da7ce8f4bef82f05"
+COCO_ANNOTATIONS_MD5 = "f4bbac642086de4f52a3fdda2de5fa2c"
+COCO_ANNOTATIONS_SHA256 = "113a836d90195ee1f884e704da6304dfaaecff1f023f49b6ca93c4aaae470268"
+
+TRAIN_FOLDER = "vw_coco2014_96"
+IMAGES_FOLDER = "val2017"
+ANNOTATIONS_FILE = "annotations/instances_val2017.json"
+MINIVAL_FOLDER = "minival"
+NON_PERSON, PERSON = "non_person", "person"
+CLASS_NAMES = (NON_PERSON, PERSON)  # index = label
+SKIPPED = "skipped"
+
+IMAGE_SIZE = 96
+IMAGE_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 3)
+RESAMPLE = Image.Resampling.BILINEAR  # see the module docstring
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+JPEG_QUALITY = 95
+# An image is `person` when a non-crowd person box covers more than this fraction of it.
+PERSON_MIN_AREA_FRACTION = Fraction(25, 1000)
+VALIDATION_SPLIT = 0.1
+RESCALE = 1.0 / 255.0
+IO_THREADS = 4
+CHUNK_BYTES = 1 << 20
+
+
+def _download_hint(data_dir: Path) -> str:
+    return f"run visual_wake_words/download.sh --data-dir {data_dir}"
+
+
+# ------------------------------------------------------------------------------------------------
+# Download
+
+
+def _listed_images(folder: Path) -> list[str]:
+    """Sorted names of the .png/.jpg/.jpeg files (any case) directly in `folder`, hidden files excluded."""
+    return sorted(entry.name for entry in os.scandir(folder)
+                  if entry.name.lower().endswith(IMAGE_SUFFIXES) and not entry.name.startswith(".")
+                  and entry.is_file())
+
+
+def _train_complete(data_dir: Path) -> bool:
+    folders = [data_dir / TRAIN_FOLDER / name for name in CLASS_NAMES]
+    return all(folder.is_dir() and _listed_images(folder) for folder in folders)
+
+
+def _annotations_complete(data_dir: Path) -> bool:
+    return (data_dir / ANNOTATIONS_FILE).is_file()
+
+
+def _images_complete(data_dir: Path) -> bool:
+    """val2017/ holds every image the annotations name (or, without annotations, at least one)."""
+    folder = data_dir / IMAGES_FOLDER
+    if not folder.is_dir():
+        return False
+    present = set(os.listdir(folder))
+    if not _annotations_complete(data_dir):
+        return any(name.lower().endswith(IMAGE_SUFFIXES) for name in present)
+    coco = _read_annotations(data_dir / ANNOTATIONS_FILE, data_dir)
+    return all(image.get("file_name") in present for image in coco["images"])
+
+
+def _verify_sha1(path: Path, expected: str, url: str) -> None:
+    hasher = hashlib.sha1()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            hasher.update(chunk)
+    actual = hasher.hexdigest()
+    if actual != expected.lower():
+        path.unlink()
+        raise UserError(f"Checksum mismatch for {url}: sha1 expected {expected.lower()}, got {actual}; "
+                        f"the file was deleted, check the URL (or the expected checksum) and re-run")
+
+
+def download(data_dir: Path, train_url: str = TRAIN_URL, images_url: str = COCO_IMAGES_URL,
+             annotations_url: str = COCO_ANNOTATIONS_URL, verify_checksums: bool = True) -> Path:
+    """Fetch and unpack the training archive and COCO val2017 (images and annotations) into `data_dir`.
+
+    Each of `vw_coco2014_96/`, `annotations/instances_val2017.json` and `val2017/` is skipped when
+    already complete (val2017/ is complete when it holds every image the annotations name). Archives
+    are kept in `data_dir`, named after their URL, so an interrupted download resumes. URLs may be
+    http(s)://, file:// or local paths. With `verify_checksums`, the training archive is checked
+    against Silicon Labs' SHA-1 and the COCO archives against their published MD5 and SHA-256 (see
+    the constants); `verify_checksums=False` skips all checks (for mirrors and tests).
+    Returns `data_dir`.
+    """
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # Annotations before images: the images' completeness check reads them.
+    parts: tuple[tuple[str, str, str, Callable[[Path], bool], dict[str, str]], ...] = (
+        ("training set", train_url, TRAIN_FOLDER, _train_complete, {"sha1": TRAIN_SHA1}),
+        ("COCO val2017 annotations", annotations_url, ANNOTATIONS_FILE, _annotations_complete,
+         {"md5": COCO_ANNOTATIONS_MD5, "sha256": COCO_ANNOTATIONS_SHA256}),
+        ("COCO val2017 images", images_url, IMAGES_FOLDER, _images_complete,
+         {"md5": COCO_IMAGES_MD5, "sha256": COCO_IMAGES_SHA256}),
+    )
+    for what, url, target, complete, checksums in parts:
+        if complete(data_dir):
+            print(f"{what}: {data_dir / target} already present")
+            continue
+        checks = checksums if verify_checksums else {}
+        name = PurePosixPath(url.split("?")[0]).name or f"{PurePosixPath(target).parts[0]}.archive"
+        archive = fetch(url, data_dir / name, md5=checks.get("md5"), sha256=checks.get("sha256"))
+        if "sha1" in checks:
+            _verify_sha1(archive, checks["sha1"], url)
+        print(f"Extracting {archive} into {data_dir}")
+        extract(archive, data_dir)
+        if not complete(data_dir):
+            raise UserError(f"{archive} did not unpack to a complete {data_dir / target}; check that the URL "
+                            f"points at the {what} archive, delete {archive} and re-run")
+    return data_dir
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading images
+
+
+def _to_model_size(image: Image.Image) -> Image.Image:
+    """RGB (grey, palette, CMYK... converted; alpha dropped), squashed to 96x96 with RESAMPLE."""
+    rgb = image.convert("RGB")
+    if rgb.size != (IMAGE_SIZE, IMAGE_SIZE):
+        rgb = rgb.resize((IMAGE_SIZE, IMAGE_SIZE), RESAMPLE)
+    return rgb
+
+
+def _read_uint8(path: Path) -> np.ndarray:
+    """uint8 (96, 96, 3) RGB pixels of the image file at `path` (any Pillow-readable format, size, mode)."""
+    with Image.open(path) as image:
+        return np.asarray(_to_model_size(image), dtype=np.uint8)
+
+
+def _read_all(paths: Sequence[Path]) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """float32 (N, 96, 96, 3) in [0, 1] for `paths`, read on IO_THREADS threads, and the
+    (row, error) of each unreadable file, whose row is left at zero."""
+    images = np.zeros((len(paths), *IMAGE_SHAPE), np.float32)
+    failures: list[tuple[int, str]] = []
+
+    def read(row: int) -> None:
+        try:
+            pixels = _read_uint8(paths[row])
+        except Exception as err:  # corrupt files fail inside Pillow's decoders in many ways
+            failures.append((row, f"{type(err).__name__}: {err}"))
+            return
+        np.multiply(pixels, np.float32(RESCALE), out=images[row], dtype=np.float32)
+
+    with concurrent.futures.ThreadPoolExecutor(IO_THREADS) as pool:
+        list(pool.map(read, range(len(paths)), chunksize=64))
+    return images, sorted(failures)
+
+
+def load_images(paths: Sequence[Path | str]) -> np.ndarray:
+    """float32 (N, 96, 96, 3) RGB in [0, 1] (uint8 values times float32(1/255)) of the image files.
+
+    Any Pillow-readable format (PNG, JPEG...), size and mode: converted to RGB and, unless already
+    96x96, squashed to 96x96 with RESAMPLE (as `build_minival` does). An unreadable file is a UserError.
+    """
+    paths = [Path(path) for path in paths]
+    images, failures = _read_all(paths)
+    if failures:
+        row, error = failures[0]
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        raise UserError(f"Cannot read image {paths[row]} ({error}){more}; delete or replace it")
+    return images
+
+
+def load_test(data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A test set laid out as `data_dir`/{person,non_person}/ (what `build_minival` writes).
+
+    Returns images float32 (N, 96, 96, 3) in [0, 1] (see `load_images`), labels int64 (N,)
+    (1 = person, 0 = non_person) and ids (N,) str, each image's path relative to `data_dir`
+    ("person/000000000139.jpg"), sorted. Files ending in .png/.jpg/.jpeg (any case) are read; an
+    unreadable one is reported by name on stderr and skipped, with a count at the end.
+    """
+    data_dir = Path(data_dir)
+    hint = "run visual_wake_words/preprocess.sh and pass --data-dir DATA/minival"
+    if (data_dir / MINIVAL_FOLDER).is_dir() and not (data_dir / PERSON).is_dir():
+        hint += f" (here: --data-dir {data_dir / MINIVAL_FOLDER})"
+    ids: list[str] = []
+    labels: list[int] = []
+    for label, class_name in enumerate(CLASS_NAMES):
+        folder = data_dir / class_name
+        if not folder.is_dir():
+            raise UserError(f"Test folder {folder} not found; {hint}")
+        names = _listed_images(folder)
+        ids += [f"{class_name}/{name}" for name in names]
+        labels += [label] * len(names)
+    if not ids:
+        raise UserError(f"No .png/.jpg/.jpeg images in {data_dir / PERSON} or {data_dir / NON_PERSON}; {hint}")
+    images, failures = _read_all([data_dir / image_id for image_id in ids])
+    keep = np.ones(len(ids), bool)
+    for row, error in failures:
+        print(f"skipping unreadable image {data_dir / ids[row]} ({error})", file=sys.stderr)
+        keep[row] = False
+    if failures:
+        print(f"{len(failures)} of {len(ids)} test images could not be read and were skipped", file=sys.stderr)
+        if not keep.any():
+            raise UserError(f"None of the {len(ids)} images under {data_dir} could be read; {hint}")
+        images = images[keep]
+    return images, np.asarray(labels, np.int64)[keep], np.asarray(ids, dtype=str)[keep]
+
+
+# ------------------------------------------------------------------------------------------------
+# The minival test set
+
+
+def _read_annotations(path: Path, data_dir: Path) -> dict:
+    if not path.is_file():
+        raise UserError(f"COCO annotations {path} not found; {_download_hint(data_dir)}")
+    redo = f"delete {path.parent} and {_download_hint(data_dir)}"
+    try:
+        with open(path, encoding="utf-8") as f:
+            coco = json.load(f)
+    except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise UserError(f"COCO annotations {path} are not readable JSON ({err}); {redo}") from err
+    if not isinstance(coco, dict) or not all(isinstance(coco.get(key), list)
+                                             for key in ("images", "annotations", "categories")):
+        raise UserError(f"{path} lacks the images/annotations/categories lists of a COCO instances file; {redo}")
+    return coco
+
+
+def _is_large(box: Sequence[float], width: int, height: int) -> bool:
+    """Whether the [x, y, w, h] box covers more than PERSON_MIN_AREA_FRACTION of width x height.
+
+    Exact rational arithmetic, so a box of exactly 2.5 % is never "more" through rounding.
+    """
+    return Fraction(box[2]) * Fraction(box[3]) > PERSON_MIN_AREA_FRACTION * Fraction(width) * Fraction(height)
+
+
+def minival_labels(coco: dict, source: str = "the annotations") -> dict[str, str | None]:
+    """The authors' rule (METHOD.md 4.1) for each image of a parsed COCO instances file:
+    file_name -> "person" if a non-crowd (iscrowd == 0) person box has bbox area w*h > 2.5 % of
+    the image's width*height, None (skipped) if it has non-crowd person boxes but none that large,
+    "non_person" if it has none (crowd-only and unannotated images included). The person category
+    is looked up by name.
+    """
+    try:
+        person_ids = [category["id"] for category in coco["categories"] if category.get("name") == "person"]
+        if not person_ids:
+            raise UserError(f"{source} have no category named 'person'; use the COCO instances_val2017.json")
+        boxes: dict[object, list[Sequence[float]]] = {}
+        for annotation in coco["annotations"]:
+            if annotation["category_id"] in person_ids and not annotation.get("iscrowd", 0):
+                boxes.setdefault(annotation["image_id"], []).append(annotation["bbox"])
+        labels: dict[str, str | None] = {}
+        for image in coco["images"]:
+            person_boxes = boxes.get(image["id"], [])
+            if not person_boxes:
+                labels[image["file_name"]] = NON_PERSON
+            elif any(_is_large(box, image["width"], image["height"]) for box in person_boxes):
+                labels[image["file_name"]] = PERSON
+            else:
+                labels[image["file_name"]] = None
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+        raise UserError(f"{source} are not in the COCO instances format "
+                        f"({type(err).__name__}: {err}); use the official instances_val2017.json") from err
+    return labels
+
+
+def _write_jpeg(source: Path, target: Path) -> None:
+    """`source` as RGB 96x96 JPEG at `target`, written to a hidden temporary file and renamed."""
+    try:
+        with Image.open(source) as image:
+            small = _to_model_size(image)
+    except Exception as err:  # corrupt files fail inside Pillow's decoders in many ways
+        raise UserError(f"Cannot read COCO image {source} ({type(err).__name__}: {err}); delete "
+                        f"{source.parent} and {_download_hint(source.parent.parent)}") from err
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        small.save(temporary, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def build_minival(data_dir: Path, out_dir: Path | None = None) -> dict[str, int]:
+    """Write the authors' VWW test set from COCO val2017 to `out_dir`/minival/{person,non_person}/.
+
+    Labels follow `minival_labels`; each kept image is converted to RGB, squashed to 96x96 with
+    RESAMPLE and saved as JPEG (quality 95, 4:4:4) under its original file name. Files are written
+    atomically, so an interrupted run resumes where it stopped; a complete minival is left as it is.
+    Image files in the class folders that do not belong there are deleted. `out_dir` defaults to
+    `data_dir`. Prints and returns the counts {"person": n, "non_person": n, "skipped": n}.
+    """
+    data_dir = Path(data_dir)
+    root = Path(out_dir if out_dir is not None else data_dir) / MINIVAL_FOLDER
+    annotations = data_dir / ANNOTATIONS_FILE
+    labels = minival_labels(_read_annotations(annotations, data_dir), str(annotations))
+    counts = {PERSON: 0, NON_PERSON: 0, SKIPPED: 0}
+    targets: dict[Path, Path] = {}
+    for name, label in sorted(labels.items()):
+        counts[label or SKIPPED] += 1
+        if label is not None:
+            targets[root / label / name] = data_dir / IMAGES_FOLDER / name
+    removed = 0
+    for class_name in CLASS_NAMES:
+        folder = root / class_name
+        for entry in (folder.iterdir() if folder.is_dir() else ()):
+            stray = entry.name.lower().endswith((*IMAGE_SUFFIXES, ".tmp")) and entry not in targets
+            if stray and entry.is_file():
+                entry.unlink()
+                removed += 1
+    if removed:
+        print(f"Deleted {removed} files under {root} that are not part of minival")
+    todo = [(source, target) for target, source in targets.items() if not target.is_file()]
+    summary = f"{counts[PERSON]} person, {counts[NON_PERSON]} non_person, {counts[SKIPPED]} skipped (small persons)"
+    if not todo:
+        print(f"minival already complete at {root}: {summary}")
+        return counts
+    missing = [source for source, _ in todo if not source.is_file()]
+    if missing:
+        raise UserError(f"{len(missing)} images named in {annotations} are missing from {data_dir / IMAGES_FOLDER} "
+                        f"(first: {missing[0].name}); {_download_hint(data_dir)}")
+    for class_name in CLASS_NAMES:
+        (root / class_name).mkdir(parents=True, exist_ok=True)
+    progress = Progress(f"minival {len(todo)} images", len(todo))
+    with concurrent.futures.ThreadPoolExecutor(IO_THREADS) as pool:
+        for _ in pool.map(lambda job: _write_jpeg(*job), todo):
+            progress.advance()
+    progress.finish()
+    print(f"minival written to {root}: {summary}")
+    return counts
+
+
+# ------------------------------------------------------------------------------------------------
+# Training data
+
+
+def _train_root(data_dir: Path) -> Path:
+    data_dir = Path(data_dir)
+    root = data_dir / TRAIN_FOLDER
+    if not root.is_dir():
+        raise UserError(f"Training folder {root} not found; {_download_hint(data_dir)}")
+    return root
+
+
+def split_train(data_dir: Path) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """(train, validation) lists of (path relative to `data_dir`, label) from `data_dir`/vw_coco2014_96/.
+
+    As Keras' flow_from_directory(validation_split=0.1) splits: per class, the .png/.jpg/.jpeg files
+    sorted by name, the first int(0.1 * n) of them (= n // 10 for every n, since float 0.1 is just
+    above 1/10) are validation and the rest train. Classes in label order (non_person = 0, person = 1).
+    Deterministic; hidden files and subfolders are ignored.
+    """
+    root = _train_root(data_dir)
+    train: list[tuple[str, int]] = []
+    validation: list[tuple[str, int]] = []
+    for label, class_name in enumerate(CLASS_NAMES):
+        folder = root / class_name
+        if not folder.is_dir():
+            raise UserError(f"Training class folder {folder} not found; {_download_hint(Path(data_dir))}")
+        names = _listed_images(folder)
+        n_validation = int(VALIDATION_SPLIT * len(names))
+        paths = [f"{TRAIN_FOLDER}/{class_name}/{name}" for name in names]
+        validation += [(path, label) for path in paths[:n_validation]]
+        train += [(path, label) for path in paths[n_validation:]]
+    if not train:
+        raise UserError(f"No .png/.jpg/.jpeg images under {root}/{{person,non_person}}/; "
+                        f"{_download_hint(Path(data_dir))}")
+    return train, validation
+
+
+def augment_layer(seed: int) -> keras.Sequential:
+    """MLPerf Tiny's VWW train augmentation (ImageDataGenerator rotation_range=10,
+    width/height_shift_range=0.05, zoom_range=0.1, horizontal_flip, fill 'nearest'), drawn
+    independently per image of a float32 (B, 96, 96, 3) batch; call with training=True.
+
+    Rotation uniform in +-10 degrees, shifts uniform in +-5 % of the size, zoom factors uniform in
+    [0.9, 1.1], drawn independently for height and width as ImageDataGenerator does, flip with p=0.5;
+    uncovered pixels repeat the nearest edge, sampling is bilinear.
+    """
+    return keras.Sequential([
+        keras.layers.RandomRotation(10 / 360, fill_mode="nearest", seed=seed),
+        keras.layers.RandomTranslation(0.05, 0.05, fill_mode="nearest", seed=seed + 1),
+        keras.layers.RandomZoom((-0.1, 0.1), (-0.1, 0.1), fill_mode="nearest", seed=seed + 2),
+        keras.layers.RandomFlip("horizontal", seed=seed + 3),
+    ], name="vww_augment")
+
+
+def _decode(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """float32 (96, 96, 3) pixel values in [0, 255] of one PNG/JPEG file, and its label."""
+    raw = tf.io.read_file(path)
+    image = tf.cond(tf.io.is_jpeg(raw),
+                    lambda: tf.io.decode_jpeg(raw, channels=3, dct_method="INTEGER_ACCURATE"),
+                    lambda: tf.io.decode_image(raw, channels=3, expand_animations=False))
+    image = tf.cast(image, tf.float32)
+    shape = tf.shape(image)
+    image = tf.cond(tf.logical_and(tf.equal(shape[0], IMAGE_SIZE), tf.equal(shape[1], IMAGE_SIZE)),
+                    lambda: image,
+                    lambda: tf.clip_by_value(tf.round(tf.image.resize(
+                        image, (IMAGE_SIZE, IMAGE_SIZE), method="bilinear", antialias=True)), 0.0, 255.0))
+    return tf.ensure_shape(image, IMAGE_SHAPE), label
+
+
+def _rescale(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    return tf.clip_by_value(images * RESCALE, 0.0, 1.0), labels
+
+
+def _file_dataset(data_dir: Path, examples: list[tuple[str, int]]) -> tf.data.Dataset:
+    paths = [str(Path(data_dir) / path) for path, _ in examples]
+    labels = np.array([label for _, label in examples], np.int64)
+    return tf.data.Dataset.from_tensor_slices((paths, labels))
+
+
+def train_dataset(data_dir: Path, batch_size: int, augment: bool, seed: int,
+                  shuffle: bool = True) -> tf.data.Dataset:
+    """Batches of (float32 images (B, 96, 96, 3) in [0, 1], int64 labels (B,)) from the train split
+    of `split_train`, decoded from disk in the pipeline, reshuffled every epoch (seeded by `seed`).
+
+    With `augment`, each image gets its own random `augment_layer(seed)` transform before the
+    scaling to [0, 1]. The last batch may be smaller.
+    """
+    train, _ = split_train(data_dir)
+    dataset = _file_dataset(data_dir, train)
+    if shuffle:
+        dataset = dataset.shuffle(len(train), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.map(_decode, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+    if augment:
+        augmenter = augment_layer(seed)
+
+        def augment_batch(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            return augmenter(images, training=True), labels
+
+        dataset = dataset.map(augment_batch, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.map(_rescale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def validation_dataset(data_dir: Path, batch_size: int) -> tf.data.Dataset:
+    """Batches of (float32 images (B, 96, 96, 3) in [0, 1], int64 labels (B,)) of the validation split
+    of `split_train`, in its order, not augmented (the authors augmented it, a bug), last batch kept."""
+    _, validation = split_train(data_dir)
+    dataset = _file_dataset(data_dir, validation)
+    dataset = dataset.map(_decode, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+    return dataset.map(_rescale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
