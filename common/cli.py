@@ -1,7 +1,8 @@
-"""Command line shared by all tasks: `python -m common.cli {download,train,test} TASK ...`.
+"""Command line shared by all tasks: `python -m common.cli COMMAND TASK ...`.
 
-The per-task shell scripts (`TASK/download.sh`, `TASK/train.sh`, `TASK/test.sh`) call this. User
-errors (missing data, bad YAML, unknown model) print one message and exit with status 2.
+Commands: download, preprocess, train, test, deploy (what the per-task shell scripts `TASK/*.sh` call),
+flops (per-layer counts) and report (Table 1 over all tasks). User errors (missing data, bad YAML,
+unknown model) print one message and exit with status 2.
 """
 import argparse
 import importlib
@@ -66,23 +67,30 @@ def cmd_train(args):
     from common.training import train
 
     task = load_task(args.task)
-    if args.config and len(args.models) > 1:
-        raise UserError("--config takes one model; name at most one model with it")
-    names = _names(args.models, task.MODELS, "model")
+    if args.config:
+        if args.models:
+            raise UserError("--config names its model itself; drop the model names or the --config")
+        config_paths = [args.config]
+    else:
+        config_paths = [_config_path(task, name) for name in _names(args.models, task.MODELS, "model")]
     data_dir = args.data_dir or REPO_ROOT / "data" / task.NAME
-    for name in names:
-        config = load_config(args.config or _config_path(task, name), args.set)
+    for path in config_paths:
+        config = load_config(path, args.set)
+        if config.task != task.NAME:
+            raise UserError(f"{path} is a {config.task} config; train it with bash {config.task}/train.sh")
         train_data, validation_data = task.training_data(config, data_dir)
         train(config, train_data, args.models_dir / task.NAME / config.model, validation_data, force=args.force)
 
 
-def weights_paths(task, source, models_dir):
-    """{name: weights file} for every model of the task; UserError naming all missing trained ones."""
+def weights_paths(task, source, models_dir, names=None):
+    """{name: weights file} for every model of the task (or those in `names`); UserError naming all
+    missing trained ones."""
     from common.pretrained import pretrained_path
 
+    names = task.MODELS if names is None else names
     if source == "pretrained":
-        return {name: pretrained_path(task.NAME, name) for name in task.MODELS}
-    paths = {name: models_dir / task.NAME / name / "weights.npz" for name in task.MODELS}
+        return {name: pretrained_path(task.NAME, name) for name in names}
+    paths = {name: models_dir / task.NAME / name / "weights.npz" for name in names}
     missing = [name for name, path in paths.items() if not path.is_file()]
     if missing:
         raise UserError(f"no trained {', '.join(missing)} model(s) in {models_dir / task.NAME}; train with "
@@ -90,8 +98,9 @@ def weights_paths(task, source, models_dir):
     return paths
 
 
-def load_nets(task, source, models_dir):
-    """{name: ExitModel with weights} for every model of the task, pretrained or trained.
+def load_nets(task, source, models_dir, names=None):
+    """{name: ExitModel with weights} for every model of the task (or those in `names`), pretrained or
+    trained.
 
     A trained model is rebuilt from the config saved beside its weights."""
     from common.config import load_config
@@ -99,7 +108,7 @@ def load_nets(task, source, models_dir):
     from common.pretrained import load_weights
 
     nets = {}
-    for name, path in weights_paths(task, source, models_dir).items():
+    for name, path in weights_paths(task, source, models_dir, names).items():
         if source == "trained":
             config = load_config(path.parent / "config.yaml")
             if (config.task, config.model) != (task.NAME, name):
@@ -111,15 +120,21 @@ def load_nets(task, source, models_dir):
     return nets
 
 
+def _test_data_dir(task, data_dir):
+    """The test data folder (default data/TASK[/TEST_SUBDIR]); UserError when it does not exist."""
+    data_dir = data_dir or REPO_ROOT / "data" / task.NAME / getattr(task, "TEST_SUBDIR", "")
+    if not pathlib.Path(data_dir).is_dir():
+        raise UserError(f"data folder {data_dir} not found; run bash {task.NAME}/download.sh "
+                        f"--data-dir {data_dir}, or pass --data-dir DIR holding {task.DATA_LAYOUT}")
+    return data_dir
+
+
 def cmd_test(args):
     from common.evaluation import evaluate_models
 
     task = load_task(args.task)
     weights_paths(task, args.models, args.models_dir)  # fail on missing models before reading data
-    data_dir = args.data_dir or REPO_ROOT / "data" / task.NAME / getattr(task, "TEST_SUBDIR", "")
-    if not pathlib.Path(data_dir).is_dir():
-        raise UserError(f"data folder {data_dir} not found; run bash {task.NAME}/download.sh "
-                        f"--data-dir {data_dir}, or pass --data-dir DIR holding {task.DATA_LAYOUT}")
+    data_dir = _test_data_dir(task, args.data_dir)
     inputs, labels, ids = task.load_test(data_dir)
     print(f"{task.NAME}: {len(labels)} test samples from {data_dir}")
     nets = load_nets(task, args.models, args.models_dir)
@@ -130,6 +145,41 @@ def cmd_test(args):
         accuracy = ", ".join(f"{e} {a:.2f}%" for e, a in result["accuracy"].items())
         mflops = ", ".join(f"{e} {m:.2f}" for e, m in result["mflops"].items())
         print(f"{name:<15} accuracy: {accuracy}; MFLOPs: {mflops}")
+    print(f"results in {results_dir} ({time.perf_counter() - START:.1f} s in all)")
+
+
+def cmd_deploy(args):
+    """Export a T-RecX model and its base model to LiteRT (float32, int8) and C arrays, run them one
+    sample at a time with early exit, and report accuracy, exit rate and latency (common.deploy)."""
+    from common import deploy
+
+    task = load_task(args.task)
+    names = ("base", args.model)
+    if args.model not in task.MODELS:
+        raise UserError(f"unknown model {args.model!r} for {task.NAME}; valid models: {', '.join(task.MODELS)}")
+    if args.rho is not None and not 0.0 <= args.rho <= 1.0:
+        raise UserError(f"--rho must lie in [0, 1], got {args.rho}")
+    if args.calibration_samples < 1 or args.threads < 1 or args.drop < 0:
+        raise UserError("--calibration-samples and --threads must be at least 1 and --drop at least 0, got "
+                        f"{args.calibration_samples}, {args.threads} and {args.drop}")
+    nets = load_nets(task, args.models, args.models_dir, names)  # fail on a missing model before reading data
+    deploy.split_stages(nets[args.model])  # and on a model without an early exit
+    data_dir = _test_data_dir(task, args.data_dir)
+    train_dir = args.train_data_dir or REPO_ROOT / "data" / task.NAME
+    inputs, labels, _ = task.load_test(data_dir)
+    print(f"{task.NAME}: {len(labels)} test samples from {data_dir}")
+    validation = None
+    if args.rho is None:
+        validation = task.validation_set(train_dir)
+        print(f"{len(validation[1])} validation samples from {train_dir}")
+    calibration_dir = args.calibration_data or train_dir
+    calibration = task.calibration_set(calibration_dir, n=args.calibration_samples)
+    print(f"{len(calibration)} int8 calibration samples from the training split in {calibration_dir}")
+    results_dir = args.results_dir or REPO_ROOT / "results" / task.NAME
+    deploy.deploy(task, args.model, nets[args.model], nets["base"], (inputs, labels), results_dir,
+                  calibration=calibration, validation=validation, rho=args.rho, drop=args.drop,
+                  num_threads=args.threads)
+    print((pathlib.Path(results_dir) / "deploy.md").read_text())
     print(f"results in {results_dir} ({time.perf_counter() - START:.1f} s in all)")
 
 
@@ -191,7 +241,8 @@ def build_parser():
 
     sub = add("train", "Train models from their YAML configs (TASK/configs/NAME.yaml).", cmd_train)
     sub.add_argument("models", nargs="*", help="models to train (default: all)")
-    sub.add_argument("--config", type=pathlib.Path, help="a YAML config instead of TASK/configs/NAME.yaml")
+    sub.add_argument("--config", type=pathlib.Path,
+                     help="train from this YAML config (it names its model) instead of TASK/configs/NAME.yaml")
     sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. --set epochs=10 (repeatable)")
     sub.add_argument("--models-dir", type=pathlib.Path, default=REPO_ROOT / "trained_models",
@@ -204,6 +255,32 @@ def build_parser():
                      help="the authors' converted weights, or your own from train (default: pretrained)")
     sub.add_argument("--models-dir", type=pathlib.Path, default=REPO_ROOT / "trained_models",
                      help="trained models root, for --models trained (default: %(default)s)")
+
+    sub = add("deploy", "Export a T-RecX model to LiteRT float32/int8 and C arrays; run it with early exit "
+                        "and measure accuracy, exit rate and latency against the base model.", cmd_deploy)
+    sub.add_argument("--results-dir", type=pathlib.Path,
+                     help="output folder: deploy.json, deploy.md, int8_vs_float.png/pdf, export/ "
+                          "(default: results/TASK)")
+    sub.add_argument("--models", choices=("pretrained", "trained"), default="pretrained",
+                     help="the authors' converted weights, or your own from train (default: pretrained)")
+    sub.add_argument("--models-dir", type=pathlib.Path, default=REPO_ROOT / "trained_models",
+                     help="trained models root, for --models trained (default: %(default)s)")
+    sub.add_argument("--model", default="trecx_ev", help="the T-RecX model to deploy: trecx_ev or trecx_noev "
+                                                          "(default: %(default)s)")
+    sub.add_argument("--rho", type=float, help="early-exit threshold in [0, 1]; default: chosen on the "
+                                               "validation split (needs no validation data when given)")
+    sub.add_argument("--drop", type=float, default=1.0,
+                     help="accuracy points below the base model that the validation choice of rho may cost "
+                          "(default: %(default)s)")
+    sub.add_argument("--train-data-dir", type=pathlib.Path,
+                     help="folder holding the training and validation splits (default: data/TASK)")
+    sub.add_argument("--calibration-data", type=pathlib.Path,
+                     help="folder whose training split gives the int8 representative set "
+                          "(default: the --train-data-dir)")
+    sub.add_argument("--calibration-samples", type=int, default=500,
+                     help="size of the int8 representative set (default: %(default)s)")
+    sub.add_argument("--threads", type=int, default=1,
+                     help="interpreter threads; 1, as on a microcontroller (default: %(default)s)")
 
     sub = commands.add_parser("report", help="Table 1 over all tasks from their results (results/table1.md).",
                               description="Table 1 over all tasks from RESULTS_ROOT/TASK/summary.json, "
