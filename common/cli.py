@@ -14,6 +14,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the way
 
 from common.errors import UserError  # noqa: E402
+from common.native_logs import quiet_native_logs  # noqa: E402
 
 START = time.perf_counter()  # reported run times include start-up and the TensorFlow import
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -21,17 +22,10 @@ TASKS = ("image_classification", "keyword_spotting", "visual_wake_words")
 
 
 def import_tensorflow_quietly():
-    """Import TensorFlow with its C++ start-up logs (oneDNN notes, CUDA stubs on CPU-only machines)
-    silenced: they go to file descriptor 2 before any Python setting can stop them."""
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
+    """Import TensorFlow and find its devices without its C++ start-up notes."""
+    with quiet_native_logs():
         import tensorflow as tf
         tf.config.list_physical_devices()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def load_task(name):

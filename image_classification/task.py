@@ -1,4 +1,6 @@
 """What the shared pipeline needs to know about image classification: CIFAR-10 on ResNet-8."""
+import numpy as np
+
 from image_classification import data
 
 NAME = "image_classification"
@@ -40,3 +42,34 @@ def training_data(config, data_dir):
     """(train batches, validation batches or None): the authors train on all 50,000 images."""
     images, labels = data.load_train(data_dir)
     return data.train_dataset(images, labels, config.batch_size, config.augment, config.seed), None
+
+
+# Deployment (common/deploy.py): a validation split to choose rho on, and int8 calibration inputs.
+VALIDATION_SIZE = 5000
+
+
+def _validation_count(n_train):
+    """The last 5,000 of the 50,000 training images; a tenth of a smaller (e.g. synthetic) training set."""
+    return min(VALIDATION_SIZE, n_train // 10)
+
+
+def validation_set(data_dir):
+    """(inputs float32 (N, 32, 32, 3), labels (N,)): the last 5,000 training images (second half of
+    data_batch_5), to choose the early-exit threshold on.
+
+    The authors' recipe has no validation split: they train on all 50,000 images, so the pretrained
+    models saw these (a rho chosen on them is chosen on training data; a model you train yourself for
+    deployment should hold them out). They are still never the test set the results are reported on.
+    """
+    images, labels = data.load_train(data_dir)
+    n = _validation_count(len(images))
+    return data.to_model_input(images[len(images) - n:]), labels[len(images) - n:]
+
+
+def calibration_set(data_dir, n=500, seed=0):
+    """float32 (n, 32, 32, 3): training images drawn without replacement (seeded) from those before the
+    validation images, the representative set of int8 quantisation."""
+    images, _ = data.load_train(data_dir)
+    pool = len(images) - _validation_count(len(images))
+    rows = np.sort(np.random.default_rng(seed).choice(pool, min(n, pool), replace=False))
+    return data.to_model_input(images[rows])

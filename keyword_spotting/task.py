@@ -1,4 +1,6 @@
 """What the shared pipeline needs to know about keyword spotting: Speech Commands v2 on DS-CNN."""
+import numpy as np
+
 from keyword_spotting import data
 
 NAME = "keyword_spotting"
@@ -50,3 +52,17 @@ def training_data(config, data_dir):
     """(train batches, validation batches), from the cache that preprocess.sh writes."""
     return (data.train_dataset(data_dir, config.batch_size, config.augment, config.seed),
             data.validation_dataset(data_dir, config.batch_size))
+
+
+# Deployment (common/deploy.py): a validation split to choose rho on, and int8 calibration inputs.
+def validation_set(data_dir):
+    """(MFCCs float32 (N, 49, 10, 1), labels (N,)): the cached validation split (preprocess.sh)."""
+    batches = list(data.validation_dataset(data_dir, 2048).as_numpy_iterator())
+    return np.concatenate([f for f, _ in batches]), np.concatenate([labels for _, labels in batches])
+
+
+def calibration_set(data_dir, n=500, seed=0):
+    """MFCCs float32 (n, 49, 10, 1) of n training clips drawn at random (seeded, not augmented) from the
+    cached train split: the representative set of int8 quantisation."""
+    features, _ = next(iter(data.train_dataset(data_dir, n, augment=False, seed=seed)))
+    return features.numpy()

@@ -1,4 +1,9 @@
 """What the shared pipeline needs to know about visual wake words: VWW on MobileNetV1-0.25."""
+import pathlib
+
+import numpy as np
+
+from common.errors import UserError
 from visual_wake_words import data
 
 NAME = "visual_wake_words"
@@ -44,3 +49,22 @@ def training_data(config, data_dir):
     """(train batches, validation batches): the 90 % / 10 % per-class split of vw_coco2014_96."""
     return (data.train_dataset(data_dir, config.batch_size, config.augment, config.seed),
             data.validation_dataset(data_dir, config.batch_size))
+
+
+# Deployment (common/deploy.py): a validation split to choose rho on, and int8 calibration inputs.
+def validation_set(data_dir):
+    """(images float32 (N, 96, 96, 3) in [0, 1], labels (N,)): the 10 % validation split of vw_coco2014_96."""
+    _, validation = data.split_train(data_dir)
+    if not validation:
+        raise UserError(f"the training folder under {data_dir} is too small for a validation split (10 % per "
+                        "class); pass --rho R, or run bash visual_wake_words/download.sh")
+    images = data.load_images([pathlib.Path(data_dir) / path for path, _ in validation])
+    return images, np.array([label for _, label in validation], np.int64)
+
+
+def calibration_set(data_dir, n=500, seed=0):
+    """float32 (n, 96, 96, 3) in [0, 1]: training-split images drawn without replacement (seeded), the
+    representative set of int8 quantisation."""
+    train, _ = data.split_train(data_dir)
+    rows = np.sort(np.random.default_rng(seed).choice(len(train), min(n, len(train)), replace=False))
+    return data.load_images([pathlib.Path(data_dir) / train[row][0] for row in rows])

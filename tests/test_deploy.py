@@ -1,0 +1,431 @@
+"""Deployable early exit (common/deploy.py and `deploy.sh`): the two-stage split, LiteRT export in
+float32 and int8, C arrays, the early-exit runtime and the deploy command end to end.
+
+Offline, with the shipped pretrained weights and synthetic inputs in each task's real input range
+(tests/synthetic_inputs.py). Conversions are the slow part, so each task's models are converted once
+(module-scoped fixture).
+"""
+import functools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from common import cli, deploy, flops, sweep
+from common.errors import UserError
+from common.models import build_model
+from common.pretrained import load_weights, pretrained_path
+from synthetic import write_cifar
+from synthetic_inputs import model_inputs
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_GOLDEN_DIR = REPO_ROOT.parent / "shared" / "data" / "kws_golden"  # 24 real clips, when present
+TASKS = ("image_classification", "keyword_spotting", "visual_wake_words")
+N_CALIBRATION = 100
+N_TEST = 300
+FLOAT_TOLERANCE = 1e-5
+MIN_INT8_AGREEMENT = 0.97
+
+
+@functools.lru_cache(maxsize=None)
+def pretrained(task, variant):
+    net = build_model(task, variant)
+    load_weights(net.model, pretrained_path(task, variant))
+    return net
+
+
+def keras_outputs(net, x):
+    outputs = net.model.predict(x, batch_size=100, verbose=0)
+    return [np.asarray(o) for o in (outputs if isinstance(outputs, list) else [outputs])]
+
+
+@pytest.fixture(scope="module", params=TASKS)
+def exported(request):
+    """One task's trecx_ev and base models in float32 and int8, synthetic test inputs, Keras outputs."""
+    return export_task(request.param)
+
+
+@functools.lru_cache(maxsize=None)  # once per task, whichever tests ask (parametrized or indirect)
+def export_task(task):
+    net, base = pretrained(task, "trecx_ev"), pretrained(task, "base")
+    calibration, _ = model_inputs(task, N_CALIBRATION, seed=1)
+    x, labels = model_inputs(task, N_TEST, seed=2)
+    models = deploy.export_models(net, base, calibration, log=lambda *_: None)
+    return {"task": task, "net": net, "base": base, "models": models, "x": x, "labels": labels,
+            "keras": keras_outputs(net, x), "keras_base": keras_outputs(base, x)[0]}
+
+
+def full_trace(models, x):
+    """Both stages on every sample (rho = 1.0 never exits)."""
+    return deploy.EarlyExitRunner(models["stage1"], models["stage2"], deploy.NEVER_EXIT).run(x, warmup=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Split
+
+
+@pytest.mark.parametrize("task,variant", [(t, "trecx_ev") for t in TASKS] + [("keyword_spotting", "trecx_noev")])
+def test_stages_reproduce_the_keras_model(task, variant):
+    net = pretrained(task, variant)
+    stage1, stage2 = deploy.split_stages(net)
+    x, _ = model_inputs(task, 64, seed=3)
+    ee, ef = keras_outputs(net, x)
+    stage1_ee, tap = stage1.predict(x, verbose=0)
+    stage2_ef = stage2.predict(tap, verbose=0)
+    assert np.abs(stage1_ee - ee).max() <= FLOAT_TOLERANCE
+    assert np.abs(stage2_ef - ef).max() <= FLOAT_TOLERANCE
+    assert tap.shape[1:] == tuple(net.model.get_layer(net.tap).output.shape[1:])
+    # The stages share the model's weights, each weight in exactly one stage: nothing is computed twice.
+    ids = [[id(w) for w in model.weights] for model in (stage1, stage2, net.model)]
+    assert not set(ids[0]) & set(ids[1])
+    assert sorted(ids[0] + ids[1]) == sorted(ids[2])
+    # Stage 1 costs the early-exit path, both stages together the full path.
+    ee_path, full_path = flops.path_mflops(net.model)
+    assert flops.path_mflops(stage1)[-1] == pytest.approx(ee_path, abs=1e-9)
+    assert flops.path_mflops(stage1)[-1] + flops.path_mflops(stage2)[0] == pytest.approx(full_path, abs=1e-9)
+
+
+@pytest.mark.parametrize("variant", ["base", "sdn"])
+def test_models_without_a_trecx_exit_are_refused(variant):
+    with pytest.raises(UserError, match="no T-RecX early exit"):
+        deploy.split_stages(build_model("image_classification", variant))
+
+
+# ---------------------------------------------------------------------------------------------
+# LiteRT export
+
+
+def test_float32_tflite_stages_match_keras(exported):
+    models = exported["models"]["float32"]
+    trace = full_trace(models, exported["x"])
+    ee, ef = exported["keras"]
+    assert np.abs(trace.softmax["ee"] - ee).max() <= FLOAT_TOLERANCE
+    assert np.abs(trace.softmax["ef"] - ef).max() <= FLOAT_TOLERANCE
+    base = deploy.SingleStageRunner(models["base"]).run(exported["x"], warmup=0)
+    assert np.abs(base.softmax["ef"] - exported["keras_base"]).max() <= FLOAT_TOLERANCE
+    for part in ("stage1", "stage2", "base"):
+        inputs, outputs = deploy.model_tensors(models[part], part)
+        assert [s.dtype for s in (*inputs.values(), *outputs.values())] == ["float32"] * (1 + len(outputs))
+        assert inputs["input"].shape[0] == 1  # batch 1, as on a microcontroller
+
+
+def test_int8_models_are_full_integer_with_recorded_quantisation(exported):
+    models = exported["models"]["int8"]
+    for part in ("stage1", "stage2", "base"):
+        inputs, outputs = deploy.model_tensors(models[part], part)
+        for spec in (*inputs.values(), *outputs.values()):
+            assert spec.dtype == "int8" and spec.scale > 0 and -128 <= spec.zero_point <= 127, (part, spec)
+    _, stage1_outputs = deploy.model_tensors(models["stage1"], "stage1")
+    stage2_inputs, _ = deploy.model_tensors(models["stage2"], "stage2")
+    tap, target = stage1_outputs["tap"], stage2_inputs["input"]
+    assert tap.shape == target.shape
+    assert tap.zero_point == target.zero_point and tap.scale == pytest.approx(target.scale, rel=1e-5)
+    runner = deploy.EarlyExitRunner(models["stage1"], models["stage2"], 0.5)
+    assert runner.direct_transfer  # stage 1's int8 feature map feeds stage 2 as it is
+    float_models = exported["models"]["float32"]
+    for part in ("stage1", "stage2", "base"):  # int8 weights: a quarter of float32, plus int32 biases
+        assert deploy.weights_kb(models[part]) < 0.3 * deploy.weights_kb(float_models[part]), part
+    both = [sum(len(m[part]) for part in ("stage1", "stage2")) for m in (models, float_models)]
+    assert both[0] < 0.6 * both[1]  # files also hold per-channel scales and zero points, names, structure
+
+
+def test_int8_predictions_agree_with_float32(exported):
+    float_models, int8_models, x = exported["models"]["float32"], exported["models"]["int8"], exported["x"]
+    float_trace, int8_trace = full_trace(float_models, x), full_trace(int8_models, x)
+    for name in ("ee", "ef"):
+        reference = float_trace.softmax[name].argmax(axis=1)
+        assert len(np.unique(reference)) >= 2, f"{name}: synthetic inputs give one class only; no test"
+        agreement = np.mean(int8_trace.softmax[name].argmax(axis=1) == reference)
+        assert agreement >= MIN_INT8_AGREEMENT, f"{exported['task']} {name}: {agreement:.3f}"
+    # The early-exit model's own predictions at a threshold where about half the samples exit.
+    rho = float(np.median(float_trace.softmax["ee"].max(axis=1)))
+    at_rho = [deploy.EarlyExitRunner(m["stage1"], m["stage2"], rho).run(x, warmup=0)
+              for m in (float_models, int8_models)]
+    assert np.mean(at_rho[0].predictions == at_rho[1].predictions) >= MIN_INT8_AGREEMENT
+
+
+def base_agreement(exported, x=None):
+    """(agreement of the int8 base model's predictions with float32's, float32's top-2 margins)."""
+    x = exported["x"] if x is None else x
+    runs = [deploy.SingleStageRunner(exported["models"][p]["base"]).run(x, warmup=0) for p in deploy.PRECISIONS]
+    top2 = np.sort(runs[0].softmax["ef"], axis=1)[:, -2:]
+    return runs[1].predictions == runs[0].predictions, top2[:, 1] - top2[:, 0]
+
+
+def test_int8_base_model_agrees_with_float32(exported, request):
+    """The MLPerf Tiny base models of image classification and keyword spotting fall short on these
+    synthetic inputs (about 94 % and 95 %): they leave many of them near a tie between two classes
+    (top-2 softmax margin < 0.1 for 14 % and 6 %, against 2 % for the T-RecX final exits), where int8
+    rounding flips the argmax; on the others they agree on >= 97 % (next test), and on real clips
+    (test_int8_agrees_on_real_keyword_spotting_clips) on all of them. Kept strict: a change that makes
+    them pass shows up as XPASS."""
+    if exported["task"] in ("image_classification", "keyword_spotting"):
+        request.applymarker(pytest.mark.xfail(strict=True, reason="base model near-ties on synthetic inputs"))
+    agree, _ = base_agreement(exported)
+    assert agree.mean() >= MIN_INT8_AGREEMENT, f"{exported['task']} base: {agree.mean():.3f}"
+
+
+def test_int8_base_model_disagrees_only_near_ties(exported):
+    agree, margin = base_agreement(exported)
+    decisive = margin >= 0.1
+    assert decisive.mean() >= 0.8
+    assert agree[decisive].mean() >= MIN_INT8_AGREEMENT, f"{exported['task']}: {agree[decisive].mean():.3f}"
+
+
+@pytest.mark.skipif(not (SHARED_GOLDEN_DIR / "golden_mfcc.npz").is_file(), reason="shared golden clips not present")
+@pytest.mark.parametrize("exported", ["keyword_spotting"], indirect=True)
+def test_int8_agrees_on_real_keyword_spotting_clips(exported):
+    """24 real Speech Commands clips, two per label: every int8 model predicts what float32 predicts."""
+    x = np.load(SHARED_GOLDEN_DIR / "golden_mfcc.npz")["mfcc"]
+    float_trace, int8_trace = (full_trace(exported["models"][p], x) for p in deploy.PRECISIONS)
+    for name in ("ee", "ef"):
+        np.testing.assert_array_equal(int8_trace.softmax[name].argmax(axis=1), float_trace.softmax[name].argmax(axis=1))
+    agree, _ = base_agreement(exported, x)
+    assert agree.all()
+    assert len(np.unique(float_trace.predictions)) >= 10  # real clips: the models tell the words apart
+
+
+# ---------------------------------------------------------------------------------------------
+# Runtime
+
+
+def count_calls(monkeypatch, stage):
+    """Count calls of the interpreter's own invoke, independently of Stage.invocations."""
+    calls = []
+    invoke = stage.interpreter.invoke
+    monkeypatch.setattr(stage.interpreter, "invoke", lambda: calls.append(1) or invoke())
+    return calls
+
+
+@pytest.mark.parametrize("precision", deploy.PRECISIONS)
+def test_runner_never_runs_stage2_for_a_sample_that_exited(exported, precision, monkeypatch):
+    models, x = exported["models"][precision], exported["x"]
+    full = full_trace(models, x)
+    confidence = full.softmax["ee"].max(axis=1)
+    rho = float(np.median(confidence))
+    runner = deploy.EarlyExitRunner(models["stage1"], models["stage2"], rho)
+    stage1_calls, stage2_calls = count_calls(monkeypatch, runner.first), count_calls(monkeypatch, runner.second)
+    trace = runner.run(x, warmup=0)
+    exited = trace.exits == 0
+    assert 0 < exited.sum() < len(x)
+    assert len(stage1_calls) == len(x)
+    assert len(stage2_calls) == trace.stage2_invocations == np.sum(~exited)
+    # Exited samples: prediction from stage 1, which passed the threshold; stage 2 never produced output.
+    assert np.all(trace.softmax["ee"][exited].max(axis=1) > rho)
+    assert np.all(trace.predictions[exited] == trace.softmax["ee"][exited].argmax(axis=1))
+    assert np.isnan(trace.softmax["ef"][exited]).all()
+    # The others: stage 1 did not pass, the prediction is stage 2's.
+    assert np.all(trace.softmax["ee"][~exited].max(axis=1) <= rho)
+    assert np.all(trace.predictions[~exited] == trace.softmax["ef"][~exited].argmax(axis=1))
+    # Stage outputs are the same whether or not a sample exits, and the runner's exits are common.sweep's.
+    np.testing.assert_array_equal(trace.softmax["ee"], full.softmax["ee"])
+    np.testing.assert_array_equal(trace.softmax["ef"][~exited], full.softmax["ef"][~exited])
+    np.testing.assert_array_equal(trace.exits, sweep.exit_index(confidence[:, None], np.array([rho]), "strict")[0])
+    assert trace.latency_ns.shape == (len(x),) and np.all(trace.latency_ns > 0)
+
+
+@pytest.mark.parametrize("exported", ["keyword_spotting"], indirect=True)
+@pytest.mark.parametrize("precision", deploy.PRECISIONS)
+def test_rho_one_never_exits_and_rho_zero_always_exits(exported, precision):
+    models, x = exported["models"][precision], exported["x"][:50]
+    never = deploy.EarlyExitRunner(models["stage1"], models["stage2"], 1.0).run(x, warmup=0)
+    always = deploy.EarlyExitRunner(models["stage1"], models["stage2"], 0.0).run(x, warmup=0)
+    assert np.all(never.exits == 1) and never.stage2_invocations == len(x) and never.exit_rate == 0.0
+    assert np.all(always.exits == 0) and always.stage2_invocations == 0 and always.exit_rate == 1.0
+    assert np.isnan(always.softmax["ef"]).all() and not np.isnan(never.softmax["ef"]).any()
+
+
+def test_choose_rho_takes_the_cheapest_point_within_the_drop():
+    rho = np.array([0.2, 0.5, 0.8, 1.0])
+    curve = sweep.Curve(rho=rho, accuracy=np.array([80.0, 88.5, 89.5, 90.0]), mflops=np.array([5.0, 6.0, 7.0, 9.0]),
+                        exit_fraction=np.zeros((4, 2)))
+    point = deploy.choose_rho(curve, base_accuracy=90.0, base_mflops=10.0, drop=1.0)
+    assert point["rho"] == 0.8 and point["met"] and point["reduction_pct"] == pytest.approx(30.0)
+    assert deploy.choose_rho(curve, 90.0, 10.0, drop=2.0)["rho"] == 0.5
+    missed = deploy.choose_rho(curve, base_accuracy=95.0, base_mflops=10.0, drop=1.0)
+    assert missed["rho"] == 1.0 and not missed["met"]  # the most accurate point
+
+
+# ---------------------------------------------------------------------------------------------
+# C arrays
+
+
+@pytest.mark.parametrize("exported", ["image_classification"], indirect=True)
+def test_c_arrays_round_trip_with_the_interpreters_quantisation(exported, tmp_path):
+    sizes = deploy.write_export(tmp_path, "image_classification", "trecx_ev", exported["models"], log=lambda *_: None)
+    for precision, parts in exported["models"].items():
+        for part, data in parts.items():
+            stem = f"base_{precision}" if part == "base" else f"trecx_ev_{part}_{precision}"
+            symbol = deploy.c_identifier("image_classification", stem).upper()
+            header, source = (tmp_path / f"{stem}.h").read_text(), (tmp_path / f"{stem}.cc").read_text()
+            assert deploy.parse_c_array(source) == data == (tmp_path / f"{stem}.tflite").read_bytes()
+            assert "alignas(16) const unsigned char" in source and f'#include "{stem}.h"' in source
+            assert sizes[precision][part] == len(data) / 1024
+            ops = deploy.builtin_ops(data)
+            assert f"MicroMutableOpResolver): {', '.join(ops)}" in header
+            assert {"CONV_2D", "FULLY_CONNECTED", "SOFTMAX"} <= set(ops)
+            interpreter_ops = {op["op_name"] for op in deploy.Stage(data, part).interpreter._get_ops_details()}
+            assert set(ops) == interpreter_ops - {"DELEGATE"}  # XNNPACK adds DELEGATE nodes
+            defines = deploy.parse_c_defines(header)
+            assert defines[f"{symbol}_LEN"] == len(data)
+            interpreter = deploy.Stage(data, part).interpreter
+            details = {"INPUT": interpreter.get_input_details(), "OUTPUT": interpreter.get_output_details()}
+            inputs, outputs = deploy.model_tensors(data, part)
+            for kind, specs in (("INPUT", inputs), ("OUTPUT", outputs)):
+                for spec in specs.values():
+                    prefix = f"{symbol}_INPUT" if kind == "INPUT" else f"{symbol}_OUTPUT_{spec.name.upper()}"
+                    detail = details[kind][defines[f"{prefix}_INDEX"]]  # what TFLite Micro's input(i)/output(i) gives
+                    assert detail["index"] == spec.index
+                    scale, zero_point = detail["quantization"]
+                    assert defines[f"{prefix}_SCALE"] == scale and defines[f"{prefix}_ZERO_POINT"] == zero_point
+                    assert defines[f"{prefix}_IS_INT8"] == (precision == "int8")
+
+
+def test_c_array_of_arbitrary_bytes_round_trips():
+    data = bytes(range(256)) * 3 + b"\x00\x07"
+    header, source = deploy.c_array("m_test", data, ({}, {}))
+    assert deploy.parse_c_array(source) == data
+    assert deploy.parse_c_defines(header)["M_TEST_LEN"] == len(data)
+
+
+# ---------------------------------------------------------------------------------------------
+# The deploy command end to end
+
+
+def run_deploy(*args, cwd):
+    env = dict(os.environ)
+    env.setdefault("PYTHON", sys.executable)
+    return subprocess.run(["bash", str(REPO_ROOT / "image_classification" / "deploy.sh"), *map(str, args)],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def cifar(tmp_path_factory):
+    root = tmp_path_factory.mktemp("deploy")
+    write_cifar(root / "data", n_test=200, n_train_per_batch=60, seed=5)
+    (root / "cwd").mkdir()
+    return root
+
+
+def check_summary(summary, rho_source):
+    assert summary["task"] == "image_classification" and summary["model"] == "trecx_ev"
+    assert summary["num_samples"] == 200 and summary["rho_source"] == rho_source
+    assert isinstance(summary["rho"], float) and 0.0 <= summary["rho"] <= 1.0
+    for precision in ("float32", "int8"):
+        result = summary[precision]
+        assert set(result["size_kb"]) == {"stage1", "stage2", "base"}
+        assert all(isinstance(v, float) and v > 0 for v in result["size_kb"].values())
+        for key in ("accuracy", "base_accuracy", "exit_rate", "mflops_saving_pct", "latency_saving_pct"):
+            assert isinstance(result[key], (int, float)), key
+        assert 0.0 <= result["exit_rate"] <= 1.0
+        for key in ("latency_ms", "base_latency_ms"):
+            assert set(result[key]) == {"mean", "p50", "p99"} and all(v > 0 for v in result[key].values())
+        ratio = result["latency_over_flops_saving"]
+        assert ratio is None or ratio == pytest.approx(result["latency_saving_pct"] / result["mflops_saving_pct"])
+        assert result["stage2_invocations"] == round((1 - result["exit_rate"]) * 200)
+    assert summary["int8"]["size_kb"]["stage1"] < summary["float32"]["size_kb"]["stage1"]
+
+
+def test_deploy_sh_with_given_rho_needs_no_validation_data(cifar):
+    out = cifar / "out_given"
+    proc = run_deploy("--data-dir", cifar / "data", "--results-dir", out, "--rho", "0.8",
+                      "--train-data-dir", cifar / "nowhere", "--calibration-data", cifar / "data",
+                      "--calibration-samples", "50", cwd=cifar / "cwd")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "INFO:" not in proc.stderr
+    summary = json.loads((out / "deploy.json").read_text())
+    check_summary(summary, "given")
+    assert summary["rho"] == 0.8 and summary["validation"] is None
+    for stem in ("trecx_ev_stage1", "trecx_ev_stage2", "base"):
+        for precision in ("float32", "int8"):
+            for suffix in (".tflite", ".h", ".cc"):
+                assert (out / "export" / f"{stem}_{precision}{suffix}").is_file()
+    assert (out / "int8_vs_float.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "int8_vs_float.pdf").is_file()
+    assert "| latency saving / FLOPs saving |" in (out / "deploy.md").read_text()
+    assert list((cifar / "cwd").iterdir()) == []
+
+
+def test_deploy_sh_chooses_rho_on_the_validation_split(cifar):
+    out = cifar / "out_validation"
+    proc = run_deploy("--data-dir", cifar / "data", "--train-data-dir", cifar / "data", "--results-dir", out,
+                      "--calibration-samples", "50", cwd=cifar / "cwd")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "deploy.json").read_text())
+    check_summary(summary, "validation")
+    validation = summary["validation"]
+    assert validation["num_samples"] == 30  # a tenth of the 300 synthetic training images
+    assert summary["rho"] in [pytest.approx(r) for r in sweep.RHOS]
+    assert validation["met"] == (validation["accuracy"] >= validation["base_accuracy"] - 1.0 - 1e-9)
+    assert "chosen on 30 validation samples" in (out / "deploy.md").read_text()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--data-dir", "{root}/nowhere", "--rho", "0.5"], "nowhere not found; run bash image_classification/download.sh"),
+    (["--data-dir", "{root}/data", "--train-data-dir", "{root}/nowhere"],
+     "nowhere not found; run bash image_classification/download.sh"),
+    (["--data-dir", "{root}/data", "--model", "sdn", "--rho", "0.5"], "no T-RecX early exit"),
+    (["--data-dir", "{root}/data", "--model", "resnet", "--rho", "0.5"], "valid models"),
+    (["--data-dir", "{root}/data", "--rho", "1.5"], "--rho must lie in"),
+    (["--data-dir", "{root}/data", "--rho", "0.5", "--models", "trained", "--models-dir", "{root}/nowhere"],
+     "no trained"),
+])
+def test_deploy_user_errors_exit_2_with_the_fix(cifar, args, message, capsys):
+    argv = ["deploy", "image_classification", *(a.format(root=cifar) for a in args)]
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# The tasks' validation and calibration sets
+
+
+def test_cifar_validation_is_the_last_training_images_and_calibration_comes_before(cifar):
+    from image_classification import data, task
+
+    images, labels = data.load_train(cifar / "data")
+    x, y = task.validation_set(cifar / "data")
+    np.testing.assert_array_equal(x, images[-30:].astype(np.float32))
+    np.testing.assert_array_equal(y, labels[-30:])
+    calibration = task.calibration_set(cifar / "data", n=20, seed=1)
+    assert calibration.shape == (20, 32, 32, 3) and calibration.dtype == np.float32
+    rows = [np.flatnonzero((images.reshape(len(images), -1) == c.reshape(-1)).all(axis=1)) for c in calibration]
+    assert all(r.size and r[0] < len(images) - 30 for r in rows)
+    np.testing.assert_array_equal(calibration, task.calibration_set(cifar / "data", n=20, seed=1))
+
+
+def test_kws_validation_and_calibration_sets(tmp_path):
+    from keyword_spotting import data, task
+    from synthetic_audio import write_test_tree, write_train_tree
+
+    with pytest.raises(UserError, match="preprocess.sh"):
+        task.validation_set(tmp_path)
+    write_train_tree(tmp_path / data.TRAIN_FOLDER)
+    write_test_tree(tmp_path / data.TEST_FOLDER)
+    data.preprocess(tmp_path)
+    x, y = task.validation_set(tmp_path)
+    cached = np.load(tmp_path / data.CACHE_FOLDER / "validation_mfcc.npy")
+    np.testing.assert_array_equal(x, cached)
+    assert y.shape == (len(x),)
+    calibration = task.calibration_set(tmp_path, n=5, seed=0)
+    assert calibration.shape == (5, 49, 10, 1) and np.isfinite(calibration).all()
+
+
+def test_vww_validation_and_calibration_sets(tmp_path):
+    from synthetic_coco import write_vww_train
+    from visual_wake_words import data, task
+
+    with pytest.raises(UserError, match=str(tmp_path / data.TRAIN_FOLDER)):
+        task.calibration_set(tmp_path)
+    write_vww_train(tmp_path, n_non_person=10, n_person=20, seed=0)
+    train, validation = data.split_train(tmp_path)
+    x, y = task.validation_set(tmp_path)
+    assert x.shape == (len(validation), 96, 96, 3) and list(y) == [label for _, label in validation]
+    calibration = task.calibration_set(tmp_path, n=8, seed=0)
+    assert calibration.shape == (8, 96, 96, 3) and 0.0 <= calibration.min() and calibration.max() <= 1.0
+    train_images = data.load_images([tmp_path / path for path, _ in train])
+    assert all(any(np.array_equal(c, t) for t in train_images) for c in calibration)

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Export a T-RecX model and the base model to LiteRT (float32, int8) and C arrays, run them one sample
+# at a time with early exit, and write deploy.json, deploy.md, int8_vs_float.png|pdf and export/. Usage:
+#   bash visual_wake_words/deploy.sh [--data-dir DIR] [--results-dir OUT] [--models pretrained|trained] [--rho R]
+#                     [--calibration-data DIR2] [--train-data-dir DIR3] [--model trecx_ev|trecx_noev]
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+exec "${PYTHON:-python3}" -m common.cli deploy visual_wake_words "$@"
