@@ -21,6 +21,7 @@ from common import config as config_lib
 from common.errors import UserError
 from common.models import build_model
 from common.pretrained import save_weights
+from common.report import write_text
 
 # Early-view transfer: (source, target) layer names.
 TRANSFER_LAYERS = ("depth_conv_ee_1", "depth_conv_eefinal_out")
@@ -156,7 +157,7 @@ def train(config, train_data, run_dir, validation_data=None, force=False, callba
                    keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True),
                    keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
                    *callbacks])
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config_lib.to_dict(config), sort_keys=False))
+    write_text(run_dir / "config.yaml", yaml.safe_dump(config_lib.to_dict(config), sort_keys=False))
     save_weights(net.model, weights_path)
     shutil.rmtree(backup_dir, ignore_errors=True)
     print(f"saved {weights_path}")

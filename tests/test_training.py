@@ -157,3 +157,38 @@ def test_optimizer_restarts_zero_adam_state(cifar, tmp_path):
     (e0, it0, m0), (e1, it1, m1), (e2, it2, m2), (end, it_end, _) = state.seen
     assert (it0, it1, it2, it_end) == (0, 2, 0, 2)
     assert m0 == 0 and m1 > 0 and m2 == 0
+
+
+MIRRORED_RUN = """
+import sys, pathlib
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import common.training as training
+from common.config import load_config
+from image_classification import data
+training._strategy = lambda config: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+root = pathlib.Path(sys.argv[1])
+images, labels = data.load_train(root)
+config = load_config(sys.argv[2], ["epochs=2", "steps_per_epoch=2", "batch_size=8", "weight_transfer_epochs=1",
+                                   "learning_rate={schedule: constant, initial: 0.0}"])
+net = training.train(config, data.train_dataset(images, labels, 8, False, 0), root / "run", verbose=0)
+kernels = [net.model.get_layer(name).kernel.numpy() for name in training.TRANSFER_LAYERS]
+print("replicas", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).num_replicas_in_sync,
+      "equal", np.array_equal(*kernels))
+"""
+
+
+def test_early_view_transfer_under_a_two_replica_mirrored_strategy(cifar, tmp_path):
+    # Two logical CPUs stand in for two GPUs: the copy must go through the cross-replica update.
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+    shutil.copytree(cifar, tmp_path / "data")
+    result = subprocess.run([sys.executable, "-c", MIRRORED_RUN, str(tmp_path / "data"),
+                             str(REPO_ROOT / CONFIGS / "trecx_ev.yaml")],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "replicas 2 equal True" in result.stdout
