@@ -7,7 +7,12 @@ sample at a time, interleaved sample by sample, on synthetic inputs in the task'
 set so that a chosen fraction of the samples leaves at the early exit (a quantile of the float32
 early-exit confidences); the int8 runner uses the same rho, so its exit rate may differ slightly.
 
-Printed per task and precision: rho, exit rate, FLOPs saving and measured latency saving against the
+Each is measured with LiteRT's default kernels (XNNPACK: SIMD, tuned for desktop and phone CPUs) and
+with its reference kernels, the portable code that TensorFlow Lite Micro's own kernels share: slow
+here, but their cost per op follows its arithmetic (loops over MACs, one requantisation per int8
+output) as on a microcontroller without SIMD, so their ratios are the better guide to one.
+
+Printed per task, kernel set and precision: rho, exit rate, FLOPs saving and measured latency saving against the
 base model, their ratio (goal >= 0.8), and why it falls short when it does: the share of the full
 two-stage path that stage 1 takes in latency beside its share in FLOPs, and the full path's latency
 over the base model's beside the same ratio in FLOPs. Then the int8 size reduction against float32
@@ -16,7 +21,8 @@ for stage 1 + stage 2 and for the base model (files, and weights alone).
 Synthetic inputs give meaningless accuracies, but the same work per sample as real ones; the exit
 rate, which is what the saving depends on, is set by rho.
 
-Usage: python benchmarks/deploy_latency.py [--num-samples 2000] [--exit-fractions 0.5,0.8] [--tasks ...]
+Usage: python benchmarks/deploy_latency.py [--num-samples 2000] [--kernels xnnpack,reference]
+       [--exit-fractions 0.5,0.8] [--tasks ...]
 """
 import argparse
 import os
@@ -28,26 +34,26 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 TASKS = ("image_classification", "keyword_spotting", "visual_wake_words")
 
 
-def measure(task_name, x, labels, models, path_mflops, base_mflops, fractions, threads):
+def measure(task_name, x, labels, models, path_mflops, base_mflops, fractions, runtime):
     """One row per (exit fraction, precision): the measured numbers."""
     from common import deploy
 
     import numpy as np
 
     full = deploy.EarlyExitRunner(models["float32"]["stage1"], models["float32"]["stage2"], deploy.NEVER_EXIT,
-                                  threads).run(x)
+                                  runtime).run(x)
     confidence = full.softmax["ee"].max(axis=1)
     rows = []
     for fraction in fractions:
         rho = float(np.quantile(confidence, 1.0 - fraction))
         for precision in deploy.PRECISIONS:
             result, _, (trace, base_trace) = deploy.evaluate_precision(
-                models[precision], (x, labels), rho, path_mflops, base_mflops, threads, log=lambda *_: None)
+                models[precision], (x, labels), rho, path_mflops, base_mflops, runtime, log=lambda *_: None)
             exited = trace.exits == 0
             stage1_ms = trace.latency_ns[exited].mean() / 1e6 if exited.any() else float("nan")
             full_ms = result["full_path_latency_ms"]["mean"]
             rows.append({
-                "task": task_name, "precision": precision, "rho": rho, "exit_rate": result["exit_rate"],
+                "task": task_name, "kernels": runtime.kernels, "precision": precision, "rho": rho, "exit_rate": result["exit_rate"],
                 "flops_saving": result["mflops_saving_pct"], "latency_saving": result["latency_saving_pct"],
                 "ratio": result["latency_over_flops_saving"], "latency_ms": result["latency_ms"]["mean"],
                 "base_ms": result["base_latency_ms"]["mean"],
@@ -68,12 +74,21 @@ def main(argv=None):
     parser.add_argument("--exit-fractions", default="0.5,0.8",
                         help="fractions of samples to leave early, comma-separated (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="interpreter threads (default: %(default)s)")
+    parser.add_argument("--kernels", default="xnnpack,reference",
+                        help="LiteRT kernel sets to measure, comma-separated, of xnnpack, builtin, reference "
+                             "(common.deploy.KERNELS; default: %(default)s)")
+    parser.add_argument("--reference-samples", type=int, default=400,
+                        help="inputs per task for the (slow) reference kernels: the first of the synthetic and "
+                             "real sets (default: %(default)s)")
     parser.add_argument("--data-root", type=pathlib.Path, default=REPO_ROOT / "data",
                         help="where real test sets are looked for, as DATA_ROOT/TASK[/minival] (default: %(default)s)")
     args = parser.parse_args(argv)
     fractions = [float(f) for f in args.exit_fractions.split(",")]
-    if args.num_samples < 10 or args.calibration_samples < 1 or not all(0 < f < 1 for f in fractions):
-        parser.error("need --num-samples >= 10, --calibration-samples >= 1 and exit fractions in (0, 1)")
+    kernels = args.kernels.split(",")
+    if (min(args.num_samples, args.reference_samples) < 10 or args.calibration_samples < 1
+            or not all(0 < f < 1 for f in fractions)):
+        parser.error("need --num-samples and --reference-samples >= 10, --calibration-samples >= 1 and exit "
+                     "fractions in (0, 1)")
 
     for path in (REPO_ROOT, REPO_ROOT / "tests"):
         if str(path) not in sys.path:
@@ -85,6 +100,17 @@ def main(argv=None):
     from common.models import build_model
     from common.pretrained import load_weights, pretrained_path
     from synthetic_inputs import model_inputs
+
+    runtimes = [deploy.Runtime(args.threads, k) for k in kernels]  # UserError on an unknown kernel set
+
+    def measure_all(data, x, labels):
+        rows = []
+        for runtime in runtimes:
+            n = args.reference_samples if runtime.kernels == "reference" else len(x)
+            print(f"{name}: {runtime.kernels} kernels, {min(n, len(x))} {data} inputs", flush=True)
+            rows += [dict(r, data=data) for r in measure(name, x[:n], labels[:n], models, path_mflops,
+                                                          base_mflops, fractions, runtime)]
+        return rows
 
     rows, sizes = [], {}
     start = time.perf_counter()
@@ -102,9 +128,7 @@ def main(argv=None):
         path_mflops = flops.path_mflops(nets["trecx_ev"].model)
         base_mflops = flops.path_mflops(nets["base"].model)[0]
         x, labels = model_inputs(name, args.num_samples, seed=2)
-        print(f"{name}: running {len(x)} synthetic inputs", flush=True)
-        rows += [dict(r, data="synthetic") for r in
-                 measure(name, x, labels, models, path_mflops, base_mflops, fractions, args.threads)]
+        rows += measure_all("synthetic", x, labels)
         real_dir = args.data_root / name / getattr(task, "TEST_SUBDIR", "")
         if real_dir.is_dir():
             try:
@@ -112,18 +136,17 @@ def main(argv=None):
             except UserError as err:
                 print(f"{name}: real test set in {real_dir} not usable ({err})")
             else:
-                print(f"{name}: running {len(x)} real test samples from {real_dir}", flush=True)
-                rows += [dict(r, data="real") for r in
-                         measure(name, x, labels, models, path_mflops, base_mflops, fractions, args.threads)]
+                print(f"{name}: real test set from {real_dir}", flush=True)
+                rows += measure_all("real", x, labels)
 
     print(f"\ndeploy latency: {deploy.runtime_name()}, {args.threads} interpreter thread(s), "
           f"{os.cpu_count()} CPU cores visible, {time.perf_counter() - start:.0f} s in all\n")
-    print("| task | data | precision | rho | exit rate | FLOPs saving % | latency saving % | ratio | "
+    print("| task | data | kernels | precision | rho | exit rate | FLOPs saving % | latency saving % | ratio | "
           "latency ms (base) | stage 1 share: latency / FLOPs | full path / base: latency / FLOPs |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         ratio = "n/a" if r["ratio"] is None else f"{r['ratio']:.2f}"
-        print(f"| {r['task']} | {r['data']} | {r['precision']} | {r['rho']:.3f} | {r['exit_rate']:.3f} | "
+        print(f"| {r['task']} | {r['data']} | {r['kernels']} | {r['precision']} | {r['rho']:.3f} | {r['exit_rate']:.3f} | "
               f"{r['flops_saving']:.1f} | {r['latency_saving']:.1f} | {ratio} | "
               f"{r['latency_ms']:.4f} ({r['base_ms']:.4f}) | {r['stage1_share_latency']:.2f} / "
               f"{r['stage1_share_flops']:.2f} | {r['full_over_base_latency']:.2f} / {r['full_over_base_flops']:.2f} |")

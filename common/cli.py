@@ -156,6 +156,7 @@ def cmd_deploy(args):
     if args.calibration_samples < 1 or args.threads < 1 or args.drop < 0:
         raise UserError("--calibration-samples and --threads must be at least 1 and --drop at least 0, got "
                         f"{args.calibration_samples}, {args.threads} and {args.drop}")
+    runtime = deploy.Runtime(args.threads, args.kernels)
     nets = load_nets(task, args.models, args.models_dir, names)  # fail on a missing model before reading data
     deploy.split_stages(nets[args.model])  # and on a model without an early exit
     data_dir = _test_data_dir(task, args.data_dir)
@@ -172,7 +173,7 @@ def cmd_deploy(args):
     results_dir = args.results_dir or REPO_ROOT / "results" / task.NAME
     deploy.deploy(task, args.model, nets[args.model], nets["base"], (inputs, labels), results_dir,
                   calibration=calibration, validation=validation, rho=args.rho, drop=args.drop,
-                  num_threads=args.threads)
+                  runtime=runtime)
     print((pathlib.Path(results_dir) / "deploy.md").read_text())
     print(f"results in {results_dir} ({time.perf_counter() - START:.1f} s in all)")
 
@@ -275,6 +276,10 @@ def build_parser():
                      help="size of the int8 representative set (default: %(default)s)")
     sub.add_argument("--threads", type=int, default=1,
                      help="interpreter threads; 1, as on a microcontroller (default: %(default)s)")
+    sub.add_argument("--kernels", choices=("xnnpack", "builtin", "reference"), default="xnnpack",
+                     help="LiteRT kernels: xnnpack (LiteRT's default, SIMD), builtin (optimised, no delegate) or "
+                          "reference (the portable kernels TensorFlow Lite Micro shares; slow, but their relative "
+                          "op costs are a microcontroller's) (default: %(default)s)")
 
     sub = commands.add_parser("report", help="Table 1 over all tasks from their results (results/table1.md).",
                               description="Table 1 over all tasks from RESULTS_ROOT/TASK/summary.json, "

@@ -11,7 +11,9 @@ in full-integer int8 (post-training quantisation on a representative set; int8 i
 `EarlyExitRunner` runs a sample the way a microcontroller would: stage 1, then stage 2 on the tapped
 feature map only when the early exit's max softmax is not > rho. The int8 feature map goes from stage 1
 to stage 2 as it is when both sides share its scale and zero point (checked; else it is requantised).
-Timing (`time.perf_counter_ns`, one interpreter thread by default) runs from the quantised input in
+Timing (`time.perf_counter_ns`; `Runtime`: one interpreter thread and LiteRT's default XNNPACK kernels
+unless asked otherwise; `--kernels reference` runs the portable kernels TensorFlow Lite Micro shares,
+whose relative op costs are a microcontroller's rather than a SIMD desktop's) runs from the quantised input in
 the input tensor to the predicted class: the invocations, the exit decision, the feature-map copy and
 the argmax. Quantising the input and copying it into the input tensor (on a microcontroller, the
 feature extractor's job) and recording dequantised softmaxes happen outside it, for the base model alike.
@@ -181,11 +183,7 @@ def tensor_specs(interpreter, part):
 
 def model_tensors(tflite_bytes, part):
     """`tensor_specs` of a .tflite model given as bytes."""
-    interpreter_class = _load_interpreter_class()
-    with quiet_native_logs():
-        interpreter = interpreter_class(model_content=bytes(tflite_bytes))
-        interpreter.allocate_tensors()
-    return tensor_specs(interpreter, part)
+    return tensor_specs(Runtime().interpreter(tflite_bytes), part)
 
 
 def _flatbuffer(tflite_bytes):
@@ -313,14 +311,50 @@ def write_export(export_dir, task_name, model_name, models, log=print):
 # Runtime
 
 
+KERNELS = {  # --kernels choice: what it runs, for reports
+    "xnnpack": "LiteRT's default: optimised builtin kernels with the XNNPACK delegate (desktop/mobile SIMD)",
+    "builtin": "LiteRT's optimised builtin kernels, no delegate",
+    "reference": "LiteRT's reference kernels: the portable code TensorFlow Lite Micro's own kernels share, "
+                 "whose cost per op follows its arithmetic as a microcontroller's does",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """How the LiteRT interpreters run: `threads` (1, as on a microcontroller) and `kernels` (a KERNELS key)."""
+    threads: int = 1
+    kernels: str = "xnnpack"
+
+    def __post_init__(self):
+        if self.kernels not in KERNELS:
+            raise UserError(f"unknown kernels {self.kernels!r}; choose one of {', '.join(KERNELS)}")
+        if self.threads < 1:
+            raise UserError(f"interpreter threads must be at least 1, got {self.threads}")
+
+    def interpreter(self, tflite_bytes):
+        """An allocated LiteRT interpreter of a .tflite model given as bytes."""
+        interpreter_class = _load_interpreter_class()
+        from ai_edge_litert.interpreter import OpResolverType
+
+        resolver = {"xnnpack": OpResolverType.AUTO,
+                    "builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+                    "reference": OpResolverType.BUILTIN_REF}[self.kernels]
+        with quiet_native_logs():
+            interpreter = interpreter_class(model_content=bytes(tflite_bytes), num_threads=self.threads,
+                                            experimental_op_resolver_type=resolver)
+            interpreter.allocate_tensors()
+        return interpreter
+
+    def describe(self):
+        threads = f"{self.threads} interpreter thread{'s' if self.threads > 1 else ''}"
+        return f"{runtime_name()}, {self.kernels} kernels, {threads}"
+
+
 class Stage:
     """One .tflite model on a LiteRT interpreter, batch 1, its tensors by name; counts invocations."""
 
-    def __init__(self, tflite_bytes, part, num_threads=1):
-        interpreter_class = _load_interpreter_class()
-        with quiet_native_logs():
-            self.interpreter = interpreter_class(model_content=bytes(tflite_bytes), num_threads=num_threads)
-            self.interpreter.allocate_tensors()
+    def __init__(self, tflite_bytes, part, runtime=Runtime()):
+        self.interpreter = runtime.interpreter(tflite_bytes)
         inputs, self.outputs = tensor_specs(self.interpreter, part)
         self.input = inputs["input"]
         self.invocations = 0
@@ -382,10 +416,10 @@ class EarlyExitRunner(_Runner):
     """Two-stage early exit on LiteRT: stage 2 runs only for samples whose early-exit max softmax is
     not > rho (the T-RecX rule), on stage 1's tapped feature map."""
 
-    def __init__(self, stage1, stage2, rho, num_threads=1):
+    def __init__(self, stage1, stage2, rho, runtime=Runtime()):
         self.rho = float(rho)
-        self.first = Stage(stage1, "stage1", num_threads)
-        self.second = Stage(stage2, "stage2", num_threads)
+        self.first = Stage(stage1, "stage1", runtime)
+        self.second = Stage(stage2, "stage2", runtime)
         self.ee, self.tap = self.first.outputs["ee"], self.first.outputs["tap"]
         self.ef = self.second.outputs["ef"]
         target = self.second.input
@@ -446,8 +480,8 @@ class EarlyExitRunner(_Runner):
 class SingleStageRunner(_Runner):
     """A one-stage model (the base model) on LiteRT, run the same way as `EarlyExitRunner`."""
 
-    def __init__(self, tflite_bytes, num_threads=1):
-        self.first = Stage(tflite_bytes, "base", num_threads)
+    def __init__(self, tflite_bytes, runtime=Runtime()):
+        self.first = Stage(tflite_bytes, "base", runtime)
         self.ef = self.first.outputs["ef"]
 
     def _step(self):
@@ -522,7 +556,7 @@ def _saving(value, reference):
     return float(100.0 * (1.0 - value / reference))
 
 
-def evaluate_precision(models, test, rho, path_mflops, base_mflops, num_threads=1, log=print):
+def evaluate_precision(models, test, rho, path_mflops, base_mflops, runtime=Runtime(), log=print):
     """Measure one precision's exported models on (inputs, labels) at `rho`, beside the base model.
 
     Runs (1) every sample through both stages (rho = 1.0) for the benefit curve, then (2) the early-exit
@@ -530,10 +564,10 @@ def evaluate_precision(models, test, rho, path_mflops, base_mflops, num_threads=
     latency. Returns (result dict in deploy.json's per-precision layout, curve, (trace at rho, base trace)).
     """
     inputs, labels = test
-    full = EarlyExitRunner(models["stage1"], models["stage2"], NEVER_EXIT, num_threads).run(inputs)
+    full = EarlyExitRunner(models["stage1"], models["stage2"], NEVER_EXIT, runtime).run(inputs)
     curve = trace_curve(full, labels, path_mflops)
-    runner = EarlyExitRunner(models["stage1"], models["stage2"], rho, num_threads)
-    base = SingleStageRunner(models["base"], num_threads)
+    runner = EarlyExitRunner(models["stage1"], models["stage2"], rho, runtime)
+    base = SingleStageRunner(models["base"], runtime)
     trace, base_trace = run_interleaved([runner, base], inputs)
     exit_rate = trace.exit_rate
     mean_mflops = exit_rate * path_mflops[0] + (1.0 - exit_rate) * path_mflops[1]
@@ -563,11 +597,11 @@ def evaluate_precision(models, test, rho, path_mflops, base_mflops, num_threads=
     return result, curve, (trace, base_trace)
 
 
-def validation_rho(models, validation, path_mflops, base_mflops, drop, num_threads=1):
+def validation_rho(models, validation, path_mflops, base_mflops, drop, runtime=Runtime()):
     """rho chosen on the validation split with the float32 models: (rho, details dict)."""
     inputs, labels = validation
-    full = EarlyExitRunner(models["stage1"], models["stage2"], NEVER_EXIT, num_threads).run(inputs, warmup=0)
-    base = SingleStageRunner(models["base"], num_threads).run(inputs, warmup=0)
+    full = EarlyExitRunner(models["stage1"], models["stage2"], NEVER_EXIT, runtime).run(inputs, warmup=0)
+    base = SingleStageRunner(models["base"], runtime).run(inputs, warmup=0)
     base_accuracy = base.accuracy(labels)
     point = choose_rho(trace_curve(full, labels, path_mflops), base_accuracy, base_mflops, drop)
     return point["rho"], {"num_samples": int(len(labels)), "base_accuracy": base_accuracy,
@@ -575,7 +609,7 @@ def validation_rho(models, validation, path_mflops, base_mflops, drop, num_threa
 
 
 def deploy(task, model_name, net, base_net, test, results_dir, *, calibration, validation=None, rho=None,
-           drop=DEFAULT_DROP, num_threads=1, log=print):
+           drop=DEFAULT_DROP, runtime=Runtime(), log=print):
     """Export, run and report one T-RecX model of `task` against its base model.
 
     test, validation: (inputs float32 (N, ...), labels (N,)); calibration: float32 inputs for int8.
@@ -594,7 +628,7 @@ def deploy(task, model_name, net, base_net, test, results_dir, *, calibration, v
     details = None
     if rho is None:
         log(f"choosing rho on {len(validation[1])} validation samples ({drop:g} point(s) below the base model)")
-        rho, details = validation_rho(models["float32"], validation, path_mflops, base_mflops, drop, num_threads)
+        rho, details = validation_rho(models["float32"], validation, path_mflops, base_mflops, drop, runtime)
         met = "" if details["met"] else " (target not reached: most accurate rho)"
         log(f"  rho = {rho:.4f}: validation accuracy {details['accuracy']:.2f} % against base "
             f"{details['base_accuracy']:.2f} %{met}")
@@ -604,10 +638,10 @@ def deploy(task, model_name, net, base_net, test, results_dir, *, calibration, v
     for precision in PRECISIONS:
         log(f"{precision}: running {len(test[1])} test samples one at a time")
         summary[precision], curves[precision], _ = evaluate_precision(
-            models[precision], test, rho, path_mflops, base_mflops, num_threads, log)
+            models[precision], test, rho, path_mflops, base_mflops, runtime, log)
     summary.update(
         validation=details, drop=drop, path_mflops={"ee": path_mflops[0], "ef": path_mflops[1]},
-        base_mflops=base_mflops, runtime=runtime_name(), num_threads=num_threads,
+        base_mflops=base_mflops, runtime=runtime_name(), kernels=runtime.kernels, num_threads=runtime.threads,
         int8_size_reduction_pct=size_reduction(summary, "size_kb"),
         int8_weights_reduction_pct=size_reduction(summary, "weights_kb"))
     report.write_json(results_dir / "deploy.json", summary)
@@ -642,7 +676,8 @@ def deploy_markdown(summary, title):
                 f"(validation accuracy {summary['validation']['accuracy']:.2f} % vs base "
                 f"{summary['validation']['base_accuracy']:.2f} %"
                 + ("" if summary["validation"]["met"] else "; target not reached, most accurate rho") + ")")
-    threads = f"{summary['num_threads']} interpreter thread{'s' if summary['num_threads'] > 1 else ''}"
+    threads = (f"{summary['kernels']} kernels, {summary['num_threads']} interpreter "
+               f"thread{'s' if summary['num_threads'] > 1 else ''}")
     lines = [f"# Deployed early exit: {title}, {summary['model']}", "",
              f"{summary['num_samples']} test samples, one at a time, {summary['runtime']} ({threads}); "
              f"rho = {summary['rho']:.4f}, {rho_note}.", "",

@@ -24,6 +24,8 @@ from synthetic_inputs import model_inputs
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_GOLDEN_DIR = REPO_ROOT.parent / "shared" / "data" / "kws_golden"  # 24 real clips, when present
+MLPERF_RESNET_INT8 = (REPO_ROOT.parent / "shared" / "reference_models" / "mlperf_tiny" / "benchmark" / "training" /
+                     "image_classification" / "trained_models" / "pretrainedResnet_quant.tflite")  # when present
 TASKS = ("image_classification", "keyword_spotting", "visual_wake_words")
 N_CALIBRATION = 100
 N_TEST = 300
@@ -161,8 +163,9 @@ def test_int8_base_model_agrees_with_float32(exported, request):
     synthetic inputs (about 94 % and 95 %): they leave many of them near a tie between two classes
     (top-2 softmax margin < 0.1 for 14 % and 6 %, against 2 % for the T-RecX final exits), where int8
     rounding flips the argmax; on the others they agree on >= 97 % (next test), and on real clips
-    (test_int8_agrees_on_real_keyword_spotting_clips) on all of them. Kept strict: a change that makes
-    them pass shows up as XPASS."""
+    (test_int8_agrees_on_real_keyword_spotting_clips) on all of them; MLPerf Tiny's own int8 ResNet-8
+    agrees less often than ours on the same inputs (test_int8_base_model_agrees_more_often_than_mlperfs_own_int8_resnet).
+    Kept strict: a change that makes them pass shows up as XPASS."""
     if exported["task"] in ("image_classification", "keyword_spotting"):
         request.applymarker(pytest.mark.xfail(strict=True, reason="base model near-ties on synthetic inputs"))
     agree, _ = base_agreement(exported)
@@ -174,6 +177,26 @@ def test_int8_base_model_disagrees_only_near_ties(exported):
     decisive = margin >= 0.1
     assert decisive.mean() >= 0.8
     assert agree[decisive].mean() >= MIN_INT8_AGREEMENT, f"{exported['task']}: {agree[decisive].mean():.3f}"
+
+
+@pytest.mark.skipif(not MLPERF_RESNET_INT8.is_file(), reason="MLPerf Tiny reference models not present")
+@pytest.mark.parametrize("exported", ["image_classification"], indirect=True)
+def test_int8_base_model_agrees_more_often_than_mlperfs_own_int8_resnet(exported):
+    """MLPerf Tiny's own int8 ResNet-8, quantised from the same float weights (its float32 .tflite gives
+    our float32 predictions exactly), agrees with float32 less often than our export on the same synthetic
+    inputs: the near-ties that keep both under 97 % are the inputs', not a fault of our quantisation."""
+    x = exported["x"]
+    interpreter = deploy.Runtime().interpreter(MLPERF_RESNET_INT8.read_bytes())
+    source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    spec = deploy.TensorSpec("input", 0, source["index"], tuple(source["shape"]), "int8", *source["quantization"])
+    theirs = []
+    for sample in spec.quantize(x):
+        interpreter.set_tensor(spec.index, sample[None])
+        interpreter.invoke()
+        theirs.append(int(interpreter.get_tensor(target["index"])[0].argmax()))
+    reference = exported["keras_base"].argmax(axis=1)
+    ours, _ = base_agreement(exported)
+    assert ours.mean() > np.mean(np.array(theirs) == reference), (ours.mean(), np.mean(np.array(theirs) == reference))
 
 
 @pytest.mark.skipif(not (SHARED_GOLDEN_DIR / "golden_mfcc.npz").is_file(), reason="shared golden clips not present")
@@ -237,6 +260,38 @@ def test_rho_one_never_exits_and_rho_zero_always_exits(exported, precision):
     assert np.all(never.exits == 1) and never.stage2_invocations == len(x) and never.exit_rate == 0.0
     assert np.all(always.exits == 0) and always.stage2_invocations == 0 and always.exit_rate == 1.0
     assert np.isnan(always.softmax["ef"]).all() and not np.isnan(never.softmax["ef"]).any()
+
+
+@pytest.mark.parametrize("exported", ["keyword_spotting"], indirect=True)
+def test_every_kernel_set_computes_the_same_model(exported):
+    """The kernel sets differ in speed, not in what they compute: float32 within 1e-5 of Keras; int8
+    mostly equal to the default kernels' (each kernel set rounds its own way, XNNPACK requantising in
+    float, the others in fixed point, and a step's difference can grow through the layers), hence the
+    same predictions but for near-ties."""
+    x = exported["x"]
+    traces = {kernels: {precision: deploy.EarlyExitRunner(models["stage1"], models["stage2"], deploy.NEVER_EXIT,
+                                                          deploy.Runtime(kernels=kernels)).run(x, warmup=0)
+                        for precision, models in exported["models"].items()}
+              for kernels in deploy.KERNELS}
+    ee, ef = exported["keras"]
+    int8_ef_scale = deploy.model_tensors(exported["models"]["int8"]["stage2"], "stage2")[1]["ef"].scale
+    for kernels, trace in traces.items():
+        assert np.abs(trace["float32"].softmax["ee"] - ee).max() <= FLOAT_TOLERANCE, kernels
+        assert np.abs(trace["float32"].softmax["ef"] - ef).max() <= FLOAT_TOLERANCE, kernels
+        default = traces["xnnpack"]["int8"]
+        assert np.mean(trace["int8"].predictions == default.predictions) >= MIN_INT8_AGREEMENT, kernels
+        steps = np.abs(trace["int8"].softmax["ef"] - default.softmax["ef"]) / int8_ef_scale
+        assert np.median(steps) == 0 and steps.mean() <= 1.0, kernels
+
+
+def test_runtime_refuses_unknown_kernels_and_threads():
+    with pytest.raises(UserError, match="unknown kernels 'cmsis'; choose one of xnnpack, builtin, reference"):
+        deploy.Runtime(kernels="cmsis")
+    with pytest.raises(UserError, match="at least 1"):
+        deploy.Runtime(threads=0)
+    kernels_option = next(a for a in cli.build_parser()._subparsers._group_actions[0].choices["deploy"]._actions
+                          if a.dest == "kernels")
+    assert tuple(kernels_option.choices) == tuple(deploy.KERNELS)
 
 
 def test_choose_rho_takes_the_cheapest_point_within_the_drop():
@@ -334,12 +389,13 @@ def test_deploy_sh_with_given_rho_needs_no_validation_data(cifar):
     out = cifar / "out_given"
     proc = run_deploy("--data-dir", cifar / "data", "--results-dir", out, "--rho", "0.8",
                       "--train-data-dir", cifar / "nowhere", "--calibration-data", cifar / "data",
-                      "--calibration-samples", "50", cwd=cifar / "cwd")
+                      "--calibration-samples", "50", "--kernels", "builtin", cwd=cifar / "cwd")
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "INFO:" not in proc.stderr
     summary = json.loads((out / "deploy.json").read_text())
     check_summary(summary, "given")
     assert summary["rho"] == 0.8 and summary["validation"] is None
+    assert summary["kernels"] == "builtin" and "builtin kernels, 1 interpreter thread" in (out / "deploy.md").read_text()
     for stem in ("trecx_ev_stage1", "trecx_ev_stage2", "base"):
         for precision in ("float32", "int8"):
             for suffix in (".tflite", ".h", ".cc"):
@@ -357,6 +413,7 @@ def test_deploy_sh_chooses_rho_on_the_validation_split(cifar):
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((out / "deploy.json").read_text())
     check_summary(summary, "validation")
+    assert summary["kernels"] == "xnnpack" and summary["num_threads"] == 1
     validation = summary["validation"]
     assert validation["num_samples"] == 30  # a tenth of the 300 synthetic training images
     assert summary["rho"] in [pytest.approx(r) for r in sweep.RHOS]
@@ -371,6 +428,7 @@ def test_deploy_sh_chooses_rho_on_the_validation_split(cifar):
     (["--data-dir", "{root}/data", "--model", "sdn", "--rho", "0.5"], "no T-RecX early exit"),
     (["--data-dir", "{root}/data", "--model", "resnet", "--rho", "0.5"], "valid models"),
     (["--data-dir", "{root}/data", "--rho", "1.5"], "--rho must lie in"),
+    (["--data-dir", "{root}/data", "--rho", "0.5", "--threads", "0"], "--threads must be at least 1"),
     (["--data-dir", "{root}/data", "--rho", "0.5", "--models", "trained", "--models-dir", "{root}/nowhere"],
      "no trained"),
 ])
