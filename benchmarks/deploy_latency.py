@@ -101,7 +101,10 @@ def main(argv=None):
     from common.pretrained import load_weights, pretrained_path
     from synthetic_inputs import model_inputs
 
-    runtimes = [deploy.Runtime(args.threads, k) for k in kernels]  # UserError on an unknown kernel set
+    try:
+        runtimes = [deploy.Runtime(args.threads, k) for k in kernels]
+    except UserError as err:  # an unknown kernel set or thread count
+        parser.error(str(err))
 
     def measure_all(data, x, labels):
         rows = []

@@ -24,6 +24,7 @@ and writes deploy.json, deploy.md, the float/int8 benefit figure and export/ (.t
 from __future__ import annotations
 
 import dataclasses
+import math
 import pathlib
 import re
 import tempfile
@@ -200,13 +201,17 @@ def weights_kb(tflite_bytes):
     return sum(len(model.buffers[i].data) for i in constants if model.buffers[i].data is not None) / 1024
 
 
-def builtin_ops(tflite_bytes):
-    """Names of the builtin operators a .tflite model uses (what a TFLite Micro op resolver must hold)."""
+def _builtin_name(code):
+    """The builtin operator name ("CONV_2D") of a flatbuffer operator code."""
     from ai_edge_litert import schema_py_generated as schema
 
-    names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
-    codes = _flatbuffer(tflite_bytes).operatorCodes
-    return sorted(names[max(op.builtinCode, op.deprecatedBuiltinCode)] for op in codes)
+    names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    return names[max(code.builtinCode, code.deprecatedBuiltinCode)]
+
+
+def builtin_ops(tflite_bytes):
+    """Names of the builtin operators a .tflite model uses (what a TFLite Micro op resolver must hold)."""
+    return sorted(_builtin_name(code) for code in _flatbuffer(tflite_bytes).operatorCodes)
 
 
 def c_identifier(*words):
@@ -523,6 +528,93 @@ def run_interleaved(runners, inputs, warmup=WARMUP_SAMPLES):
             runner._store(softmax, i, outputs)
     return [Trace(*record, stage2_invocations=runner.stage2_invocations - count)
             for runner, count, record in zip(runners, counts, records)]
+
+
+# ------------------------------------------------------------------------------------------------
+# Per-operator profile
+
+
+@dataclasses.dataclass(frozen=True)
+class OpModel:
+    """One operator of a .tflite model as a model of its own (`single_op_models`).
+
+    name: builtin operator ("CONV_2D"); output_shape: its first output's shape; macs: multiply-accumulates
+    (convolutions and fully connected layers; 0 for other operators); tflite: the one-operator model.
+    """
+    name: str
+    output_shape: tuple
+    macs: int
+    tflite: bytes
+
+    @property
+    def outputs(self):
+        """Output elements per sample."""
+        return math.prod(self.output_shape[1:])
+
+
+def _macs(name, op, tensors):
+    """MACs of one flatbuffer operator, from its output and weight tensor shapes."""
+    output = math.prod(tensors[op.outputs[0]].shape[1:])
+    if name == "CONV_2D":  # weights (out, kh, kw, in)
+        return output * math.prod(tensors[op.inputs[1]].shape[1:])
+    if name == "DEPTHWISE_CONV_2D":  # weights (1, kh, kw, out)
+        return output * math.prod(tensors[op.inputs[1]].shape[1:3])
+    if name == "FULLY_CONNECTED":  # weights (out, in)
+        return output * int(tensors[op.inputs[1]].shape[1])
+    return 0
+
+
+def single_op_models(tflite_bytes):
+    """Each operator of a single-graph .tflite model, in execution order, as an `OpModel`: the operator
+    alone on the model's own tensors (weights, shapes, int8 scales and zero points), its non-constant
+    inputs the model inputs, its outputs the model outputs. Run on the tensors the whole model feeds it,
+    it computes what it computes inside the whole model; timed alone, its share of the model's time."""
+    import copy
+
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = _flatbuffer(tflite_bytes)
+    if len(model.subgraphs) != 1:
+        raise ValueError(f"expected one subgraph, found {len(model.subgraphs)}")
+    graph = model.subgraphs[0]
+    constant = [model.buffers[t.buffer].data is not None for t in graph.tensors]
+    models = []
+    for i, op in enumerate(graph.operators):
+        name = _builtin_name(model.operatorCodes[op.opcodeIndex])
+        alone = copy.deepcopy(model)
+        alone.signatureDefs = []
+        alone_graph = alone.subgraphs[0]
+        alone_graph.operators = [alone_graph.operators[i]]
+        alone_graph.inputs = [int(t) for t in op.inputs if t >= 0 and not constant[t]]
+        alone_graph.outputs = [int(t) for t in op.outputs]
+        models.append(OpModel(name, tuple(int(d) for d in graph.tensors[op.outputs[0]].shape),
+                              _macs(name, op, graph.tensors),
+                              bytes(flatbuffer_utils.convert_object_to_bytearray(alone))))
+    return models
+
+
+def median_invoke_us(interpreter, repeats, seed=0):
+    """Median time (microseconds) of `repeats` invocations on random inputs, after a few untimed ones."""
+    rng = np.random.default_rng(seed)
+    for detail in interpreter.get_input_details():
+        dtype = np.dtype(detail["dtype"])
+        values = (rng.integers(-128, 128, detail["shape"]) if dtype == np.int8
+                  else rng.normal(0.0, 1.0, detail["shape"]))
+        interpreter.set_tensor(detail["index"], values.astype(dtype))
+    for _ in range(max(3, repeats // 10)):
+        interpreter.invoke()
+    times = np.empty(repeats, np.int64)
+    for k in range(repeats):
+        start = time.perf_counter_ns()
+        interpreter.invoke()
+        times[k] = time.perf_counter_ns() - start
+    return float(np.median(times)) / 1e3
+
+
+def op_profile(tflite_bytes, runtime=Runtime(), repeats=100):
+    """[(OpModel, median microseconds)] per operator of a .tflite model, each timed alone on `runtime`
+    (element-wise cost does not depend on the values, so random inputs time it as real ones would)."""
+    return [(op, median_invoke_us(runtime.interpreter(op.tflite), repeats)) for op in single_op_models(tflite_bytes)]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -284,6 +284,39 @@ def test_every_kernel_set_computes_the_same_model(exported):
         assert np.median(steps) == 0 and steps.mean() <= 1.0, kernels
 
 
+@pytest.mark.parametrize("precision", deploy.PRECISIONS)
+def test_single_op_models_compute_what_the_operator_computes_in_the_model(exported, precision):
+    """Each operator cut out alone, fed the tensors the whole model fed it, gives the whole model's
+    intermediate tensor exactly; the operators' MACs add up to the Keras model's (BatchNorm folded)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    data = exported["models"][precision]["base"]
+    builtin = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    whole = Interpreter(model_content=data, experimental_op_resolver_type=builtin,
+                        experimental_preserve_all_tensors=True)
+    whole.allocate_tensors()
+    source = whole.get_input_details()[0]
+    spec = deploy.TensorSpec("input", 0, source["index"], tuple(source["shape"]), np.dtype(source["dtype"]).name,
+                             *source["quantization"])
+    whole.set_tensor(spec.index, spec.quantize(exported["x"][:1]))
+    whole.invoke()
+    ops = deploy.single_op_models(data)
+    assert [op.name for op in ops] == [op["op_name"] for op in whole._get_ops_details()]
+    for op in ops:
+        alone = Interpreter(model_content=op.tflite, experimental_op_resolver_type=builtin)
+        alone.allocate_tensors()
+        for detail in alone.get_input_details():  # the same tensor indices as in the whole model
+            alone.set_tensor(detail["index"], whole.get_tensor(detail["index"]))
+        alone.invoke()
+        for detail in alone.get_output_details():
+            np.testing.assert_array_equal(alone.get_tensor(detail["index"]), whole.get_tensor(detail["index"]))
+        assert tuple(alone.get_output_details()[0]["shape"]) == op.output_shape
+    keras_macs = sum(c.macs for c in flops.path_costs(exported["base"].model)[0])
+    assert sum(op.macs for op in ops) == keras_macs
+    profile = deploy.op_profile(data, repeats=10)
+    assert [op.name for op, _ in profile] == [op.name for op in ops] and all(t > 0 for _, t in profile)
+
+
 def test_runtime_refuses_unknown_kernels_and_threads():
     with pytest.raises(UserError, match="unknown kernels 'cmsis'; choose one of xnnpack, builtin, reference"):
         deploy.Runtime(kernels="cmsis")
