@@ -219,9 +219,13 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="python -m common.cli", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
+    # A task script (TASK/NAME.sh) names itself in TRECX_SCRIPT and passes the task: its usage shows the
+    # script and hides the task argument.
+    script = os.environ.get("TRECX_SCRIPT")
+
     def add(name, help_text, func):
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument("task", help=f"one of {', '.join(TASKS)}")
+        sub = commands.add_parser(name, help=help_text, description=help_text, prog=script)
+        sub.add_argument("task", help=argparse.SUPPRESS if script else f"one of {', '.join(TASKS)}")
         sub.add_argument("--data-dir", type=pathlib.Path,
                          help="dataset folder (default: data/TASK in the repository)")
         sub.set_defaults(func=func)

@@ -6,4 +6,4 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-exec "${PYTHON:-python3}" -m common.cli deploy image_classification "$@"
+TRECX_SCRIPT="bash image_classification/deploy.sh" exec "${PYTHON:-python3}" -m common.cli deploy image_classification "$@"

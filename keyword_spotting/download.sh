@@ -5,4 +5,4 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-exec "${PYTHON:-python3}" -m common.cli download keyword_spotting "$@"
+TRECX_SCRIPT="bash keyword_spotting/download.sh" exec "${PYTHON:-python3}" -m common.cli download keyword_spotting "$@"

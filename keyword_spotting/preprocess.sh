@@ -4,4 +4,4 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-exec "${PYTHON:-python3}" -m common.cli preprocess keyword_spotting "$@"
+TRECX_SCRIPT="bash keyword_spotting/preprocess.sh" exec "${PYTHON:-python3}" -m common.cli preprocess keyword_spotting "$@"

@@ -4,4 +4,4 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-exec "${PYTHON:-python3}" -m common.cli preprocess visual_wake_words "$@"
+TRECX_SCRIPT="bash visual_wake_words/preprocess.sh" exec "${PYTHON:-python3}" -m common.cli preprocess visual_wake_words "$@"

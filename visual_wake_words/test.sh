@@ -5,4 +5,4 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-exec "${PYTHON:-python3}" -m common.cli test visual_wake_words "$@"
+TRECX_SCRIPT="bash visual_wake_words/test.sh" exec "${PYTHON:-python3}" -m common.cli test visual_wake_words "$@"
