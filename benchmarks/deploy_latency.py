@@ -53,7 +53,8 @@ def measure(task_name, x, labels, models, path_mflops, base_mflops, fractions, r
             stage1_ms = trace.latency_ns[exited].mean() / 1e6 if exited.any() else float("nan")
             full_ms = result["full_path_latency_ms"]["mean"]
             rows.append({
-                "task": task_name, "kernels": runtime.kernels, "precision": precision, "rho": rho, "exit_rate": result["exit_rate"],
+                "task": task_name, "kernels": runtime.kernels, "precision": precision, "rho": rho,
+                "exit_rate": result["exit_rate"],
                 "flops_saving": result["mflops_saving_pct"], "latency_saving": result["latency_saving_pct"],
                 "ratio": result["latency_over_flops_saving"], "latency_ms": result["latency_ms"]["mean"],
                 "base_ms": result["base_latency_ms"]["mean"],
@@ -149,7 +150,8 @@ def main(argv=None):
     print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         ratio = "n/a" if r["ratio"] is None else f"{r['ratio']:.2f}"
-        print(f"| {r['task']} | {r['data']} | {r['kernels']} | {r['precision']} | {r['rho']:.3f} | {r['exit_rate']:.3f} | "
+        print(f"| {r['task']} | {r['data']} | {r['kernels']} | {r['precision']} | {r['rho']:.3f} | "
+              f"{r['exit_rate']:.3f} | "
               f"{r['flops_saving']:.1f} | {r['latency_saving']:.1f} | {ratio} | "
               f"{r['latency_ms']:.4f} ({r['base_ms']:.4f}) | {r['stage1_share_latency']:.2f} / "
               f"{r['stage1_share_flops']:.2f} | {r['full_over_base_latency']:.2f} / {r['full_over_base_flops']:.2f} |")

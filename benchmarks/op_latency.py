@@ -96,7 +96,8 @@ def main(argv=None):
         labels = [f"{runtime.kernels} {precision}" for runtime, precision in configs]
         print(f"\n{name}, base model: {total_macs / 1e6:.2f} M MACs; summed operator time "
               + ", ".join(f"{label} {totals[r.kernels, p]:.0f} us" for label, (r, p) in zip(labels, configs)) + "\n")
-        print("| # | operator | output | MACs per output | MACs % | " + " | ".join(f"{label} %" for label in labels) + " |")
+        print("| # | operator | output | MACs per output | MACs % | "
+              + " | ".join(f"{label} %" for label in labels) + " |")
         print("|---:|---|---|---:|---:|" + "---:|" * len(configs))
         for i, op in enumerate(ops["int8"]):
             shares = " | ".join(f"{100 * times[r.kernels, p][i] / totals[r.kernels, p]:.1f}" for r, p in configs)

@@ -11,12 +11,14 @@ in full-integer int8 (post-training quantisation on a representative set; int8 i
 `EarlyExitRunner` runs a sample the way a microcontroller would: stage 1, then stage 2 on the tapped
 feature map only when the early exit's max softmax is not > rho. The int8 feature map goes from stage 1
 to stage 2 as it is when both sides share its scale and zero point (checked; else it is requantised).
-Timing (`time.perf_counter_ns`; `Runtime`: one interpreter thread and LiteRT's default XNNPACK kernels
-unless asked otherwise; `--kernels reference` runs the portable kernels TensorFlow Lite Micro shares,
-whose relative op costs are a microcontroller's rather than a SIMD desktop's) runs from the quantised input in
-the input tensor to the predicted class: the invocations, the exit decision, the feature-map copy and
-the argmax. Quantising the input and copying it into the input tensor (on a microcontroller, the
-feature extractor's job) and recording dequantised softmaxes happen outside it, for the base model alike.
+Interpreters run as `Runtime` says: one thread and LiteRT's default XNNPACK kernels unless asked
+otherwise (`reference` kernels: the portable code TensorFlow Lite Micro's kernels share, whose relative
+op costs are a microcontroller's rather than a SIMD desktop's). Timing (`time.perf_counter_ns`) runs
+from the quantised input in the input tensor to the predicted class: the invocations, the exit
+decision, the feature-map copy and the argmax. Quantising the input and copying it into the input
+tensor (on a microcontroller, the feature extractor's job) and recording dequantised softmaxes happen
+outside it, for the base model alike. `op_profile` times each operator of a .tflite model alone
+(`single_op_models`): where the time goes, beside where the MACs go.
 
 `deploy` chooses rho on a validation split (or takes it), runs both precisions beside the base model,
 and writes deploy.json, deploy.md, the float/int8 benefit figure and export/ (.tflite, C arrays).
@@ -350,10 +352,6 @@ class Runtime:
             interpreter.allocate_tensors()
         return interpreter
 
-    def describe(self):
-        threads = f"{self.threads} interpreter thread{'s' if self.threads > 1 else ''}"
-        return f"{runtime_name()}, {self.kernels} kernels, {threads}"
-
 
 class Stage:
     """One .tflite model on a LiteRT interpreter, batch 1, its tensors by name; counts invocations."""
@@ -614,7 +612,8 @@ def median_invoke_us(interpreter, repeats, seed=0):
 def op_profile(tflite_bytes, runtime=Runtime(), repeats=100):
     """[(OpModel, median microseconds)] per operator of a .tflite model, each timed alone on `runtime`
     (element-wise cost does not depend on the values, so random inputs time it as real ones would)."""
-    return [(op, median_invoke_us(runtime.interpreter(op.tflite), repeats)) for op in single_op_models(tflite_bytes)]
+    return [(op, median_invoke_us(runtime.interpreter(op.tflite), repeats))
+            for op in single_op_models(tflite_bytes)]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -798,6 +797,7 @@ def deploy_markdown(summary, title):
                   f"{weights['early_exit']:.1f} % and {weights['base']:.1f} %; the paper reports 70.4 % for the "
                   "early-exit MobileNet). Per-channel int8 quantisation parameters (a float32 scale and an int64 "
                   "zero point per output channel) are what keeps the files above a quarter of float32.",
+              "", f"Kernels: {KERNELS[summary['kernels']]}.",
               "", "Latency per sample runs from the (quantised) input in the model's input tensor to the "
                   "predicted class: the invocation(s), the exit decision, copying the feature map into stage 2 "
                   "and the argmax; the base model runs interleaved with the early-exit model, sample by sample. "
