@@ -21,5 +21,5 @@ conda create -y -n "$ENV_NAME" python=3.11 pip
 if [ "$GPU" = 1 ]; then
   conda run -n "$ENV_NAME" python -m pip install "tensorflow[and-cuda]>=2.16,<2.22"
 fi
-conda run -n "$ENV_NAME" python -m pip install -r "$ROOT/requirements.txt"
+(cd "$ROOT" && conda run -n "$ENV_NAME" python -m pip install -r requirements.txt)  # -e . installs the repository
 echo "done: conda activate $ENV_NAME"

@@ -1,8 +1,8 @@
 """Measured latency of the deployed early exit against its FLOPs, and the int8 size reduction, per task.
 
 For each task, the pretrained `trecx_ev` (split into two LiteRT stages) and `base` models are exported
-in float32 and int8 (common.deploy; int8 calibrated on synthetic inputs of another seed) and run one
-sample at a time, interleaved sample by sample, on synthetic inputs in the task's real input range
+in float32 and int8 (common.deploy.export; int8 calibrated on synthetic inputs of another seed) and run
+one sample at a time, interleaved sample by sample, on synthetic inputs in the task's real input range
 (tests/synthetic_inputs.py), and on the real test set too when it is present under --data-root. rho is
 set so that a chosen fraction of the samples leaves at the early exit (a quantile of the float32
 early-exit confidences); the int8 runner uses the same rho, so its exit rate may differ slightly.
@@ -21,8 +21,9 @@ for stage 1 + stage 2 and for the base model (files, and weights alone).
 Synthetic inputs give meaningless accuracies, but the same work per sample as real ones; the exit
 rate, which is what the saving depends on, is set by rho.
 
-Usage: python benchmarks/deploy_latency.py [--num-samples 2000] [--kernels xnnpack,reference]
-       [--exit-fractions 0.5,0.8] [--tasks ...]
+Usage, from the repository root:
+    python -m benchmarks.deploy_latency [--num-samples 2000] [--kernels xnnpack,reference]
+                                        [--exit-fractions 0.5,0.8] [--tasks ...]
 """
 import argparse
 import os
@@ -30,24 +31,24 @@ import pathlib
 import sys
 import time
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-TASKS = ("image_classification", "keyword_spotting", "visual_wake_words")
+from common.tasks import REPO_ROOT, task_names
 
 
 def measure(task_name, x, labels, models, path_mflops, base_mflops, fractions, runtime):
     """One row per (exit fraction, precision): the measured numbers."""
-    from common import deploy
-
     import numpy as np
 
-    full = deploy.EarlyExitRunner(models["float32"]["stage1"], models["float32"]["stage2"], deploy.NEVER_EXIT,
-                                  runtime).run(x)
+    from common.deploy.export import PRECISIONS
+    from common.deploy.pipeline import evaluate_precision
+    from common.deploy.runtime import NEVER_EXIT, EarlyExitRunner
+
+    full = EarlyExitRunner(models["float32"]["stage1"], models["float32"]["stage2"], NEVER_EXIT, runtime).run(x)
     confidence = full.softmax["ee"].max(axis=1)
     rows = []
     for fraction in fractions:
         rho = float(np.quantile(confidence, 1.0 - fraction))
-        for precision in deploy.PRECISIONS:
-            result, _, (trace, base_trace) = deploy.evaluate_precision(
+        for precision in PRECISIONS:
+            result, _, (trace, base_trace) = evaluate_precision(
                 models[precision], (x, labels), rho, path_mflops, base_mflops, runtime, log=lambda *_: None)
             exited = trace.exits == 0
             stage1_ms = trace.latency_ns[exited].mean() / 1e6 if exited.any() else float("nan")
@@ -67,7 +68,7 @@ def measure(task_name, x, labels, models, path_mflops, base_mflops, fractions, r
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      epilog="Prints tables; asserts nothing.")
-    parser.add_argument("--tasks", nargs="*", default=list(TASKS), choices=TASKS)
+    parser.add_argument("--tasks", nargs="*", default=list(task_names()), choices=task_names())
     parser.add_argument("--num-samples", type=int, default=2000,
                         help="synthetic test inputs per task (default: %(default)s)")
     parser.add_argument("--calibration-samples", type=int, default=200,
@@ -77,7 +78,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1, help="interpreter threads (default: %(default)s)")
     parser.add_argument("--kernels", default="xnnpack,reference",
                         help="LiteRT kernel sets to measure, comma-separated, of xnnpack, builtin, reference "
-                             "(common.deploy.KERNELS; default: %(default)s)")
+                             "(common.deploy.runtime.KERNELS; default: %(default)s)")
     parser.add_argument("--reference-samples", type=int, default=400,
                         help="inputs per task for the (slow) reference kernels: the first of the synthetic and "
                              "real sets (default: %(default)s)")
@@ -91,19 +92,18 @@ def main(argv=None):
         parser.error("need --num-samples and --reference-samples >= 10, --calibration-samples >= 1 and exit "
                      "fractions in (0, 1)")
 
-    for path in (REPO_ROOT, REPO_ROOT / "tests"):
-        if str(path) not in sys.path:
-            sys.path.insert(0, str(path))
-    from common.cli import import_tensorflow_quietly, load_task
+    from common.native_logs import import_tensorflow_quietly
     import_tensorflow_quietly()
-    from common import deploy, flops
+    from common import flops
+    from common.deploy.export import PRECISIONS, export_models, weights_kb
+    from common.deploy.runtime import Runtime, runtime_name
     from common.errors import UserError
-    from common.models import build_model
-    from common.pretrained import load_weights, pretrained_path
-    from synthetic_inputs import model_inputs
+    from common.tasks import load_task
+    from common.weights import load_nets
+    from tests.synthetic_inputs import model_inputs
 
     try:
-        runtimes = [deploy.Runtime(args.threads, k) for k in kernels]
+        runtimes = [Runtime(args.threads, k) for k in kernels]
     except UserError as err:  # an unknown kernel set or thread count
         parser.error(str(err))
 
@@ -120,15 +120,12 @@ def main(argv=None):
     start = time.perf_counter()
     for name in args.tasks:
         task = load_task(name)
-        nets = {}
-        for variant in ("trecx_ev", "base"):
-            nets[variant] = build_model(name, variant)
-            load_weights(nets[variant].model, pretrained_path(name, variant))
+        nets = load_nets(task, "pretrained", None, ("trecx_ev", "base"))
         calibration, _ = model_inputs(name, args.calibration_samples, seed=1)
         print(f"{name}: exporting (calibration: {len(calibration)} synthetic inputs)", flush=True)
-        models = deploy.export_models(nets["trecx_ev"], nets["base"], calibration, log=lambda *_: None)
-        sizes[name] = {p: {part: (len(models[p][part]) / 1024, deploy.weights_kb(models[p][part]))
-                           for part in ("stage1", "stage2", "base")} for p in deploy.PRECISIONS}
+        models = export_models(nets["trecx_ev"], nets["base"], calibration, log=lambda *_: None)
+        sizes[name] = {p: {part: (len(models[p][part]) / 1024, weights_kb(models[p][part]))
+                           for part in ("stage1", "stage2", "base")} for p in PRECISIONS}
         path_mflops = flops.path_mflops(nets["trecx_ev"].model)
         base_mflops = flops.path_mflops(nets["base"].model)[0]
         x, labels = model_inputs(name, args.num_samples, seed=2)
@@ -143,7 +140,7 @@ def main(argv=None):
                 print(f"{name}: real test set from {real_dir}", flush=True)
                 rows += measure_all("real", x, labels)
 
-    print(f"\ndeploy latency: {deploy.runtime_name()}, {args.threads} interpreter thread(s), "
+    print(f"\ndeploy latency: {runtime_name()}, {args.threads} interpreter thread(s), "
           f"{os.cpu_count()} CPU cores visible, {time.perf_counter() - start:.0f} s in all\n")
     print("| task | data | kernels | precision | rho | exit rate | FLOPs saving % | latency saving % | ratio | "
           "latency ms (base) | stage 1 share: latency / FLOPs | full path / base: latency / FLOPs |")

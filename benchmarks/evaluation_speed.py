@@ -13,7 +13,7 @@ VWW image folders; written to a temporary folder), in one process, this measures
      its own line.
 Synthetic data gives meaningless accuracies but the same amount of work as the real test set.
 
-Usage: python benchmarks/evaluation_speed.py [TASK ...] [--scale 1.0] [--repeats 1]
+Usage, from the repository root: python -m benchmarks.evaluation_speed [TASK ...] [--scale 1.0] [--repeats 1]
 """
 import argparse
 import os
@@ -29,22 +29,22 @@ KERAS_DEFAULT_BATCH = 32
 TIME_LIMIT_S = 120.0  # the evaluation should finish within two minutes on a small CPU machine
 
 
-# Task -> size of its real test set.
+# Task -> size of its real test set (the synthetic one is written at this size).
 TEST_SET_SIZE = {"image_classification": 10_000, "keyword_spotting": 4_890, "visual_wake_words": 4_448}
 
 
 def write_test_set(task, folder, n):
     """A synthetic test set of `n` samples in the task's real format; returns test.sh's --data-dir."""
     if task == "image_classification":
-        from synthetic import write_cifar
+        from tests.synthetic import write_cifar
         write_cifar(folder, n_test=n, n_train_per_batch=1, seed=0)
         return folder
     if task == "keyword_spotting":
-        from synthetic_audio import write_test_tree
+        from tests.synthetic_audio import write_test_tree
         write_test_tree(folder / "speech_commands_test_set_v0.02", per_label=-(-n // 12))
         return folder
     import numpy as np
-    from synthetic_coco import save_image
+    from tests.synthetic_coco import save_image
     rng = np.random.default_rng(0)
     for i in range(n):
         label = "person" if i % 2 else "non_person"
@@ -94,10 +94,9 @@ def measure(task_name, tmp, scale, repeats):
     test_sh_s, reported_s = min(runs, key=lambda r: r[0])
 
     # 2. Bare predict in this process.
-    from common.cli import load_task
     from common.evaluation import PREDICT_BATCH
-    from common.models import build_model
-    from common.pretrained import load_weights, pretrained_path
+    from common.tasks import load_task
+    from common.weights import load_nets
 
     task = load_task(task_name)
     start = time.perf_counter()
@@ -105,11 +104,7 @@ def measure(task_name, tmp, scale, repeats):
     load_s = time.perf_counter() - start
 
     def pretrained_nets():
-        nets = {}
-        for name in task.MODELS:
-            nets[name] = build_model(task.NAME, name)
-            load_weights(nets[name].model, pretrained_path(task.NAME, name))
-        return nets
+        return load_nets(task, "pretrained", None)
 
     start = time.perf_counter()
     nets = pretrained_nets()
@@ -137,7 +132,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      epilog="Prints a table of seconds per task; no assertions on time.")
     parser.add_argument("tasks", nargs="*", metavar="TASK",
-                        help=f"tasks to measure: {', '.join(TEST_SET_SIZE)} (default: all three)")
+                        help=f"tasks to measure: {', '.join(TEST_SET_SIZE)} (default: all)")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="test-set size as a fraction of the real one (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=1,
@@ -148,10 +143,7 @@ def main(argv=None):
     unknown = sorted(set(args.tasks) - set(TEST_SET_SIZE))
     if unknown:
         parser.error(f"unknown task {unknown[0]}; choose from {', '.join(TEST_SET_SIZE)}")
-    for path in (REPO_ROOT, REPO_ROOT / "tests"):
-        if str(path) not in sys.path:
-            sys.path.insert(0, str(path))
-    from common.cli import import_tensorflow_quietly
+    from common.native_logs import import_tensorflow_quietly
     import_tensorflow_quietly()
     import tensorflow as tf
     tf.get_logger().setLevel("ERROR")  # several models' predict functions trip a retracing warning

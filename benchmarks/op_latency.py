@@ -2,11 +2,11 @@
 
 Early exit saves the layers after its tap; its measured time saving follows its FLOPs saving only if
 a layer's time follows its MACs. This benchmark tests that, operator by operator. For each task the
-pretrained base model is exported to LiteRT float32 and int8 (common.deploy.to_tflite; int8 calibrated
-on synthetic inputs, tests/synthetic_inputs.py), each operator is cut out as a model of its own on the
-same tensors (common.deploy.single_op_models) and timed alone (median of --repeats invocations, batch 1,
-one thread), with LiteRT's default XNNPACK kernels and its reference kernels (the portable code
-TensorFlow Lite Micro's kernels share).
+pretrained base model is exported to LiteRT float32 and int8 (common.deploy.export.to_tflite; int8
+calibrated on synthetic inputs, tests/synthetic_inputs.py), each operator is cut out as a model of its
+own on the same tensors (common.deploy.profile.single_op_models) and timed alone (median of --repeats
+invocations, batch 1, one thread), with LiteRT's default XNNPACK kernels and its reference kernels (the
+portable code TensorFlow Lite Micro's kernels share).
 
 Printed per task: per operator, its output, MACs per output element, share of the model's MACs, and its
 share of the summed operator time for each kernel set and precision; then the shares of MACs and of time
@@ -18,14 +18,13 @@ than their share of the MACs, and those are the early layers that early exit can
 Each timed alone, an operator also pays one invocation's fixed cost (about half a microsecond here), so
 the shares of the smallest operators are upper bounds.
 
-Usage: python benchmarks/op_latency.py [--tasks ...] [--kernels xnnpack,reference] [--repeats 200]
+Usage, from the repository root:
+    python -m benchmarks.op_latency [--tasks ...] [--kernels xnnpack,reference] [--repeats 200]
 """
 import argparse
-import pathlib
 import sys
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-TASKS = ("image_classification", "keyword_spotting", "visual_wake_words")
+from common.tasks import task_names
 
 
 def operators_before_tap(ops, tap_macs):
@@ -44,9 +43,9 @@ def operators_before_tap(ops, tap_macs):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog="Prints tables; asserts nothing.")
-    parser.add_argument("--tasks", nargs="*", default=list(TASKS), choices=TASKS)
+    parser.add_argument("--tasks", nargs="*", default=list(task_names()), choices=task_names())
     parser.add_argument("--kernels", default="xnnpack,reference",
-                        help="LiteRT kernel sets, comma-separated (common.deploy.KERNELS; default: %(default)s)")
+                        help="LiteRT kernel sets: xnnpack, builtin, reference, comma-separated (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=200,
                         help="timed invocations per operator; a quarter of it for the slow reference kernels "
                              "(default: %(default)s)")
@@ -56,36 +55,35 @@ def main(argv=None):
     if args.repeats < 10 or args.calibration_samples < 1:
         parser.error("need --repeats >= 10 and --calibration-samples >= 1")
 
-    for path in (REPO_ROOT, REPO_ROOT / "tests"):
-        if str(path) not in sys.path:
-            sys.path.insert(0, str(path))
-    from common.cli import import_tensorflow_quietly
+    from common.native_logs import import_tensorflow_quietly
     import_tensorflow_quietly()
     import keras
 
-    from common import deploy, flops
+    from common import flops
+    from common.deploy.export import PRECISIONS, to_tflite
+    from common.deploy.profile import op_profile
+    from common.deploy.runtime import Runtime, runtime_name
     from common.errors import UserError
     from common.models import build_model
-    from common.pretrained import load_weights, pretrained_path
-    from synthetic_inputs import model_inputs
+    from common.weights import load_nets
+    from tests.synthetic_inputs import model_inputs
 
     try:
-        runtimes = [deploy.Runtime(1, k) for k in args.kernels.split(",")]
+        runtimes = [Runtime(1, k) for k in args.kernels.split(",")]
     except UserError as err:  # an unknown kernel set
         parser.error(str(err))
-    configs = [(runtime, precision) for runtime in runtimes for precision in deploy.PRECISIONS]
-    print(f"operator latency: {deploy.runtime_name()}, 1 interpreter thread\n")
+    configs = [(runtime, precision) for runtime in runtimes for precision in PRECISIONS]
+    print(f"operator latency: {runtime_name()}, 1 interpreter thread\n")
     for name in args.tasks:
-        net = build_model(name, "base")
-        load_weights(net.model, pretrained_path(name, "base"))
+        net = load_nets(name, "pretrained", None, ("base",))["base"]
         calibration, _ = model_inputs(name, args.calibration_samples, seed=1)
-        models = {"float32": deploy.to_tflite(net.model),
-                  "int8": deploy.to_tflite(net.model, calibration)}
+        models = {"float32": to_tflite(net.model),
+                  "int8": to_tflite(net.model, calibration)}
         ops, times = {}, {}
         for runtime, precision in configs:
             repeats = args.repeats // 4 if runtime.kernels == "reference" else args.repeats
             print(f"{name}: timing each operator, {runtime.kernels} kernels, {precision}", flush=True)
-            profile = deploy.op_profile(models[precision], runtime, repeats)
+            profile = op_profile(models[precision], runtime, repeats)
             ops[precision] = [op for op, _ in profile]
             times[runtime.kernels, precision] = [t for _, t in profile]
         if [(op.name, op.output_shape) for op in ops["float32"]] != [(op.name, op.output_shape) for op in ops["int8"]]:

@@ -34,7 +34,8 @@ def conv(x, names, filters, kernel, strides=1, initializer="he_normal"):
 
 
 def depthwise(x, names, strides=1):
-    """DepthwiseConv2D 3x3, 'same' padding, with bias (the reference's L2 on it was ignored, B4)."""
+    """DepthwiseConv2D 3x3, 'same' padding, with bias, no L2 and the default
+    initializer: the reference code passed both to DepthwiseConv2D, whose Keras 2 version ignored them."""
     return keras.layers.DepthwiseConv2D(3, strides, padding="same", name=names("depthwise_conv2d"))(x)
 
 
@@ -99,5 +100,3 @@ def mobilenet_v1(inputs, names):
         taps[f"ds{block}"] = x
     return taps
 
-
-BACKBONES = {"resnet8": resnet8, "ds_cnn": ds_cnn, "mobilenet_v1": mobilenet_v1}

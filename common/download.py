@@ -33,14 +33,19 @@ def md5sum(path: Path) -> str:
     return _digest(path, "md5")
 
 
+def sha1sum(path: Path) -> str:
+    """Hex SHA-1 of the file at `path`, read in 1 MiB chunks."""
+    return _digest(path, "sha1")
+
+
 def sha256sum(path: Path) -> str:
     """Hex SHA-256 of the file at `path`, read in 1 MiB chunks."""
     return _digest(path, "sha256")
 
 
-def _checksum_mismatch(path: Path, md5: str | None, sha256: str | None) -> str | None:
+def _checksum_mismatch(path: Path, md5: str | None, sha1: str | None, sha256: str | None) -> str | None:
     """None when `path` matches every given checksum, else 'md5 expected X, got Y'."""
-    for name, expected, compute in (("md5", md5, md5sum), ("sha256", sha256, sha256sum)):
+    for name, expected, compute in (("md5", md5, md5sum), ("sha1", sha1, sha1sum), ("sha256", sha256, sha256sum)):
         if expected is not None:
             actual = compute(path)
             if actual != expected.lower():
@@ -80,7 +85,8 @@ def _open_source(url: str, offset: int) -> tuple[BinaryIO, int | None, bool]:
     return stream, total, resumed
 
 
-def fetch(url: str, dest: Path, md5: str | None = None, sha256: str | None = None) -> Path:
+def fetch(url: str, dest: Path, md5: str | None = None, sha256: str | None = None,
+          sha1: str | None = None) -> Path:
     """Download `url` (http(s)://, file:// or a local path) to `dest`, resuming and verifying checksums.
 
     Skips the download when `dest` exists and matches the given checksums. Bytes go to `dest`.part,
@@ -88,7 +94,7 @@ def fetch(url: str, dest: Path, md5: str | None = None, sha256: str | None = Non
     Returns `dest`.
     """
     dest = Path(dest)
-    if dest.is_file() and _checksum_mismatch(dest, md5, sha256) is None:
+    if dest.is_file() and _checksum_mismatch(dest, md5, sha1, sha256) is None:
         print(f"{dest} already present")
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -108,13 +114,18 @@ def fetch(url: str, dest: Path, md5: str | None = None, sha256: str | None = Non
     if total is not None and part.stat().st_size < total:
         raise UserError(f"Downloading {url} stopped after {part.stat().st_size} of {total} bytes; "
                         f"re-run to resume from {part}")
-    mismatch = _checksum_mismatch(part, md5, sha256)
+    mismatch = _checksum_mismatch(part, md5, sha1, sha256)
     if mismatch is not None:
         part.unlink()
         raise UserError(f"Checksum mismatch for {url}: {mismatch}; the partial file was deleted, "
                         "check the URL (or the expected checksum) and re-run")
     os.replace(part, dest)
     return dest
+
+
+def mirror_url(url: str, mirror: str | None) -> str:
+    """`url`, or the same file name under `mirror` (a URL or folder holding the official archives)."""
+    return url if mirror is None else f"{str(mirror).rstrip('/')}/{url.rsplit('/', 1)[1]}"
 
 
 def _check_member_inside(name: str, root: Path, archive: Path) -> None:

@@ -1,6 +1,7 @@
 """FLOPs, MACs and parameters per exit path, counted from the Keras graph.
 
-Convention (the paper's: keras-flops 0.1.2 on the batch-1 graph, METHOD.md §7.3):
+Convention (the paper's: keras-flops 0.1.2 on the batch-1 graph; every count here equals the one that
+tool gives on the authors' own TF 2.3 graphs):
 - Conv2D / DepthwiseConv2D / Dense: 2 x MACs, plus 1 per output element for the bias;
 - AveragePooling2D: output elements x pool window;  Add: 1 per output element per extra input;
 - softmax (layer or Dense activation): 5 per element;
@@ -110,3 +111,18 @@ def format_table(costs):
     rows.append(f"{'total':<68} {sum(c.macs for c in costs):>12,} {sum(c.flops for c in costs):>12,} "
                 f"{sum(c.params for c in costs):>8,}")
     return "\n".join(rows)
+
+
+def task_tables(task, models=()):
+    """Per-layer tables of every exit path of the task's models (all, or those named), as text."""
+    from common.models import build_model
+    from common.tasks import check_models, load_task
+
+    task = load_task(task)
+    parts = []
+    for name in check_models(task, models):
+        net = build_model(task, name)
+        for exit_name, costs in zip(net.exits, path_costs(net.model)):
+            parts.append(f"\n{task.NAME}/{name}, path to exit {exit_name}: "
+                         f"{sum(c.flops for c in costs) / 1e6:.3f} MFLOPs\n{format_table(costs)}")
+    return "\n".join(parts)

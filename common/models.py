@@ -1,7 +1,8 @@
-"""Registry of early-exit networks: (architecture, variant) -> Keras model with named exits.
+"""Early-exit networks: (task, variant) -> Keras model with named exits.
 
-One definition per network: an `Architecture` says where each kind of exit attaches to the backbone
-and with which shapes; `build_model` assembles any variant from it. Variants:
+One definition per network: each task's `ARCHITECTURE` (an `Architecture`, in TASK/task.py) says where
+each kind of exit attaches to its backbone and with which shapes; `build_model` assembles any variant
+from it. Variants:
 
 - `base`: the backbone with its own head (one exit, `ef`).
 - `trecx_noev`, `trecx_ev`: T-RecX early exit `ee` plus the final exit `ef`, the latter with
@@ -12,12 +13,14 @@ and with which shapes; `build_model` assembles any variant from it. Variants:
   leave at the first exit whose max softmax >= rho.
 """
 import dataclasses
+import typing
 
 import keras
 
 from common import exits
-from common.backbones import BACKBONES, LayerNames
+from common.backbones import LayerNames
 from common.errors import UserError
+from common.tasks import load_task
 
 VARIANTS = ("base", "trecx_ev", "trecx_noev", "eefmaps_concat", "sdn", "branchynet")
 OPTIONAL_VARIANTS = ("eefmaps_concat", "sdn", "branchynet")  # only where the architecture defines them
@@ -27,13 +30,14 @@ OPTIONAL_VARIANTS = ("eefmaps_concat", "sdn", "branchynet")  # only where the ar
 class Architecture:
     """Where and how the exits of each variant attach to one backbone.
 
-    `trecx` holds the tap name plus `exits.trecx_exit` keyword arguments, `early_view` the
+    `backbone` is a builder (inputs, LayerNames) -> {tap name: feature map}, the last one the final
+    feature map (common/backbones.py has the MLPerf Tiny ones). `trecx` holds the tap name plus `exits.trecx_exit` keyword arguments, `early_view` the
     `exits.early_view` ones, `eefmaps_concat` the `exits.eefmaps_concat` ones; `sdn` lists
     (tap, pool) per exit; `branchynet` (tap, filters, kernel, pool). `final_pool` is the final exit's
     pool in the early-exit models, `base_final_pool` the shipped base model's where it differs, and
     `final_names` the names of the final exit's pool and flatten layers in the T-RecX models.
     """
-    backbone: str
+    backbone: typing.Callable
     input_shape: tuple
     num_classes: int
     final_pool: tuple
@@ -49,37 +53,6 @@ class Architecture:
         return tuple(v for v in VARIANTS if v not in OPTIONAL_VARIANTS or getattr(self, v))
 
 
-ARCHITECTURES = {
-    "image_classification": Architecture(
-        backbone="resnet8", input_shape=(32, 32, 3), num_classes=10, final_pool=(8, 8),
-        trecx=dict(tap="stack1", pointwise_filters=32, dw_kernel=2, dw_strides=2, pool=4),
-        early_view=dict(channels=32, dw_kernel=2, dw_strides=2),
-        sdn=(("stack1", 4), ("stack2", 4)),
-        branchynet=(("stack1", 16, 3, 4), ("stack2", 16, 3, 4)),
-    ),
-    # The authors' code pools the final 25x5 map with (24, 5) (dropping a row); the shipped MLPerf
-    # base model pools (25, 5). Both are kept, since the weights were trained that way.
-    "keyword_spotting": Architecture(
-        backbone="ds_cnn", input_shape=(49, 10, 1), num_classes=12, final_pool=(24, 5),
-        base_final_pool=(25, 5), final_names=("average_pooling2d_1", "flatten"),
-        trecx=dict(tap="ds2", slice_channels=32, dw_kernel=3, dw_strides=2, pool=2, separate_softmax=True,
-                   pool_name="average_pooling2d", flatten_name="flatten_ee1"),
-        early_view=dict(channels=32, dw_kernel=3, dw_strides=1, pool=(13, 3)),
-        eefmaps_concat=dict(pool=(13, 3)),
-        sdn=(("ds1", 4), ("ds2", 4), ("ds3", 4)),
-        branchynet=(("ds1", 32, 3, (24, 5)), ("ds2", 32, 3, (24, 5))),
-    ),
-    # The early-view conv runs on 64 channels of which only 32 are used (the authors' graph, B12).
-    "visual_wake_words": Architecture(
-        backbone="mobilenet_v1", input_shape=(96, 96, 3), num_classes=2, final_pool=(3, 3),
-        final_names=("average_pooling2d_1", "flatten_2"),
-        trecx=dict(tap="ds3", pointwise_filters=64, dw_kernel=2, dw_strides=2, pool=4, separate_softmax=True,
-                   pointwise_name="pointwise_conv_ee1", pool_name="average_pooling2d", flatten_name="flatten"),
-        early_view=dict(channels=64, dw_kernel=2, dw_strides=1, keep_channels=32),
-    ),
-}
-
-
 @dataclasses.dataclass(frozen=True)
 class ExitModel:
     """A built network: `model` maps an input batch to one softmax per exit, in `exits` order.
@@ -93,24 +66,20 @@ class ExitModel:
     tap: str = None
 
 
-def architecture(task):
-    if task not in ARCHITECTURES:
-        raise UserError(f"unknown task {task!r}; valid tasks: {', '.join(ARCHITECTURES)}")
-    return ARCHITECTURES[task]
-
-
 def build_model(task, variant):
-    """Build `variant` of the task's network with the authors' layer names (untrained)."""
-    arch = architecture(task)
+    """Build `variant` of the task's network (a task name or module) with the authors' layer names
+    (untrained)."""
+    task = load_task(task)
+    arch = task.ARCHITECTURE
     if variant not in arch.variants():
-        raise UserError(f"unknown model {variant!r} for {task}; valid models: {', '.join(arch.variants())}")
+        raise UserError(f"unknown model {variant!r} for {task.NAME}; valid models: {', '.join(arch.variants())}")
     names = LayerNames()
     inputs = keras.Input(arch.input_shape, name="input_1")
-    taps = BACKBONES[arch.backbone](inputs, names)
+    taps = arch.backbone(inputs, names)
     features = taps[list(taps)[-1]]
     classes = arch.num_classes
 
-    tap = None
+    split_at = None  # the layer a T-RecX model splits at for deployment
     if variant == "base":
         outputs = [exits.final_exit(features, classes, pool=arch.base_final_pool or arch.final_pool,
                                     name="dense", pool_name="average_pooling2d", flatten_name="flatten")]
@@ -118,7 +87,7 @@ def build_model(task, variant):
     elif variant in ("trecx_ev", "trecx_noev", "eefmaps_concat"):
         head = dict(arch.trecx)
         tap_tensor = taps[head.pop("tap")]
-        tap = tap_tensor._keras_history[0].name
+        split_at = tap_tensor._keras_history[0].name
         ee, ee_features = exits.trecx_exit(tap_tensor, classes, **head)
         extra = None
         if variant == "trecx_ev":
@@ -133,15 +102,15 @@ def build_model(task, variant):
         outputs = []
         for i, spec in enumerate(getattr(arch, variant), start=1):
             if variant == "sdn":
-                tap, pool = spec
-                outputs.append(exits.sdn_exit(taps[tap], classes, pool=pool, name=f"ee_{i}", names=names))
+                tap_name, pool = spec
+                outputs.append(exits.sdn_exit(taps[tap_name], classes, pool=pool, name=f"ee_{i}", names=names))
             else:
-                tap, filters, kernel, pool = spec
-                outputs.append(exits.branchynet_exit(taps[tap], classes, filters=filters, kernel=kernel,
+                tap_name, filters, kernel, pool = spec
+                outputs.append(exits.branchynet_exit(taps[tap_name], classes, filters=filters, kernel=kernel,
                                                      pool=pool, name=f"ee_{i}", names=names))
         outputs.append(exits.final_exit(features, classes, pool=arch.final_pool,
                                         pool_name=names("average_pooling2d"), flatten_name=names("flatten")))
         exit_names, rule = tuple(f"ee{i}" for i in range(1, len(outputs))) + ("ef",), "cascade"
 
-    model = keras.Model(inputs, outputs, name=f"{task}_{variant}")
-    return ExitModel(model, exit_names, rule, tap)
+    model = keras.Model(inputs, outputs, name=f"{task.NAME}_{variant}")
+    return ExitModel(model, exit_names, rule, split_at)

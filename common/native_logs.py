@@ -18,3 +18,10 @@ def quiet_native_logs():
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def import_tensorflow_quietly():
+    """Import TensorFlow and find its devices without its C++ start-up notes."""
+    with quiet_native_logs():
+        import tensorflow as tf
+        tf.config.list_physical_devices()

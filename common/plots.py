@@ -5,14 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import LogFormatter  # noqa: E402
-
-from common.report import atomic_output  # noqa: E402
-from common.sweep import Curve  # noqa: E402
+from common.files import atomic_output
+from common.sweep import Curve
 
 _STYLE = {"font.size": 11, "axes.labelsize": 12, "axes.titlesize": 12, "legend.fontsize": 10}
 _MARGIN = 0.05  # fraction of the data span added on each side when limits are chosen from the data
@@ -50,40 +48,40 @@ def benefit_figure(
     xlim = _limits(accs, log=False) if xlim is None else xlim
     ylim = _limits(mflops, log=log_y) if ylim is None else ylim
 
-    with plt.rc_context(_STYLE):
-        fig, ax = plt.subplots(figsize=(6.0, 4.2))
-        try:
-            for name, curve in curves.items():
-                ax.plot(curve.accuracy, curve.mflops, "-o", ms=3.5, lw=1.2, label=name)
-            ax.plot([xlim[0], base_acc], [base_mflops, base_mflops], "--", color="red", lw=0.9)
-            ax.plot([base_acc, base_acc], [ylim[0], base_mflops], "--", color="red", lw=0.9)
-            ax.plot(base_acc, base_mflops, "x", color="red", ms=11, mew=2.5, zorder=5, label="baseline")
-            ax.annotate(  # lower right: the empty high-accuracy, low-cost corner
-                f"baseline ({base_acc:.2f} %, {base_mflops:.2f} MFLOPs)",
-                (base_acc, base_mflops),
-                xytext=(0.97, 0.06),
-                textcoords="axes fraction",
-                ha="right",
-                va="bottom",
-                color="red",
-                bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "red", "lw": 0.8},
-                arrowprops={"arrowstyle": "->", "color": "red", "lw": 0.9, "shrinkB": 7},
-            )
-            if log_y:
-                ax.set_yscale("log")
-                ax.yaxis.set_major_formatter(LogFormatter())  # plain numbers, not 6x10^0
-                ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
-            ax.set(xlim=xlim, ylim=ylim, title=title)
-            ax.set_xlabel("Total accuracy (%)")
-            ax.set_ylabel("Average MFLOPs per sample")
-            ax.grid(True, which="major", alpha=0.4)
-            ax.legend(loc="upper left")  # the empty low-accuracy, high-cost corner
-            fig.tight_layout()
-            out_stem = Path(out_stem)
-            paths = [out_stem.parent / f"{out_stem.name}.{ext}" for ext in ("png", "pdf")]
-            for path in paths:
-                with atomic_output(path) as tmp:
-                    fig.savefig(tmp, format=path.suffix[1:], dpi=200)
-        finally:
-            plt.close(fig)
+    # A bare Figure (no pyplot): it renders with Agg whatever backend the user's matplotlib is set to,
+    # and keeps no global figure state.
+    with matplotlib.rc_context(_STYLE):
+        fig = Figure(figsize=(6.0, 4.2))
+        ax = fig.subplots()
+        for name, curve in curves.items():
+            ax.plot(curve.accuracy, curve.mflops, "-o", ms=3.5, lw=1.2, label=name)
+        ax.plot([xlim[0], base_acc], [base_mflops, base_mflops], "--", color="red", lw=0.9)
+        ax.plot([base_acc, base_acc], [ylim[0], base_mflops], "--", color="red", lw=0.9)
+        ax.plot(base_acc, base_mflops, "x", color="red", ms=11, mew=2.5, zorder=5, label="baseline")
+        ax.annotate(  # lower right: the empty high-accuracy, low-cost corner
+            f"baseline ({base_acc:.2f} %, {base_mflops:.2f} MFLOPs)",
+            (base_acc, base_mflops),
+            xytext=(0.97, 0.06),
+            textcoords="axes fraction",
+            ha="right",
+            va="bottom",
+            color="red",
+            bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "red", "lw": 0.8},
+            arrowprops={"arrowstyle": "->", "color": "red", "lw": 0.9, "shrinkB": 7},
+        )
+        if log_y:
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(LogFormatter())  # plain numbers, not 6x10^0
+            ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
+        ax.set(xlim=xlim, ylim=ylim, title=title)
+        ax.set_xlabel("Total accuracy (%)")
+        ax.set_ylabel("Average MFLOPs per sample")
+        ax.grid(True, which="major", alpha=0.4)
+        ax.legend(loc="upper left")  # the empty low-accuracy, high-cost corner
+        fig.tight_layout()
+        out_stem = Path(out_stem)
+        paths = [out_stem.parent / f"{out_stem.name}.{ext}" for ext in ("png", "pdf")]
+        for path in paths:
+            with atomic_output(path) as tmp:
+                fig.savefig(tmp, format=path.suffix[1:], dpi=200)
     return paths

@@ -1,84 +1,27 @@
-"""Weights files: the project's own format, and conversion of the authors' pretrained models.
+"""Conversion of the authors' pretrained models into the project's weights files (common/weights.py).
 
-Weights are stored as `.npz` archives keyed by Keras 3 variable path (`layer_name/weight_name`), so
-they map to a network by layer name, never by position (by position, same-shaped layers swap
-silently). The authors' TF 2.3 SavedModels are read with `tf.train.load_checkpoint`, which also works
-for the ones `tf.saved_model.load` rejects (their Adam slots, METHOD.md B17).
+Each task names its authors' files in `AUTHORS_MODELS`. The authors' TF 2.3 SavedModels are read with
+`tf.train.load_checkpoint`, which also works for the ones `tf.saved_model.load` rejects in current
+TensorFlow (those saved straight after training still hold Adam's slot variables); Keras 2 `.h5`
+files are read with h5py. Weights map to our networks by layer name.
 
 Convert:  python -m common.pretrained [--source ../shared/reference_models/trecx] [--out pretrained]
 """
 import argparse
 import json
-import os
 import pathlib
 import sys
-import tempfile
 
 import numpy as np
 
-from common.errors import UserError
+from common.tasks import REPO_ROOT, load_task, task_names
+from common.weights import save_weights
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 PRETRAINED_DIR = REPO_ROOT / "pretrained"
 DEFAULT_SOURCE = REPO_ROOT.parent / "shared" / "reference_models" / "trecx"
 
-# (task, variant) -> the authors' file under the source folder.
-AUTHORS_MODELS = {
-    ("image_classification", "base"): "image_classification/trained_models/pretrainedResnet.h5",
-    ("image_classification", "trecx_ev"): "image_classification/trained_models/model_with_ev_assist",
-    ("image_classification", "trecx_noev"): "image_classification/trained_models/model_without_ev_assist",
-    ("image_classification", "sdn"): "image_classification/trained_models/model_sdn",
-    ("image_classification", "branchynet"): "image_classification/trained_models/model_branchynet",
-    ("keyword_spotting", "base"): "keyword_spotting/trained_models/kws_ref_model",
-    ("keyword_spotting", "trecx_ev"): "keyword_spotting/trained_models/model_with_ev_assist",
-    ("keyword_spotting", "trecx_noev"): "keyword_spotting/trained_models/model_without_ev_assist",
-    ("keyword_spotting", "eefmaps_concat"): "keyword_spotting/trained_models/model_eefmaps_concat",
-    ("keyword_spotting", "sdn"): "keyword_spotting/trained_models/model_sdn",
-    ("keyword_spotting", "branchynet"): "keyword_spotting/trained_models/model_branchynet",
-    ("visual_wake_words", "base"): "visual_wake_words/trained_models/vww_96.h5",
-    ("visual_wake_words", "trecx_ev"): "visual_wake_words/trained_models/model_with_ev_assist",
-    ("visual_wake_words", "trecx_noev"): "visual_wake_words/trained_models/model_without_ev_assist",
-}
-
 # TF 2.3 attribute names that Keras 3 renamed.
 _RENAMED = {"depthwise_kernel": "kernel"}
-
-
-def pretrained_path(task, variant):
-    return PRETRAINED_DIR / task / f"{variant}.npz"
-
-
-def save_weights(model, path):
-    """Write every variable of `model`, keyed by its path, atomically."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {w.path: np.asarray(w.numpy()) for w in model.weights}
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as tmp:
-        np.savez(tmp, **arrays)
-    os.chmod(tmp.name, 0o644)
-    os.replace(tmp.name, path)
-
-
-def load_weights(model, path):
-    """Set every variable of `model` from `path`; the names and shapes must match exactly."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise UserError(f"weights file not found: {path}")
-    try:
-        with np.load(path) as stored:
-            arrays = dict(stored)
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot read weights file {path} ({err}); re-create it") from None
-    expected = {w.path for w in model.weights}
-    if set(arrays) != expected:
-        missing, unexpected = sorted(expected - set(arrays)), sorted(set(arrays) - expected)
-        raise UserError(f"weights file {path} does not fit model {model.name}: "
-                        f"missing {missing[:5]}, unexpected {unexpected[:5]}")
-    for w in model.weights:
-        if tuple(w.shape) != arrays[w.path].shape:
-            raise UserError(f"weights file {path}: {w.path} has shape {arrays[w.path].shape}, "
-                            f"model {model.name} expects {tuple(w.shape)}")
-        w.assign(arrays[w.path])
 
 
 def read_savedmodel_weights(directory):
@@ -131,7 +74,7 @@ def convert(task, variant, source_root=DEFAULT_SOURCE, out_dir=PRETRAINED_DIR):
     from common.models import build_model
 
     net = build_model(task, variant)
-    arrays = read_authors_weights(pathlib.Path(source_root) / AUTHORS_MODELS[task, variant])
+    arrays = read_authors_weights(pathlib.Path(source_root) / load_task(task).AUTHORS_MODELS[variant])
     expected = {w.path for w in net.model.weights}
     if set(arrays) != expected:
         raise RuntimeError(f"{task}/{variant}: authors' layers {sorted(set(arrays) ^ expected)} "
@@ -153,8 +96,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not args.source.is_dir():
         sys.exit(f"error: source folder {args.source} not found; pass --source")
-    for task, variant in AUTHORS_MODELS:
-        print(f"{task}/{variant} -> {convert(task, variant, args.source, args.out)}")
+    for task in task_names():
+        for variant in getattr(load_task(task), "AUTHORS_MODELS", {}):
+            print(f"{task}/{variant} -> {convert(task, variant, args.source, args.out)}")
 
 
 if __name__ == "__main__":

@@ -1,45 +1,22 @@
-"""Result writers: JSON, curve CSV, the paper's Table 1 as Markdown. Every file is written atomically."""
+"""Result writers: JSON, curve CSV, the paper's Table 1 as Markdown. Every file is written atomically
+(common.files)."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import json
 import math
 import os
-import tempfile
-from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from common.deploy.runtime import KERNELS
+from common.files import atomic_output, write_text
 from common.sweep import Curve
 
 MISSING = "–"
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; on success move it onto `path`, else delete it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; results should be readable like any other file
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def write_text(path: str | os.PathLike, text: str) -> None:
-    """Write `text` (UTF-8) to `path` atomically."""
-    with atomic_output(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
 
 
 def _jsonable(obj: Any) -> Any:
@@ -142,3 +119,58 @@ def table1_markdown(rows: list[dict]) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def deploy_markdown(summary: dict, task: Any) -> str:
+    """deploy.md: the measured table of a deploy.json dict, and how it was measured.
+
+    task: the task module (its TITLE; its PAPER's "int8_size_reduction_pct", when it has one, is quoted
+    beside the measured int8 size reduction).
+    """
+    rho_note = ("given on the command line" if summary["rho_source"] == "given" else
+                f"chosen on {summary['validation']['num_samples']} validation samples, "
+                f"{summary['drop']:g} point(s) below the float32 base model there "
+                f"(validation accuracy {summary['validation']['accuracy']:.2f} % vs base "
+                f"{summary['validation']['base_accuracy']:.2f} %"
+                + ("" if summary["validation"]["met"] else "; target not reached, most accurate rho") + ")")
+    threads = (f"{summary['kernels']} kernels, {summary['num_threads']} interpreter "
+               f"thread{'s' if summary['num_threads'] > 1 else ''}")
+    lines = [f"# Deployed early exit: {task.TITLE}, {summary['model']}", "",
+             f"{summary['num_samples']} test samples, one at a time, {summary['runtime']} ({threads}); "
+             f"rho = {summary['rho']:.4f}, {rho_note}.", "",
+             "| | float32 | int8 |", "|---|---:|---:|"]
+    rows = [
+        ("size KiB: stage 1 / stage 2 / base",
+         lambda r: " / ".join(_num(r["size_kb"][p], 1) for p in ("stage1", "stage2", "base"))),
+        ("of which weights KiB",
+         lambda r: " / ".join(_num(r["weights_kb"][p], 1) for p in ("stage1", "stage2", "base"))),
+        ("accuracy % (base)", lambda r: f"{_num(r['accuracy'])} ({_num(r['base_accuracy'])})"),
+        ("exit rate", lambda r: _num(r["exit_rate"], 3)),
+        ("MFLOPs per sample (base)", lambda r: f"{_num(r['mflops'])} ({_num(r['base_mflops'])})"),
+        ("FLOPs saving %", lambda r: _num(r["mflops_saving_pct"], 1)),
+        ("latency ms mean / p50 / p99",
+         lambda r: " / ".join(_num(r["latency_ms"][k], 4) for k in ("mean", "p50", "p99"))),
+        ("base latency ms mean / p50 / p99",
+         lambda r: " / ".join(_num(r["base_latency_ms"][k], 4) for k in ("mean", "p50", "p99"))),
+        ("latency saving %", lambda r: _num(r["latency_saving_pct"], 1)),
+        ("latency saving / FLOPs saving", lambda r: _num(r["latency_over_flops_saving"])),
+        ("stage-1 feature map to stage 2", lambda r: r["tap_transfer"]),
+    ]
+    lines += [f"| {label} | {cell(summary['float32'])} | {cell(summary['int8'])} |" for label, cell in rows]
+    files, weights = summary["int8_size_reduction_pct"], summary["int8_weights_reduction_pct"]
+    paper = getattr(task, "PAPER", {}).get("int8_size_reduction_pct")
+    paper_note = "" if paper is None else f"; the paper reports {paper:.1f} % for this model"
+    lines += ["", f"int8 size reduction against float32: {files['early_exit']:.1f} % for stage 1 + stage 2, "
+                  f"{files['base']:.1f} % for the base model (.tflite files; weights alone: "
+                  f"{weights['early_exit']:.1f} % and {weights['base']:.1f} %{paper_note}). Per-channel int8 "
+                  "quantisation parameters (a float32 scale and an int64 zero point per output channel) are what "
+                  "keeps the files above a quarter of float32.",
+              "", f"Kernels: {KERNELS[summary['kernels']]}.",
+              "", "Latency per sample runs from the (quantised) input in the model's input tensor to the "
+                  "predicted class: the invocation(s), the exit decision, copying the feature map into stage 2 "
+                  "and the argmax; the base model runs interleaved with the early-exit model, sample by sample. "
+                  "FLOPs savings use the exit rate measured here and the FLOPs of each exit path "
+                  "(common/flops.py).",
+              "", "Figure: int8_vs_float.png / .pdf (benefit curves of both precisions over rho). "
+                  "Models: export/*.tflite, C arrays export/*.h and export/*.cc.", ""]
+    return "\n".join(lines)

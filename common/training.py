@@ -19,9 +19,10 @@ import yaml
 
 from common import config as config_lib
 from common.errors import UserError
+from common.files import write_text
 from common.models import build_model
-from common.pretrained import save_weights
-from common.report import write_text
+from common.tasks import check_models, config_path, data_dir, load_task
+from common.weights import save_weights
 
 # Early-view transfer: (source, target) layer names.
 TRANSFER_LAYERS = ("depth_conv_ee_1", "depth_conv_eefinal_out")
@@ -162,3 +163,23 @@ def train(config, train_data, run_dir, validation_data=None, force=False, callba
     shutil.rmtree(backup_dir, ignore_errors=True)
     print(f"saved {weights_path}")
     return net
+
+
+def train_task(task, models=(), *, config_file=None, overrides=(), data_folder=None, models_dir, force=False):
+    """Train the task's models (all, or those named) from TASK/configs/MODEL.yaml, or the one model
+    that `config_file` names, with `overrides` ("key=value") applied; each into MODELS_DIR/TASK/MODEL/
+    (`force`: overwrite a finished one)."""
+    task = load_task(task)
+    if config_file:
+        if models:
+            raise UserError("--config names its model itself; drop the model names or the --config")
+        paths = [config_file]
+    else:
+        paths = [config_path(task, name) for name in check_models(task, models)]
+    folder = data_dir(task, data_folder)
+    for path in paths:
+        config = config_lib.load_config(path, overrides)
+        if config.task != task.NAME:
+            raise UserError(f"{path} is a {config.task} config; train it with bash {config.task}/train.sh")
+        train_data, validation_data = task.training_data(config, folder)
+        train(config, train_data, pathlib.Path(models_dir) / task.NAME / config.model, validation_data, force=force)

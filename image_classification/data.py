@@ -21,7 +21,7 @@ FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
 META = "batches.meta"
-STANDARD_CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+NUM_CLASSES = 10
 IMAGE_SHAPE = (32, 32, 3)
 VALUES_PER_IMAGE = 32 * 32 * 3
 
@@ -53,7 +53,7 @@ def download(data_dir: Path, url: str = CIFAR10_URL, md5: str | None = CIFAR10_M
     missing = [name for name in required if not (folder / name).is_file()]
     if missing:
         raise UserError(f"{archive} did not unpack to {folder} with {', '.join(missing)}; "
-                        "check that --url points at the CIFAR-10 python archive")
+                        "check that the download source (--mirror URL_OR_DIR) holds the CIFAR-10 python archive")
     return folder
 
 
@@ -82,7 +82,7 @@ def _read_batch(path: Path, data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     labels = np.asarray(batch[b"labels"], dtype=np.int64)
     if labels.shape != (len(data),):
         raise UserError(f"CIFAR-10 file {path} has {labels.size} labels for {len(data)} images; {redo}")
-    if labels.size and (labels.min() < 0 or labels.max() >= len(STANDARD_CLASS_NAMES)):
+    if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
         raise UserError(f"CIFAR-10 file {path} has labels in {labels.min()}..{labels.max()}, expected 0..9; {redo}")
     images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # channel-first rows -> channels-last
     return np.ascontiguousarray(images), labels
@@ -109,17 +109,6 @@ def load_train(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     folder = _folder(data_dir)
     batches = [_read_batch(folder / name, Path(data_dir)) for name in TRAIN_BATCHES]
     return np.concatenate([images for images, _ in batches]), np.concatenate([labels for _, labels in batches])
-
-
-def class_names(data_dir: Path) -> list[str]:
-    """Class names indexed by label, from batches.meta; the standard 10 names when that file is missing."""
-    meta_path = _folder(data_dir) / META
-    if not meta_path.is_file():
-        return list(STANDARD_CLASS_NAMES)
-    meta = _read_pickle(meta_path, Path(data_dir))
-    if not isinstance(meta, dict) or b"label_names" not in meta:
-        raise UserError(f"CIFAR-10 file {meta_path} lacks b'label_names'; delete it to use the standard names")
-    return [name.decode() if isinstance(name, bytes) else str(name) for name in meta[b"label_names"]]
 
 
 def to_model_input(images_uint8: np.ndarray) -> np.ndarray:
@@ -162,9 +151,3 @@ def train_dataset(images_uint8: np.ndarray, labels: np.ndarray, batch_size: int,
 
         dataset = dataset.map(augment_batch, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
-
-
-def eval_dataset(images_uint8: np.ndarray, labels: np.ndarray, batch_size: int) -> tf.data.Dataset:
-    """Batches of (float32 images (B, 32, 32, 3) in 0..255, labels (B,)) in input order, last partial batch kept."""
-    dataset = tf.data.Dataset.from_tensor_slices((images_uint8, labels)).batch(batch_size)
-    return dataset.map(_as_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -4,6 +4,4 @@
 #   bash image_classification/deploy.sh [--data-dir DIR] [--results-dir OUT] [--models pretrained|trained] [--rho R]
 #                     [--calibration-data DIR2] [--train-data-dir DIR3] [--model trecx_ev|trecx_noev]
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 TRECX_SCRIPT="bash image_classification/deploy.sh" exec "${PYTHON:-python3}" -m common.cli deploy image_classification "$@"

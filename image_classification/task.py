@@ -1,11 +1,28 @@
 """What the shared pipeline needs to know about image classification: CIFAR-10 on ResNet-8."""
-import numpy as np
-
+from common import backbones
+from common.download import mirror_url
+from common.models import Architecture
+from common.tasks import sample_rows
 from image_classification import data
 
 NAME = "image_classification"
 TITLE = "ResNet-8 (CIFAR-10)"
-MODELS = ("base", "trecx_ev", "trecx_noev", "sdn", "branchynet")
+ARCHITECTURE = Architecture(
+    backbone=backbones.resnet8, input_shape=(32, 32, 3), num_classes=10, final_pool=(8, 8),
+    trecx=dict(tap="stack1", pointwise_filters=32, dw_kernel=2, dw_strides=2, pool=4),
+    early_view=dict(channels=32, dw_kernel=2, dw_strides=2),
+    sdn=(("stack1", 4), ("stack2", 4)),
+    branchynet=(("stack1", 16, 3, 4), ("stack2", 16, 3, 4)),
+)
+MODELS = ARCHITECTURE.variants()  # base, trecx_ev, trecx_noev, sdn, branchynet
+# The authors' models (under their repository's image_classification/trained_models/), for conversion.
+AUTHORS_MODELS = {
+    "base": "image_classification/trained_models/pretrainedResnet.h5",
+    "trecx_ev": "image_classification/trained_models/model_with_ev_assist",
+    "trecx_noev": "image_classification/trained_models/model_without_ev_assist",
+    "sdn": "image_classification/trained_models/model_sdn",
+    "branchynet": "image_classification/trained_models/model_branchynet",
+}
 DATA_LAYOUT = "cifar-10-batches-py/ with test_batch and batches.meta"
 
 # The paper's numbers (Table 1 and Table 2 of arXiv 2207.06613), shown beside the measured ones.
@@ -29,7 +46,7 @@ FIGURES = {
 
 def download(data_dir, mirror=None):
     """`mirror`: a URL or folder holding cifar-10-python.tar.gz, instead of the official site."""
-    return data.download(data_dir, url=f"{mirror.rstrip('/')}/cifar-10-python.tar.gz" if mirror else data.CIFAR10_URL)
+    return data.download(data_dir, url=mirror_url(data.CIFAR10_URL, mirror))
 
 
 def load_test(data_dir):
@@ -44,7 +61,7 @@ def training_data(config, data_dir):
     return data.train_dataset(images, labels, config.batch_size, config.augment, config.seed), None
 
 
-# Deployment (common/deploy.py): a validation split to choose rho on, and int8 calibration inputs.
+# Deployment (common/deploy/): a validation split to choose rho on, and int8 calibration inputs.
 VALIDATION_SIZE = 5000
 
 
@@ -71,5 +88,4 @@ def calibration_set(data_dir, n=500, seed=0):
     validation images, the representative set of int8 quantisation."""
     images, _ = data.load_train(data_dir)
     pool = len(images) - _validation_count(len(images))
-    rows = np.sort(np.random.default_rng(seed).choice(pool, min(n, pool), replace=False))
-    return data.to_model_input(images[rows])
+    return data.to_model_input(images[sample_rows(pool, n, seed)])

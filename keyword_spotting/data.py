@@ -12,13 +12,13 @@ Layout under a data directory:
 Splits follow TFDS `speech_commands` (builder 0.0.2), which the authors load: train 85,511,
 validation 10,102 (its own files plus `_silence_` windows), test 4,890 (the test archive).
 
-Features follow the authors' / MLPerf Tiny reference (METHOD.md section 3.1): peak-normalise,
-right-pad to 1 s, STFT 480/320/512 with a periodic Hann window, magnitude, 40 mel bins 20-4000 Hz,
-log(mel + 1e-6), first 10 MFCCs, shape (49, 10, 1). Two deliberate departures (bug B5):
+Features follow the authors' / MLPerf Tiny reference: peak-normalise, right-pad to 1 s,
+STFT 480/320/512 with a periodic Hann window, magnitude, 40 mel bins 20-4000 Hz, log(mel + 1e-6),
+first 10 MFCCs, shape (49, 10, 1). Two deliberate departures, both fixing defects of the reference:
   * the reference divides by max(x), which is NaN/inf for a clip with no positive sample; here a
     clip whose maximum is <= 0 is divided by max|x|, and an all-zero clip stays all zeros;
   * the reference's train augmentation is dead (no-op shift, noise frozen at trace time); here
-    every sample draws its own shift and noise (`augment`).
+    every sample draws its own shift and noise (`augment_clips`).
 Clips longer than 1 s are cut to their first 16,000 samples before the peak is taken (the
 reference's pad would fail on them; the official data has none).
 """
@@ -38,6 +38,7 @@ import scipy.io.wavfile
 import scipy.signal
 import tensorflow as tf
 
+from common import files
 from common.download import extract, fetch
 from common.progress import Progress
 from common.errors import UserError
@@ -295,7 +296,7 @@ def split_files(train_root: Path) -> dict[str, list[Example]]:
     return {split: sorted(examples) for split, examples in splits.items()}
 
 
-def test_files(test_root: Path) -> list[Example]:
+def list_test_clips(test_root: Path) -> list[Example]:
     """Every `<label>/*.wav` of the official test archive folder, label = folder name (TFDS mapping:
     any non-command folder other than `_silence_` would count as `_unknown_`), sorted by path."""
     test_root = Path(test_root)
@@ -303,9 +304,6 @@ def test_files(test_root: Path) -> list[Example]:
         raise UserError(f"Speech Commands test folder {test_root} not found; {_download_hint(test_root.parent)}")
     return sorted(Example(f"{folder.name}/{name}", label_index(folder.name))
                   for folder in _word_folders(test_root) for name in _wav_names(folder))
-
-
-test_files.__test__ = False  # not a pytest test, despite its name
 
 
 # ------------------------------------------------------------------------------------------------
@@ -428,7 +426,7 @@ def load_test(data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     on stderr and skipped (with a count at the end). Needs no preprocessing.
     """
     root = _test_root(data_dir)
-    examples = test_files(root)
+    examples = list_test_clips(root)
     if not examples:
         raise UserError(f"No .wav files under {root}/<label>/; {_download_hint(Path(data_dir))}")
     audio = np.zeros((len(examples), CLIP_SAMPLES), np.float32)
@@ -455,16 +453,8 @@ CACHE_FILES = {
     "train": ("train_audio.npy", "train_divisor.npy", "train_labels.npy", "train_ids.npy"),
     "validation": ("validation_audio.npy", "validation_divisor.npy", "validation_labels.npy",
                    "validation_ids.npy", "validation_mfcc.npy"),
-    "test": ("test_mfcc.npy", "test_labels.npy", "test_ids.npy"),
     "noise": ("noise.npz",),
 }
-
-
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array, allow_pickle=False)
-    os.replace(tmp, path)
 
 
 def _tree_mtime(root: Path) -> float:
@@ -487,43 +477,39 @@ def _cache_fresh(cache: Path, group: str, source_mtime: float) -> bool:
 
 def _cache_split(train_root: Path, cache: Path, split: str, examples: list[Example]) -> None:
     """Write <split>_audio.npy int16 (N, 16000) (cut/zero-padded raw samples), <split>_divisor.npy
-    float32 (N,), labels int64, ids str; for validation also its MFCCs."""
-    tmp_audio = cache / f"{split}_audio.npy.tmp"
-    audio = np.lib.format.open_memmap(tmp_audio, mode="w+", dtype=np.int16, shape=(len(examples), CLIP_SAMPLES))
-    divisor = np.ones(len(examples), np.float32)
+    float32 (N,), labels int64, ids str; for validation also its MFCCs. The audio is written last."""
+    with files.atomic_output(cache / f"{split}_audio.npy") as tmp_audio:
+        audio = np.lib.format.open_memmap(tmp_audio, mode="w+", dtype=np.int16,
+                                          shape=(len(examples), CLIP_SAMPLES))
+        divisor = np.ones(len(examples), np.float32)
 
-    def consume(row: int, segment: np.ndarray) -> None:
-        rounded = np.clip(np.rint(segment), -32768, 32767).astype(np.int16)
-        audio[row, :len(rounded)] = rounded
-        divisor[row] = _divisor(rounded.astype(np.float32))
+        def consume(row: int, segment: np.ndarray) -> None:
+            rounded = np.clip(np.rint(segment), -32768, 32767).astype(np.int16)
+            audio[row, :len(rounded)] = rounded
+            divisor[row] = _divisor(rounded.astype(np.float32))
 
-    skipped = _read_segments(train_root, examples, f"Reading {split} clips", consume)
-    _report_skipped(len(skipped), split)
-    keep = np.setdiff1d(np.arange(len(examples)), skipped)
-    if len(keep) < len(examples):  # rare: rewrite without the unreadable rows
-        kept = np.lib.format.open_memmap(cache / f"{split}_audio.npy.tmp2", mode="w+", dtype=np.int16,
-                                         shape=(len(keep), CLIP_SAMPLES))
-        kept[:] = audio[keep]
-        kept.flush()
-        del audio, kept
-        os.replace(cache / f"{split}_audio.npy.tmp2", tmp_audio)
-        audio = np.load(tmp_audio, mmap_mode="r")
-    else:
-        audio.flush()
-    labels = np.array([examples[i].label for i in keep], dtype=np.int64)
-    ids = np.array([f"{TRAIN_FOLDER}/{examples[i].key}" for i in keep], dtype=str)
-    divisor = divisor[keep]
-    if split == "validation":
-        print(f"Computing MFCCs of {len(keep)} validation clips")
-        features = np.empty((len(keep), *FEATURE_SHAPE), np.float32)
-        for begin in range(0, len(keep), MFCC_CHUNK):
-            block = np.asarray(audio[begin:begin + MFCC_CHUNK], dtype=np.float32) / divisor[begin:begin + MFCC_CHUNK, None]
-            features[begin:begin + MFCC_CHUNK] = compute_mfcc(block)
-        _atomic_save(cache / "validation_mfcc.npy", features)
-    for name, array in (("divisor", divisor), ("labels", labels), ("ids", ids)):
-        _atomic_save(cache / f"{split}_{name}.npy", array)
-    del audio
-    os.replace(tmp_audio, cache / f"{split}_audio.npy")
+        skipped = _read_segments(train_root, examples, f"Reading {split} clips", consume)
+        _report_skipped(len(skipped), split)
+        keep = np.setdiff1d(np.arange(len(examples)), skipped)
+        if len(keep) < len(examples):  # rare: rewrite without the unreadable rows
+            audio = audio[keep]  # an in-memory copy; the memory map is closed
+            files.save_npy(tmp_audio, audio)
+        else:
+            audio.flush()
+        labels = np.array([examples[i].label for i in keep], dtype=np.int64)
+        ids = np.array([f"{TRAIN_FOLDER}/{examples[i].key}" for i in keep], dtype=str)
+        divisor = divisor[keep]
+        if split == "validation":
+            print(f"Computing MFCCs of {len(keep)} validation clips")
+            features = np.empty((len(keep), *FEATURE_SHAPE), np.float32)
+            for begin in range(0, len(keep), MFCC_CHUNK):
+                block = (np.asarray(audio[begin:begin + MFCC_CHUNK], dtype=np.float32)
+                         / divisor[begin:begin + MFCC_CHUNK, None])
+                features[begin:begin + MFCC_CHUNK] = compute_mfcc(block)
+            files.save_npy(cache / "validation_mfcc.npy", features)
+        for name, array in (("divisor", divisor), ("labels", labels), ("ids", ids)):
+            files.save_npy(cache / f"{split}_{name}.npy", array)
+        del audio
 
 
 def _cache_noise(train_root: Path, cache: Path) -> None:
@@ -542,12 +528,9 @@ def _cache_noise(train_root: Path, cache: Path) -> None:
             continue
         names.append(name)
         clips.append(samples / np.float32(INT16_FULL_SCALE))
-    tmp = cache / "noise.npz.tmp"
-    with open(tmp, "wb") as f:
-        np.savez(f, names=np.array(names, dtype=str),
-                 audio=np.concatenate(clips) if clips else np.zeros(0, np.float32),
-                 lengths=np.array([len(c) for c in clips], dtype=np.int64))
-    os.replace(tmp, cache / "noise.npz")
+    files.save_npz(cache / "noise.npz", names=np.array(names, dtype=str),
+                   audio=np.concatenate(clips) if clips else np.zeros(0, np.float32),
+                   lengths=np.array([len(c) for c in clips], dtype=np.int64))
     print(f"Cached {len(names)} background-noise clips")
 
 
@@ -556,24 +539,22 @@ def preprocess(data_dir: Path) -> Path:
 
       train_audio.npy int16 (N, 16000), train_divisor.npy float32 (N,), train_labels.npy int64,
       train_ids.npy str; the same four for validation plus validation_mfcc.npy float32 (N, 49, 10, 1);
-      test_mfcc.npy, test_labels.npy, test_ids.npy; noise.npz (background noise for augmentation).
+      noise.npz (background noise for augmentation).
 
     Audio is stored as the raw int16 samples (cut to / zero-padded to 1 s) plus the per-clip
     normalising divisor, so normalised audio = int16 / divisor exactly, at 2 bytes per sample:
     train 85,511 clips = 2.7 GB, validation 0.3 GB (memory-mapped when read). Ids are paths relative
-    to `data_dir`, `path#start` for silence windows. A group whose files exist and are newer than its
-    source folder is skipped. Returns the cache folder.
+    to `data_dir`, `path#start` for silence windows. A group whose files exist and are newer than the
+    train folder is skipped. The test split is not cached: `load_test` reads it. Returns the cache folder.
     """
     data_dir = Path(data_dir)
-    train_root, test_root = data_dir / TRAIN_FOLDER, _test_root(data_dir)
+    train_root = data_dir / TRAIN_FOLDER
     if not train_root.is_dir():
         raise UserError(f"Speech Commands folder {train_root} not found; {_download_hint(data_dir)}")
     cache = data_dir / CACHE_FOLDER
     cache.mkdir(parents=True, exist_ok=True)
-    train_mtime, test_mtime = _tree_mtime(train_root), _tree_mtime(test_root)
-    stale = [group for group, mtime in (("train", train_mtime), ("validation", train_mtime),
-                                        ("noise", train_mtime), ("test", test_mtime))
-             if not _cache_fresh(cache, group, mtime)]
+    train_mtime = _tree_mtime(train_root)
+    stale = [group for group in CACHE_FILES if not _cache_fresh(cache, group, train_mtime)]
     if not stale:
         print(f"Cache {cache} is complete and up to date; nothing to do")
         return cache
@@ -586,11 +567,6 @@ def preprocess(data_dir: Path) -> Path:
                 _cache_split(train_root, cache, split, splits[split])
     if "noise" in stale:
         _cache_noise(train_root, cache)
-    if "test" in stale:
-        features, labels, ids = load_test(data_dir)
-        for name, array in (("labels", labels), ("ids", ids), ("mfcc", features)):
-            _atomic_save(cache / f"test_{name}.npy", array)
-        print(f"test: cached {len(labels)} clips")
     print(f"Cache {cache} complete")
     return cache
 
@@ -640,7 +616,7 @@ class NoiseBank(NamedTuple):
         return cls(np.concatenate(clips) if clips else np.zeros(0, np.float32), starts, lengths)
 
 
-def augment(audio: tf.Tensor, noise_clips: NoiseBank | Sequence[np.ndarray], seed: tf.Tensor) -> tf.Tensor:
+def augment_clips(audio: tf.Tensor, noise_clips: NoiseBank | Sequence[np.ndarray], seed: tf.Tensor) -> tf.Tensor:
     """Train augmentation of a batch of normalised audio (B, 16000), every sample drawing its own values.
 
     Each sample is shifted in time by a uniform integer in [-1600, 1600] samples (positive = later),
@@ -672,15 +648,12 @@ def augment(audio: tf.Tensor, noise_clips: NoiseBank | Sequence[np.ndarray], see
     return tf.clip_by_value(shifted + volume[:, None] * noise, -1.0, 1.0)
 
 
-_augment = augment  # train_dataset's `augment` argument shadows the function
-
-
 def train_dataset(data_dir: Path, batch_size: int, augment: bool, seed: int, shuffle: bool = True,
                   drop_remainder: bool = False) -> tf.data.Dataset:
     """Batches of (MFCC float32 (B, 49, 10, 1), label int64 (B,)) from the cached train audio.
 
     Reshuffled every epoch (with `shuffle`); with `augment`, each sample gets its own random
-    shift and background noise (`augment`), new every epoch, before the features are computed.
+    shift and background noise (`augment_clips`), new every epoch, before the features are computed.
     """
     data_dir = Path(data_dir)
     audio = np.load(_cache_path(data_dir, "train_audio.npy"), mmap_mode="r")
@@ -710,7 +683,7 @@ def train_dataset(data_dir: Path, batch_size: int, augment: bool, seed: int, shu
         raw = tf.ensure_shape(raw, [None, CLIP_SAMPLES])
         clips = tf.cast(raw, tf.float32) / tf.gather(divisor_t, indices)[:, None]
         if augment:
-            clips = _augment(clips, bank, tf.stack([random, tf.constant(seed, tf.int64)]))
+            clips = augment_clips(clips, bank, tf.stack([random, tf.constant(seed, tf.int64)]))
         return mfcc(clips), tf.gather(labels_t, indices)
 
     return dataset.map(to_features, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -1,11 +1,35 @@
 """What the shared pipeline needs to know about keyword spotting: Speech Commands v2 on DS-CNN."""
 import numpy as np
 
+from common import backbones
+from common.download import mirror_url
+from common.models import Architecture
 from keyword_spotting import data
 
 NAME = "keyword_spotting"
 TITLE = "DS-CNN (Speech Commands)"
-MODELS = ("base", "trecx_ev", "trecx_noev", "eefmaps_concat", "sdn", "branchynet")
+# The authors' code pools the final 25x5 map with (24, 5) (dropping a row); the shipped MLPerf base
+# model pools (25, 5). Both are kept, since the weights were trained that way.
+ARCHITECTURE = Architecture(
+    backbone=backbones.ds_cnn, input_shape=(49, 10, 1), num_classes=12, final_pool=(24, 5),
+    base_final_pool=(25, 5), final_names=("average_pooling2d_1", "flatten"),
+    trecx=dict(tap="ds2", slice_channels=32, dw_kernel=3, dw_strides=2, pool=2, separate_softmax=True,
+               pool_name="average_pooling2d", flatten_name="flatten_ee1"),
+    early_view=dict(channels=32, dw_kernel=3, dw_strides=1, pool=(13, 3)),
+    eefmaps_concat=dict(pool=(13, 3)),
+    sdn=(("ds1", 4), ("ds2", 4), ("ds3", 4)),
+    branchynet=(("ds1", 32, 3, (24, 5)), ("ds2", 32, 3, (24, 5))),
+)
+MODELS = ARCHITECTURE.variants()  # base, trecx_ev, trecx_noev, eefmaps_concat, sdn, branchynet
+# The authors' models (MLPerf Tiny's kws_ref_model for the base), for conversion.
+AUTHORS_MODELS = {
+    "base": "keyword_spotting/trained_models/kws_ref_model",
+    "trecx_ev": "keyword_spotting/trained_models/model_with_ev_assist",
+    "trecx_noev": "keyword_spotting/trained_models/model_without_ev_assist",
+    "eefmaps_concat": "keyword_spotting/trained_models/model_eefmaps_concat",
+    "sdn": "keyword_spotting/trained_models/model_sdn",
+    "branchynet": "keyword_spotting/trained_models/model_branchynet",
+}
 DATA_LAYOUT = "speech_commands_test_set_v0.02/<label>/*.wav"
 
 # The paper's numbers (Table 1 and Table 2 of arXiv 2207.06613), shown beside the measured ones.
@@ -32,20 +56,15 @@ FIGURES = {
 
 def download(data_dir, mirror=None):
     """`mirror`: a URL or folder holding both archives under their official names."""
-    if mirror is None:
-        return data.download(data_dir)
-    base = mirror.rstrip("/")
-    return data.download(data_dir, train_url=f"{base}/{data.TRAIN_URL.rsplit('/', 1)[1]}",
-                         test_url=f"{base}/{data.TEST_URL.rsplit('/', 1)[1]}")
+    return data.download(data_dir, train_url=mirror_url(data.TRAIN_URL, mirror),
+                         test_url=mirror_url(data.TEST_URL, mirror))
 
 
 def preprocess(data_dir):
     return data.preprocess(data_dir)
 
 
-def load_test(data_dir):
-    """(MFCCs float32 (N, 49, 10, 1), labels (N,), ids (N,) = clip path relative to data_dir)."""
-    return data.load_test(data_dir)
+load_test = data.load_test  # (MFCCs float32 (N, 49, 10, 1), labels (N,), ids = clip path relative to data_dir)
 
 
 def training_data(config, data_dir):
@@ -54,7 +73,7 @@ def training_data(config, data_dir):
             data.validation_dataset(data_dir, config.batch_size))
 
 
-# Deployment (common/deploy.py): a validation split to choose rho on, and int8 calibration inputs.
+# Deployment (common/deploy/): a validation split to choose rho on, and int8 calibration inputs.
 def validation_set(data_dir):
     """(MFCCs float32 (N, 49, 10, 1), labels (N,)): the cached validation split (preprocess.sh)."""
     batches = list(data.validation_dataset(data_dir, 2048).as_numpy_iterator())

@@ -12,7 +12,7 @@ their real inputs, so that activation ranges (and hence int8 quantisation) are r
 """
 import numpy as np
 
-import synthetic
+from tests import synthetic  # tests/ as a package: benchmarks import this module too
 
 RATE = 16000
 

@@ -10,7 +10,7 @@ import pytest
 from common.download import md5sum
 from common.errors import UserError
 from image_classification import data
-from synthetic import CLASS_NAMES, make_cifar_archive, random_batch, write_cifar, write_pickle
+from synthetic import make_cifar_archive, random_batch, write_cifar, write_pickle
 
 N_TEST = 150  # not a multiple of 100 (nor of the batch sizes below)
 N_TRAIN_PER_BATCH = 20
@@ -47,7 +47,6 @@ def test_download_from_archive_then_load(archive, tmp_path) -> None:
     train_images, train_labels = data.load_train(data_dir)
     assert train_images.shape == (5 * N_TRAIN_PER_BATCH, 32, 32, 3) and train_images.dtype == np.uint8
     assert train_labels.shape == (5 * N_TRAIN_PER_BATCH,) and train_labels.dtype == np.int64
-    assert data.class_names(data_dir) == CLASS_NAMES
 
 
 def test_download_wrong_md5_is_user_error(archive, tmp_path) -> None:
@@ -72,11 +71,6 @@ def test_download_repairs_incomplete_folder(archive, data_dir) -> None:
 def test_odd_sized_test_batch_loads(data_dir) -> None:
     images, labels, ids = data.load_test(data_dir)
     assert images.shape == (37, 32, 32, 3) and labels.shape == (37,) and ids[-1] == 36
-
-
-def test_class_names_fall_back_without_meta(data_dir) -> None:
-    (data_dir / data.FOLDER / "batches.meta").unlink()
-    assert data.class_names(data_dir) == list(data.STANDARD_CLASS_NAMES) == CLASS_NAMES
 
 
 def _valid_batch(n: int = 12) -> dict:
@@ -177,11 +171,3 @@ def test_train_dataset_reshuffles_each_epoch(data_dir) -> None:
     for order in epochs:
         assert sorted(order) == list(range(len(labels)))
     assert not np.array_equal(epochs[0], epochs[1])
-
-
-def test_eval_dataset_keeps_order_and_last_partial_batch(data_dir) -> None:
-    images, labels, _ = data.load_test(data_dir)
-    batches = list(data.eval_dataset(images, labels, batch_size=10))
-    assert [len(x) for x, _ in batches] == [10, 10, 10, 7]
-    np.testing.assert_array_equal(np.concatenate([x.numpy() for x, _ in batches]), images.astype(np.float32))
-    np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in batches]), labels)

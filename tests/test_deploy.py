@@ -1,4 +1,4 @@
-"""Deployable early exit (common/deploy.py and `deploy.sh`): the two-stage split, LiteRT export in
+"""Deployable early exit (common/deploy/ and `deploy.sh`): the two-stage split, LiteRT export in
 float32 and int8, C arrays, the early-exit runtime and the deploy command end to end.
 
 Offline, with the shipped pretrained weights and synthetic inputs in each task's real input range
@@ -8,6 +8,7 @@ Offline, with the shipped pretrained weights and synthetic inputs in each task's
 import functools
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common import cli, deploy, flops, sweep
+from c_arrays import parse_c_array, parse_c_defines
+from common import flops, sweep
+from common.deploy import export, pipeline, profile, runtime
 from common.errors import UserError
 from common.models import build_model
-from common.pretrained import load_weights, pretrained_path
+from common.tasks import TASKS
+from common.weights import load_weights, pretrained_path
 from synthetic import write_cifar
 from synthetic_inputs import model_inputs
 
@@ -26,7 +30,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_GOLDEN_DIR = REPO_ROOT.parent / "shared" / "data" / "kws_golden"  # 24 real clips, when present
 MLPERF_RESNET_INT8 = (REPO_ROOT.parent / "shared" / "reference_models" / "mlperf_tiny" / "benchmark" / "training" /
                      "image_classification" / "trained_models" / "pretrainedResnet_quant.tflite")  # when present
-TASKS = ("image_classification", "keyword_spotting", "visual_wake_words")
 N_CALIBRATION = 100
 N_TEST = 300
 FLOAT_TOLERANCE = 1e-5
@@ -56,14 +59,14 @@ def export_task(task):
     net, base = pretrained(task, "trecx_ev"), pretrained(task, "base")
     calibration, _ = model_inputs(task, N_CALIBRATION, seed=1)
     x, labels = model_inputs(task, N_TEST, seed=2)
-    models = deploy.export_models(net, base, calibration, log=lambda *_: None)
+    models = export.export_models(net, base, calibration, log=lambda *_: None)
     return {"task": task, "net": net, "base": base, "models": models, "x": x, "labels": labels,
             "keras": keras_outputs(net, x), "keras_base": keras_outputs(base, x)[0]}
 
 
 def full_trace(models, x):
     """Both stages on every sample (rho = 1.0 never exits)."""
-    return deploy.EarlyExitRunner(models["stage1"], models["stage2"], deploy.NEVER_EXIT).run(x, warmup=0)
+    return runtime.EarlyExitRunner(models["stage1"], models["stage2"], runtime.NEVER_EXIT).run(x, warmup=0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -73,7 +76,7 @@ def full_trace(models, x):
 @pytest.mark.parametrize("task,variant", [(t, "trecx_ev") for t in TASKS] + [("keyword_spotting", "trecx_noev")])
 def test_stages_reproduce_the_keras_model(task, variant):
     net = pretrained(task, variant)
-    stage1, stage2 = deploy.split_stages(net)
+    stage1, stage2 = export.split_stages(net)
     x, _ = model_inputs(task, 64, seed=3)
     ee, ef = keras_outputs(net, x)
     stage1_ee, tap = stage1.predict(x, verbose=0)
@@ -94,7 +97,7 @@ def test_stages_reproduce_the_keras_model(task, variant):
 @pytest.mark.parametrize("variant", ["base", "sdn"])
 def test_models_without_a_trecx_exit_are_refused(variant):
     with pytest.raises(UserError, match="no T-RecX early exit"):
-        deploy.split_stages(build_model("image_classification", variant))
+        export.split_stages(build_model("image_classification", variant))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,10 +110,10 @@ def test_float32_tflite_stages_match_keras(exported):
     ee, ef = exported["keras"]
     assert np.abs(trace.softmax["ee"] - ee).max() <= FLOAT_TOLERANCE
     assert np.abs(trace.softmax["ef"] - ef).max() <= FLOAT_TOLERANCE
-    base = deploy.SingleStageRunner(models["base"]).run(exported["x"], warmup=0)
+    base = runtime.SingleStageRunner(models["base"]).run(exported["x"], warmup=0)
     assert np.abs(base.softmax["ef"] - exported["keras_base"]).max() <= FLOAT_TOLERANCE
     for part in ("stage1", "stage2", "base"):
-        inputs, outputs = deploy.model_tensors(models[part], part)
+        inputs, outputs = runtime.model_tensors(models[part], part)
         assert [s.dtype for s in (*inputs.values(), *outputs.values())] == ["float32"] * (1 + len(outputs))
         assert inputs["input"].shape[0] == 1  # batch 1, as on a microcontroller
 
@@ -118,19 +121,19 @@ def test_float32_tflite_stages_match_keras(exported):
 def test_int8_models_are_full_integer_with_recorded_quantisation(exported):
     models = exported["models"]["int8"]
     for part in ("stage1", "stage2", "base"):
-        inputs, outputs = deploy.model_tensors(models[part], part)
+        inputs, outputs = runtime.model_tensors(models[part], part)
         for spec in (*inputs.values(), *outputs.values()):
             assert spec.dtype == "int8" and spec.scale > 0 and -128 <= spec.zero_point <= 127, (part, spec)
-    _, stage1_outputs = deploy.model_tensors(models["stage1"], "stage1")
-    stage2_inputs, _ = deploy.model_tensors(models["stage2"], "stage2")
+    _, stage1_outputs = runtime.model_tensors(models["stage1"], "stage1")
+    stage2_inputs, _ = runtime.model_tensors(models["stage2"], "stage2")
     tap, target = stage1_outputs["tap"], stage2_inputs["input"]
     assert tap.shape == target.shape
     assert tap.zero_point == target.zero_point and tap.scale == pytest.approx(target.scale, rel=1e-5)
-    runner = deploy.EarlyExitRunner(models["stage1"], models["stage2"], 0.5)
+    runner = runtime.EarlyExitRunner(models["stage1"], models["stage2"], 0.5)
     assert runner.direct_transfer  # stage 1's int8 feature map feeds stage 2 as it is
     float_models = exported["models"]["float32"]
     for part in ("stage1", "stage2", "base"):  # int8 weights: a quarter of float32, plus int32 biases
-        assert deploy.weights_kb(models[part]) < 0.3 * deploy.weights_kb(float_models[part]), part
+        assert export.weights_kb(models[part]) < 0.3 * export.weights_kb(float_models[part]), part
     both = [sum(len(m[part]) for part in ("stage1", "stage2")) for m in (models, float_models)]
     assert both[0] < 0.6 * both[1]  # files also hold per-channel scales and zero points, names, structure
 
@@ -145,7 +148,7 @@ def test_int8_predictions_agree_with_float32(exported):
         assert agreement >= MIN_INT8_AGREEMENT, f"{exported['task']} {name}: {agreement:.3f}"
     # The early-exit model's own predictions at a threshold where about half the samples exit.
     rho = float(np.median(float_trace.softmax["ee"].max(axis=1)))
-    at_rho = [deploy.EarlyExitRunner(m["stage1"], m["stage2"], rho).run(x, warmup=0)
+    at_rho = [runtime.EarlyExitRunner(m["stage1"], m["stage2"], rho).run(x, warmup=0)
               for m in (float_models, int8_models)]
     assert np.mean(at_rho[0].predictions == at_rho[1].predictions) >= MIN_INT8_AGREEMENT
 
@@ -153,7 +156,7 @@ def test_int8_predictions_agree_with_float32(exported):
 def base_agreement(exported, x=None):
     """(agreement of the int8 base model's predictions with float32's, float32's top-2 margins)."""
     x = exported["x"] if x is None else x
-    runs = [deploy.SingleStageRunner(exported["models"][p]["base"]).run(x, warmup=0) for p in deploy.PRECISIONS]
+    runs = [runtime.SingleStageRunner(exported["models"][p]["base"]).run(x, warmup=0) for p in export.PRECISIONS]
     top2 = np.sort(runs[0].softmax["ef"], axis=1)[:, -2:]
     return runs[1].predictions == runs[0].predictions, top2[:, 1] - top2[:, 0]
 
@@ -187,9 +190,9 @@ def test_int8_base_model_agrees_more_often_than_mlperfs_own_int8_resnet(exported
     our float32 predictions exactly), agrees with float32 less often than our export on the same synthetic
     inputs: the near-ties that keep both under 97 % are the inputs', not a fault of our quantisation."""
     x = exported["x"]
-    interpreter = deploy.Runtime().interpreter(MLPERF_RESNET_INT8.read_bytes())
+    interpreter = runtime.Runtime().interpreter(MLPERF_RESNET_INT8.read_bytes())
     source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    spec = deploy.TensorSpec("input", 0, source["index"], tuple(source["shape"]), "int8", *source["quantization"])
+    spec = runtime.TensorSpec("input", 0, source["index"], tuple(source["shape"]), "int8", *source["quantization"])
     theirs = []
     for sample in spec.quantize(x):
         interpreter.set_tensor(spec.index, sample[None])
@@ -205,7 +208,7 @@ def test_int8_base_model_agrees_more_often_than_mlperfs_own_int8_resnet(exported
 def test_int8_agrees_on_real_keyword_spotting_clips(exported):
     """24 real Speech Commands clips, two per label: every int8 model predicts what float32 predicts."""
     x = np.load(SHARED_GOLDEN_DIR / "golden_mfcc.npz")["mfcc"]
-    float_trace, int8_trace = (full_trace(exported["models"][p], x) for p in deploy.PRECISIONS)
+    float_trace, int8_trace = (full_trace(exported["models"][p], x) for p in export.PRECISIONS)
     for name in ("ee", "ef"):
         np.testing.assert_array_equal(int8_trace.softmax[name].argmax(axis=1), float_trace.softmax[name].argmax(axis=1))
     agree, _ = base_agreement(exported, x)
@@ -225,13 +228,13 @@ def count_calls(monkeypatch, stage):
     return calls
 
 
-@pytest.mark.parametrize("precision", deploy.PRECISIONS)
+@pytest.mark.parametrize("precision", export.PRECISIONS)
 def test_runner_never_runs_stage2_for_a_sample_that_exited(exported, precision, monkeypatch):
     models, x = exported["models"][precision], exported["x"]
     full = full_trace(models, x)
     confidence = full.softmax["ee"].max(axis=1)
     rho = float(np.median(confidence))
-    runner = deploy.EarlyExitRunner(models["stage1"], models["stage2"], rho)
+    runner = runtime.EarlyExitRunner(models["stage1"], models["stage2"], rho)
     stage1_calls, stage2_calls = count_calls(monkeypatch, runner.first), count_calls(monkeypatch, runner.second)
     trace = runner.run(x, warmup=0)
     exited = trace.exits == 0
@@ -253,11 +256,11 @@ def test_runner_never_runs_stage2_for_a_sample_that_exited(exported, precision, 
 
 
 @pytest.mark.parametrize("exported", ["keyword_spotting"], indirect=True)
-@pytest.mark.parametrize("precision", deploy.PRECISIONS)
+@pytest.mark.parametrize("precision", export.PRECISIONS)
 def test_rho_one_never_exits_and_rho_zero_always_exits(exported, precision):
     models, x = exported["models"][precision], exported["x"][:50]
-    never = deploy.EarlyExitRunner(models["stage1"], models["stage2"], 1.0).run(x, warmup=0)
-    always = deploy.EarlyExitRunner(models["stage1"], models["stage2"], 0.0).run(x, warmup=0)
+    never = runtime.EarlyExitRunner(models["stage1"], models["stage2"], 1.0).run(x, warmup=0)
+    always = runtime.EarlyExitRunner(models["stage1"], models["stage2"], 0.0).run(x, warmup=0)
     assert np.all(never.exits == 1) and never.stage2_invocations == len(x) and never.exit_rate == 0.0
     assert np.all(always.exits == 0) and always.stage2_invocations == 0 and always.exit_rate == 1.0
     assert np.isnan(always.softmax["ef"]).all() and not np.isnan(never.softmax["ef"]).any()
@@ -270,12 +273,12 @@ def test_every_kernel_set_computes_the_same_model(exported):
     float, the others in fixed point, and a step's difference can grow through the layers), hence the
     same predictions but for near-ties."""
     x = exported["x"]
-    traces = {kernels: {precision: deploy.EarlyExitRunner(models["stage1"], models["stage2"], deploy.NEVER_EXIT,
-                                                          deploy.Runtime(kernels=kernels)).run(x, warmup=0)
+    traces = {kernels: {precision: runtime.EarlyExitRunner(models["stage1"], models["stage2"], runtime.NEVER_EXIT,
+                                                          runtime.Runtime(kernels=kernels)).run(x, warmup=0)
                         for precision, models in exported["models"].items()}
-              for kernels in deploy.KERNELS}
+              for kernels in runtime.KERNELS}
     ee, ef = exported["keras"]
-    int8_ef_scale = deploy.model_tensors(exported["models"]["int8"]["stage2"], "stage2")[1]["ef"].scale
+    int8_ef_scale = runtime.model_tensors(exported["models"]["int8"]["stage2"], "stage2")[1]["ef"].scale
     for kernels, trace in traces.items():
         assert np.abs(trace["float32"].softmax["ee"] - ee).max() <= FLOAT_TOLERANCE, kernels
         assert np.abs(trace["float32"].softmax["ef"] - ef).max() <= FLOAT_TOLERANCE, kernels
@@ -285,7 +288,7 @@ def test_every_kernel_set_computes_the_same_model(exported):
         assert np.median(steps) == 0 and steps.mean() <= 1.0, kernels
 
 
-@pytest.mark.parametrize("precision", deploy.PRECISIONS)
+@pytest.mark.parametrize("precision", export.PRECISIONS)
 def test_single_op_models_compute_what_the_operator_computes_in_the_model(exported, precision):
     """Each operator cut out alone, fed the tensors the whole model fed it, gives the whole model's
     intermediate tensor exactly; the operators' MACs add up to the Keras model's (BatchNorm folded)."""
@@ -297,11 +300,11 @@ def test_single_op_models_compute_what_the_operator_computes_in_the_model(export
                         experimental_preserve_all_tensors=True)
     whole.allocate_tensors()
     source = whole.get_input_details()[0]
-    spec = deploy.TensorSpec("input", 0, source["index"], tuple(source["shape"]), np.dtype(source["dtype"]).name,
+    spec = runtime.TensorSpec("input", 0, source["index"], tuple(source["shape"]), np.dtype(source["dtype"]).name,
                              *source["quantization"])
     whole.set_tensor(spec.index, spec.quantize(exported["x"][:1]))
     whole.invoke()
-    ops = deploy.single_op_models(data)
+    ops = profile.single_op_models(data)
     assert [op.name for op in ops] == [op["op_name"] for op in whole._get_ops_details()]
     for op in ops:
         alone = Interpreter(model_content=op.tflite, experimental_op_resolver_type=builtin)
@@ -314,28 +317,28 @@ def test_single_op_models_compute_what_the_operator_computes_in_the_model(export
         assert tuple(alone.get_output_details()[0]["shape"]) == op.output_shape
     keras_macs = sum(c.macs for c in flops.path_costs(exported["base"].model)[0])
     assert sum(op.macs for op in ops) == keras_macs
-    profile = deploy.op_profile(data, repeats=10)
-    assert [op.name for op, _ in profile] == [op.name for op in ops] and all(t > 0 for _, t in profile)
+    timings = profile.op_profile(data, repeats=10)
+    assert [op.name for op, _ in timings] == [op.name for op in ops] and all(t > 0 for _, t in timings)
 
 
 def test_runtime_refuses_unknown_kernels_and_threads():
     with pytest.raises(UserError, match="unknown kernels 'cmsis'; choose one of xnnpack, builtin, reference"):
-        deploy.Runtime(kernels="cmsis")
+        runtime.Runtime(kernels="cmsis")
     with pytest.raises(UserError, match="at least 1"):
-        deploy.Runtime(threads=0)
-    kernels_option = next(a for a in cli.build_parser()._subparsers._group_actions[0].choices["deploy"]._actions
-                          if a.dest == "kernels")
-    assert tuple(kernels_option.choices) == tuple(deploy.KERNELS)
+        runtime.Runtime(threads=0)
+    help_text = run_deploy_sh("--help", cwd=REPO_ROOT).stdout  # the command line's --kernels choices
+    kernels_choices = re.search(r"^\s+--kernels \{([^}]*)\}", help_text, re.M).group(1).split(",")
+    assert tuple(kernels_choices) == tuple(runtime.KERNELS)
 
 
 def test_choose_rho_takes_the_cheapest_point_within_the_drop():
     rho = np.array([0.2, 0.5, 0.8, 1.0])
     curve = sweep.Curve(rho=rho, accuracy=np.array([80.0, 88.5, 89.5, 90.0]), mflops=np.array([5.0, 6.0, 7.0, 9.0]),
                         exit_fraction=np.zeros((4, 2)))
-    point = deploy.choose_rho(curve, base_accuracy=90.0, base_mflops=10.0, drop=1.0)
+    point = pipeline.choose_rho(curve, base_accuracy=90.0, base_mflops=10.0, drop=1.0)
     assert point["rho"] == 0.8 and point["met"] and point["reduction_pct"] == pytest.approx(30.0)
-    assert deploy.choose_rho(curve, 90.0, 10.0, drop=2.0)["rho"] == 0.5
-    missed = deploy.choose_rho(curve, base_accuracy=95.0, base_mflops=10.0, drop=1.0)
+    assert pipeline.choose_rho(curve, 90.0, 10.0, drop=2.0)["rho"] == 0.5
+    missed = pipeline.choose_rho(curve, base_accuracy=95.0, base_mflops=10.0, drop=1.0)
     assert missed["rho"] == 1.0 and not missed["met"]  # the most accurate point
 
 
@@ -345,25 +348,25 @@ def test_choose_rho_takes_the_cheapest_point_within_the_drop():
 
 @pytest.mark.parametrize("exported", ["image_classification"], indirect=True)
 def test_c_arrays_round_trip_with_the_interpreters_quantisation(exported, tmp_path):
-    sizes = deploy.write_export(tmp_path, "image_classification", "trecx_ev", exported["models"], log=lambda *_: None)
+    sizes = export.write_export(tmp_path, "image_classification", "trecx_ev", exported["models"], log=lambda *_: None)
     for precision, parts in exported["models"].items():
         for part, data in parts.items():
             stem = f"base_{precision}" if part == "base" else f"trecx_ev_{part}_{precision}"
-            symbol = deploy.c_identifier("image_classification", stem).upper()
+            symbol = export.c_identifier("image_classification", stem).upper()
             header, source = (tmp_path / f"{stem}.h").read_text(), (tmp_path / f"{stem}.cc").read_text()
-            assert deploy.parse_c_array(source) == data == (tmp_path / f"{stem}.tflite").read_bytes()
+            assert parse_c_array(source) == data == (tmp_path / f"{stem}.tflite").read_bytes()
             assert "alignas(16) const unsigned char" in source and f'#include "{stem}.h"' in source
             assert sizes[precision][part] == len(data) / 1024
-            ops = deploy.builtin_ops(data)
+            ops = export.builtin_ops(data)
             assert f"MicroMutableOpResolver): {', '.join(ops)}" in header
             assert {"CONV_2D", "FULLY_CONNECTED", "SOFTMAX"} <= set(ops)
-            interpreter_ops = {op["op_name"] for op in deploy.Stage(data, part).interpreter._get_ops_details()}
+            interpreter_ops = {op["op_name"] for op in runtime.Stage(data, part).interpreter._get_ops_details()}
             assert set(ops) == interpreter_ops - {"DELEGATE"}  # XNNPACK adds DELEGATE nodes
-            defines = deploy.parse_c_defines(header)
+            defines = parse_c_defines(header)
             assert defines[f"{symbol}_LEN"] == len(data)
-            interpreter = deploy.Stage(data, part).interpreter
+            interpreter = runtime.Stage(data, part).interpreter
             details = {"INPUT": interpreter.get_input_details(), "OUTPUT": interpreter.get_output_details()}
-            inputs, outputs = deploy.model_tensors(data, part)
+            inputs, outputs = runtime.model_tensors(data, part)
             for kind, specs in (("INPUT", inputs), ("OUTPUT", outputs)):
                 for spec in specs.values():
                     prefix = f"{symbol}_INPUT" if kind == "INPUT" else f"{symbol}_OUTPUT_{spec.name.upper()}"
@@ -376,16 +379,16 @@ def test_c_arrays_round_trip_with_the_interpreters_quantisation(exported, tmp_pa
 
 def test_c_array_of_arbitrary_bytes_round_trips():
     data = bytes(range(256)) * 3 + b"\x00\x07"
-    header, source = deploy.c_array("m_test", data, ({}, {}))
-    assert deploy.parse_c_array(source) == data
-    assert deploy.parse_c_defines(header)["M_TEST_LEN"] == len(data)
+    header, source = export.c_array("m_test", data, ({}, {}))
+    assert parse_c_array(source) == data
+    assert parse_c_defines(header)["M_TEST_LEN"] == len(data)
 
 
 # ---------------------------------------------------------------------------------------------
 # The deploy command end to end
 
 
-def run_deploy(*args, cwd):
+def run_deploy_sh(*args, cwd):
     env = dict(os.environ)
     env.setdefault("PYTHON", sys.executable)
     return subprocess.run(["bash", str(REPO_ROOT / "image_classification" / "deploy.sh"), *map(str, args)],
@@ -421,7 +424,7 @@ def check_summary(summary, rho_source):
 
 def test_deploy_sh_with_given_rho_needs_no_validation_data(cifar):
     out = cifar / "out_given"
-    proc = run_deploy("--data-dir", cifar / "data", "--results-dir", out, "--rho", "0.8",
+    proc = run_deploy_sh("--data-dir", cifar / "data", "--results-dir", out, "--rho", "0.8",
                       "--train-data-dir", cifar / "nowhere", "--calibration-data", cifar / "data",
                       "--calibration-samples", "50", "--kernels", "builtin", cwd=cifar / "cwd")
     assert proc.returncode == 0, proc.stderr
@@ -443,7 +446,7 @@ def test_deploy_sh_with_given_rho_needs_no_validation_data(cifar):
 
 def test_deploy_sh_chooses_rho_on_the_validation_split(cifar):
     out = cifar / "out_validation"
-    proc = run_deploy("--data-dir", cifar / "data", "--train-data-dir", cifar / "data", "--results-dir", out,
+    proc = run_deploy_sh("--data-dir", cifar / "data", "--train-data-dir", cifar / "data", "--results-dir", out,
                       "--calibration-samples", "50", cwd=cifar / "cwd")
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((out / "deploy.json").read_text())
@@ -467,10 +470,27 @@ def test_deploy_sh_chooses_rho_on_the_validation_split(cifar):
     (["--data-dir", "{root}/data", "--rho", "0.5", "--models", "trained", "--models-dir", "{root}/nowhere"],
      "no trained"),
 ])
-def test_deploy_user_errors_exit_2_with_the_fix(cifar, args, message, capsys):
-    argv = ["deploy", "image_classification", *(a.format(root=cifar) for a in args)]
-    assert cli.main(argv) == 2
-    assert message in capsys.readouterr().err
+def test_deploy_user_errors_exit_2_with_the_fix(cifar, args, message, tmp_path):
+    proc = run_deploy_sh(*(a.format(root=cifar) for a in args), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"model": "resnet", "rho": 0.5}, "valid models"),
+    ({"rho": 1.5}, "--rho must lie in"),
+    ({"rho": 0.5, "calibration_samples": 0}, "--calibration-samples and --threads must be at least 1"),
+    ({"rho": 0.5, "drop": -1.0}, "--drop at least 0"),
+    ({"model": "sdn", "rho": 0.5}, "no T-RecX early exit"),
+    ({"rho": 0.5, "data_dir": "{root}/nowhere"}, "nowhere not found; run bash image_classification/download.sh"),
+])
+def test_run_deploy_refuses_bad_options_before_reading_data(cifar, options, message):
+    options = {"model": "trecx_ev", **{k: v.format(root=cifar) if isinstance(v, str) else v
+                                      for k, v in options.items()}}
+    with pytest.raises(UserError, match=re.escape(message)):
+        pipeline.run_deploy("image_classification", options.pop("model"), models_dir=cifar / "nowhere",
+                            results_dir=cifar / "never", log=lambda *_: None, **options)
+    assert not (cifar / "never").exists()
 
 
 # ---------------------------------------------------------------------------------------------

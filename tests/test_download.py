@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from common import download
-from common.download import extract, fetch, md5sum, sha256sum
+from common.download import extract, fetch, md5sum, sha1sum, sha256sum
 from common.errors import UserError
 
 PAYLOAD = os.urandom(300_000)
 PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
+PAYLOAD_SHA1 = hashlib.sha1(PAYLOAD).hexdigest()
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
 HALF = len(PAYLOAD) // 2
 
@@ -60,12 +61,13 @@ def bytes_read(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 def test_checksum_helpers_match_hashlib(source: Path) -> None:
     assert md5sum(source) == PAYLOAD_MD5
+    assert sha1sum(source) == PAYLOAD_SHA1
     assert sha256sum(source) == PAYLOAD_SHA256
 
 
 def test_fetch_file_url_verifies_checksums_and_draws_progress(source, tmp_path, capsys) -> None:
     dest = tmp_path / "out" / "payload.bin"
-    assert fetch(source.as_uri(), dest, md5=PAYLOAD_MD5, sha256=PAYLOAD_SHA256) == dest
+    assert fetch(source.as_uri(), dest, md5=PAYLOAD_MD5, sha256=PAYLOAD_SHA256, sha1=PAYLOAD_SHA1) == dest
     assert dest.read_bytes() == PAYLOAD
     assert not dest.with_name("payload.bin.part").exists()
     assert "MB/s" in capsys.readouterr().err
@@ -77,12 +79,12 @@ def test_fetch_plain_path(source, tmp_path) -> None:
     assert dest.read_bytes() == PAYLOAD
 
 
-@pytest.mark.parametrize("checksum", ["md5", "sha256"])
+@pytest.mark.parametrize("checksum", ["md5", "sha1", "sha256"])
 def test_fetch_checksum_mismatch_leaves_nothing(source, tmp_path, checksum) -> None:
     dest = tmp_path / "payload.bin"
     with pytest.raises(UserError) as raised:
         fetch(source.as_uri(), dest, **{checksum: "0" * 32})
-    actual = PAYLOAD_MD5 if checksum == "md5" else PAYLOAD_SHA256
+    actual = {"md5": PAYLOAD_MD5, "sha1": PAYLOAD_SHA1, "sha256": PAYLOAD_SHA256}[checksum]
     assert "0" * 32 in str(raised.value) and actual in str(raised.value)
     assert list(tmp_path.glob("payload.bin*")) == []
 

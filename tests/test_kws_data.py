@@ -193,10 +193,10 @@ def test_split_files_missing_inputs_are_user_errors(train_tree, tmp_path) -> Non
         data.split_files(root)
 
 
-def test_test_files_labels_from_folders(tmp_path) -> None:
+def test_list_test_clips_labels_from_folders(tmp_path) -> None:
     written = write_test_tree(tmp_path / "test", per_label=2)
     (tmp_path / "test" / "yes" / "notes.txt").write_text("not audio")
-    examples = data.test_files(tmp_path / "test")
+    examples = data.list_test_clips(tmp_path / "test")
     assert [e.path for e in examples] == [path for path, _ in written]
     assert [data.LABELS[e.label] for e in examples] == [label for _, label in written]
     assert Counter(data.LABELS[e.label] for e in examples) == {label: 2 for label in TEST_LABELS}
@@ -297,10 +297,6 @@ def test_preprocess_writes_cache(archives, prepared) -> None:
     assert val_features.shape == (len(val_labels), 49, 10, 1) and val_features.dtype == np.float32
     np.testing.assert_allclose(val_features, data.compute_mfcc(val_audio), atol=1e-5)
 
-    test_features, test_labels, test_ids = data.load_test(prepared)
-    np.testing.assert_array_equal(np.load(cache / "test_mfcc.npy"), test_features)
-    np.testing.assert_array_equal(np.load(cache / "test_labels.npy"), test_labels)
-    np.testing.assert_array_equal(np.load(cache / "test_ids.npy"), test_ids)
     noise_clips = data.load_noise(prepared)
     assert sorted(len(c) for c in noise_clips) == sorted(NOISE_FILES.values())
     assert all(c.dtype == np.float32 and np.abs(c).max() < 1.0 for c in noise_clips)
@@ -315,12 +311,15 @@ def test_preprocess_skips_fresh_cache_and_rebuilds_stale(archives, tmp_path, cap
     assert "nothing to do" in capsys.readouterr().out
     future = time.time() + 100
     os.utime(data_dir / data.TEST_FOLDER / "yes", (future, future))
+    data.preprocess(data_dir)
+    assert "nothing to do" in capsys.readouterr().out  # the test split is not cached
+    os.utime(data_dir / "cache" / "noise.npz", (0, 0))  # older than the train folder: stale
     before = (data_dir / "cache" / "train_audio.npy").stat().st_mtime_ns
     data.preprocess(data_dir)
     out = capsys.readouterr().out
-    assert "Building cache for test" in out and "train" not in out.split("Building cache for")[1].split("\n")[0]
+    assert "Building cache for noise" in out and "train" not in out.split("Building cache for")[1].split("\n")[0]
     assert (data_dir / "cache" / "train_audio.npy").stat().st_mtime_ns == before
-    assert (data_dir / "cache" / "test_mfcc.npy").stat().st_mtime_ns > before
+    assert (data_dir / "cache" / "noise.npz").stat().st_mtime_ns > before
 
 
 def test_train_dataset_without_augment_is_mfcc_of_cached_audio(prepared) -> None:
@@ -450,12 +449,12 @@ def _shift_of(original: np.ndarray, shifted: np.ndarray) -> int:
 def test_augment_shifts_each_sample_independently() -> None:
     rng = np.random.default_rng(0)
     audio = rng.uniform(-0.9, 0.9, (16, 16000)).astype(np.float32)
-    out = data.augment(audio, [], tf.constant([1, 2])).numpy()
+    out = data.augment_clips(audio, [], tf.constant([1, 2])).numpy()
     shifts = [_shift_of(audio[i], out[i]) for i in range(16)]
     assert len(set(shifts)) >= 12 and max(map(abs, shifts)) <= 1600
-    again = data.augment(audio, [], tf.constant([1, 2])).numpy()
+    again = data.augment_clips(audio, [], tf.constant([1, 2])).numpy()
     np.testing.assert_array_equal(out, again)  # stateless: the seed decides
-    assert not np.array_equal(out, data.augment(audio, [], tf.constant([1, 3])).numpy())
+    assert not np.array_equal(out, data.augment_clips(audio, [], tf.constant([1, 3])).numpy())
 
 
 def test_augment_adds_noise_windows_per_sample() -> None:
@@ -464,7 +463,7 @@ def test_augment_adds_noise_windows_per_sample() -> None:
     lengths = (20000, 25000, 30000)
     clips = [((k * 1e5 + np.arange(n) + 1) * scale).astype(np.float32) for k, n in enumerate(lengths)]
     batch = 1000
-    out = data.augment(np.zeros((batch, 16000), np.float32), clips, tf.constant([5, 6])).numpy()
+    out = data.augment_clips(np.zeros((batch, 16000), np.float32), clips, tf.constant([5, 6])).numpy()
     mixed = np.abs(out).max(axis=1) > 0
     assert 0.72 < mixed.mean() < 0.88  # p = 0.8
     volumes, sources = [], []
@@ -483,5 +482,5 @@ def test_augment_adds_noise_windows_per_sample() -> None:
 def test_augment_clips_to_unit_range() -> None:
     audio = np.full((8, 16000), 0.99, np.float32)
     audio[:, ::2] = -1.8  # normalised by the positive peak, negatives can go below -1
-    out = data.augment(audio, [np.ones(20000, np.float32)], tf.constant([0, 0])).numpy()
+    out = data.augment_clips(audio, [np.ones(20000, np.float32)], tf.constant([0, 0])).numpy()
     assert out.min() >= -1.0 and out.max() <= 1.0 and (out == -1.0).any()

@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 
 from common.errors import UserError
-from common.models import ARCHITECTURES, build_model
+from common.models import build_model
+from common.tasks import TASKS, load_task
 
-# Parameter counts of the authors' models (METHOD.md §7.2).
+# Parameter counts of the authors' models (their saved graphs).
 PARAMS = {
     ("image_classification", "base"): 78_666,
     ("image_classification", "trecx_ev"): 89_780,
@@ -26,13 +27,13 @@ EXITS = {("image_classification", "sdn"): ("ee1", "ee2", "ef"),
          ("keyword_spotting", "sdn"): ("ee1", "ee2", "ee3", "ef")}
 DEFAULT_EXITS = {"base": ("ef",), "trecx_ev": ("ee", "ef"), "trecx_noev": ("ee", "ef"),
                  "eefmaps_concat": ("ee", "ef"), "branchynet": ("ee1", "ee2", "ef")}
-REGISTRY = [(task, v) for task, arch in ARCHITECTURES.items() for v in arch.variants()]
+REGISTRY = [(task, v) for task in TASKS for v in load_task(task).ARCHITECTURE.variants()]
 
 
 @pytest.mark.parametrize("task,variant", REGISTRY)
 def test_every_model_builds_with_softmax_exits(task, variant):
     net = build_model(task, variant)
-    arch = ARCHITECTURES[task]
+    arch = load_task(task).ARCHITECTURE
     assert net.model.count_params() == PARAMS[task, variant]
     assert net.exits == EXITS.get((task, variant), DEFAULT_EXITS.get(variant))
     x = np.random.default_rng(0).uniform(0, 255, (3, *arch.input_shape)).astype("float32")
@@ -46,7 +47,7 @@ def test_every_model_builds_with_softmax_exits(task, variant):
         np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-5)
 
 
-@pytest.mark.parametrize("task", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("task", sorted(TASKS))
 def test_early_view_kernel_has_the_early_exit_shape(task):
     model = build_model(task, "trecx_ev").model
     source, target = model.get_layer("depth_conv_ee_1"), model.get_layer("depth_conv_eefinal_out")

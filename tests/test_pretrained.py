@@ -9,7 +9,9 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from common.errors import UserError
 from common.models import build_model
-from common.pretrained import AUTHORS_MODELS, DEFAULT_SOURCE, load_weights, pretrained_path, save_weights
+from common.pretrained import DEFAULT_SOURCE
+from common.tasks import TASKS, load_task
+from common.weights import load_weights, pretrained_path, save_weights
 
 BATCH = 128  # the authors' graphs differ by ~1e-6 between batch sizes: compare at the same one
 # Random inputs in each task's input range: raw pixels, MFCCs, pixels scaled to [0, 1].
@@ -29,7 +31,7 @@ def authors_outputs(path, x, tmp_path):
         model = keras.models.load_model(path, compile=False,
                                         custom_objects={"DepthwiseConv2D": DepthwiseConv2DKeras2})
         return {model.output_names[0]: model.predict(x, batch_size=BATCH, verbose=0)}
-    # Models saved with Adam slots fail to load in TF 2.21 (METHOD.md B17): drop the slot references.
+    # Models saved with Adam's slot variables fail to load in TF 2.21: drop the slot references.
     copy = tmp_path / path.name
     shutil.copytree(path, copy)
     proto = saved_model_pb2.SavedModel()
@@ -43,7 +45,7 @@ def authors_outputs(path, x, tmp_path):
 
 
 @pytest.mark.skipif(not DEFAULT_SOURCE.is_dir(), reason="the authors' models (../shared) are not present")
-@pytest.mark.parametrize("task,variant", sorted(AUTHORS_MODELS))
+@pytest.mark.parametrize("task,variant", sorted((t, v) for t in TASKS for v in load_task(t).AUTHORS_MODELS))
 def test_converted_model_gives_the_authors_outputs(task, variant, tmp_path):
     net = build_model(task, variant)
     load_weights(net.model, pretrained_path(task, variant))
@@ -51,7 +53,7 @@ def test_converted_model_gives_the_authors_outputs(task, variant, tmp_path):
     x = np.random.default_rng(0).uniform(low, high, (512, *net.model.input_shape[1:])).astype("float32")
     ours = net.model.predict(x, batch_size=BATCH, verbose=0)
     ours = ours if isinstance(ours, list) else [ours]
-    reference = authors_outputs(DEFAULT_SOURCE / AUTHORS_MODELS[task, variant], x, tmp_path)
+    reference = authors_outputs(DEFAULT_SOURCE / load_task(task).AUTHORS_MODELS[variant], x, tmp_path)
     output_layers = [t._keras_history[0].name for t in net.model.outputs]
     assert sorted(reference) == sorted(output_layers)
     for layer, out in zip(output_layers, ours):

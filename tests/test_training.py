@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from synthetic import write_cifar
 
-from common.cli import load_nets
 from common.config import load_config
 from common.errors import UserError
 from common.evaluation import evaluate_models
 from common.training import train
+from common.weights import load_nets
 from image_classification import data, task
 
 CONFIGS = task.NAME + "/configs"

@@ -6,10 +6,10 @@ from synthetic_coco import write_coco, write_vww_train
 
 import keyword_spotting.task
 import visual_wake_words.task
-from common.cli import load_nets
 from common.config import load_config
 from common.evaluation import evaluate_models
 from common.training import train
+from common.weights import load_nets
 from keyword_spotting import data as kws_data
 from visual_wake_words import data as vww_data
 
@@ -30,13 +30,13 @@ def visual_wake_words_data(root):
     return root, root / "minival"
 
 
-TASKS = {"keyword_spotting": (keyword_spotting.task, speech_commands),
-         "visual_wake_words": (visual_wake_words.task, visual_wake_words_data)}
+DATA_MAKERS = {"keyword_spotting": (keyword_spotting.task, speech_commands),
+               "visual_wake_words": (visual_wake_words.task, visual_wake_words_data)}
 
 
-@pytest.fixture(scope="module", params=sorted(TASKS))
+@pytest.fixture(scope="module", params=sorted(DATA_MAKERS))
 def prepared(request, tmp_path_factory):
-    task, make_data = TASKS[request.param]
+    task, make_data = DATA_MAKERS[request.param]
     data_dir, test_dir = make_data(tmp_path_factory.mktemp(request.param))
     return task, data_dir, test_dir, tmp_path_factory.mktemp("trained")
 

@@ -1,6 +1,6 @@
 """Visual wake words: download, the authors' "minival" test set from COCO val2017, tf.data pipelines.
 
-Layout under a data directory (METHOD.md section 4.1):
+Layout under a data directory:
   vw_coco2014_96/{person,non_person}/*.jpg   training data: the Silicon Labs archive MLPerf Tiny trains on
   val2017/*.jpg                              COCO 2017 validation images (5,000)
   annotations/instances_val2017.json         their instance annotations
@@ -21,7 +21,7 @@ the tf.data pipelines, which only resize images that are not 96x96 already (the 
 archive's are), use tf.image.resize(bilinear, antialias=True), the same kernel (within 1 grey level).
 
 Departures from the authors' code, on purpose:
-  * the validation split is not augmented (theirs reuses the augmenting generator, METHOD.md 4.1);
+  * the validation split is not augmented (theirs reuses the augmenting generator);
   * minival JPEGs are written at quality 95 with 4:4:4 chroma, so re-encoding loses little;
   * JPEGs are decoded with the accurate integer DCT in tf.data too, so that they equal what
     Pillow (and hence Keras' ImageDataGenerator) decodes; TensorFlow's default DCT differs by
@@ -29,7 +29,6 @@ Departures from the authors' code, on purpose:
 """
 
 import concurrent.futures
-import hashlib
 import json
 import os
 import sys
@@ -42,6 +41,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from common import files
 from common.download import extract, fetch
 from common.progress import Progress
 from common.errors import UserError
@@ -51,8 +51,7 @@ TRAIN_URL = ("https://www.silabs.com/public/files/github/machine_learning/benchm
 # SHA-1 published by Silicon Labs, the archive's host, in its MLTK model definition
 # (github.com/SiliconLabs/mltk, mltk/models/tinyml/visual_wake_words.py: download_verify_extract(...,
 # file_hash='A5A465082D3F396407F8B5ABAF824DD5B28439C4'); a 40-digit hash there is a SHA-1). No MD5 or
-# SHA-256 of this archive is published that we could find; fetch() checks only those two, so this
-# module checks the SHA-1 itself once the download is complete.
+# SHA-256 of this archive is published that we could find.
 TRAIN_SHA1 = "a5a465082d3f396407f8b5abaf824dd5b28439c4"
 COCO_IMAGES_URL = "http://images.cocodataset.org/zips/val2017.zip"
 COCO_ANNOTATIONS_URL = "http://images.cocodataset.org/annotations/annotations_trainval2017.zip"
@@ -83,7 +82,6 @@ PERSON_MIN_AREA_FRACTION = Fraction(25, 1000)
 VALIDATION_SPLIT = 0.1
 RESCALE = 1.0 / 255.0
 IO_THREADS = 4
-CHUNK_BYTES = 1 << 20
 
 
 def _download_hint(data_dir: Path) -> str:
@@ -122,18 +120,6 @@ def _images_complete(data_dir: Path) -> bool:
     return all(image.get("file_name") in present for image in coco["images"])
 
 
-def _verify_sha1(path: Path, expected: str, url: str) -> None:
-    hasher = hashlib.sha1()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK_BYTES):
-            hasher.update(chunk)
-    actual = hasher.hexdigest()
-    if actual != expected.lower():
-        path.unlink()
-        raise UserError(f"Checksum mismatch for {url}: sha1 expected {expected.lower()}, got {actual}; "
-                        f"the file was deleted, check the URL (or the expected checksum) and re-run")
-
-
 def download(data_dir: Path, train_url: str = TRAIN_URL, images_url: str = COCO_IMAGES_URL,
              annotations_url: str = COCO_ANNOTATIONS_URL, verify_checksums: bool = True) -> Path:
     """Fetch and unpack the training archive and COCO val2017 (images and annotations) into `data_dir`.
@@ -162,9 +148,7 @@ def download(data_dir: Path, train_url: str = TRAIN_URL, images_url: str = COCO_
             continue
         checks = checksums if verify_checksums else {}
         name = PurePosixPath(url.split("?")[0]).name or f"{PurePosixPath(target).parts[0]}.archive"
-        archive = fetch(url, data_dir / name, md5=checks.get("md5"), sha256=checks.get("sha256"))
-        if "sha1" in checks:
-            _verify_sha1(archive, checks["sha1"], url)
+        archive = fetch(url, data_dir / name, **checks)
         print(f"Extracting {archive} into {data_dir}")
         extract(archive, data_dir)
         if not complete(data_dir):
@@ -289,7 +273,7 @@ def _is_large(box: Sequence[float], width: int, height: int) -> bool:
 
 
 def minival_labels(coco: dict, source: str = "the annotations") -> dict[str, str | None]:
-    """The authors' rule (METHOD.md 4.1) for each image of a parsed COCO instances file:
+    """The authors' rule for each image of a parsed COCO instances file:
     file_name -> "person" if a non-crowd (iscrowd == 0) person box has bbox area w*h > 2.5 % of
     the image's width*height, None (skipped) if it has non-crowd person boxes but none that large,
     "non_person" if it has none (crowd-only and unannotated images included). The person category
@@ -319,19 +303,15 @@ def minival_labels(coco: dict, source: str = "the annotations") -> dict[str, str
 
 
 def _write_jpeg(source: Path, target: Path) -> None:
-    """`source` as RGB 96x96 JPEG at `target`, written to a hidden temporary file and renamed."""
+    """`source` as RGB 96x96 JPEG at `target`, written atomically."""
     try:
         with Image.open(source) as image:
             small = _to_model_size(image)
     except Exception as err:  # corrupt files fail inside Pillow's decoders in many ways
         raise UserError(f"Cannot read COCO image {source} ({type(err).__name__}: {err}); delete "
                         f"{source.parent} and {_download_hint(source.parent.parent)}") from err
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
+    with files.atomic_output(target) as temporary:
         small.save(temporary, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def build_minival(data_dir: Path, out_dir: Path | None = None) -> dict[str, int]:

@@ -3,6 +3,4 @@
 # traces/, benefit curves, table1.md and Fig4c.
 # Usage: bash visual_wake_words/test.sh [--data-dir DIR] [--results-dir OUT] [--models pretrained|trained]   (--help for all options)
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 TRECX_SCRIPT="bash visual_wake_words/test.sh" exec "${PYTHON:-python3}" -m common.cli test visual_wake_words "$@"

@@ -1,0 +1,208 @@
+"""The deploy command's work, end to end: choose rho, measure both precisions, write the results.
+
+`run_deploy` is what `deploy.sh` runs: it checks the options, loads the T-RecX network and its base
+model, reads the test, validation and calibration data and calls `deploy`. `deploy` exports the models
+(common.deploy.export), takes rho as given or chooses it on the validation split with the float32
+models (`validation_rho`: the cheapest rho within `drop` accuracy points of the base model there, never
+the test set), runs each precision on the test set beside the base model (`evaluate_precision`), and
+writes deploy.json, deploy.md, the float32/int8 benefit figure and export/.
+"""
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+
+from common import files, flops, plots, report, sweep, tasks, weights
+from common.deploy.export import PRECISIONS, export_models, split_stages, weights_kb, write_export
+from common.deploy.runtime import (NEVER_EXIT, EarlyExitRunner, Runtime, SingleStageRunner, run_interleaved,
+                                   runtime_name)
+from common.errors import UserError
+
+DEFAULT_DROP = 1.0  # accuracy points below the base model that rho may cost (on the validation split)
+
+
+# ------------------------------------------------------------------------------------------------
+# Choosing rho and measuring
+
+
+def choose_rho(curve, base_accuracy, base_mflops, drop=DEFAULT_DROP):
+    """The trade-off point of `curve` (a validation benefit curve) at `drop` points below `base_accuracy`:
+    the cheapest rho whose accuracy is at least base_accuracy - drop (common.sweep.tradeoff_points).
+
+    Returns that point's dict (drop, accuracy, mflops, reduction_pct, rho) with "met": True; when no
+    rho reaches the target, the most accurate point (cheapest among equals) with "met": False.
+    """
+    point = sweep.tradeoff_points(curve, base_accuracy, base_mflops, drops=(drop,))[0]
+    if point["rho"] is not None:
+        return {**point, "met": True}
+    best = np.lexsort((curve.mflops, -curve.accuracy))[0]
+    return {"drop": point["drop"], "accuracy": float(curve.accuracy[best]), "mflops": float(curve.mflops[best]),
+            "reduction_pct": float(100.0 * (1.0 - curve.mflops[best] / base_mflops)),
+            "rho": float(curve.rho[best]), "met": False}
+
+
+def trace_curve(trace, labels, path_mflops):
+    """Benefit curve over common.sweep.RHOS from a trace in which every sample ran both stages."""
+    if np.isnan(trace.softmax["ef"]).any():
+        raise ValueError("the trace has samples without a final-exit softmax; run it with rho = 1.0")
+    return sweep.benefit_curve([trace.softmax["ee"], trace.softmax["ef"]], labels, path_mflops, "strict")
+
+
+def _saving(value, reference):
+    return float(100.0 * (1.0 - value / reference))
+
+
+def evaluate_precision(models, test, rho, path_mflops, base_mflops, runtime=Runtime(), log=print):
+    """Measure one precision's exported models on (inputs, labels) at `rho`, beside the base model.
+
+    Runs (1) every sample through both stages (rho = 1.0) for the benefit curve, then (2) the early-exit
+    runner at `rho` interleaved sample by sample with the base model, for accuracy, exit rate and
+    latency. Returns (result dict in deploy.json's per-precision layout, curve, (trace at rho, base trace)).
+    """
+    inputs, labels = test
+    full = EarlyExitRunner(models["stage1"], models["stage2"], NEVER_EXIT, runtime).run(inputs)
+    curve = trace_curve(full, labels, path_mflops)
+    runner = EarlyExitRunner(models["stage1"], models["stage2"], rho, runtime)
+    base = SingleStageRunner(models["base"], runtime)
+    trace, base_trace = run_interleaved([runner, base], inputs)
+    exit_rate = trace.exit_rate
+    mean_mflops = exit_rate * path_mflops[0] + (1.0 - exit_rate) * path_mflops[1]
+    latency, base_latency = trace.latency_ms(), base_trace.latency_ms()
+    mflops_saving = _saving(mean_mflops, base_mflops)
+    latency_saving = _saving(latency["mean"], base_latency["mean"])
+    result = {
+        "size_kb": {part: len(models[part]) / 1024 for part in ("stage1", "stage2", "base")},
+        "weights_kb": {part: weights_kb(models[part]) for part in ("stage1", "stage2", "base")},
+        "accuracy": trace.accuracy(labels),
+        "base_accuracy": base_trace.accuracy(labels),
+        "exit_rate": exit_rate,
+        "mflops": mean_mflops,
+        "base_mflops": base_mflops,
+        "mflops_saving_pct": mflops_saving,
+        "latency_ms": latency,
+        "base_latency_ms": base_latency,
+        "latency_saving_pct": latency_saving,
+        "latency_over_flops_saving": latency_saving / mflops_saving if mflops_saving > 0 else None,
+        "stage2_invocations": trace.stage2_invocations,
+        "tap_transfer": "direct" if runner.direct_transfer else "requantized",
+        "full_path_latency_ms": full.latency_ms(),
+    }
+    log(f"  accuracy {result['accuracy']:.2f} % (base {result['base_accuracy']:.2f} %), exit rate "
+        f"{exit_rate:.3f}, latency {latency['mean']:.4f} ms (base {base_latency['mean']:.4f} ms), "
+        f"saving {latency_saving:.1f} % measured / {mflops_saving:.1f} % FLOPs")
+    return result, curve, (trace, base_trace)
+
+
+def validation_rho(models, validation, path_mflops, base_mflops, drop, runtime=Runtime()):
+    """rho chosen on the validation split with the float32 models: (rho, details dict)."""
+    inputs, labels = validation
+    full = EarlyExitRunner(models["stage1"], models["stage2"], NEVER_EXIT, runtime).run(inputs, warmup=0)
+    base = SingleStageRunner(models["base"], runtime).run(inputs, warmup=0)
+    base_accuracy = base.accuracy(labels)
+    point = choose_rho(trace_curve(full, labels, path_mflops), base_accuracy, base_mflops, drop)
+    return point["rho"], {"num_samples": int(len(labels)), "base_accuracy": base_accuracy,
+                          "target_accuracy": base_accuracy - drop, **point}
+
+
+def size_reduction(summary, key="size_kb"):
+    """% saved by int8 against float32 in `key` ("size_kb": files, "weights_kb": constant tensors), for
+    the early-exit model (stage 1 + stage 2) and the base model."""
+    def early_exit(precision):
+        return sum(summary[precision][key][part] for part in ("stage1", "stage2"))
+
+    return {"early_exit": _saving(early_exit("int8"), early_exit("float32")),
+            "base": _saving(summary["int8"][key]["base"], summary["float32"][key]["base"])}
+
+
+# ------------------------------------------------------------------------------------------------
+# Deploying one model
+
+
+def deploy(task, model_name, net, base_net, test, results_dir, *, calibration, validation=None, rho=None,
+           drop=DEFAULT_DROP, runtime=Runtime(), log=print):
+    """Export, run and report one T-RecX model of `task` (a name or task module) against its base model.
+
+    test, validation: (inputs float32 (N, ...), labels (N,)); calibration: float32 inputs for int8.
+    rho: given, or None to choose it on `validation` (float32 models, `drop` points below the base
+    model there). Writes under `results_dir`: deploy.json, deploy.md, int8_vs_float.png/.pdf and
+    export/. Returns the deploy.json dict.
+    """
+    task = tasks.load_task(task)
+    if rho is None and validation is None:
+        raise UserError("no rho given and no validation split to choose it on; pass --rho R")
+    results_dir = pathlib.Path(results_dir)
+    path_mflops = flops.path_mflops(net.model)
+    base_mflops = flops.path_mflops(base_net.model)[0]
+    models = export_models(net, base_net, calibration, log)
+    write_export(results_dir / "export", task.NAME, model_name, models, log)
+
+    details = None
+    if rho is None:
+        log(f"choosing rho on {len(validation[1])} validation samples ({drop:g} point(s) below the base model)")
+        rho, details = validation_rho(models["float32"], validation, path_mflops, base_mflops, drop, runtime)
+        met = "" if details["met"] else " (target not reached: most accurate rho)"
+        log(f"  rho = {rho:.4f}: validation accuracy {details['accuracy']:.2f} % against base "
+            f"{details['base_accuracy']:.2f} %{met}")
+    summary = {"task": task.NAME, "model": model_name, "num_samples": int(len(test[1])), "rho": float(rho),
+               "rho_source": "given" if details is None else "validation"}
+    curves = {}
+    for precision in PRECISIONS:
+        log(f"{precision}: running {len(test[1])} test samples one at a time")
+        summary[precision], curves[precision], _ = evaluate_precision(
+            models[precision], test, rho, path_mflops, base_mflops, runtime, log)
+    summary.update(
+        validation=details, drop=drop, path_mflops={"ee": path_mflops[0], "ef": path_mflops[1]},
+        base_mflops=base_mflops, runtime=runtime_name(), kernels=runtime.kernels, num_threads=runtime.threads,
+        int8_size_reduction_pct=size_reduction(summary, "size_kb"),
+        int8_weights_reduction_pct=size_reduction(summary, "weights_kb"))
+    report.write_json(results_dir / "deploy.json", summary)
+    plots.benefit_figure({f"LiteRT {p}": curves[p] for p in PRECISIONS},
+                         (summary["float32"]["base_accuracy"], base_mflops),
+                         f"{task.TITLE}, {model_name}: LiteRT float32 vs int8\n(cross: float32 base "
+                         f"model; int8 base model {summary['int8']['base_accuracy']:.2f} %)",
+                         results_dir / "int8_vs_float")
+    files.write_text(results_dir / "deploy.md", report.deploy_markdown(summary, task))
+    return summary
+
+
+def run_deploy(task, model, *, source="pretrained", models_dir, data_dir=None, train_data_dir=None,
+               calibration_data=None, calibration_samples=500, rho=None, drop=DEFAULT_DROP,
+               results_dir=None, threads=1, kernels="xnnpack", log=print):
+    """What `deploy.sh` does: deploy `model` of `task` (a name or task module) against its base model.
+
+    source: "pretrained" or "trained" (from `models_dir`/TASK/MODEL); data_dir: the test set (default:
+    the task's); train_data_dir: the training and validation splits (default data/TASK), where rho is
+    chosen when `rho` is None; calibration_data: whose training split gives the `calibration_samples`
+    int8 calibration inputs (default: train_data_dir); results_dir: default results/TASK; threads,
+    kernels: how the interpreters run (`Runtime`). Option errors, a missing model or a model without an
+    early exit raise UserError before any data is read.
+
+    Returns (the deploy.json dict, the results folder).
+    """
+    task = tasks.load_task(task)
+    if model not in task.MODELS:
+        raise UserError(f"unknown model {model!r} for {task.NAME}; valid models: {', '.join(task.MODELS)}")
+    if rho is not None and not 0.0 <= rho <= 1.0:
+        raise UserError(f"--rho must lie in [0, 1], got {rho}")
+    if calibration_samples < 1 or threads < 1 or drop < 0:
+        raise UserError("--calibration-samples and --threads must be at least 1 and --drop at least 0, got "
+                        f"{calibration_samples}, {threads} and {drop}")
+    runtime = Runtime(threads, kernels)
+    nets = weights.load_nets(task, source, models_dir, ("base", model))  # a missing model fails here
+    split_stages(nets[model])  # and a model without an early exit here, before any data is read
+    test_dir = tasks.test_data_dir(task, data_dir)
+    train_dir = tasks.data_dir(task, train_data_dir)
+    inputs, labels, _ = task.load_test(test_dir)
+    log(f"{task.NAME}: {len(labels)} test samples from {test_dir}")
+    validation = None
+    if rho is None:
+        validation = task.validation_set(train_dir)
+        log(f"{len(validation[1])} validation samples from {train_dir}")
+    calibration_dir = calibration_data or train_dir
+    calibration = task.calibration_set(calibration_dir, n=calibration_samples)
+    log(f"{len(calibration)} int8 calibration samples from the training split in {calibration_dir}")
+    out = tasks.results_dir(task, results_dir)
+    summary = deploy(task, model, nets[model], nets["base"], (inputs, labels), out, calibration=calibration,
+                     validation=validation, rho=rho, drop=drop, runtime=runtime, log=log)
+    return summary, out

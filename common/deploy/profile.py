@@ -1,0 +1,101 @@
+"""Where a .tflite model spends its time, operator by operator.
+
+Early exit saves the layers after its tap, so its time saving follows its FLOPs saving only if each
+layer's time follows its MACs. `single_op_models` cuts every operator of a model out as a model of its
+own, on the same tensors (weights, shapes, int8 scales and zero points), so that it computes exactly
+what it computes inside the whole model; `op_profile` times each of them alone on a `Runtime`, giving
+each operator's share of the time beside its share of the MACs.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+
+import numpy as np
+
+from common.deploy.export import builtin_name, read_flatbuffer
+from common.deploy.runtime import Runtime
+
+
+@dataclasses.dataclass(frozen=True)
+class OpModel:
+    """One operator of a .tflite model as a model of its own (`single_op_models`).
+
+    name: builtin operator ("CONV_2D"); output_shape: its first output's shape; macs: multiply-accumulates
+    (convolutions and fully connected layers; 0 for other operators); tflite: the one-operator model.
+    """
+    name: str
+    output_shape: tuple
+    macs: int
+    tflite: bytes
+
+    @property
+    def outputs(self):
+        """Output elements per sample."""
+        return math.prod(self.output_shape[1:])
+
+
+def _macs(name, op, tensors):
+    """MACs of one flatbuffer operator, from its output and weight tensor shapes."""
+    output = math.prod(tensors[op.outputs[0]].shape[1:])
+    if name == "CONV_2D":  # weights (out, kh, kw, in)
+        return output * math.prod(tensors[op.inputs[1]].shape[1:])
+    if name == "DEPTHWISE_CONV_2D":  # weights (1, kh, kw, out)
+        return output * math.prod(tensors[op.inputs[1]].shape[1:3])
+    if name == "FULLY_CONNECTED":  # weights (out, in)
+        return output * int(tensors[op.inputs[1]].shape[1])
+    return 0
+
+
+def single_op_models(tflite_bytes):
+    """Each operator of a single-graph .tflite model, in execution order, as an `OpModel`: the operator
+    alone on the model's own tensors (weights, shapes, int8 scales and zero points), its non-constant
+    inputs the model inputs, its outputs the model outputs. Run on the tensors the whole model feeds it,
+    it computes what it computes inside the whole model; timed alone, its share of the model's time."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = read_flatbuffer(tflite_bytes)
+    if len(model.subgraphs) != 1:
+        raise ValueError(f"expected one subgraph, found {len(model.subgraphs)}")
+    graph = model.subgraphs[0]
+    constant = [model.buffers[t.buffer].data is not None for t in graph.tensors]
+    models = []
+    for i, op in enumerate(graph.operators):
+        name = builtin_name(model.operatorCodes[op.opcodeIndex])
+        alone = copy.deepcopy(model)
+        alone.signatureDefs = []
+        alone_graph = alone.subgraphs[0]
+        alone_graph.operators = [alone_graph.operators[i]]
+        alone_graph.inputs = [int(t) for t in op.inputs if t >= 0 and not constant[t]]
+        alone_graph.outputs = [int(t) for t in op.outputs]
+        models.append(OpModel(name, tuple(int(d) for d in graph.tensors[op.outputs[0]].shape),
+                              _macs(name, op, graph.tensors),
+                              bytes(flatbuffer_utils.convert_object_to_bytearray(alone))))
+    return models
+
+
+def median_invoke_us(interpreter, repeats, seed=0):
+    """Median time (microseconds) of `repeats` invocations on random inputs, after a few untimed ones."""
+    rng = np.random.default_rng(seed)
+    for detail in interpreter.get_input_details():
+        dtype = np.dtype(detail["dtype"])
+        values = (rng.integers(-128, 128, detail["shape"]) if dtype == np.int8
+                  else rng.normal(0.0, 1.0, detail["shape"]))
+        interpreter.set_tensor(detail["index"], values.astype(dtype))
+    for _ in range(max(3, repeats // 10)):
+        interpreter.invoke()
+    times = np.empty(repeats, np.int64)
+    for k in range(repeats):
+        start = time.perf_counter_ns()
+        interpreter.invoke()
+        times[k] = time.perf_counter_ns() - start
+    return float(np.median(times)) / 1e3
+
+
+def op_profile(tflite_bytes, runtime=Runtime(), repeats=100):
+    """[(OpModel, median microseconds)] per operator of a .tflite model, each timed alone on `runtime`
+    (element-wise cost does not depend on the values, so random inputs time it as real ones would)."""
+    return [(op, median_invoke_us(runtime.interpreter(op.tflite), repeats))
+            for op in single_op_models(tflite_bytes)]

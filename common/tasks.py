@@ -1,0 +1,119 @@
+"""The registry of tasks, and what a task must provide.
+
+A task is a package (a folder with `__init__.py`) whose `task` module describes it; everything else
+in the pipeline (command line, training, evaluation, deployment, benchmarks, tests) asks this
+registry for the tasks and reads their facts from those modules. Adding a task means adding its
+folder and its name to `TASKS` (see the README's "Adding a task").
+
+A task module must define:
+  NAME          the package name ("image_classification")
+  TITLE         the model and dataset, for tables and figures ("ResNet-8 (CIFAR-10)")
+  ARCHITECTURE  a `common.models.Architecture`: the backbone and where each kind of exit attaches
+  MODELS        `ARCHITECTURE.variants()`: the model names the task offers
+  DATA_LAYOUT   what a test folder holds, for error messages
+  download(data_dir, mirror=None) -> the folder holding the data
+  load_test(data_dir) -> (inputs float32 (N, *input shape), labels int (N,), ids (N,))
+  training_data(config, data_dir) -> (training tf.data.Dataset, validation Dataset or None)
+
+and may define:
+  PAPER           the paper's numbers, shown beside the measured ones ({"table1": {...}, ...})
+  FIGURES         {figure name: (title, {legend label: model}, log-scale y)}: test.sh's figures
+  AUTHORS_MODELS  {model: path under the authors' models folder}, for `python -m common.pretrained`
+  PRETRAINED_DIR  the folder of its pretrained MODEL.npz (default: pretrained/NAME in the repository)
+  TEST_SUBDIR     the sub-folder of data/NAME that test.sh reads by default ("" : data/NAME itself)
+  preprocess(data_dir)                      build splits and caches after download, before training
+  prepare_test(data_dir)                    build the test set from the download, where it is not
+                                            downloaded as it is (reproduce.sh calls it)
+  validation_set(data_dir) -> (inputs, labels)       where deploy.sh chooses rho
+  calibration_set(data_dir, n=500, seed=0) -> inputs  deploy.sh's int8 representative set
+
+Training configs live beside the task module, in `NAME/configs/MODEL.yaml`.
+"""
+import importlib
+import os
+import pathlib
+import types
+
+import numpy as np
+
+from common.errors import UserError
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+TASKS = ("image_classification", "keyword_spotting", "visual_wake_words")
+# Tasks kept outside this repository: package names, separated by commas, importable from the working
+# directory or PYTHONPATH.
+EXTRA_TASKS_VARIABLE = "TRECX_EXTRA_TASKS"
+# The paper's headline over its three tasks: mean FLOPs reduction at the 1 % trade-off point.
+PAPER_MEAN_REDUCTION_PCT = 31.58
+
+REQUIRED = ("NAME", "TITLE", "ARCHITECTURE", "MODELS", "DATA_LAYOUT", "download", "load_test", "training_data")
+
+
+def task_names():
+    """The built-in tasks, then those named in $TRECX_EXTRA_TASKS."""
+    extra = [name.strip() for name in os.environ.get(EXTRA_TASKS_VARIABLE, "").split(",") if name.strip()]
+    return TASKS + tuple(name for name in extra if name not in TASKS)
+
+
+def load_task(task):
+    """The task module of a task name (a module is returned as it is); UserError for an unknown name."""
+    if isinstance(task, types.ModuleType):
+        return task
+    names = task_names()
+    if task not in names:
+        raise UserError(f"unknown task {task!r}; valid tasks: {', '.join(names)}")
+    module = importlib.import_module(f"{task}.task")
+    missing = [attribute for attribute in REQUIRED if not hasattr(module, attribute)]
+    if missing:
+        raise UserError(f"task module {module.__name__} lacks {', '.join(missing)}; see common/tasks.py "
+                        "for what a task must define")
+    return module
+
+
+def task_folder(task):
+    """The task's package folder (where its configs and scripts live)."""
+    return pathlib.Path(load_task(task).__file__).resolve().parent
+
+
+def config_path(task, model):
+    return task_folder(task) / "configs" / f"{model}.yaml"
+
+
+def check_models(task, requested):
+    """`requested` model names, or all of the task's when empty; UserError naming an unknown one."""
+    task = load_task(task)
+    unknown = [name for name in requested if name not in task.MODELS]
+    if unknown:
+        raise UserError(f"unknown model {unknown[0]!r} for {task.NAME}; valid models: {', '.join(task.MODELS)}")
+    return list(requested) or list(task.MODELS)
+
+
+def data_dir(task, given=None):
+    """`given`, or the task's default data folder data/NAME in the repository."""
+    return pathlib.Path(given) if given else REPO_ROOT / "data" / load_task(task).NAME
+
+
+def test_data_dir(task, given=None):
+    """The test data folder (`given`, or data/NAME[/TEST_SUBDIR]); UserError when it does not exist."""
+    task = load_task(task)
+    folder = pathlib.Path(given) if given else data_dir(task) / getattr(task, "TEST_SUBDIR", "")
+    if not folder.is_dir():
+        raise UserError(f"data folder {folder} not found; run bash {task.NAME}/download.sh "
+                        f"--data-dir {folder}, or pass --data-dir DIR holding {task.DATA_LAYOUT}")
+    return folder
+
+
+def results_dir(task, given=None):
+    """`given`, or results/NAME in the repository."""
+    return pathlib.Path(given) if given else REPO_ROOT / "results" / load_task(task).NAME
+
+
+def table1_paper(task):
+    """The paper's Table 1 row of the task ({} when the paper has none)."""
+    return getattr(load_task(task), "PAPER", {}).get("table1", {})
+
+
+def sample_rows(pool, n, seed=0):
+    """Sorted indices of min(n, pool) rows drawn without replacement from range(pool), seeded: how a
+    task picks its int8 calibration set."""
+    return np.sort(np.random.default_rng(seed).choice(pool, min(n, pool), replace=False))

@@ -1,0 +1,87 @@
+"""Weights files, and the networks they belong to.
+
+Weights are stored as `.npz` archives keyed by Keras 3 variable path (`layer_name/weight_name`), so
+they map to a network by layer name, never by position (by position, same-shaped layers swap
+silently). Pretrained weights live in pretrained/TASK/MODEL.npz (or the task's PRETRAINED_DIR);
+trained ones in MODELS_DIR/TASK/MODEL/weights.npz beside the config.yaml they were trained from.
+"""
+import pathlib
+
+import numpy as np
+
+from common import files
+from common.errors import UserError
+from common.tasks import REPO_ROOT, load_task
+
+SOURCES = ("pretrained", "trained")
+
+
+def pretrained_path(task, model):
+    task = load_task(task)
+    folder = getattr(task, "PRETRAINED_DIR", None) or REPO_ROOT / "pretrained" / task.NAME
+    return pathlib.Path(folder) / f"{model}.npz"
+
+
+def save_weights(model, path):
+    """Write every variable of `model`, keyed by its path, atomically."""
+    files.save_npz(path, **{w.path: np.asarray(w.numpy()) for w in model.weights})
+
+
+def load_weights(model, path):
+    """Set every variable of `model` from `path`; the names and shapes must match exactly."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file not found: {path}")
+    try:
+        with np.load(path) as stored:
+            arrays = dict(stored)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read weights file {path} ({err}); re-create it") from None
+    expected = {w.path for w in model.weights}
+    if set(arrays) != expected:
+        missing, unexpected = sorted(expected - set(arrays)), sorted(set(arrays) - expected)
+        raise UserError(f"weights file {path} does not fit model {model.name}: "
+                        f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+    for w in model.weights:
+        if tuple(w.shape) != arrays[w.path].shape:
+            raise UserError(f"weights file {path}: {w.path} has shape {arrays[w.path].shape}, "
+                            f"model {model.name} expects {tuple(w.shape)}")
+        w.assign(arrays[w.path])
+
+
+def weights_paths(task, source, models_dir, names=None):
+    """{name: weights file} for every model of the task (or those in `names`), `source` "pretrained" or
+    "trained"; UserError naming all missing trained ones."""
+    task = load_task(task)
+    names = task.MODELS if names is None else names
+    if source == "pretrained":
+        return {name: pretrained_path(task, name) for name in names}
+    models_dir = pathlib.Path(models_dir)
+    paths = {name: models_dir / task.NAME / name / "weights.npz" for name in names}
+    missing = [name for name, path in paths.items() if not path.is_file()]
+    if missing:
+        raise UserError(f"no trained {', '.join(missing)} model(s) in {models_dir / task.NAME}; train with "
+                        f"bash {task.NAME}/train.sh {' '.join(missing)}, or use --models pretrained")
+    return paths
+
+
+def load_nets(task, source, models_dir, names=None):
+    """{name: ExitModel with weights} for every model of the task (or those in `names`), pretrained or
+    trained.
+
+    A trained model is rebuilt from the config saved beside its weights."""
+    from common.config import load_config
+    from common.models import build_model
+
+    task = load_task(task)
+    nets = {}
+    for name, path in weights_paths(task, source, models_dir, names).items():
+        if source == "trained":
+            config = load_config(path.parent / "config.yaml")
+            if (config.task, config.model) != (task.NAME, name):
+                raise UserError(f"{path.parent / 'config.yaml'} describes {config.task}/{config.model}, "
+                                f"not {task.NAME}/{name}; retrain it with --force")
+        net = build_model(task, name)
+        load_weights(net.model, path)
+        nets[name] = net
+    return nets

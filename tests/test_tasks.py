@@ -1,0 +1,183 @@
+"""The task registry and its protocol: a throw-away fourth task, written into a temporary folder through
+the protocol documented in common/tasks.py, trains and is evaluated end to end by `python3 -m common.cli`;
+and importing the library changes neither the environment nor matplotlib's backend."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from common.errors import UserError
+from common.tasks import EXTRA_TASKS_VARIABLE, TASKS, load_task, task_names
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TOY = "toy_task"
+N_TRAIN, N_TEST = 64, 40
+
+TOY_TASK = '''
+"""A toy task: 8x8 grey images, bright (1) or dark (0), on a two-block CNN."""
+import numpy as np
+import tensorflow as tf
+
+from common import backbones
+from common.models import Architecture
+
+NAME = "toy_task"
+TITLE = "Toy CNN (bright or dark)"
+
+
+def tiny_backbone(inputs, names):
+    block1 = backbones.bn_relu(backbones.conv(inputs, names, 8, 3), names)
+    block2 = backbones.bn_relu(backbones.conv(block1, names, 16, 3, strides=2), names)
+    return {"block1": block1, "block2": block2}
+
+
+ARCHITECTURE = Architecture(
+    backbone=tiny_backbone, input_shape=(8, 8, 1), num_classes=2, final_pool=(4, 4),
+    trecx=dict(tap="block1", pointwise_filters=8, dw_kernel=2, dw_strides=2, pool=4),
+    early_view=dict(channels=8, dw_kernel=2, dw_strides=2),
+)
+MODELS = ARCHITECTURE.variants()
+DATA_LAYOUT = "train.npz and test.npz (x, y)"
+FIGURES = {"FigToy": ("Toy: early view", {"with early view": "trecx_ev", "without": "trecx_noev"}, False)}
+
+
+def download(data_dir, mirror=None):
+    return data_dir
+
+
+def load_test(data_dir):
+    with np.load(f"{data_dir}/test.npz") as test:
+        return test["x"], test["y"], np.arange(len(test["y"]))
+
+
+def training_data(config, data_dir):
+    with np.load(f"{data_dir}/train.npz") as train:
+        x, y = train["x"], train["y"]
+    return tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(y), seed=config.seed).batch(config.batch_size), None
+'''
+
+TOY_CONFIG = """\
+task: toy_task
+model: {model}
+epochs: 2
+batch_size: 16
+learning_rate: {{schedule: constant, initial: 1.0e-2}}
+loss_weights: {{{weights}}}
+weight_transfer_epochs: {transfer}
+seed: 0
+"""
+
+
+def write_toy_task(root):
+    """The toy task package under `root`, with a config per model and a synthetic data set."""
+    package = root / TOY
+    (package / "configs").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "task.py").write_text(TOY_TASK)
+    for model, weights, transfer in (("base", "ef: 1.0", 0), ("trecx_ev", "ee: 0.5, ef: 1.0", 1),
+                                     ("trecx_noev", "ee: 0.5, ef: 1.0", 0)):
+        (package / "configs" / f"{model}.yaml").write_text(
+            TOY_CONFIG.format(model=model, weights=weights, transfer=transfer))
+    rng = np.random.default_rng(0)
+    data = root / "data"
+    data.mkdir()
+    for split, n in (("train", N_TRAIN), ("test", N_TEST)):
+        y = rng.integers(0, 2, n)
+        x = (rng.uniform(0, 0.5, (n, 8, 8, 1)) + 0.5 * y[:, None, None, None]).astype(np.float32)
+        np.savez(data / f"{split}.npz", x=x, y=y)
+    return data
+
+
+def cli(root, *args):
+    """`python3 -m common.cli ARGS` in `root` (where the toy package is importable), the toy task registered."""
+    env = dict(os.environ, **{EXTRA_TASKS_VARIABLE: TOY})
+    return subprocess.run([sys.executable, "-m", "common.cli", *map(str, args)], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fourth_task")
+    data = write_toy_task(root)
+    models, results = root / "trained", root / "results"
+    train = cli(root, "train", TOY, "--data-dir", data, "--models-dir", models)
+    test = cli(root, "test", TOY, "--models", "trained", "--models-dir", models, "--data-dir", data,
+               "--results-dir", results)
+    return {"root": root, "train": train, "test": test, "results": results}
+
+
+def test_a_fourth_task_trains_and_is_evaluated_end_to_end(toy):
+    for step in ("train", "test"):
+        proc = toy[step]
+        assert proc.returncode == 0, f"{step}: {proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+        assert "Traceback" not in proc.stderr
+    summary = json.loads((toy["results"] / "summary.json").read_text())
+    assert summary["task"] == TOY and summary["num_samples"] == N_TEST
+    assert list(summary["models"]) == ["base", "trecx_ev", "trecx_noev"]
+    trecx = summary["models"]["trecx_ev"]
+    assert trecx["exits"] == ["ee", "ef"] and 0 < trecx["mflops"]["ee"] < trecx["mflops"]["ef"]
+    # Accuracies are the traces' own, and the figure the task asked for was drawn.
+    with np.load(toy["results"] / "traces" / "trecx_ev.npz") as trace:
+        for exit_name in ("ee", "ef"):
+            expected = 100.0 * np.mean(trace[exit_name].argmax(1) == trace["labels"])
+            assert trecx["accuracy"][exit_name] == pytest.approx(expected)
+    assert (toy["results"] / "FigToy.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Toy CNN (bright or dark)" in (toy["results"] / "table1.md").read_text()
+
+
+def test_the_fourth_task_is_listed_and_needs_no_preprocessing(toy):
+    listed = cli(toy["root"], "tasks")
+    assert listed.stdout.split() == [*TASKS, TOY]
+    proc = cli(toy["root"], "preprocess", TOY)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"{TOY} needs no preprocessing: " \
+        f"bash {TOY}/test.sh and train.sh read the downloaded data"
+
+
+def test_registry_refuses_unknown_tasks_and_incomplete_task_modules(tmp_path, monkeypatch):
+    with pytest.raises(UserError, match="unknown task 'nope'; valid tasks: image_classification"):
+        load_task("nope")
+    (tmp_path / "half_task").mkdir()
+    (tmp_path / "half_task" / "__init__.py").write_text("")
+    (tmp_path / "half_task" / "task.py").write_text('NAME = "half_task"\n')
+    monkeypatch.syspath_prepend(tmp_path)
+    monkeypatch.setenv(EXTRA_TASKS_VARIABLE, "half_task")
+    assert task_names()[-1] == "half_task"
+    with pytest.raises(UserError, match="half_task.task lacks TITLE, ARCHITECTURE, MODELS"):
+        load_task("half_task")
+
+
+def test_preprocess_of_a_task_without_preprocessing_says_so_in_one_line():
+    proc = subprocess.run([sys.executable, "-m", "common.cli", "preprocess", "image_classification"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["image_classification needs no preprocessing: bash "
+                                        "image_classification/test.sh and train.sh read the downloaded data"]
+
+
+IMPORT_EVERY_MODULE = textwrap.dedent("""
+    import importlib, os, pkgutil, sys
+    import matplotlib
+    # Third-party packages set their own variables when imported (TensorFlow, h5py): import them first,
+    # so that what is measured is what our modules do.
+    import h5py, keras, numpy, PIL.Image, scipy.signal, tensorflow, yaml
+    import ai_edge_litert.interpreter
+    import common
+    before_env, before_backend = dict(os.environ), matplotlib.rcParams._get("backend")
+    for module in pkgutil.walk_packages(common.__path__, "common."):
+        importlib.import_module(module.name)
+    changed = sorted(k for k in set(before_env) | set(os.environ) if before_env.get(k) != os.environ.get(k))
+    print("changed", changed, "backend", matplotlib.rcParams._get("backend") == before_backend)
+""")
+
+
+def test_importing_the_library_changes_neither_environment_nor_matplotlib_backend():
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run([sys.executable, "-c", IMPORT_EVERY_MODULE], env=env, cwd="/", capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split("\n")[-2] == "changed [] backend True"
