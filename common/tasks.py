@@ -12,7 +12,8 @@ A task module must define:
   MODELS        `ARCHITECTURE.variants()`: the model names the task offers
   DATA_LAYOUT   what a test folder holds, for error messages
   download(data_dir, mirror=None) -> the folder holding the data
-  load_test(data_dir) -> (inputs float32 (N, *input shape), labels int (N,), ids (N,))
+  load_test(data_dir) -> (inputs float32 (N, *input shape), labels int (N,), ids (N,)), a tuple or
+                a `LoadedSet`, which also names the inputs it found but could not score
   training_data(config, data_dir) -> (training tf.data.Dataset, validation Dataset or None)
 
 and may define:
@@ -117,3 +118,18 @@ def sample_rows(pool, n, seed=0):
     """Sorted indices of min(n, pool) rows drawn without replacement from range(pool), seeded: how a
     task picks its int8 calibration set."""
     return np.sort(np.random.default_rng(seed).choice(pool, min(n, pool), replace=False))
+
+
+class LoadedSet(tuple):
+    """What `load_test` returns: (inputs, labels, ids), unpacked like a 3-tuple, and `skipped`: the
+    inputs found but not scored, as ((id, reason), ...), so that results can count and name them."""
+
+    def __new__(cls, inputs, labels, ids, skipped=()):
+        test_set = super().__new__(cls, (inputs, labels, ids))
+        test_set.skipped = tuple((str(name), str(reason)) for name, reason in skipped)
+        return test_set
+
+
+def skipped_inputs(test_set):
+    """The (id, reason) pairs a loaded test set skipped (none for a plain tuple)."""
+    return getattr(test_set, "skipped", ())
