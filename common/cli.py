@@ -7,6 +7,7 @@ module only parses arguments and hands them to the library. User errors (missing
 unknown model) print one message and exit with status 2.
 """
 import argparse
+import errno
 import os
 import pathlib
 import sys
@@ -14,8 +15,13 @@ import time
 
 from common import tasks
 from common.errors import UserError
+from common.weights import SOURCES
 
 DEFAULT_MODELS_DIR = tasks.REPO_ROOT / "trained_models"
+# What an interrupted command leaves: downloads, caches and training resume; results are written whole.
+INTERRUPTED = {"test": "the results folder was left as it was", "deploy": "the results folder was left as it was",
+               "reproduce": "run the same command again: finished downloads and results are kept"}
+WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST)
 
 
 def cmd_download(args):
@@ -41,7 +47,10 @@ def cmd_train(args):
 def cmd_test(args):
     from common.evaluation import run_test
 
-    _, results_dir = run_test(args.task, args.models, args.models_dir, args.data_dir, args.results_dir)
+    source, *names = args.models
+    if source not in SOURCES:
+        raise UserError(f"--models takes pretrained or trained first, then model names; got {source!r}")
+    _, results_dir = run_test(args.task, source, args.models_dir, args.data_dir, args.results_dir, names)
     return results_dir
 
 
@@ -97,7 +106,7 @@ def build_parser():
         return sub
 
     def add_models_source(sub):
-        sub.add_argument("--models", choices=("pretrained", "trained"), default="pretrained",
+        sub.add_argument("--models", choices=SOURCES, default="pretrained",
                          help="the authors' converted weights, or your own from train (default: pretrained)")
         sub.add_argument("--models-dir", type=pathlib.Path, default=DEFAULT_MODELS_DIR,
                          help="trained models root, for --models trained (default: %(default)s)")
@@ -121,7 +130,13 @@ def build_parser():
 
     sub = add("test", "Evaluate every model: traces, benefit curves, Table 1, figures.", cmd_test)
     sub.add_argument("--results-dir", type=pathlib.Path, help="output folder (default: results/TASK)")
-    add_models_source(sub)
+    sub.add_argument("--models", nargs="+", default=["pretrained"], metavar=("SOURCE", "NAME"),
+                     help="pretrained (the authors' converted weights) or trained (your own from train), then "
+                          "optionally the models to evaluate; trained without names: every model you trained. "
+                          "The trade-off baseline is base, the pretrained one when base is not evaluated "
+                          "(default: pretrained, all models)")
+    sub.add_argument("--models-dir", type=pathlib.Path, default=DEFAULT_MODELS_DIR,
+                     help="trained models root, for --models trained (default: %(default)s)")
 
     sub = add("deploy", "Export a T-RecX model to LiteRT float32/int8 and C arrays; run it with early exit "
                         "and measure accuracy, exit rate and latency against the base model.", cmd_deploy)
@@ -194,8 +209,16 @@ def main(argv=None):
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; run the same command again to resume", file=sys.stderr)
+        print(f"interrupted; {INTERRUPTED.get(args.command, 'run the same command again to resume')}",
+              file=sys.stderr)
         return 130
+    except OSError as err:  # a full disk, a read-only or missing folder met while writing
+        if err.errno not in WRITE_ERRORS:
+            raise
+        where = f" {err.filename}" if err.filename else ""
+        print(f"error: cannot write{where}: {err.strerror}; free some space or choose another output folder, "
+              "then run the same command again", file=sys.stderr)
+        return 2
     if results_dir is not None:
         print(f"results in {results_dir} ({time.perf_counter() - start:.1f} s in all)")
     return 0

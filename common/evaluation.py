@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from common import files, flops, plots, report, sweep, tasks
 from common.errors import UserError
-from common.weights import load_nets, weights_paths
+from common.weights import load_nets, select_trained
 
 PREDICT_BATCH = 500  # large batches keep inference fast on a CPU
 
@@ -33,17 +33,36 @@ def predict_exits(net, inputs, batch_size=PREDICT_BATCH):
     return {name: np.concatenate([b[k].numpy() for b in batches]) for k, name in enumerate(net.exits)}
 
 
-def run_test(task, source, models_dir, data_dir=None, results_dir=None, log=print):
-    """test.sh: evaluate every model of the task (pretrained or trained) on its test set and write the
-    results (`evaluate_models`). Returns (summary, results folder)."""
+def run_test(task, source, models_dir, data_dir=None, results_dir=None, names=(), log=print):
+    """test.sh: evaluate the task's models (pretrained or trained: all, or those in `names`; for trained,
+    every one that exists when none are named) on its test set and write the results
+    (`evaluate_models`). The trade-off baseline is the evaluated `base`, else the pretrained one.
+    Returns (summary, results folder)."""
     task = tasks.load_task(task)
-    weights_paths(task, source, models_dir)  # fail on missing models before reading data
+    if source == "trained":
+        names, untrained = select_trained(task, models_dir, names)
+        if untrained:
+            log(f"not trained in {models_dir}, so not evaluated: {', '.join(untrained)}")
+    else:
+        names = tasks.check_models(task, names)
+    results_dir = files.check_output_folder(tasks.results_dir(task, results_dir))
     data_dir = tasks.test_data_dir(task, data_dir)
-    inputs, labels, ids = task.load_test(data_dir)
-    log(f"{task.NAME}: {len(labels)} test samples from {data_dir}")
-    nets = load_nets(task, source, models_dir)
-    results_dir = tasks.results_dir(task, results_dir)
-    summary = evaluate_models(task, nets, inputs, labels, ids, results_dir, log)
+    loaded = task.load_test(data_dir)
+    inputs, labels, ids = loaded
+    skipped = tasks.skipped_inputs(loaded)
+    if len(labels) == 0:
+        raise UserError(f"no test sample could be read from {data_dir} ({len(skipped)} skipped); "
+                        f"it should hold {task.DATA_LAYOUT}")
+    log(f"{task.NAME}: {len(labels)} test samples from {data_dir}"
+        + (f" ({len(skipped)} skipped)" if skipped else ""))
+    nets = load_nets(task, source, models_dir, names)
+    baseline = {"model": "base", "source": source}
+    if "base" not in nets:
+        nets = {"base": load_nets(task, "pretrained", None, ["base"])["base"], **nets}
+        baseline["source"] = "pretrained"
+        log("trade-off baseline: the pretrained base model (base is not among the evaluated models)")
+    summary = evaluate_models(task, nets, inputs, labels, ids, results_dir, log, skipped=skipped,
+                              source=source, baseline=baseline)
     log((results_dir / "table1.md").read_text())
     for name, result in summary["models"].items():
         accuracy = ", ".join(f"{e} {a:.2f}%" for e, a in result["accuracy"].items())
@@ -52,13 +71,28 @@ def run_test(task, source, models_dir, data_dir=None, results_dir=None, log=prin
     return summary, results_dir
 
 
-def evaluate_models(task, nets, inputs, labels, ids, results_dir, log=print):
+def _stale_outputs(task):
+    """Glob patterns of what test.sh writes: an earlier run's files that a new run did not rewrite."""
+    figures = [f"{figure}.{ext}" for figure in getattr(task, "FIGURES", {}) for ext in ("png", "pdf")]
+    return ["summary.json", "table1.md", "traces/*.npz", "benefit_curve_*.csv", *figures]
+
+
+def evaluate_models(task, nets, inputs, labels, ids, results_dir, log=print, skipped=(), source="pretrained",
+                    baseline=None):
     """Run every model of `nets` ({name: ExitModel}, `base` among them) and write the results.
 
     Writes summary.json, traces/NAME.npz, benefit_curve_NAME.csv, table1.md and the task's figures
-    under `results_dir`; returns the summary dict.
+    under `results_dir`, replacing an earlier run's as a whole (common.files.staged_folder); returns the
+    summary dict. skipped: (id, reason) of test inputs found but not scored; source: where the models'
+    weights came from; baseline: {"model": "base", "source": ...} of the trade-off baseline.
     """
-    results_dir = pathlib.Path(results_dir)
+    task = tasks.load_task(task)
+    with files.staged_folder(results_dir, _stale_outputs(task)) as staging:
+        return _evaluate(task, nets, inputs, labels, ids, staging, log, skipped, source,
+                         baseline or {"model": "base", "source": source})
+
+
+def _evaluate(task, nets, inputs, labels, ids, results_dir, log, skipped, source, baseline):
     traces, costs = {}, {}
     for name, net in nets.items():
         log(f"{name}: predicting {len(inputs)} samples")
@@ -79,16 +113,35 @@ def evaluate_models(task, nets, inputs, labels, ids, results_dir, log=print):
             "params": int(net.model.count_params()),
             "tradeoff": sweep.tradeoff_points(curves[name], base_accuracy, base_mflops),
         }
-    summary = {"task": task.NAME, "num_samples": int(len(labels)), "models": summary_models,
+    summary = {"task": task.NAME, "num_samples": int(len(labels)),
+               "inputs": {"found": int(len(labels)) + len(skipped), "scored": int(len(labels)),
+                          "skipped": [{"id": name, "reason": reason} for name, reason in skipped]},
+               "source": source, "baseline": baseline, "models": summary_models,
                "paper": getattr(task, "PAPER", {})}
     report.write_json(results_dir / "summary.json", summary)
-    report.write_text(results_dir / "table1.md", report.table1_markdown([table1_row(task, summary)]))
+    report.write_text(results_dir / "table1.md",
+                      report.table1_markdown([table1_row(task, summary)]) + run_notes(summary))
 
     for figure, (title, members, log_y) in getattr(task, "FIGURES", {}).items():
         present = {label: curves[m] for label, m in members.items() if m in curves}
         if present:
             plots.benefit_figure(present, (base_accuracy, base_mflops), title, results_dir / figure, log_y=log_y)
     return summary
+
+
+def run_notes(summary):
+    """Markdown notes under a task's Table 1: the inputs skipped (counted and named) and where the models
+    and the baseline came from, when not the pretrained weights."""
+    inputs, notes = summary.get("inputs"), []
+    if inputs and inputs["skipped"]:
+        named = "; ".join(f"{s['id']} ({s['reason']})" for s in inputs["skipped"][:20])
+        more = f"; and {len(inputs['skipped']) - 20} more (summary.json)" if len(inputs["skipped"]) > 20 else ""
+        notes.append(f"{summary['task']}: {inputs['found']} test inputs found, {inputs['scored']} scored, "
+                     f"{len(inputs['skipped'])} skipped: {named}{more}.")
+    if summary.get("source") == "trained":
+        baseline = summary.get("baseline", {}).get("source", "trained")
+        notes.append(f"{summary['task']}: your trained models; trade-off baseline: the {baseline} base model.")
+    return "".join(f"\n{note}\n" for note in notes)
 
 
 def table1_row(task, summary):
@@ -114,16 +167,21 @@ def write_table1(results_root):
     """Table 1 over every task with RESULTS_ROOT/TASK/summary.json, and the headline (the mean FLOPs
     reduction at the 1 % point) when every row has it; written to RESULTS_ROOT/table1.md, returned."""
     results_root = pathlib.Path(results_root)
-    rows, reductions = [], []
+    rows, reductions, notes = [], [], ""
     for name in tasks.task_names():
         path = results_root / name / "summary.json"
         if path.is_file():
-            summary = json.loads(path.read_text())
-            rows.append(table1_row(tasks.load_task(name), summary))
+            try:
+                summary = json.loads(path.read_text())
+                rows.append(table1_row(tasks.load_task(name), summary))
+            except (ValueError, KeyError, TypeError) as err:
+                raise UserError(f"{path} is damaged ({type(err).__name__}: {err}); run bash {name}/test.sh "
+                                "again to rewrite it") from None
+            notes += run_notes(summary)
             reductions.append(rows[-1]["measured"].get("tradeoff_reduction_pct", [None])[0])
     if not rows:
         raise UserError(f"no TASK/summary.json under {results_root}; run the tasks' test.sh first")
-    text = report.table1_markdown(rows)
+    text = report.table1_markdown(rows) + notes
     if None not in reductions:
         text += (f"\nMean FLOPs reduction at the 1 % trade-off point over {len(reductions)} task(s): "
                  f"{sum(reductions) / len(reductions):.2f} % (paper, over all three tasks: "

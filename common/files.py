@@ -1,14 +1,18 @@
 """Writing files atomically: a reader (or a run that was interrupted) sees the old file or the new one,
-never half of one. Every file the pipeline writes goes through here."""
+never half of one; and a run's outputs replace an earlier run's as a whole (`staged_folder`). Every
+file the pipeline writes goes through here."""
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
+
+from common.errors import UserError
 
 
 @contextlib.contextmanager
@@ -50,3 +54,41 @@ def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     """`np.savez` (uncompressed) to `path` atomically."""
     with atomic_output(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
+
+
+def check_output_folder(folder: str | os.PathLike) -> Path:
+    """`folder` as a Path once it is known that it can be written (its parent created and writable, and
+    it is not a file), so that a run fails before its work, not after; UserError otherwise."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder} is a file, not a folder; choose another output folder")
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder.parent).close()
+    except OSError as err:
+        raise UserError(f"cannot write into {folder.parent} ({err.strerror}); choose another output folder") from None
+    return folder
+
+
+@contextlib.contextmanager
+def staged_folder(folder: str | os.PathLike, stale: Iterable[str] = ()) -> Iterator[Path]:
+    """Yield an empty temporary folder beside `folder` to write a run's outputs into. When the block
+    succeeds, its files move into `folder` (replacing those of the same name), and the files matching
+    the `stale` glob patterns that the run did not write are removed: they are an earlier run's outputs.
+    When the block fails or is interrupted, the temporary folder is deleted and `folder` is left exactly
+    as it was. Nothing else in `folder` is touched."""
+    folder = check_output_folder(folder)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+    try:
+        yield staging
+        written = {path.relative_to(staging) for path in staging.rglob("*") if path.is_file()}
+        folder.mkdir(exist_ok=True)
+        for pattern in stale:
+            for path in folder.glob(pattern):
+                if path.is_file() and path.relative_to(folder) not in written:
+                    path.unlink()
+        for relative in sorted(written):
+            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / relative, folder / relative)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

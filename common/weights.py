@@ -6,6 +6,7 @@ silently). Pretrained weights live in pretrained/TASK/MODEL.npz (or the task's P
 trained ones in MODELS_DIR/TASK/MODEL/weights.npz beside the config.yaml they were trained from.
 """
 import pathlib
+import zipfile
 
 import numpy as np
 
@@ -35,8 +36,9 @@ def load_weights(model, path):
     try:
         with np.load(path) as stored:
             arrays = dict(stored)
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot read weights file {path} ({err}); re-create it") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # truncated or not an .npz
+        raise UserError(f"cannot read weights file {path} ({err}); re-create it (train again with --force, "
+                        "or restore it)") from None
     expected = {w.path for w in model.weights}
     if set(arrays) != expected:
         missing, unexpected = sorted(expected - set(arrays)), sorted(set(arrays) - expected)
@@ -63,6 +65,23 @@ def weights_paths(task, source, models_dir, names=None):
         raise UserError(f"no trained {', '.join(missing)} model(s) in {models_dir / task.NAME}; train with "
                         f"bash {task.NAME}/train.sh {' '.join(missing)}, or use --models pretrained")
     return paths
+
+
+def select_trained(task, models_dir, names=()):
+    """(the trained models to evaluate, the task's models not trained) in MODELS_DIR/TASK: those named
+    (UserError when one is missing), else every trained one (UserError when there is none)."""
+    task = load_task(task)
+    if names:
+        unknown = [name for name in names if name not in task.MODELS]
+        if unknown:
+            raise UserError(f"unknown model {unknown[0]!r} for {task.NAME}; valid models: {', '.join(task.MODELS)}")
+        weights_paths(task, "trained", models_dir, names)  # names every missing one
+        return list(names), [name for name in task.MODELS if name not in names]
+    trained = [name for name in task.MODELS
+               if (pathlib.Path(models_dir) / task.NAME / name / "weights.npz").is_file()]
+    if not trained:
+        weights_paths(task, "trained", models_dir)  # the error naming them all
+    return trained, [name for name in task.MODELS if name not in trained]
 
 
 def load_nets(task, source, models_dir, names=None):

@@ -131,11 +131,20 @@ def deploy(task, model_name, net, base_net, test, results_dir, *, calibration, v
     task = tasks.load_task(task)
     if rho is None and validation is None:
         raise UserError("no rho given and no validation split to choose it on; pass --rho R")
-    results_dir = pathlib.Path(results_dir)
+    # An earlier deploy.sh run's outputs are replaced as a whole, and only when this one has finished.
+    stale = ["deploy.json", "deploy.md", "int8_vs_float.png", "int8_vs_float.pdf", "export/*"]
+    with files.staged_folder(results_dir, stale) as staging:
+        return _deploy(task, model_name, net, base_net, test, staging, calibration, validation, rho, drop,
+                       runtime, log, shown_as=pathlib.Path(results_dir))
+
+
+def _deploy(task, model_name, net, base_net, test, results_dir, calibration, validation, rho, drop, runtime,
+            log, shown_as):
     path_mflops = flops.path_mflops(net.model)
     base_mflops = flops.path_mflops(base_net.model)[0]
     models = export_models(net, base_net, calibration, log)
-    write_export(results_dir / "export", task.NAME, model_name, models, log)
+    write_export(results_dir / "export", task.NAME, model_name, models, log=lambda *_: None)
+    log(f"wrote {sum(len(p) for p in models.values())} models (.tflite, .h, .cc) to {shown_as / 'export'}")
 
     details = None
     if rho is None:
@@ -189,6 +198,7 @@ def run_deploy(task, model, *, source="pretrained", models_dir, data_dir=None, t
         raise UserError("--calibration-samples and --threads must be at least 1 and --drop at least 0, got "
                         f"{calibration_samples}, {threads} and {drop}")
     runtime = Runtime(threads, kernels)
+    out = files.check_output_folder(tasks.results_dir(task, results_dir))
     nets = weights.load_nets(task, source, models_dir, ("base", model))  # a missing model fails here
     split_stages(nets[model])  # and a model without an early exit here, before any data is read
     test_dir = tasks.test_data_dir(task, data_dir)
@@ -202,7 +212,6 @@ def run_deploy(task, model, *, source="pretrained", models_dir, data_dir=None, t
     calibration_dir = calibration_data or train_dir
     calibration = task.calibration_set(calibration_dir, n=calibration_samples)
     log(f"{len(calibration)} int8 calibration samples from the training split in {calibration_dir}")
-    out = tasks.results_dir(task, results_dir)
     summary = deploy(task, model, nets[model], nets["base"], (inputs, labels), out, calibration=calibration,
                      validation=validation, rho=rho, drop=drop, runtime=runtime, log=log)
     return summary, out

@@ -1,0 +1,210 @@
+"""Bad input and faults on the evaluation side, through the real scripts: every case ends with one message
+naming the problem and the fix and a non-zero exit, or succeeds saying what it did; files that were there
+before are byte-identical after. (Data and training cases: test_bad_input_data.py and
+test_bad_input_training.py.)"""
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from common import config as config_lib
+from common import files
+from common.tasks import config_path
+from common.weights import load_weights, pretrained_path, save_weights
+from synthetic import write_cifar
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TASK = "image_classification"
+
+
+def run(script, *args, cwd, timeout=300):
+    env = dict(os.environ)
+    env.setdefault("PYTHON", sys.executable)
+    return subprocess.run(["bash", str(REPO_ROOT / TASK / script), *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_clean_failure(proc, *named):
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    for part in named:
+        assert str(part) in proc.stderr, f"{part!r} not in {proc.stderr!r}"
+
+
+def snapshot(folder):
+    """{relative path: bytes} of every file under `folder`."""
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+def fake_trained(models_dir, name):
+    """A trained model as train.sh leaves it (config.yaml, weights.npz), with the pretrained weights."""
+    from common.models import build_model
+
+    run_dir = models_dir / TASK / name
+    config = config_lib.load_config(config_path(TASK, name))
+    files.write_text(run_dir / "config.yaml", yaml.safe_dump(config_lib.to_dict(config), sort_keys=False))
+    net = build_model(TASK, name)
+    load_weights(net.model, pretrained_path(TASK, name))
+    save_weights(net.model, run_dir / "weights.npz")
+
+
+@pytest.fixture(scope="module")
+def cifar(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cifar")
+    write_cifar(root / "data", n_test=40, n_train_per_batch=2, seed=3)
+    return root
+
+
+@pytest.mark.parametrize("script", ["test.sh", "deploy.sh"])
+def test_results_dir_that_is_a_file(cifar, tmp_path, script):
+    user_file = tmp_path / "results"
+    user_file.write_text("my notes\n")
+    proc = run(script, "--data-dir", cifar / "data", "--results-dir", user_file, "--rho", "0.5",
+               cwd=tmp_path) if script == "deploy.sh" else run(script, "--data-dir", cifar / "data",
+                                                                 "--results-dir", user_file, cwd=tmp_path)
+    assert_clean_failure(proc, user_file, "is a file")
+    assert user_file.read_text() == "my notes\n"
+
+
+def test_results_dir_that_cannot_be_written(cifar, tmp_path):
+    proc = run("test.sh", "--data-dir", cifar / "data", "--results-dir", "/proc/trecx_results", cwd=tmp_path)
+    assert_clean_failure(proc, "cannot write into /proc")
+
+
+def test_models_dir_that_is_a_file_for_trained_models(cifar, tmp_path):
+    user_file = tmp_path / "models"
+    user_file.write_text("not a folder\n")
+    proc = run("test.sh", "--data-dir", cifar / "data", "--models", "trained", "--models-dir", user_file,
+               cwd=tmp_path)
+    assert_clean_failure(proc, "no trained", user_file)
+    assert user_file.read_text() == "not a folder\n"
+
+
+def test_truncated_trained_weights(cifar, tmp_path):
+    models = tmp_path / "models"
+    fake_trained(models, "base")
+    weights = models / TASK / "base" / "weights.npz"
+    weights.write_bytes(weights.read_bytes()[:5000])
+    before = snapshot(models)
+    proc = run("test.sh", "--data-dir", cifar / "data", "--models", "trained", "base", "--models-dir", models,
+               "--results-dir", tmp_path / "out", cwd=tmp_path)
+    assert_clean_failure(proc, weights, "cannot read weights file")
+    assert snapshot(models) == before and not (tmp_path / "out").exists()
+
+
+def test_truncated_summary_given_to_report(tmp_path):
+    summary = tmp_path / "results" / TASK / "summary.json"
+    summary.parent.mkdir(parents=True)
+    summary.write_text('{"task": "image_classification", "models": {"base": {"acc')
+    proc = subprocess.run([sys.executable, "-m", "common.cli", "report", "--results-root", tmp_path / "results"],
+                          capture_output=True, text=True, timeout=300)
+    assert_clean_failure(proc, summary, "damaged", "test.sh")
+    assert summary.read_text().endswith('"acc')
+
+
+@pytest.fixture(scope="module")
+def trained_subset(cifar, tmp_path_factory):
+    """test.sh --models trained NAME... with only trecx_ev trained, then with trecx_ev and base."""
+    root = tmp_path_factory.mktemp("subset")
+    models = root / "models"
+    fake_trained(models, "trecx_ev")
+    only_ev = run("test.sh", "--data-dir", cifar / "data", "--models", "trained", "--models-dir", models,
+                  "--results-dir", root / "only_ev", cwd=root)
+    fake_trained(models, "base")
+    named = run("test.sh", "--data-dir", cifar / "data", "--models", "trained", "trecx_ev", "base",
+                "--models-dir", models, "--results-dir", root / "named", cwd=root)
+    return root, only_ev, named
+
+
+def test_trained_models_that_exist_are_evaluated_against_the_pretrained_base(trained_subset):
+    root, proc, _ = trained_subset
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "not evaluated: base, trecx_noev, sdn, branchynet" in proc.stdout
+    summary = json.loads((root / "only_ev" / "summary.json").read_text())
+    assert list(summary["models"]) == ["base", "trecx_ev"]
+    assert summary["source"] == "trained" and summary["baseline"] == {"model": "base", "source": "pretrained"}
+    assert "trade-off baseline: the pretrained base model" in (root / "only_ev" / "table1.md").read_text()
+    assert sorted(p.name for p in (root / "only_ev" / "traces").iterdir()) == ["base.npz", "trecx_ev.npz"]
+
+
+def test_named_trained_models_with_a_trained_base(trained_subset):
+    root, _, proc = trained_subset
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((root / "named" / "summary.json").read_text())
+    assert list(summary["models"]) == ["trecx_ev", "base"]
+    assert summary["baseline"] == {"model": "base", "source": "trained"}
+    assert "trade-off baseline: the trained base model" in (root / "named" / "table1.md").read_text()
+
+
+def test_named_trained_model_that_is_missing(cifar, tmp_path):
+    models = tmp_path / "models"
+    fake_trained(models, "trecx_ev")
+    proc = run("test.sh", "--data-dir", cifar / "data", "--models", "trained", "trecx_ev", "sdn",
+               "--models-dir", models, cwd=tmp_path)
+    assert_clean_failure(proc, "no trained sdn model(s)", "train.sh sdn")
+
+
+def test_a_new_run_replaces_the_earlier_results_as_a_whole(cifar, tmp_path, trained_subset):
+    root, _, _ = trained_subset
+    out = tmp_path / "out"
+    first = run("test.sh", "--data-dir", cifar / "data", "--results-dir", out, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (out / "my_notes.txt").write_text("kept")
+    first_figure = (out / "Fig4a.png").read_bytes()
+    second = run("test.sh", "--data-dir", cifar / "data", "--models", "trained", "trecx_ev",
+                 "--models-dir", root / "models", "--results-dir", out, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    # Only this run's traces, curves and figures remain beside the user's own file.
+    assert sorted(p.name for p in (out / "traces").iterdir()) == ["base.npz", "trecx_ev.npz"]
+    assert sorted(p.name for p in out.glob("benefit_curve_*.csv")) == ["benefit_curve_base.csv",
+                                                                       "benefit_curve_trecx_ev.csv"]
+    assert (out / "Fig4a.png").read_bytes() != first_figure  # redrawn: now without trecx_noev
+    assert (out / "my_notes.txt").read_text() == "kept"
+
+
+def test_an_interrupted_run_leaves_the_earlier_results_as_they_were(cifar, tmp_path):
+    out = tmp_path / "out"
+    first = run("test.sh", "--data-dir", cifar / "data", "--results-dir", out, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = snapshot(out)
+    env = dict(os.environ)
+    env.setdefault("PYTHON", sys.executable)
+    proc = subprocess.Popen(["bash", str(REPO_ROOT / TASK / "test.sh"), "--data-dir", str(cifar / "data"),
+                             "--results-dir", str(out)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # interrupt while the models run, after some traces are written
+        if line.startswith("trecx_noev: predicting"):
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGINT)
+            break
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "interrupted; the results folder was left as it was" in stderr and "Traceback" not in stderr
+    assert snapshot(out) == before
+    assert not list(tmp_path.glob(".out.*.partial"))  # no half-written folder left beside it
+
+
+def test_a_full_disk_while_writing_results_leaves_them_as_they_were(cifar, tmp_path, monkeypatch, capsys):
+    from common import cli
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.json").write_text("{}")
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "traces/base.npz")
+
+    monkeypatch.setattr(np, "savez", full_disk)
+    status = cli.main(["test", TASK, "--data-dir", str(cifar / "data"), "--results-dir", str(out)])
+    assert status == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert snapshot(out) == {Path("summary.json"): b"{}"}
