@@ -154,8 +154,8 @@ def build_parser():
     sub.add_argument("--train-data-dir", type=pathlib.Path,
                      help="folder holding the training and validation splits (default: data/TASK)")
     sub.add_argument("--calibration-data", type=pathlib.Path,
-                     help="folder whose training split gives the int8 representative set "
-                          "(default: the --train-data-dir)")
+                     help="folder whose training split, or a folder laid out as the test set (no labels "
+                          "needed), gives the int8 representative set (default: the --train-data-dir)")
     sub.add_argument("--calibration-samples", type=int, default=500,
                      help="size of the int8 representative set (default: %(default)s)")
     sub.add_argument("--threads", type=int, default=1,

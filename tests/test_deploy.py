@@ -542,3 +542,22 @@ def test_vww_validation_and_calibration_sets(tmp_path):
     assert calibration.shape == (8, 96, 96, 3) and 0.0 <= calibration.min() and calibration.max() <= 1.0
     train_images = data.load_images([tmp_path / path for path, _ in train])
     assert all(any(np.array_equal(c, t) for t in train_images) for c in calibration)
+
+
+def test_calibration_data_may_be_a_test_set_without_training_split(cifar, tmp_path):
+    import shutil
+
+    from image_classification import task
+
+    test_only = tmp_path / "test_only"
+    shutil.copytree(cifar / "data", test_only)
+    for batch in test_only.glob("cifar-10-batches-py/data_batch_*"):
+        batch.unlink()
+    calibration, source = pipeline.calibration_inputs(task, test_only, 30)
+    test_images = task.load_test(test_only)[0]
+    assert source == "the test-layout folder" and calibration.shape == (30, 32, 32, 3)
+    assert all(any(np.array_equal(c, t) for t in test_images) for c in calibration)
+    _, source = pipeline.calibration_inputs(task, cifar / "data", 30)
+    assert source == "the training split"  # a training split, when there is one, comes first
+    with pytest.raises(UserError, match="holds neither the training split nor a test set"):
+        pipeline.calibration_inputs(task, tmp_path / "nowhere", 30)

@@ -175,6 +175,23 @@ def _deploy(task, model_name, net, base_net, test, results_dir, calibration, val
     return summary
 
 
+def calibration_inputs(task, folder, n):
+    """(inputs, where from): `n` int8 calibration inputs from the training split in `folder`, or, when
+    `folder` holds no training split but is laid out as the task's test set, drawn from it (seeded): a
+    representative set needs no labels. UserError naming both layouts when it is neither."""
+    try:
+        return task.calibration_set(folder, n=n), "the training split"
+    except UserError as training_error:
+        try:
+            inputs = task.load_test(folder)[0]
+        except UserError:
+            raise UserError(f"--calibration-data {folder} holds neither the training split nor a test set "
+                            f"({task.DATA_LAYOUT}): {training_error}") from None
+    if len(inputs) == 0:
+        raise UserError(f"--calibration-data {folder}: no input could be read")
+    return inputs[tasks.sample_rows(len(inputs), n)], "the test-layout folder"
+
+
 def run_deploy(task, model, *, source="pretrained", models_dir, data_dir=None, train_data_dir=None,
                calibration_data=None, calibration_samples=500, rho=None, drop=DEFAULT_DROP,
                results_dir=None, threads=1, kernels="xnnpack", log=print):
@@ -182,8 +199,8 @@ def run_deploy(task, model, *, source="pretrained", models_dir, data_dir=None, t
 
     source: "pretrained" or "trained" (from `models_dir`/TASK/MODEL); data_dir: the test set (default:
     the task's); train_data_dir: the training and validation splits (default data/TASK), where rho is
-    chosen when `rho` is None; calibration_data: whose training split gives the `calibration_samples`
-    int8 calibration inputs (default: train_data_dir); results_dir: default results/TASK; threads,
+    chosen when `rho` is None; calibration_data: whose training split, or test-layout files, give the
+    `calibration_samples` int8 calibration inputs (default: train_data_dir); results_dir: default results/TASK; threads,
     kernels: how the interpreters run (`Runtime`). Option errors, a missing model or a model without an
     early exit raise UserError before any data is read.
 
@@ -210,8 +227,8 @@ def run_deploy(task, model, *, source="pretrained", models_dir, data_dir=None, t
         validation = task.validation_set(train_dir)
         log(f"{len(validation[1])} validation samples from {train_dir}")
     calibration_dir = calibration_data or train_dir
-    calibration = task.calibration_set(calibration_dir, n=calibration_samples)
-    log(f"{len(calibration)} int8 calibration samples from the training split in {calibration_dir}")
+    calibration, source = calibration_inputs(task, calibration_dir, calibration_samples)
+    log(f"{len(calibration)} int8 calibration samples from {source} in {calibration_dir}")
     summary = deploy(task, model, nets[model], nets["base"], (inputs, labels), out, calibration=calibration,
                      validation=validation, rho=rho, drop=drop, runtime=runtime, log=log)
     return summary, out
