@@ -26,7 +26,8 @@ WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPE
 
 def cmd_download(args):
     task = tasks.load_task(args.task)
-    print(f"data ready in {task.download(tasks.data_dir(task, args.data_dir), args.mirror)}")
+    folder = task.download(tasks.data_dir(task, args.data_dir), args.mirror, split=args.split, force=args.force)
+    print(f"data ready in {folder}")
 
 
 def cmd_preprocess(args):
@@ -114,6 +115,11 @@ def build_parser():
     sub = add("download", "Download and unpack the task's dataset (checksum-verified, resumable).", cmd_download)
     sub.add_argument("--mirror", help="a URL or folder holding the archives under their official file "
                                       "names, used instead of the official sites (checksums still apply)")
+    sub.add_argument("--split", choices=("test", "train", "all"), default="all",
+                     help="download what testing needs, what training needs, or both (default: %(default)s)")
+    sub.add_argument("--force", action="store_true",
+                     help="let unpacking replace existing files whose content differs from the archive's "
+                          "(default: refuse and list them)")
 
     add("preprocess", "Build the task's splits and caches from the downloaded data "
                       "(keyword spotting, visual wake words).", cmd_preprocess)

@@ -1,5 +1,6 @@
 """Task-independent download helpers: resumable, checksum-verified fetch and safe archive extraction."""
 
+import filecmp
 import hashlib
 import http.client
 import os
@@ -135,11 +136,49 @@ def _check_member_inside(name: str, root: Path, archive: Path) -> None:
                         "folder; the archive is corrupt or malicious, download it again from a trusted source")
 
 
-def extract(archive: Path, dest_dir: Path) -> None:
+def _same_file(a: Path, b: Path) -> bool:
+    return a.stat().st_size == b.stat().st_size and filecmp.cmp(a, b, shallow=False)
+
+
+def merge_tree(source: Path, dest_dir: Path, force: bool = False, what: str = "") -> None:
+    """Move every file under `source` to the same place under `dest_dir`, keeping `dest_dir`'s other files.
+
+    A file already there with the same content is left as it is; one whose content differs is replaced
+    only with `force`: without it, nothing is moved and a UserError lists what would be replaced (`what`
+    names the source for the message). Files of `dest_dir` that `source` does not hold are never touched.
+    """
+    source, dest_dir = Path(source), Path(dest_dir)
+    entries = [(path, dest_dir / path.relative_to(source)) for path in sorted(source.rglob("*"))]
+    folders = [target for path, target in entries if path.is_dir() and not path.is_symlink()]
+    moves = [(path, target) for path, target in entries if target not in folders]
+    blocked = ([target for target in folders if target.exists() and not target.is_dir()]
+               + [target for _, target in moves if target.exists() and not target.is_file()])
+    if blocked:
+        raise UserError(f"Cannot unpack {what or source}: {blocked[0]} is in the way (not a file); move it "
+                        "elsewhere and re-run")
+    differing = [target for path, target in moves if target.is_file() and not _same_file(path, target)]
+    if differing and not force:
+        listed = "\n  ".join(str(target) for target in differing[:10])
+        more = f"\n  ... and {len(differing) - 10} more" if len(differing) > 10 else ""
+        raise UserError(f"Unpacking {what or source} would replace {len(differing)} existing file"
+                        f"{'s' if len(differing) != 1 else ''} whose content differs:\n  {listed}{more}\n"
+                        "nothing was changed; move them elsewhere, or re-run with --force to replace them")
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+    for path, target in moves:
+        if target.is_file() and target not in differing:
+            continue  # already there, identical
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+
+
+def extract(archive: Path, dest_dir: Path, force: bool = False) -> None:
     """Unpack a .tar.gz/.tgz/.tar or .zip `archive` into `dest_dir`.
 
-    Members are first extracted into a temporary sibling of `dest_dir`, then each top-level entry is
-    moved into `dest_dir` (replacing an existing one), so an interrupted run leaves no half-written files there.
+    Members are first extracted into a temporary sibling of `dest_dir`, then moved into `dest_dir` file by
+    file (`merge_tree`), so an interrupted run leaves no half-written files there. A file already in
+    `dest_dir` with different content is replaced only with `force` (else a UserError lists them, and
+    nothing is changed); files the archive does not hold are kept.
     """
     archive, dest_dir = Path(archive), Path(dest_dir)
     if not archive.is_file():
@@ -160,13 +199,19 @@ def extract(archive: Path, dest_dir: Path) -> None:
                 for member in tarred.getmembers():
                     _check_member_inside(member.name, root, archive)
                 tarred.extractall(staging, filter="data")  # also refuses links pointing outside
-        for entry in staging.iterdir():
-            target = dest_dir / entry.name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            os.replace(entry, target)
+        merge_tree(staging, dest_dir, force, str(archive))
     except (tarfile.TarError, zipfile.BadZipFile, EOFError) as err:
         raise UserError(f"Cannot extract {archive} ({err}); the file is corrupt, "
                         "delete it and download it again") from err
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+SPLITS = ("test", "train", "all")
+
+
+def check_split(split: str) -> str:
+    """`split` when it is test, train or all; else a UserError."""
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
+    return split

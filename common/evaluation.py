@@ -198,7 +198,7 @@ def reproduce(names, data_root, results_root, log=print):
         task = tasks.load_task(name)
         log(f"== {task.NAME}")
         data_dir = pathlib.Path(data_root) / task.NAME
-        log(f"data ready in {task.download(data_dir)}")
+        log(f"data ready in {task.download(data_dir, split='test')}")
         if hasattr(task, "prepare_test"):
             task.prepare_test(data_dir)
         run_test(task, "pretrained", None, data_dir / getattr(task, "TEST_SUBDIR", ""),

@@ -11,7 +11,8 @@ A task module must define:
   ARCHITECTURE  a `common.models.Architecture`: the backbone and where each kind of exit attaches
   MODELS        `ARCHITECTURE.variants()`: the model names the task offers
   DATA_LAYOUT   what a test folder holds, for error messages
-  download(data_dir, mirror=None) -> the folder holding the data
+  download(data_dir, mirror=None, split="all", force=False) -> the folder holding the data (split: what
+                testing needs, "test"; training, "train"; or both; force: unpacking may replace files)
   load_test(data_dir) -> (inputs float32 (N, *input shape), labels int (N,), ids (N,)), a tuple or
                 a `LoadedSet`, which also names the inputs it found but could not score
   training_data(config, data_dir) -> (training tf.data.Dataset, validation Dataset or None)

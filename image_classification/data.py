@@ -12,8 +12,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from common.download import extract, fetch
+from common.download import check_split, extract, fetch
 from common.errors import UserError
+from common.tasks import LoadedSet
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -36,12 +37,16 @@ def _damaged_hint() -> str:
             "bash image_classification/download.sh --data-dir NEW_DIR and pass --data-dir NEW_DIR")
 
 
-def download(data_dir: Path, url: str = CIFAR10_URL, md5: str | None = CIFAR10_MD5) -> Path:
+def download(data_dir: Path, url: str = CIFAR10_URL, md5: str | None = CIFAR10_MD5, split: str = "all",
+             force: bool = False) -> Path:
     """Fetch and unpack CIFAR-10 into `data_dir`/cifar-10-batches-py unless it is already there.
 
-    The archive is kept in `data_dir` (named after the URL) so an interrupted download resumes.
+    One archive serves every `split` (test, train or all). The archive is kept in `data_dir` (named after
+    the URL) so an interrupted download resumes. Unpacking never replaces an existing file whose content
+    differs (e.g. your own test_batch) unless `force`; it says which it would replace.
     Returns the cifar-10-batches-py folder.
     """
+    check_split(split)
     data_dir = Path(data_dir)
     folder = data_dir / FOLDER
     required = (*TRAIN_BATCHES, TEST_BATCH, META)
@@ -49,7 +54,7 @@ def download(data_dir: Path, url: str = CIFAR10_URL, md5: str | None = CIFAR10_M
         print(f"CIFAR-10 already present at {folder}")
         return folder
     archive = fetch(url, data_dir / (Path(urlparse(url).path).name or "cifar-10-python.tar.gz"), md5=md5)
-    extract(archive, data_dir)
+    extract(archive, data_dir, force=force)
     missing = [name for name in required if not (folder / name).is_file()]
     if missing:
         raise UserError(f"{archive} did not unpack to {folder} with {', '.join(missing)}; "
@@ -98,10 +103,16 @@ def _folder(data_dir: Path) -> Path:
     return folder
 
 
-def load_test(data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The test batch: images uint8 (N, 32, 32, 3), labels int64 (N,) in 0..9, ids int64 (N,) = row in test_batch."""
-    images, labels = _read_batch(_folder(data_dir) / TEST_BATCH, Path(data_dir))
-    return images, labels, np.arange(len(images), dtype=np.int64)
+def load_test(data_dir: Path) -> LoadedSet:
+    """The test batch: a LoadedSet of images uint8 (N, 32, 32, 3), labels int64 (N,) in 0..9 and ids int64
+    (N,) = row in test_batch, skipping nothing (a batch is read whole or refused). A batch without images
+    is a UserError."""
+    path = _folder(data_dir) / TEST_BATCH
+    images, labels = _read_batch(path, Path(data_dir))
+    if not len(images):
+        raise UserError(f"CIFAR-10 file {path} holds no images (0 rows); nothing to test on: put a test batch "
+                        f"with images there, or {_fix_hint(Path(data_dir))}")
+    return LoadedSet(images, labels, np.arange(len(images), dtype=np.int64))
 
 
 def load_train(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -2,7 +2,7 @@
 from common import backbones
 from common.download import mirror_url
 from common.models import Architecture
-from common.tasks import sample_rows
+from common.tasks import LoadedSet, sample_rows
 from image_classification import data
 
 NAME = "image_classification"
@@ -44,15 +44,17 @@ FIGURES = {
 }
 
 
-def download(data_dir, mirror=None):
-    """`mirror`: a URL or folder holding cifar-10-python.tar.gz, instead of the official site."""
-    return data.download(data_dir, url=mirror_url(data.CIFAR10_URL, mirror))
+def download(data_dir, mirror=None, split="all", force=False):
+    """`mirror`: a URL or folder holding cifar-10-python.tar.gz, instead of the official site. The one
+    archive serves every `split` (test, train, all); `force` replaces existing files whose content differs."""
+    return data.download(data_dir, url=mirror_url(data.CIFAR10_URL, mirror), split=split, force=force)
 
 
 def load_test(data_dir):
-    """(inputs float32 (N, 32, 32, 3), labels (N,), ids (N,) = row in test_batch)."""
-    images, labels, ids = data.load_test(data_dir)
-    return data.to_model_input(images), labels, ids
+    """LoadedSet(inputs float32 (N, 32, 32, 3), labels (N,), ids (N,) = row in test_batch)."""
+    test_set = data.load_test(data_dir)
+    images, labels, ids = test_set
+    return LoadedSet(data.to_model_input(images), labels, ids, test_set.skipped)
 
 
 def training_data(config, data_dir):

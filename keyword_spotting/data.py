@@ -24,11 +24,13 @@ reference's pad would fail on them; the official data has none).
 """
 
 import concurrent.futures
+import io
 import math
 import os
 import shutil
 import sys
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, NamedTuple, Sequence
@@ -39,9 +41,10 @@ import scipy.signal
 import tensorflow as tf
 
 from common import files
-from common.download import extract, fetch
+from common.download import check_split, extract, fetch, merge_tree
 from common.progress import Progress
 from common.errors import UserError
+from common.tasks import LoadedSet
 
 TRAIN_URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
 TEST_URL = "http://download.tensorflow.org/data/speech_commands_test_set_v0.02.tar.gz"
@@ -84,7 +87,12 @@ READ_BLOCK = 1024
 
 
 class WavReadError(UserError):
-    """A WAV file that cannot be read or holds no samples; the message names the file."""
+    """A WAV file that cannot be read or holds no usable samples; the message names the file and `reason`
+    says why in a few words ("truncated", "non-finite samples"...), for counting skipped clips."""
+
+    def __init__(self, message: str, reason: str = "unreadable"):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True, order=True)
@@ -138,9 +146,10 @@ def _test_complete(folder: Path) -> bool:
     return all((folder / label).is_dir() for label in LABELS)
 
 
-def _extract_into(archive: Path, folder: Path, complete: Callable[[Path], bool]) -> None:
-    """Unpack `archive` into a temporary sibling and rename it to `folder` once it is complete,
-    so `folder` never exists half-written. An archive holding one top folder is unwrapped."""
+def _extract_into(archive: Path, folder: Path, complete: Callable[[Path], bool], force: bool = False) -> None:
+    """Unpack `archive` into a temporary sibling and, once it is complete, rename it to `folder` (or, when
+    `folder` exists, merge it in: see `merge_tree`), so `folder` never exists half-written. An archive
+    holding one top folder is unwrapped."""
     staging = folder.with_name(f".{folder.name}.unpacking")
     if staging.exists():
         shutil.rmtree(staging)
@@ -154,23 +163,31 @@ def _extract_into(archive: Path, folder: Path, complete: Callable[[Path], bool])
         raise UserError(f"{archive} did not unpack to the expected Speech Commands layout "
                         f"(label folders{' and list files' if complete is _train_complete else ''}); "
                         "check the URL, delete the archive and download again")
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(root, folder)
-    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        if folder.exists():
+            merge_tree(root, folder, force, str(archive))
+        else:
+            os.replace(root, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def download(data_dir: Path, train_url: str = TRAIN_URL, test_url: str = TEST_URL,
-             train_sha256: str | None = TRAIN_SHA256, test_sha256: str | None = TEST_SHA256) -> Path:
-    """Fetch both archives into `data_dir` (resumable, SHA-256-checked, kept for re-runs) and unpack
-    them to `data_dir`/speech_commands_v0.02 and `data_dir`/speech_commands_test_set_v0.02.
+             train_sha256: str | None = TRAIN_SHA256, test_sha256: str | None = TEST_SHA256,
+             split: str = "all", force: bool = False) -> Path:
+    """Fetch the archives `split` needs into `data_dir` (resumable, SHA-256-checked, kept for re-runs) and
+    unpack them: "train" the train archive to `data_dir`/speech_commands_v0.02, "test" the official test
+    archive to `data_dir`/speech_commands_test_set_v0.02, "all" both.
 
-    Each folder is skipped when already complete. Returns `data_dir`.
+    Each folder is skipped when already complete. Unpacking into an incomplete folder keeps its other
+    files and never replaces one whose content differs unless `force`. Returns `data_dir`.
     """
+    check_split(split)
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    for url, sha256, folder_name, complete in ((train_url, train_sha256, TRAIN_FOLDER, _train_complete),
-                                               (test_url, test_sha256, TEST_FOLDER, _test_complete)):
+    parts = {"train": (train_url, train_sha256, TRAIN_FOLDER, _train_complete),
+             "test": (test_url, test_sha256, TEST_FOLDER, _test_complete)}
+    for url, sha256, folder_name, complete in (parts[name] for name in parts if split in (name, "all")):
         folder = data_dir / folder_name
         if complete(folder):
             print(f"{folder} already present")
@@ -178,7 +195,7 @@ def download(data_dir: Path, train_url: str = TRAIN_URL, test_url: str = TEST_UR
         archive_name = PurePosixPath(url.split("?")[0]).name or f"{folder_name}.tar.gz"
         archive = fetch(url, data_dir / archive_name, sha256=sha256)
         print(f"Extracting {archive} to {folder}")
-        _extract_into(archive, folder, complete)
+        _extract_into(archive, folder, complete, force)
     return data_dir
 
 
@@ -199,28 +216,60 @@ def _to_int16_scale(data: np.ndarray) -> np.ndarray:
     raise ValueError(f"unsupported sample type {data.dtype}")
 
 
+def _truncation(raw: bytes) -> str | None:
+    """"truncated header" when a RIFF file ends before its data chunk starts, "truncated" when the data
+    chunk holds fewer bytes than its header declares, else None (also for what is not RIFF at all)."""
+    if raw[:4] not in (b"RIFF", b"RIFX", b"RF64"):
+        return None
+    order = "big" if raw[:4] == b"RIFX" else "little"
+    offset = 12
+    while offset + 8 <= len(raw):
+        size = int.from_bytes(raw[offset + 4:offset + 8], order)
+        if raw[offset:offset + 4] == b"data":
+            return "truncated" if size != 0xFFFFFFFF and size > len(raw) - offset - 8 else None
+        offset += 8 + size + (size & 1)
+    return "truncated header"
+
+
 def read_wav(path: Path) -> np.ndarray:
     """Mono float32 samples at 16 kHz, int16 PCM values as floats (not scaled to [-1, 1]).
 
     Stereo keeps the first channel; another sample rate is resampled (scipy.signal.resample_poly).
-    Raises WavReadError for a file that is not a readable WAV or holds no samples.
+    Raises WavReadError, with a `reason`, for a file that is empty, not a readable WAV, truncated (in its
+    header, or holding fewer samples than its header declares), without samples, or holding NaN or
+    infinite samples (float WAVs).
     """
     path = Path(path)
+    fix = "delete or replace the file (or download the data set again)"
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise WavReadError(f"Cannot read {path} ({err}); {fix}", "unreadable") from err
+    if not raw:
+        raise WavReadError(f"Cannot read {path}: the file is empty (0 bytes); {fix}", "empty file")
+    truncated = _truncation(raw)
+    if truncated:
+        where = "inside its header" if truncated == "truncated header" else "before the end of its samples"
+        raise WavReadError(f"Cannot read {path}: the WAV file is truncated, it ends {where} ({len(raw)} bytes); {fix}",
+                           truncated)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", scipy.io.wavfile.WavFileWarning)
-            rate, data = scipy.io.wavfile.read(path)
+            rate, data = scipy.io.wavfile.read(io.BytesIO(raw))
         samples = _to_int16_scale(np.asarray(data))
-    except (OSError, ValueError, EOFError, TypeError, IndexError, MemoryError) as err:
-        raise WavReadError(f"Cannot read {path} as a WAV file ({type(err).__name__}: {err}); "
-                           "delete or replace the file (or download the data set again)") from err
+    except Exception as err:  # malformed headers fail inside scipy in many ways (ValueError, struct.error...)
+        raise WavReadError(f"Cannot read {path} as a WAV file ({type(err).__name__}: {err}); {fix}",
+                           "not a readable WAV file") from err
     if samples.ndim == 2:
         samples = samples[:, 0] if samples.shape[1] else samples.reshape(-1)
     if samples.size == 0:
-        raise WavReadError(f"WAV file {path} holds no samples; delete or replace it")
+        raise WavReadError(f"WAV file {path} holds no samples; delete or replace it", "no samples")
+    if not np.isfinite(samples).all():
+        raise WavReadError(f"WAV file {path} holds {np.count_nonzero(~np.isfinite(samples))} NaN or infinite "
+                           f"samples; {fix}", "non-finite samples")
     if rate != SAMPLE_RATE:
         if rate <= 0:
-            raise WavReadError(f"WAV file {path} declares sample rate {rate}; delete or replace it")
+            raise WavReadError(f"WAV file {path} declares sample rate {rate}; delete or replace it", "bad sample rate")
         divisor = math.gcd(SAMPLE_RATE, int(rate))
         samples = scipy.signal.resample_poly(samples.astype(np.float64), SAMPLE_RATE // divisor,
                                              int(rate) // divisor).astype(np.float32)
@@ -297,13 +346,23 @@ def split_files(train_root: Path) -> dict[str, list[Example]]:
 
 
 def list_test_clips(test_root: Path) -> list[Example]:
-    """Every `<label>/*.wav` of the official test archive folder, label = folder name (TFDS mapping:
-    any non-command folder other than `_silence_` would count as `_unknown_`), sorted by path."""
+    """Every `<label>/*.wav` of the official test archive folder, label = folder name, sorted by path.
+
+    The folders holding .wav files must be the 12 labels themselves (`_unknown_` and `_silence_`
+    included, as in the official test set); any other (e.g. `Yes/`) is a UserError naming it and listing
+    the labels, rather than being scored as `_unknown_`.
+    """
     test_root = Path(test_root)
     if not test_root.is_dir():
         raise UserError(f"Speech Commands test folder {test_root} not found; {_download_hint(test_root.parent)}")
-    return sorted(Example(f"{folder.name}/{name}", label_index(folder.name))
-                  for folder in _word_folders(test_root) for name in _wav_names(folder))
+    folders = [(folder, _wav_names(folder)) for folder in _word_folders(test_root)]
+    unknown = [folder for folder, names in folders if names and folder.name not in LABELS]
+    if unknown:
+        raise UserError(f"Test folder {unknown[0]} is not one of the 12 labels"
+                        f"{f' (nor are {len(unknown) - 1} more)' if len(unknown) > 1 else ''}; label folders "
+                        f"under {test_root} must be named {', '.join(LABELS)}: rename or move it")
+    return sorted(Example(f"{folder.name}/{name}", LABELS.index(folder.name))
+                  for folder, names in folders for name in names)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -366,12 +425,12 @@ def compute_mfcc(audio: np.ndarray, chunk: int = MFCC_CHUNK) -> np.ndarray:
 
 
 def _read_segments(root: Path, examples: Sequence[Example], label: str,
-                   consume: Callable[[int, np.ndarray], None]) -> list[int]:
+                   consume: Callable[[int, np.ndarray], None]) -> list[tuple[int, str]]:
     """Read the 1 s segment of every example (whole clips: the first 16,000 samples; windows:
     [start, start + 16000)) and call consume(row, float32 samples) in the calling thread.
 
     Each file is read once (a noise file serves all its windows). An unreadable or empty file is
-    reported on stderr and its rows are skipped; returns the skipped rows.
+    reported on stderr and its rows are skipped; returns the skipped (row, reason) pairs.
     """
     rows_of: dict[str, list[int]] = {}
     for row, example in enumerate(examples):
@@ -383,7 +442,7 @@ def _read_segments(root: Path, examples: Sequence[Example], label: str,
         except WavReadError as err:
             return path, err
 
-    skipped: list[int] = []
+    skipped: list[tuple[int, str]] = []
     paths = list(rows_of)
     progress = Progress(label, len(examples))
     with concurrent.futures.ThreadPoolExecutor(READ_THREADS) as pool:
@@ -392,7 +451,7 @@ def _read_segments(root: Path, examples: Sequence[Example], label: str,
                 rows = rows_of[path]
                 if isinstance(samples, WavReadError):
                     sys.stderr.write(f"\nskipping {root / path}: {samples}\n")
-                    skipped.extend(rows)
+                    skipped.extend((row, samples.reason) for row in rows)
                 else:
                     for row in rows:
                         start = examples[row].start or 0
@@ -402,10 +461,12 @@ def _read_segments(root: Path, examples: Sequence[Example], label: str,
     return skipped
 
 
-def _report_skipped(n_skipped: int, what: str) -> None:
-    if n_skipped:
-        print(f"Skipped {n_skipped} unreadable or empty {what} file{'s' if n_skipped != 1 else ''}",
+def _report_skipped(skipped: list[tuple[int, str]], what: str) -> np.ndarray:
+    """Print how many `what` files were skipped (stderr); return the skipped rows."""
+    if skipped:
+        print(f"Skipped {len(skipped)} unreadable, damaged or empty {what} file{'s' if len(skipped) != 1 else ''}",
               file=sys.stderr)
+    return np.array([row for row, _ in skipped], dtype=np.int64)
 
 
 def _test_root(data_dir: Path) -> Path:
@@ -417,13 +478,14 @@ def _test_root(data_dir: Path) -> Path:
     return root
 
 
-def load_test(data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def load_test(data_dir: Path) -> LoadedSet:
     """The test split read from `data_dir`/speech_commands_test_set_v0.02/<label>/*.wav.
 
-    Returns features float32 (N, 49, 10, 1), labels int64 (N,), ids (N,) str = path relative to
-    `data_dir` (e.g. "speech_commands_test_set_v0.02/yes/abc.wav"), sorted by path. Other sample
-    rates are resampled, short clips padded, long ones cut; unreadable or empty files are reported
-    on stderr and skipped (with a count at the end). Needs no preprocessing.
+    Returns a LoadedSet of features float32 (N, 49, 10, 1), labels int64 (N,), ids (N,) str = path
+    relative to `data_dir` (e.g. "speech_commands_test_set_v0.02/yes/abc.wav"), sorted by path, and the
+    skipped clips as (id, reason). Other sample rates are resampled, short clips padded, long ones cut;
+    an empty, unreadable or truncated file, or one holding NaN or infinite samples, is named on stderr,
+    skipped and counted. A folder that is not one of the 12 labels is a UserError. Needs no preprocessing.
     """
     root = _test_root(data_dir)
     examples = list_test_clips(root)
@@ -434,15 +496,15 @@ def load_test(data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     def consume(row: int, segment: np.ndarray) -> None:
         audio[row, :len(segment)] = segment / _divisor(segment)
 
-    skipped = _read_segments(root, examples, "Reading test clips", consume)
-    _report_skipped(len(skipped), "test")
-    keep = np.setdiff1d(np.arange(len(examples)), skipped)
+    skipped = sorted(_read_segments(root, examples, "Reading test clips", consume))
+    keep = np.setdiff1d(np.arange(len(examples)), _report_skipped(skipped, "test"))
     if not keep.size:
         raise UserError(f"None of the {len(examples)} .wav files under {root} could be read; "
                         f"delete {root} and {_download_hint(Path(data_dir))}")
     labels = np.array([examples[i].label for i in keep], dtype=np.int64)
     ids = np.array([f"{TEST_FOLDER}/{examples[i].key}" for i in keep], dtype=str)
-    return compute_mfcc(audio[keep]), labels, ids
+    return LoadedSet(compute_mfcc(audio[keep]), labels, ids,
+                     [(f"{TEST_FOLDER}/{examples[row].key}", reason) for row, reason in skipped])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -470,9 +532,51 @@ def _tree_mtime(root: Path) -> float:
     return latest
 
 
+def _npy_rows(path: Path) -> int:
+    """Rows of the .npy file at `path` after checking that it holds exactly the bytes its header's shape
+    and dtype need; ValueError saying what is wrong (a truncated or damaged file) otherwise."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+        expected = f.tell() + math.prod(shape) * dtype.itemsize
+    size = path.stat().st_size
+    if size != expected:
+        raise ValueError(f"its header declares {dtype} {shape}, {expected} bytes, but it holds {size}"
+                         f"{': truncated' if size < expected else ''}")
+    return shape[0] if shape else 0
+
+
+def _cache_problem(cache: Path, group: str) -> str | None:
+    """None when every file of the cache `group` is whole (sizes as their headers say; the noise archive
+    readable) and the files of a split hold the same number of rows; else what is wrong, naming the file."""
+    rows: dict[int, str] = {}
+    for name in CACHE_FILES[group]:
+        path = cache / name
+        try:
+            if name.endswith(".npz"):
+                with zipfile.ZipFile(path) as archive:
+                    damaged = archive.testzip()
+                if damaged is not None:
+                    raise ValueError(f"member {damaged} is damaged")
+            else:
+                rows.setdefault(_npy_rows(path), name)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            return f"cache file {path} is damaged ({err})"
+    if len(rows) > 1:
+        return f"cache files {' and '.join(cache / name for name in rows.values())} hold different numbers of rows"
+    return None
+
+
 def _cache_fresh(cache: Path, group: str, source_mtime: float) -> bool:
+    """Whether the files of `group` exist, are newer than the source and are whole (`_cache_problem`)."""
     paths = [cache / name for name in CACHE_FILES[group]]
-    return all(p.is_file() for p in paths) and min(p.stat().st_mtime for p in paths) > source_mtime
+    if not all(p.is_file() for p in paths) or min(p.stat().st_mtime for p in paths) <= source_mtime:
+        return False
+    problem = _cache_problem(cache, group)
+    if problem:
+        print(f"{problem}; rebuilding it")
+    return problem is None
 
 
 def _cache_split(train_root: Path, cache: Path, split: str, examples: list[Example]) -> None:
@@ -489,8 +593,7 @@ def _cache_split(train_root: Path, cache: Path, split: str, examples: list[Examp
             divisor[row] = _divisor(rounded.astype(np.float32))
 
         skipped = _read_segments(train_root, examples, f"Reading {split} clips", consume)
-        _report_skipped(len(skipped), split)
-        keep = np.setdiff1d(np.arange(len(examples)), skipped)
+        keep = np.setdiff1d(np.arange(len(examples)), _report_skipped(skipped, split))
         if len(keep) < len(examples):  # rare: rewrite without the unreadable rows
             audio = audio[keep]  # an in-memory copy; the memory map is closed
             files.save_npy(tmp_audio, audio)
@@ -544,8 +647,9 @@ def preprocess(data_dir: Path) -> Path:
     Audio is stored as the raw int16 samples (cut to / zero-padded to 1 s) plus the per-clip
     normalising divisor, so normalised audio = int16 / divisor exactly, at 2 bytes per sample:
     train 85,511 clips = 2.7 GB, validation 0.3 GB (memory-mapped when read). Ids are paths relative
-    to `data_dir`, `path#start` for silence windows. A group whose files exist and are newer than the
-    train folder is skipped. The test split is not cached: `load_test` reads it. Returns the cache folder.
+    to `data_dir`, `path#start` for silence windows. A group whose files exist, are newer than the
+    train folder and are whole (sizes as their headers declare, see `_cache_problem`) is skipped; a
+    damaged one is rebuilt. The test split is not cached: `load_test` reads it. Returns the cache folder.
     """
     data_dir = Path(data_dir)
     train_root = data_dir / TRAIN_FOLDER
@@ -578,20 +682,39 @@ def _cache_path(data_dir: Path, name: str) -> Path:
     return path
 
 
+def _damaged_cache(path: Path, data_dir: Path, err: Exception) -> UserError:
+    return UserError(f"Keyword-spotting cache file {path} is damaged ({err}); "
+                     f"{_preprocess_hint(Path(data_dir))} again, which rebuilds it")
+
+
+def _load_cached(data_dir: Path, name: str, mmap: bool = False) -> np.ndarray:
+    """The cached array `name`, memory-mapped with `mmap`; UserError when missing, truncated or damaged."""
+    path = _cache_path(data_dir, name)
+    try:
+        _npy_rows(path)
+        return np.load(path, mmap_mode="r" if mmap else None)
+    except (OSError, ValueError, EOFError) as err:
+        raise _damaged_cache(path, data_dir, err) from err
+
+
 def load_cached_audio(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cached normalised, padded audio float32 (N, 16000), labels int64 and ids of "train" or
     "validation". (Train is 5.5 GB as float32; train_dataset reads the int16 cache instead.)"""
-    audio = np.load(_cache_path(data_dir, f"{split}_audio.npy"), mmap_mode="r")
-    divisor = np.load(_cache_path(data_dir, f"{split}_divisor.npy"))
-    labels = np.load(_cache_path(data_dir, f"{split}_labels.npy"))
-    ids = np.load(_cache_path(data_dir, f"{split}_ids.npy"))
+    audio = _load_cached(data_dir, f"{split}_audio.npy", mmap=True)
+    divisor = _load_cached(data_dir, f"{split}_divisor.npy")
+    labels = _load_cached(data_dir, f"{split}_labels.npy")
+    ids = _load_cached(data_dir, f"{split}_ids.npy")
     return np.asarray(audio, dtype=np.float32) / divisor[:, None], labels, ids
 
 
 def load_noise(data_dir: Path) -> list[np.ndarray]:
     """The cached background-noise clips, float32 on the [-1, 1) scale."""
-    with np.load(_cache_path(data_dir, "noise.npz")) as noise:
-        audio, lengths = noise["audio"], noise["lengths"]
+    path = _cache_path(data_dir, "noise.npz")
+    try:
+        with np.load(path) as noise:
+            audio, lengths = noise["audio"], noise["lengths"]
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        raise _damaged_cache(path, data_dir, err) from err
     return np.split(audio, np.cumsum(lengths)[:-1]) if len(lengths) else []
 
 
@@ -656,9 +779,9 @@ def train_dataset(data_dir: Path, batch_size: int, augment: bool, seed: int, shu
     shift and background noise (`augment_clips`), new every epoch, before the features are computed.
     """
     data_dir = Path(data_dir)
-    audio = np.load(_cache_path(data_dir, "train_audio.npy"), mmap_mode="r")
-    divisor = np.load(_cache_path(data_dir, "train_divisor.npy"))
-    labels = np.load(_cache_path(data_dir, "train_labels.npy"))
+    audio = _load_cached(data_dir, "train_audio.npy", mmap=True)
+    divisor = _load_cached(data_dir, "train_divisor.npy")
+    labels = _load_cached(data_dir, "train_labels.npy")
     if len(audio) != len(labels) or len(divisor) != len(labels):
         raise UserError(f"Keyword-spotting train cache in {data_dir / CACHE_FOLDER} is inconsistent; "
                         f"delete it and {_preprocess_hint(data_dir)}")
@@ -692,6 +815,6 @@ def train_dataset(data_dir: Path, batch_size: int, augment: bool, seed: int, shu
 def validation_dataset(data_dir: Path, batch_size: int) -> tf.data.Dataset:
     """Batches of (cached validation MFCC float32 (B, 49, 10, 1), label int64 (B,)) in cache order,
     last partial batch kept."""
-    features = np.load(_cache_path(data_dir, "validation_mfcc.npy"))
-    labels = np.load(_cache_path(data_dir, "validation_labels.npy"))
+    features = _load_cached(data_dir, "validation_mfcc.npy")
+    labels = _load_cached(data_dir, "validation_labels.npy")
     return tf.data.Dataset.from_tensor_slices((features, labels)).batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -54,10 +54,12 @@ FIGURES = {
 }
 
 
-def download(data_dir, mirror=None):
-    """`mirror`: a URL or folder holding both archives under their official names."""
+def download(data_dir, mirror=None, split="all", force=False):
+    """`mirror`: a URL or folder holding the archives under their official names. `split`: "test" fetches
+    only the official test archive, "train" only the train archive, "all" both; `force` replaces existing
+    files whose content differs."""
     return data.download(data_dir, train_url=mirror_url(data.TRAIN_URL, mirror),
-                         test_url=mirror_url(data.TEST_URL, mirror))
+                         test_url=mirror_url(data.TEST_URL, mirror), split=split, force=force)
 
 
 def preprocess(data_dir):

@@ -64,8 +64,42 @@ def test_download_skips_when_folder_present(data_dir, tmp_path, capsys) -> None:
 
 def test_download_repairs_incomplete_folder(archive, data_dir) -> None:
     (data_dir / data.FOLDER / "data_batch_4").unlink()
-    data.download(data_dir, url=archive.as_uri(), md5=md5sum(archive))
+    data.download(data_dir, url=archive.as_uri(), md5=md5sum(archive), force=True)  # its files differ
     assert len(data.load_test(data_dir)[0]) == N_TEST
+
+
+def test_download_never_replaces_a_differing_file_without_force(archive, data_dir, tmp_path) -> None:
+    """A user's own test_batch (or any file whose content differs from the archive's) stays as it was."""
+    folder = data_dir / data.FOLDER
+    (folder / "data_batch_4").unlink()
+    (folder / "notes.txt").write_text("mine")
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+    with pytest.raises(UserError, match="(?s)would replace 6 existing files.*test_batch.*--force"):
+        data.download(data_dir, url=archive.as_uri(), md5=md5sum(archive))
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
+    # A folder holding the archive's own files, one missing, is repaired without --force; others are kept.
+    repaired = tmp_path / "repaired"
+    data.download(repaired, url=archive.as_uri(), md5=md5sum(archive))
+    (repaired / data.FOLDER / "data_batch_2").unlink()
+    (repaired / data.FOLDER / "notes.txt").write_text("mine")
+    data.download(repaired, url=archive.as_uri(), md5=md5sum(archive), split="test")
+    assert (repaired / data.FOLDER / "data_batch_2").is_file()
+    assert (repaired / data.FOLDER / "notes.txt").read_text() == "mine"
+    with pytest.raises(UserError, match="unknown split 'val'.*test, train, all"):
+        data.download(repaired, url=archive.as_uri(), split="val")
+
+
+def test_empty_test_batch_is_user_error_naming_file(data_dir) -> None:
+    write_pickle(data_dir / data.FOLDER / "test_batch", random_batch(np.random.default_rng(0), 0, "empty"))
+    with pytest.raises(UserError, match="test_batch holds no images"):
+        data.load_test(data_dir)
+
+
+def test_load_test_is_a_loaded_set_skipping_nothing(data_dir) -> None:
+    from image_classification import task
+
+    test_set = task.load_test(data_dir)
+    assert test_set.skipped == () and test_set[0].dtype == np.float32 and len(test_set[2]) == 37
 
 
 def test_odd_sized_test_batch_loads(data_dir) -> None:

@@ -198,11 +198,11 @@ def test_extract_puts_members_in_place_without_leftovers(tmp_path, make_archive,
     archive = make_archive(tmp_path / name, {"top/a.txt": b"alpha", "top/sub/b.txt": b"beta"})
     dest_dir = tmp_path / "data"
     (dest_dir / "top").mkdir(parents=True)
-    (dest_dir / "top" / "stale.txt").write_text("old partial extraction")
+    (dest_dir / "top" / "stale.txt").write_text("a file the archive does not hold")
     extract(archive, dest_dir)
     assert (dest_dir / "top" / "a.txt").read_bytes() == b"alpha"
     assert (dest_dir / "top" / "sub" / "b.txt").read_bytes() == b"beta"
-    assert not (dest_dir / "top" / "stale.txt").exists()
+    assert (dest_dir / "top" / "stale.txt").read_text() == "a file the archive does not hold"  # never deleted
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, "data"])
 
 
@@ -223,3 +223,33 @@ def test_extract_corrupt_archive_is_user_error(tmp_path) -> None:
     archive.write_bytes(b"not a tarball")
     with pytest.raises(UserError, match="corrupt"):
         extract(archive, tmp_path / "data")
+
+
+@pytest.mark.parametrize("make_archive,name", [(_tar_with, "a.tar.gz"), (_zip_with, "a.zip")])
+def test_extract_never_replaces_a_differing_file_without_force(tmp_path, make_archive, name) -> None:
+    archive = make_archive(tmp_path / name, {"top/a.txt": b"alpha", "top/b.txt": b"beta", "top/c.txt": b"gamma"})
+    dest_dir = tmp_path / "data"
+    (dest_dir / "top").mkdir(parents=True)
+    (dest_dir / "top" / "a.txt").write_bytes(b"alpha")  # the same: fine
+    (dest_dir / "top" / "b.txt").write_bytes(b"my own beta")  # differs: refused
+    with pytest.raises(UserError, match=r"(?s)would replace 1 existing file whose.*top/b\.txt.*--force") as raised:
+        extract(archive, dest_dir)
+    assert "a.txt" not in str(raised.value)
+    assert sorted(p.name for p in (dest_dir / "top").iterdir()) == ["a.txt", "b.txt"]  # nothing changed
+    assert (dest_dir / "top" / "b.txt").read_bytes() == b"my own beta"
+    extract(archive, dest_dir, force=True)
+    assert [(dest_dir / "top" / n).read_bytes() for n in ("a.txt", "b.txt", "c.txt")] == [b"alpha", b"beta", b"gamma"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, "data"])
+
+
+def test_extract_refuses_a_folder_where_a_file_goes(tmp_path) -> None:
+    archive = _tar_with(tmp_path / "a.tar.gz", {"top/a.txt": b"alpha"})
+    (tmp_path / "data" / "top" / "a.txt").mkdir(parents=True)
+    with pytest.raises(UserError, match="top/a.txt is in the way"):
+        extract(archive, tmp_path / "data", force=True)
+
+
+def test_check_split() -> None:
+    assert [download.check_split(split) for split in download.SPLITS] == ["test", "train", "all"]
+    with pytest.raises(UserError, match="unknown split 'both'; valid splits: test, train, all"):
+        download.check_split("both")

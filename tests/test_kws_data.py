@@ -322,6 +322,36 @@ def test_preprocess_skips_fresh_cache_and_rebuilds_stale(archives, tmp_path, cap
     assert (data_dir / "cache" / "noise.npz").stat().st_mtime_ns > before
 
 
+def test_preprocess_repairs_a_truncated_cache_and_loading_it_says_so(prepared, tmp_path, capsys) -> None:
+    data_dir = tmp_path / "data"
+    shutil.copytree(prepared, data_dir)
+    audio = data_dir / "cache" / "train_audio.npy"
+    whole = audio.read_bytes()
+    audio.write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(UserError, match=f"{audio} is damaged.*truncated.*preprocess.sh --data-dir .* again"):
+        data.load_cached_audio(data_dir, "train")
+    with pytest.raises(UserError, match="train_audio.npy is damaged"):
+        data.train_dataset(data_dir, batch_size=4, augment=False, seed=0)
+    capsys.readouterr()
+    data.preprocess(data_dir)
+    out = capsys.readouterr().out
+    assert "nothing to do" not in out and "train_audio.npy is damaged" in out and "Building cache for train" in out
+    assert audio.read_bytes() == whole
+    (data_dir / "cache" / "noise.npz").write_bytes(b"PK not a zip")
+    data.preprocess(data_dir)
+    assert "noise.npz is damaged" in capsys.readouterr().out and len(data.load_noise(data_dir)) == 3
+
+
+def test_download_fetches_only_what_the_split_needs(archives, tmp_path) -> None:
+    train_archive, test_archive, _, _ = archives
+    urls = dict(train_url=train_archive.as_uri(), test_url=test_archive.as_uri(),
+                train_sha256=sha256sum(train_archive), test_sha256=sha256sum(test_archive))
+    data.download(tmp_path / "test_only", split="test", **urls)
+    assert {p.name for p in (tmp_path / "test_only").iterdir()} == {data.TEST_FOLDER, test_archive.name}
+    data.download(tmp_path / "train_only", split="train", **urls)
+    assert {p.name for p in (tmp_path / "train_only").iterdir()} == {train_archive.name, data.TRAIN_FOLDER}
+
+
 def test_train_dataset_without_augment_is_mfcc_of_cached_audio(prepared) -> None:
     audio, labels, _ = data.load_cached_audio(prepared, "train")
     batches = list(data.train_dataset(prepared, batch_size=10, augment=False, seed=0, shuffle=False))
@@ -419,6 +449,49 @@ def test_load_test_handles_rates_lengths_and_bad_files(tmp_path, capsys) -> None
     cut = np.zeros((1, 16000), np.float32)
     cut[0] = first_second / first_second.max()
     np.testing.assert_allclose(features_of(long), data.compute_mfcc(cut)[0], atol=1e-5)
+
+
+def _damaged_wavs(root: Path) -> dict[str, str]:
+    """Write one damaged clip per kind under `root`/<label>/; {path relative to root: reason}."""
+    whole = write_wav(root / "on" / "whole.wav", tone_clip(np.random.default_rng(3), 400.0)).read_bytes()
+    (root / "on" / "whole.wav").unlink()
+    (root / "go").mkdir(exist_ok=True)
+    (root / "go" / "cut_in_data.wav").write_bytes(whole[:20000])
+    (root / "go" / "cut_in_header.wav").write_bytes(whole[:30])
+    nan = np.zeros(16000, np.float32)
+    nan[100] = np.nan
+    write_wav(root / "up" / "nan.wav", nan)
+    write_wav(root / "up" / "inf.wav", np.full(16000, np.inf, np.float32))
+    return {"go/cut_in_data.wav": "truncated", "go/cut_in_header.wav": "truncated header",
+            "up/inf.wav": "non-finite samples", "up/nan.wav": "non-finite samples"}
+
+
+def test_read_wav_names_truncated_and_non_finite_files(tmp_path) -> None:
+    for path, reason in _damaged_wavs(tmp_path).items():
+        with pytest.raises(data.WavReadError, match=f"{tmp_path / path}") as raised:
+            data.read_wav(tmp_path / path)
+        assert raised.value.reason == reason, path
+
+
+def test_load_test_skips_and_counts_damaged_clips(tmp_path, capsys) -> None:
+    root = tmp_path / data.TEST_FOLDER
+    written = write_test_tree(root, per_label=1)
+    damaged = _damaged_wavs(root)
+    test_set = data.load_test(tmp_path)
+    features, _, ids = test_set
+    assert len(ids) == len(features) == len(written) and np.isfinite(features).all()
+    assert test_set.skipped == tuple((f"{data.TEST_FOLDER}/{path}", reason) for path, reason in sorted(damaged.items()))
+    err = capsys.readouterr().err
+    assert all(path in err for path in damaged) and "Skipped 4 " in err
+
+
+def test_load_test_refuses_a_folder_that_is_not_a_label(tmp_path) -> None:
+    root = tmp_path / data.TEST_FOLDER
+    write_test_tree(root, per_label=1)
+    (root / "notes").mkdir()  # no .wav: ignored
+    write_wav(root / "Yes" / "a.wav", tone_clip(np.random.default_rng(0), 300.0))
+    with pytest.raises(UserError, match=r"Test folder .*/Yes is not one of the 12 labels.*down, go.*_unknown_"):
+        data.load_test(tmp_path)
 
 
 def test_load_test_missing_folder_or_no_wav_is_user_error(tmp_path) -> None:

@@ -31,6 +31,7 @@ Departures from the authors' code, on purpose:
 import concurrent.futures
 import json
 import os
+import shutil
 import sys
 from fractions import Fraction
 from pathlib import Path, PurePosixPath
@@ -42,9 +43,10 @@ import tensorflow as tf
 from PIL import Image
 
 from common import files
-from common.download import extract, fetch
+from common.download import check_split, extract, fetch
 from common.progress import Progress
 from common.errors import UserError
+from common.tasks import LoadedSet
 
 TRAIN_URL = ("https://www.silabs.com/public/files/github/machine_learning/benchmarks/datasets/"
              "vw_coco2014_96.tar.gz")
@@ -121,17 +123,21 @@ def _images_complete(data_dir: Path) -> bool:
 
 
 def download(data_dir: Path, train_url: str = TRAIN_URL, images_url: str = COCO_IMAGES_URL,
-             annotations_url: str = COCO_ANNOTATIONS_URL, verify_checksums: bool = True) -> Path:
-    """Fetch and unpack the training archive and COCO val2017 (images and annotations) into `data_dir`.
+             annotations_url: str = COCO_ANNOTATIONS_URL, verify_checksums: bool = True, split: str = "all",
+             force: bool = False) -> Path:
+    """Fetch and unpack what `split` needs into `data_dir`: "train" the training archive, "test" COCO
+    val2017 images and annotations (the minival is built from them), "all" the three.
 
     Each of `vw_coco2014_96/`, `annotations/instances_val2017.json` and `val2017/` is skipped when
     already complete (val2017/ is complete when it holds every image the annotations name). Archives
     are kept in `data_dir`, named after their URL, so an interrupted download resumes. URLs may be
     http(s)://, file:// or local paths. With `verify_checksums`, the training archive is checked
     against Silicon Labs' SHA-1 and the COCO archives against their published MD5 and SHA-256 (see
-    the constants); `verify_checksums=False` skips all checks (for mirrors and tests).
+    the constants); `verify_checksums=False` skips all checks (for mirrors and tests). Unpacking keeps
+    files the archives do not hold and never replaces one whose content differs unless `force`.
     Returns `data_dir`.
     """
+    check_split(split)
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     # Annotations before images: the images' completeness check reads them.
@@ -143,6 +149,8 @@ def download(data_dir: Path, train_url: str = TRAIN_URL, images_url: str = COCO_
          {"md5": COCO_IMAGES_MD5, "sha256": COCO_IMAGES_SHA256}),
     )
     for what, url, target, complete, checksums in parts:
+        if split != "all" and (split == "train") != (target == TRAIN_FOLDER):
+            continue
         if complete(data_dir):
             print(f"{what}: {data_dir / target} already present")
             continue
@@ -150,7 +158,7 @@ def download(data_dir: Path, train_url: str = TRAIN_URL, images_url: str = COCO_
         name = PurePosixPath(url.split("?")[0]).name or f"{PurePosixPath(target).parts[0]}.archive"
         archive = fetch(url, data_dir / name, **checks)
         print(f"Extracting {archive} into {data_dir}")
-        extract(archive, data_dir)
+        extract(archive, data_dir, force=force)
         if not complete(data_dir):
             raise UserError(f"{archive} did not unpack to a complete {data_dir / target}; check that the URL "
                             f"points at the {what} archive, delete {archive} and re-run")
@@ -161,9 +169,34 @@ def download(data_dir: Path, train_url: str = TRAIN_URL, images_url: str = COCO_
 # Reading images
 
 
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB of an image in any mode Pillow reads, as TensorFlow's decoders (training) give it.
+
+    1, L, P, RGB: as they are (grey and palette expanded); alpha (RGBA, LA, PA, a palette's
+    transparency) is dropped, not composited, as tf.io.decode_png(channels=3) drops it; 16-bit grey
+    (I;16*, and I, which older Pillows give 16-bit PNGs) is scaled to 8 bit by its high byte (v >> 8, what
+    TensorFlow's PNG decoder keeps: 257 x p gives back p), not clipped; CMYK as
+    (255 - C) x (255 - K) // 255 per channel, TensorFlow's JPEG formula. Float images (F) are refused
+    (ValueError): no 8-bit scale can be assumed for them.
+    """
+    mode = image.mode
+    if mode.startswith("I"):
+        values = np.clip(np.asarray(image).astype(np.int64), 0, 65535) >> 8
+        return Image.fromarray(values.astype(np.uint8), "L").convert("RGB")
+    if mode == "CMYK":
+        cmyk = np.asarray(image).astype(np.uint16)
+        return Image.fromarray(((255 - cmyk[..., :3]) * (255 - cmyk[..., 3:]) // 255).astype(np.uint8), "RGB")
+    if mode in ("F", "RGBa", "La"):
+        raise ValueError(f"image mode {mode} has no 8-bit RGB equivalent TensorFlow would decode to; "
+                         "save the image as 8-bit RGB or grey")
+    if mode == "PA":
+        image = image.convert("RGBA")
+    return image if mode == "RGB" else image.convert("RGB")
+
+
 def _to_model_size(image: Image.Image) -> Image.Image:
-    """RGB (grey, palette, CMYK... converted; alpha dropped), squashed to 96x96 with RESAMPLE."""
-    rgb = image.convert("RGB")
+    """8-bit RGB (`to_rgb`), squashed to 96x96 with RESAMPLE."""
+    rgb = to_rgb(image)
     if rgb.size != (IMAGE_SIZE, IMAGE_SIZE):
         rgb = rgb.resize((IMAGE_SIZE, IMAGE_SIZE), RESAMPLE)
     return rgb
@@ -209,13 +242,13 @@ def load_images(paths: Sequence[Path | str]) -> np.ndarray:
     return images
 
 
-def load_test(data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def load_test(data_dir: Path) -> LoadedSet:
     """A test set laid out as `data_dir`/{person,non_person}/ (what `build_minival` writes).
 
-    Returns images float32 (N, 96, 96, 3) in [0, 1] (see `load_images`), labels int64 (N,)
+    Returns a LoadedSet of images float32 (N, 96, 96, 3) in [0, 1] (see `load_images`), labels int64 (N,)
     (1 = person, 0 = non_person) and ids (N,) str, each image's path relative to `data_dir`
     ("person/000000000139.jpg"), sorted. Files ending in .png/.jpg/.jpeg (any case) are read; an
-    unreadable one is reported by name on stderr and skipped, with a count at the end.
+    unreadable one is reported by name on stderr, skipped and counted (LoadedSet.skipped).
     """
     data_dir = Path(data_dir)
     hint = "run visual_wake_words/preprocess.sh and pass --data-dir DATA/minival"
@@ -234,15 +267,18 @@ def load_test(data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise UserError(f"No .png/.jpg/.jpeg images in {data_dir / PERSON} or {data_dir / NON_PERSON}; {hint}")
     images, failures = _read_all([data_dir / image_id for image_id in ids])
     keep = np.ones(len(ids), bool)
+    skipped = []
     for row, error in failures:
         print(f"skipping unreadable image {data_dir / ids[row]} ({error})", file=sys.stderr)
         keep[row] = False
+        skipped.append((ids[row], "empty file" if (data_dir / ids[row]).stat().st_size == 0
+                        else f"unreadable image ({error.split(':')[0]})"))
     if failures:
         print(f"{len(failures)} of {len(ids)} test images could not be read and were skipped", file=sys.stderr)
         if not keep.any():
             raise UserError(f"None of the {len(ids)} images under {data_dir} could be read; {hint}")
         images = images[keep]
-    return images, np.asarray(labels, np.int64)[keep], np.asarray(ids, dtype=str)[keep]
+    return LoadedSet(images, np.asarray(labels, np.int64)[keep], np.asarray(ids, dtype=str)[keep], skipped)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -314,51 +350,70 @@ def _write_jpeg(source: Path, target: Path) -> None:
         small.save(temporary, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
 
 
+def _set_aside(files: list[Path], root: Path) -> Path:
+    """Move `files` (under `root`/CLASS/) to `root`_set_aside/CLASS/, never over an existing file."""
+    aside = root.with_name(f"{root.name}_set_aside")
+    for path in files:
+        target = aside / path.parent.name / path.name
+        for n in range(1, 10_000):
+            if not target.exists():
+                break
+            target = target.with_name(f"{path.stem}.{n}{path.suffix}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+    return aside
+
+
 def build_minival(data_dir: Path, out_dir: Path | None = None) -> dict[str, int]:
     """Write the authors' VWW test set from COCO val2017 to `out_dir`/minival/{person,non_person}/.
 
     Labels follow `minival_labels`; each kept image is converted to RGB, squashed to 96x96 with
-    RESAMPLE and saved as JPEG (quality 95, 4:4:4) under its original file name. Files are written
-    atomically, so an interrupted run resumes where it stopped; a complete minival is left as it is.
-    Image files in the class folders that do not belong there are deleted. `out_dir` defaults to
-    `data_dir`. Prints and returns the counts {"person": n, "non_person": n, "skipped": n}.
+    RESAMPLE and saved as JPEG (quality 95, 4:4:4) under its original file name. Missing images are
+    written into a temporary sibling folder (.minival.building, which an interrupted run resumes from) and
+    moved in only once all are written, so a failed build leaves minival/ as it was; a complete minival is
+    left as it is. Nothing is deleted: image files in the class folders that are not part of minival
+    are moved to minival_set_aside/. `out_dir` defaults to `data_dir`. Prints and returns the counts
+    {"person": n, "non_person": n, "skipped": n}.
     """
     data_dir = Path(data_dir)
     root = Path(out_dir if out_dir is not None else data_dir) / MINIVAL_FOLDER
     annotations = data_dir / ANNOTATIONS_FILE
     labels = minival_labels(_read_annotations(annotations, data_dir), str(annotations))
     counts = {PERSON: 0, NON_PERSON: 0, SKIPPED: 0}
-    targets: dict[Path, Path] = {}
+    targets: dict[str, Path] = {}  # "person/NAME.jpg" -> its COCO image
     for name, label in sorted(labels.items()):
         counts[label or SKIPPED] += 1
         if label is not None:
-            targets[root / label / name] = data_dir / IMAGES_FOLDER / name
-    removed = 0
-    for class_name in CLASS_NAMES:
-        folder = root / class_name
-        for entry in (folder.iterdir() if folder.is_dir() else ()):
-            stray = entry.name.lower().endswith((*IMAGE_SUFFIXES, ".tmp")) and entry not in targets
-            if stray and entry.is_file():
-                entry.unlink()
-                removed += 1
-    if removed:
-        print(f"Deleted {removed} files under {root} that are not part of minival")
-    todo = [(source, target) for target, source in targets.items() if not target.is_file()]
+            targets[f"{label}/{name}"] = data_dir / IMAGES_FOLDER / name
+    strays = [entry for class_name in CLASS_NAMES if (root / class_name).is_dir()
+              for entry in sorted((root / class_name).iterdir())
+              if entry.name.lower().endswith((*IMAGE_SUFFIXES, ".tmp")) and entry.is_file()
+              and f"{class_name}/{entry.name}" not in targets]
+    todo = [(source, target) for target, source in targets.items() if not (root / target).is_file()]
     summary = f"{counts[PERSON]} person, {counts[NON_PERSON]} non_person, {counts[SKIPPED]} skipped (small persons)"
-    if not todo:
+    if not todo and not strays:
         print(f"minival already complete at {root}: {summary}")
         return counts
     missing = [source for source, _ in todo if not source.is_file()]
     if missing:
         raise UserError(f"{len(missing)} images named in {annotations} are missing from {data_dir / IMAGES_FOLDER} "
                         f"(first: {missing[0].name}); {_download_hint(data_dir)}")
+    staging = root.with_name(f".{root.name}.building")
     for class_name in CLASS_NAMES:
-        (root / class_name).mkdir(parents=True, exist_ok=True)
-    progress = Progress(f"minival {len(todo)} images", len(todo))
+        (staging / class_name).mkdir(parents=True, exist_ok=True)
+    jobs = [(source, staging / target) for source, target in todo if not (staging / target).is_file()]
+    progress = Progress(f"minival {len(jobs)} images", len(jobs))
     with concurrent.futures.ThreadPoolExecutor(IO_THREADS) as pool:
-        for _ in pool.map(lambda job: _write_jpeg(*job), todo):
+        for _ in pool.map(lambda job: _write_jpeg(*job), jobs):
             progress.advance()
     progress.finish()
+    if strays:  # all written: now the swap, by renames only
+        aside = _set_aside(strays, root)
+        print(f"Moved {len(strays)} files under {root} that are not part of minival to {aside}")
+    for _, target in todo:
+        (root / target).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / target, root / target)
+    shutil.rmtree(staging)  # holds only what this builder wrote
     print(f"minival written to {root}: {summary}")
     return counts
 
@@ -437,8 +492,34 @@ def _rescale(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor
     return tf.clip_by_value(images * RESCALE, 0.0, 1.0), labels
 
 
+# What tf.io.decode_image reads, by their first bytes: JPEG, PNG, GIF, BMP.
+IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
+
+
+def _check_decodable(paths: Sequence[str]) -> None:
+    """UserError naming the first of `paths` that is empty or not a JPEG/PNG/GIF/BMP file by its first
+    bytes, which tf.data would only fail on, deep inside training."""
+    def problem(path: str) -> str | None:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(8)
+        except OSError as err:
+            return f"cannot be read ({err})"
+        if not head:
+            return "is empty (0 bytes)"
+        return None if head.startswith(IMAGE_SIGNATURES) else "is not a JPEG, PNG, GIF or BMP image"
+
+    with concurrent.futures.ThreadPoolExecutor(IO_THREADS * 4) as pool:
+        bad = [(path, error) for path, error in zip(paths, pool.map(problem, paths, chunksize=256)) if error]
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise UserError(f"Training image {bad[0][0]} {bad[0][1]}{more}; delete or replace it, or download "
+                        f"the training set again (bash visual_wake_words/download.sh)")
+
+
 def _file_dataset(data_dir: Path, examples: list[tuple[str, int]]) -> tf.data.Dataset:
     paths = [str(Path(data_dir) / path) for path, _ in examples]
+    _check_decodable(paths)
     labels = np.array([label for _, label in examples], np.int64)
     return tf.data.Dataset.from_tensor_slices((paths, labels))
 

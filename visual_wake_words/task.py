@@ -47,11 +47,13 @@ FIGURES = {
 }
 
 
-def download(data_dir, mirror=None):
-    """`mirror`: a URL or folder holding the three archives under their official names."""
+def download(data_dir, mirror=None, split="all", force=False):
+    """`mirror`: a URL or folder holding the archives under their official names. `split`: "test" fetches
+    COCO val2017 and its annotations (the minival is built from them), "train" the training set
+    vw_coco2014_96, "all" the three; `force` replaces existing files whose content differs."""
     return data.download(data_dir, train_url=mirror_url(data.TRAIN_URL, mirror),
                          images_url=mirror_url(data.COCO_IMAGES_URL, mirror),
-                         annotations_url=mirror_url(data.COCO_ANNOTATIONS_URL, mirror))
+                         annotations_url=mirror_url(data.COCO_ANNOTATIONS_URL, mirror), split=split, force=force)
 
 
 def preprocess(data_dir):
