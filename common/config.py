@@ -1,7 +1,8 @@
 """Training configuration: YAML -> a validated, frozen `TrainConfig`.
 
-Every key is checked: an unknown key or a value of the wrong type is reported with the file and the
-dotted key, and command-line overrides (`--set epochs=3`) go through the same validation.
+Every key is checked: an unknown key, a value of the wrong type, or a value out of range (a non-finite
+or negative number, zero epochs, boundaries not increasing) is reported with the dotted key and where
+it came from: the YAML file, or the command-line override (`--set epochs=3`) that set it.
 """
 import dataclasses
 import pathlib
@@ -12,11 +13,35 @@ import yaml
 
 from common.errors import UserError
 
+MAX_SEED = 2**32 - 1  # numpy's seeds
+FLOAT32_MAX = 3.4028234663852886e38  # what training computes in
+
+
+class ConfigError(ValueError):
+    """A bad config value; `key` is the dotted key it belongs to."""
+
+    def __init__(self, key, message):
+        super().__init__(message)
+        self.key = key
+
+
+def _at_least(key, value, low):
+    if value is not None and value < low:
+        raise ConfigError(key, f"{key} must be at least {low}, got {value}")
+
+
+def _number(key, value, low=0.0, above=False):
+    """A finite float32 >= low (> low when `above`)."""
+    if not abs(value) <= FLOAT32_MAX or value < low or (above and value == low):
+        raise ConfigError(key, f"{key} must be a finite number {'above' if above else 'at least'} {low:g}, "
+                               f"got {value}")
+
 
 @dataclasses.dataclass(frozen=True)
 class LearningRate:
     """Per-epoch learning rate: `constant`, `exponential` (initial * decay ** epoch) or `step`
-    (values[i] from epoch boundaries[i-1] on; values has one more entry than boundaries)."""
+    (values[i] from epoch boundaries[i-1] on; values has one more entry than boundaries).
+    A rate of 0 is allowed (it freezes the weights, for checks); negative or non-finite ones are not."""
     schedule: str = "constant"
     initial: float = 1e-3
     decay: float = 0.99
@@ -24,11 +49,19 @@ class LearningRate:
     values: tuple[float, ...] = ()
 
     def __post_init__(self):
+        key = "learning_rate."
         if self.schedule not in ("constant", "exponential", "step"):
-            raise ValueError(f"learning_rate.schedule must be constant, exponential or step, "
-                             f"got {self.schedule!r}")
+            raise ConfigError(key + "schedule", f"learning_rate.schedule must be constant, exponential or step, "
+                                                f"got {self.schedule!r}")
+        _number(key + "initial", self.initial)
+        _number(key + "decay", self.decay, above=True)
+        for i, value in enumerate(self.values):
+            _number(f"{key}values[{i}]", value)
+        for i, boundary in enumerate(self.boundaries):
+            _at_least(f"{key}boundaries[{i}]", boundary, 1 if i == 0 else self.boundaries[i - 1] + 1)
         if self.schedule == "step" and len(self.values) != len(self.boundaries) + 1:
-            raise ValueError("learning_rate.values needs one more entry than learning_rate.boundaries")
+            raise ConfigError(key + "values", "learning_rate.values needs one more entry than "
+                                              "learning_rate.boundaries")
 
     def at(self, epoch):
         if self.schedule == "exponential":
@@ -70,18 +103,34 @@ class TrainConfig:
     jit_compile: bool = False
 
     def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be at least 1")
+        for key in ("epochs", "batch_size", "steps_per_epoch"):
+            _at_least(key, getattr(self, key), 1)
+        _at_least("weight_transfer_epochs", self.weight_transfer_epochs, 0)
+        for i, epoch in enumerate(self.optimizer_restarts):
+            _at_least(f"optimizer_restarts[{i}]", epoch, 0)
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError("seed", f"seed must be between 0 and {MAX_SEED}, got {self.seed}")
+        for name, weight in self.loss_weights.items():
+            _number(f"loss_weights.{name}", weight)
+        if not any(self.loss_weights.values()):
+            raise ConfigError("loss_weights", "loss_weights: at least one exit needs a weight above 0")
+        for name, ramp in self.loss_weight_ramp.items():
+            key = f"loss_weight_ramp.{name}"
+            if name not in self.loss_weights:
+                raise ConfigError(key, f"{key}: exit {name} has no loss_weights entry to ramp from")
+            if not abs(ramp) <= FLOAT32_MAX or self.loss_weights[name] + ramp < 0:
+                raise ConfigError(key, f"{key} must be finite and keep the weight at least 0 "
+                                       f"(loss_weights.{name} + ramp >= 0), got {ramp}")
         if self.distribute not in ("none", "mirrored"):
-            raise ValueError(f"distribute must be none or mirrored, got {self.distribute!r}")
+            raise ConfigError("distribute", f"distribute must be none or mirrored, got {self.distribute!r}")
 
 
 def _check(value, kind, key):
-    """`value` converted to `kind`, or ValueError naming `key`."""
+    """`value` converted to `kind`, or ConfigError naming `key`."""
     origin = typing.get_origin(kind)
     if dataclasses.is_dataclass(kind):
         if not isinstance(value, dict):
-            raise ValueError(f"{key}: expected a mapping, got {value!r}")
+            raise ConfigError(key, f"{key}: expected a mapping, got {value!r}")
         return _build(kind, value, key + ".")
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in typing.get_args(kind):
@@ -91,17 +140,22 @@ def _check(value, kind, key):
     if origin is dict:
         key_kind, value_kind = typing.get_args(kind)
         if not isinstance(value, dict):
-            raise ValueError(f"{key}: expected a mapping, got {value!r}")
+            raise ConfigError(key, f"{key}: expected a mapping, got {value!r}")
         return {_check(k, key_kind, f"{key}"): _check(v, value_kind, f"{key}.{k}") for k, v in value.items()}
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{key}: expected a list, got {value!r}")
+            raise ConfigError(key, f"{key}: expected a list, got {value!r}")
         item_kind = typing.get_args(kind)[0]
         return tuple(_check(v, item_kind, f"{key}[{i}]") for i, v in enumerate(value))
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if kind is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ValueError(f"{key}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
+        raise ConfigError(key, f"{key}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
     return value
 
 
@@ -109,11 +163,11 @@ def _build(cls, mapping, prefix=""):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(mapping) - set(fields))
     if unknown:
-        raise ValueError(f"unknown key {prefix}{unknown[0]}; valid keys: {', '.join(fields)}")
+        raise ConfigError(prefix + unknown[0], f"unknown key {prefix}{unknown[0]}; valid keys: {', '.join(fields)}")
     missing = [n for n, f in fields.items() if n not in mapping and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]
     if missing:
-        raise ValueError(f"missing key {prefix}{missing[0]}")
+        raise ConfigError(prefix + missing[0], f"missing key {prefix}{missing[0]}")
     hints = typing.get_type_hints(cls)
     return cls(**{name: _check(value, hints[name], prefix + name) for name, value in mapping.items()})
 
@@ -124,13 +178,34 @@ def parse_overrides(pairs):
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key:
-            raise UserError(f"override {pair!r} must look like KEY=VALUE, e.g. epochs=3")
+            raise UserError(f"--set {pair}: an override must look like KEY=VALUE, e.g. --set epochs=3")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise UserError(f"--set {pair}: {text!r} is not a YAML value ({str(err).splitlines()[0]}); "
+                            "quote lists and mappings, e.g. --set 'optimizer_restarts=[20, 30]'") from None
         *parents, leaf = key.split(".")
         node = result
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(text)
+            if not isinstance(node, dict):
+                raise UserError(f"--set {pair}: {part} is set to a value by another --set; set it once")
+        node[leaf] = value
     return result
+
+
+def origin(path, overrides, key):
+    """Where the value of the dotted `key` came from: "--set KEY=VALUE" (the last override that set it, or a
+    key above or below it), else the YAML file."""
+    def base(name):
+        return name.split("[")[0]
+
+    key = base(key)
+    for pair in reversed(list(overrides)):
+        name = base(pair.partition("=")[0])
+        if key == name or key.startswith(name + ".") or name.startswith(key + "."):
+            return f"--set {pair}"
+    return str(path)
 
 
 def _merge(base, overrides):
@@ -143,18 +218,23 @@ def _merge(base, overrides):
 
 
 def load_config(path, overrides=()):
-    """Read and validate a YAML training config; UserError names the file and the key."""
+    """Read and validate a YAML training config with `overrides` ("key=value") applied; a UserError names
+    the key and the file or the override it came from."""
     path = pathlib.Path(path)
     try:
         mapping = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise UserError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"cannot read config file {path} ({err})") from None
     except yaml.YAMLError as err:
         raise UserError(f"{path}: not valid YAML ({err})") from None
     if not isinstance(mapping, dict):
         raise UserError(f"{path}: expected a mapping of keys to values")
     try:
         return _build(TrainConfig, _merge(mapping, parse_overrides(overrides)))
+    except ConfigError as err:
+        raise UserError(f"{origin(path, overrides, err.key)}: {err}") from None
     except (ValueError, TypeError) as err:
         raise UserError(f"{path}: {err}") from None
 
@@ -168,3 +248,20 @@ def to_dict(config):
             return {k: plain(v) for k, v in value.items()}
         return value
     return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
+
+
+def summary(config, width=100):
+    """The resolved config as a compact block of `key: value` items, YAML flow style as --set takes them."""
+    def flow(value):
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if v not in ([], ())}
+        text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=1e9)
+        return text.removesuffix("\n...\n").strip()
+
+    lines = [""]
+    for key, value in to_dict(config).items():
+        item = f"{key}: {flow(value)}"
+        if lines[-1] and len(lines[-1]) + len(item) + 2 > width:
+            lines.append("")
+        lines[-1] += (", " if lines[-1] else "") + item
+    return "\n".join("  " + line for line in lines)

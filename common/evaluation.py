@@ -45,7 +45,7 @@ def run_test(task, source, models_dir, data_dir=None, results_dir=None, names=()
             log(f"not trained in {models_dir}, so not evaluated: {', '.join(untrained)}")
     else:
         names = tasks.check_models(task, names)
-    results_dir = files.check_output_folder(tasks.results_dir(task, results_dir))
+    results_dir = files.check_output_folder(tasks.results_dir(task, results_dir), "--results-dir")
     data_dir = tasks.test_data_dir(task, data_dir)
     loaded = task.load_test(data_dir)
     inputs, labels, ids = loaded

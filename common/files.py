@@ -56,17 +56,24 @@ def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
         np.savez(f, **arrays)
 
 
-def check_output_folder(folder: str | os.PathLike) -> Path:
-    """`folder` as a Path once it is known that it can be written (its parent created and writable, and
-    it is not a file), so that a run fails before its work, not after; UserError otherwise."""
+def check_output_folder(folder: str | os.PathLike, option: str = "output folder", min_free_mb: float = 0) -> Path:
+    """`folder` as a Path once it is known that it (or the nearest existing folder above it) is a folder
+    that can be written, with `min_free_mb` free, so that a run fails before its work, not after;
+    UserError naming `option` (e.g. "--results-dir") otherwise. Creates nothing."""
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"{folder} is a file, not a folder; choose another output folder")
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    fix = f"choose another {option}"
+    if not existing.is_dir():
+        raise UserError(f"{option} {folder}: {existing} is a file, not a folder; {fix}")
     try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder.parent).close()
+        with tempfile.TemporaryFile(dir=existing) as probe:
+            probe.write(b"0")
+        free_mb = shutil.disk_usage(existing).free / 1e6
     except OSError as err:
-        raise UserError(f"cannot write into {folder.parent} ({err.strerror}); choose another output folder") from None
+        raise UserError(f"{option} {folder}: cannot write in {existing} ({err.strerror}); {fix}") from None
+    if free_mb < min_free_mb:
+        raise UserError(f"{option} {folder}: only {free_mb:.0f} MB free on its disk ({min_free_mb:.0f} MB "
+                        f"needed); free some space or {fix}")
     return folder
 
 
@@ -78,6 +85,7 @@ def staged_folder(folder: str | os.PathLike, stale: Iterable[str] = ()) -> Itera
     When the block fails or is interrupted, the temporary folder is deleted and `folder` is left exactly
     as it was. Nothing else in `folder` is touched."""
     folder = check_output_folder(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
     try:
         yield staging

@@ -7,11 +7,21 @@ runs inside the compiled train step: at the start of every batch of the first
 final exit's early-view layer. Its own gradient step is overwritten at the next batch, and no gradient
 flows through the copy, so the early exit's kernel learns from the early-exit loss only.
 
-A run writes into its folder: `backup/` (weights and optimizer state after every epoch, for resuming
-an interrupted run), `log.csv`, and when done `config.yaml` and `weights.npz`.
+A run writes into its folder: `backup/` (the config, and the weights and optimizer state after each of
+the last two epochs, each written whole or not at all, for resuming an interrupted run), `log.csv`, and
+when done `config.yaml` and `weights.npz`. Retraining a finished model (`force`) runs in `retrain/`
+inside its folder and replaces the finished model's files only once the new one is saved. A loss that
+becomes NaN or infinite stops the run, which then saves nothing.
 """
+import contextlib
+import errno
+import json
+import math
+import os
 import pathlib
 import shutil
+import sys
+import time
 
 import keras
 import tensorflow as tf
@@ -19,11 +29,13 @@ import yaml
 
 from common import config as config_lib
 from common.errors import UserError
+from common import files
 from common.files import write_text
 from common.models import build_model
 from common.tasks import check_models, config_path, data_dir, load_task
 from common.weights import save_weights
 
+MIN_FREE_MB = 50  # checkpoints and weights of these networks need a few MB; refuse a disk nearly full
 # Early-view transfer: (source, target) layer names.
 TRANSFER_LAYERS = ("depth_conv_ee_1", "depth_conv_eefinal_out")
 
@@ -101,15 +113,84 @@ class EpochSchedules(keras.callbacks.Callback):
             print(f"epoch {epoch + 1}: early-view weight transfer stops; the early-view kernel trains on its own")
 
 
-def _check_exits(config, exit_names, source):
+class Checkpoints(keras.callbacks.Callback):
+    """After every epoch, the trainer's weights and optimizer state in backup/epoch-NNNN.weights.h5
+    (NNNN: epochs finished), written to a temporary file and renamed, so that a crash or a full disk
+    never leaves a half-written checkpoint under a checkpoint's name; the newest two are kept."""
+
+    def __init__(self, folder):
+        super().__init__()
+        self.folder = pathlib.Path(folder)
+
+    @staticmethod
+    def found(folder):
+        """[(epochs finished, path)], newest first."""
+        _adopt_keras_backup(pathlib.Path(folder))
+        numbered = ((path.name[6:-11], path) for path in pathlib.Path(folder).glob("epoch-*.weights.h5"))
+        return sorted(((int(n), path) for n, path in numbered if n.isdigit()), reverse=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        path = self.folder / f"epoch-{epoch + 1:04d}.weights.h5"
+        partial = self.folder / "partial.weights.h5"
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.model.save_weights(partial, overwrite=True)
+            with open(partial, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(partial, path)
+        except OSError as err:
+            partial.unlink(missing_ok=True)
+            kept = self.found(self.folder)[:1]
+            raise UserError(f"cannot write checkpoint {path} ({err.strerror or err}); free some space, then run the "
+                            "same command again" + "".join(f" to resume from {p} (epoch {n}), which is intact"
+                                                           for n, p in kept)) from None
+        for _, old in self.found(self.folder)[2:]:
+            old.unlink()
+
+
+def _adopt_keras_backup(folder):
+    """Rename the checkpoints of keras.callbacks.BackupAndRestore, which earlier versions used, to
+    epoch-NNNN.weights.h5 (one whose epoch is unreadable is dropped), so that such a run resumes."""
+    for suffix in ("", ".bkp"):
+        weights, metadata = folder / f"latest.weights.h5{suffix}", folder / f"training_metadata.json{suffix}"
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            os.replace(weights, folder / f"epoch-{int(json.loads(metadata.read_text())['epoch']):04d}.weights.h5")
+        metadata.unlink(missing_ok=True)
+        weights.unlink(missing_ok=True)
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Raises `Diverged` as soon as a loss is NaN or infinite (after a batch, or a validation)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check(logs, f"epoch {self.epoch + 1}, batch {batch + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check(logs, f"epoch {epoch + 1}")
+
+    @staticmethod
+    def _check(logs, where):
+        for key, value in (logs or {}).items():
+            if key.endswith("loss") and not math.isfinite(float(value)):
+                raise Diverged(f"{key} became {float(value)} in {where}")
+
+
+class Diverged(Exception):
+    """Training produced a non-finite loss."""
+
+
+def _check_exits(config, exit_names, origin):
     for key in ("loss_weights", "loss_weight_ramp"):
         unknown = sorted(set(getattr(config, key)) - set(exit_names))
         if unknown:
-            raise UserError(f"{source}: {key} names exit {unknown[0]!r}; model {config.model} has exits "
-                            f"{', '.join(exit_names)}")
+            raise UserError(f"{origin(f'{key}.{unknown[0]}')}: {key} names exit {unknown[0]!r}; model "
+                            f"{config.model} has exits {', '.join(exit_names)}")
     if config.weight_transfer_epochs and config.model != "trecx_ev":
-        raise UserError(f"{source}: weight_transfer_epochs needs the early-view model trecx_ev, "
-                        f"not {config.model}")
+        raise UserError(f"{origin('weight_transfer_epochs')}: weight_transfer_epochs needs the early-view model "
+                        f"trecx_ev, not {config.model}")
 
 
 def _strategy(config):
@@ -118,32 +199,123 @@ def _strategy(config):
     return tf.distribute.get_strategy()
 
 
-def train(config, train_data, run_dir, validation_data=None, force=False, callbacks=(), verbose="auto"):
-    """Train `config.model` on `train_data` ((images, labels) batches) and write `run_dir`.
-
-    An interrupted run resumes from its last finished epoch. A finished run is never overwritten
-    unless `force`. Returns the trained `ExitModel`.
-    """
-    run_dir = pathlib.Path(run_dir)
-    weights_path, backup_dir = run_dir / "weights.npz", run_dir / "backup"
-    if weights_path.exists() and not force:
-        raise UserError(f"{weights_path} already holds a trained model; pass --force to overwrite it")
-    if force and run_dir.exists():
-        shutil.rmtree(run_dir)
-    resuming = backup_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    print(f"{'resuming' if resuming else 'training'} {config.task}/{config.model} in {run_dir}")
-
+def _build_trainer(config, origin):
     keras.utils.set_random_seed(config.seed)
     with _strategy(config).scope():
         net = build_model(config.task, config.model)
-        _check_exits(config, net.exits, f"config of {run_dir}")
+        _check_exits(config, net.exits, origin)
         trainer = EarlyExitTrainer(net, config.loss_weights, transfer=config.weight_transfer_epochs > 0)
         trainer.compile(optimizer=keras.optimizers.Adam(config.learning_rate.at(0)),
                         loss=trainer.losses_per_exit(),
                         metrics=[[keras.metrics.SparseCategoricalAccuracy(f"{e}_accuracy")] for e in net.exits],
                         jit_compile=config.jit_compile)
         trainer.build((None, *net.model.input_shape[1:]))
+        trainer.optimizer.build(trainer.trainable_variables)
+    return net, trainer
+
+
+def _restore(trainer, backup_dir):
+    """Load the newest readable checkpoint: the epochs it finished, 0 when there is none, None when every
+    one is damaged (the trainer's state is then undefined)."""
+    found = Checkpoints.found(backup_dir)
+    for done, path in found:
+        try:
+            trainer.load_weights(path)
+            return done
+        except Exception as err:  # noqa: BLE001 - h5py and Keras raise OSError, RuntimeError, ValueError...
+            print(f"checkpoint {path} is damaged ({str(err).splitlines()[0][:120]}); it is skipped")
+    return None if found else 0
+
+
+def _start(config, work_dir, force, origin):
+    """(net, trainer, epochs finished): resumed from work_dir/backup when it holds a run of this config."""
+    backup_dir = work_dir / "backup"
+    saved = backup_dir / "config.yaml"
+    wanted = yaml.safe_dump(config_lib.to_dict(config), sort_keys=False)
+    net, trainer = _build_trainer(config, origin)  # checks the config against the model's exits first
+    if saved.is_file() and saved.read_text() != wanted and Checkpoints.found(backup_dir):
+        if not force:
+            raise UserError(f"{work_dir} holds an unfinished run of another configuration ({saved}); run with "
+                            "that configuration to resume it, or pass --force to discard it and start over")
+        print(f"discarding the unfinished run of another configuration in {backup_dir}")
+        shutil.rmtree(backup_dir)
+    done = _restore(trainer, backup_dir) if backup_dir.is_dir() else 0
+    if done is None:
+        print(f"no readable checkpoint in {backup_dir}: starting the run over from epoch 1")
+        shutil.rmtree(backup_dir)
+        net, trainer = _build_trainer(config, origin)
+        done = 0
+    elif done:
+        print(f"resuming after epoch {done} of {config.epochs} from {backup_dir}")
+    write_text(saved, wanted)
+    _trim_log(work_dir / "log.csv", done)
+    return net, trainer, done
+
+
+def _trim_log(path, done):
+    """Keep the log rows of the `done` epochs a resumed run starts after (a crash may have logged more)."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    if done == 0 or not lines:
+        path.unlink()
+        return
+    kept = [line for line in lines[1:] if line.split(",")[0].isdigit() and int(line.split(",")[0]) < done]
+    write_text(path, "".join(lines[:1] + kept))
+
+
+def _last_row(path):
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return dict(zip(lines[0].split(","), lines[-1].split(","))) if len(lines) > 1 else {}
+
+
+def _summary(config, exits, row, seconds):
+    """One line: epochs, each exit's loss and accuracy (and validation accuracy, when validated), the time."""
+    def number(key):
+        try:
+            return f"{float(row[key]):.4g}"
+        except (KeyError, ValueError):  # not logged, or "NA" (no validation data)
+            return None
+
+    parts = []
+    for e in exits:  # a single-output model logs its loss as `loss` only
+        val = number(f"val_{e}_accuracy")
+        parts.append(f"{e} loss {number(e + '_loss') or number('loss')}, accuracy {number(e + '_accuracy')}"
+                     + (f", val accuracy {val}" if val else ""))
+    return (f"finished {config.task}/{config.model}: {config.epochs} epochs, loss {number('loss')}; "
+            f"{'; '.join(parts)}; {seconds:.0f} s")
+
+
+def _failed(work_dir, what):
+    """What a failed run leaves, and how to go on."""
+    kept = Checkpoints.found(work_dir / "backup")[:1]
+    return (f"{what}; the model was not saved. {work_dir} keeps log.csv"
+            + "".join(f" and backup/, the checkpoint of epoch {n}" for n, _ in kept))
+
+
+def train(config, train_data, run_dir, validation_data=None, force=False, callbacks=(), verbose="auto",
+          origin=None):
+    """Train `config.model` on `train_data` ((images, labels) batches) and write `run_dir`.
+
+    An interrupted run resumes from its last finished epoch. A finished run is never overwritten
+    unless `force`; then the new run trains in run_dir/retrain/ and its files replace the finished
+    model's only when it is saved. `origin(key)` names where a config key came from in messages.
+    Returns the trained `ExitModel`.
+    """
+    started = time.perf_counter()
+    run_dir = pathlib.Path(run_dir)
+    origin = origin or (lambda key: f"config of {run_dir}")
+    weights_path = run_dir / "weights.npz"
+    work_dir = run_dir
+    if weights_path.exists():
+        if not force:
+            resume = " (and resume the retraining in its retrain/)" if (run_dir / "retrain").is_dir() else ""
+            raise UserError(f"{weights_path} already holds a trained model; pass --force to overwrite it{resume}")
+        work_dir = run_dir / "retrain"
+    print(f"training {config.task}/{config.model} in {work_dir}: log.csv, backup/ (a checkpoint per epoch), "
+          "then config.yaml and weights.npz" + (f" (replacing {run_dir}'s when done)" if work_dir != run_dir else ""))
+    print(config_lib.summary(config))
+    net, trainer, done = _start(config, work_dir, force, origin)
 
     def per_exit(images, labels):
         return images, (labels,) * len(net.exits)
@@ -151,24 +323,45 @@ def train(config, train_data, run_dir, validation_data=None, force=False, callba
     train_data = train_data.map(per_exit)
     if validation_data is not None:
         validation_data = validation_data.map(per_exit)
-    trainer.fit(
-        train_data, validation_data=validation_data, epochs=config.epochs,
-        steps_per_epoch=config.steps_per_epoch, shuffle=False, verbose=verbose,  # data is shuffled already
-        callbacks=[EpochSchedules(config),
-                   keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True),
-                   keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
-                   *callbacks])
-    write_text(run_dir / "config.yaml", yaml.safe_dump(config_lib.to_dict(config), sort_keys=False))
-    save_weights(net.model, weights_path)
-    shutil.rmtree(backup_dir, ignore_errors=True)
+    try:
+        trainer.fit(
+            train_data, validation_data=validation_data, epochs=config.epochs, initial_epoch=done,
+            steps_per_epoch=config.steps_per_epoch, shuffle=False, verbose=verbose,  # data is shuffled already
+            callbacks=[StopOnNonFinite(), EpochSchedules(config), Checkpoints(work_dir / "backup"),
+                       keras.callbacks.CSVLogger(str(work_dir / "log.csv"), append=True), *callbacks])
+    except BaseException as err:
+        if verbose in (1, "auto"):
+            print(flush=True)  # end the progress bar's line before the message
+        if isinstance(err, Diverged):
+            raise UserError(_failed(work_dir, f"training diverged: {err}") + ": lower the learning rate (--set "
+                            "learning_rate.initial=...) and run again (with --force to discard a checkpoint)") from None
+        if isinstance(err, tf.errors.InvalidArgumentError):  # e.g. a training image that cannot be decoded
+            raise UserError(_failed(work_dir, "a training input could not be read ("
+                                    + err.message.strip().splitlines()[0] + ")") + ": repair the training data "
+                            "(download.sh, preprocess.sh) and run the same command again to resume") from None
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise UserError(_failed(work_dir, f"cannot write {err.filename or work_dir} ({err.strerror})")
+                            + ": free some space and run the same command again to resume") from None
+        raise
+    try:
+        write_text(work_dir / "config.yaml", yaml.safe_dump(config_lib.to_dict(config), sort_keys=False))
+        save_weights(net.model, work_dir / "weights.npz")
+        if work_dir != run_dir:
+            for name in ("log.csv", "config.yaml", "weights.npz"):  # the weights last: they mark a finished run
+                os.replace(work_dir / name, run_dir / name)
+    except OSError as err:
+        raise UserError(_failed(work_dir, f"cannot save the model in {work_dir} ({err.strerror})")
+                        + ": free some space and run the same command again to save it") from None
+    shutil.rmtree(work_dir if work_dir != run_dir else run_dir / "backup", ignore_errors=True)
     print(f"saved {weights_path}")
+    print(_summary(config, net.exits, _last_row(run_dir / "log.csv"), time.perf_counter() - started))
     return net
 
 
 def train_task(task, models=(), *, config_file=None, overrides=(), data_folder=None, models_dir, force=False):
     """Train the task's models (all, or those named) from TASK/configs/MODEL.yaml, or the one model
     that `config_file` names, with `overrides` ("key=value") applied; each into MODELS_DIR/TASK/MODEL/
-    (`force`: overwrite a finished one)."""
+    (`force`: overwrite a finished one). Progress bars on a terminal; one line per epoch otherwise."""
     task = load_task(task)
     if config_file:
         if models:
@@ -176,10 +369,14 @@ def train_task(task, models=(), *, config_file=None, overrides=(), data_folder=N
         paths = [config_file]
     else:
         paths = [config_path(task, name) for name in check_models(task, models)]
-    folder = data_dir(task, data_folder)
-    for path in paths:
-        config = config_lib.load_config(path, overrides)
+    configs = [config_lib.load_config(path, overrides) for path in paths]  # every config checked first
+    for path, config in zip(paths, configs):
         if config.task != task.NAME:
             raise UserError(f"{path} is a {config.task} config; train it with bash {config.task}/train.sh")
+    files.check_output_folder(models_dir, "--models-dir", MIN_FREE_MB)
+    folder = data_dir(task, data_folder)
+    verbose = 1 if sys.stdout.isatty() else 2
+    for path, config in zip(paths, configs):
         train_data, validation_data = task.training_data(config, folder)
-        train(config, train_data, pathlib.Path(models_dir) / task.NAME / config.model, validation_data, force=force)
+        train(config, train_data, pathlib.Path(models_dir) / task.NAME / config.model, validation_data, force=force,
+              verbose=verbose, origin=lambda key, path=path: config_lib.origin(path, overrides, key))

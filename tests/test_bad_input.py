@@ -77,7 +77,7 @@ def test_results_dir_that_is_a_file(cifar, tmp_path, script):
 
 def test_results_dir_that_cannot_be_written(cifar, tmp_path):
     proc = run("test.sh", "--data-dir", cifar / "data", "--results-dir", "/proc/trecx_results", cwd=tmp_path)
-    assert_clean_failure(proc, "cannot write into /proc")
+    assert_clean_failure(proc, "--results-dir /proc/trecx_results", "cannot write in /proc")
 
 
 def test_models_dir_that_is_a_file_for_trained_models(cifar, tmp_path):

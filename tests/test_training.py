@@ -1,11 +1,13 @@
 """Training: every variant trains, saves and reloads; resume, schedules and early-view transfer."""
 import csv
+import pathlib
 
 import keras
 import numpy as np
 import pytest
 from synthetic import write_cifar
 
+from common import files
 from common.config import load_config
 from common.errors import UserError
 from common.evaluation import evaluate_models
@@ -157,6 +159,143 @@ def test_optimizer_restarts_zero_adam_state(cifar, tmp_path):
     (e0, it0, m0), (e1, it1, m1), (e2, it2, m2), (end, it_end, _) = state.seen
     assert (it0, it1, it2, it_end) == (0, 2, 0, 2)
     assert m0 == 0 and m1 > 0 and m2 == 0
+
+
+def checkpoints(run_dir):
+    return sorted(p.name for p in (run_dir / "backup").glob("*.weights.h5"))
+
+
+class Interrupt(keras.callbacks.Callback):
+    def __init__(self, at_epoch):
+        super().__init__()
+        self.at_epoch = at_epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.at_epoch:
+            raise KeyboardInterrupt
+
+
+def test_a_damaged_checkpoint_falls_back_to_the_previous_one_or_restarts(cifar, tmp_path, capsys):
+    import shutil
+    cfg = config("trecx_noev", "epochs=3")
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, batches(cifar, cfg), tmp_path / "run", callbacks=[Interrupt(2)], verbose=0)
+    assert checkpoints(tmp_path / "run") == ["epoch-0001.weights.h5", "epoch-0002.weights.h5"]
+
+    def resumed(name, damage, *starts):
+        run = tmp_path / name
+        shutil.copytree(tmp_path / "run", run)
+        damage(run / "backup")
+        steps = Record(lambda trainer, epoch: (epoch, int(trainer.optimizer.iterations.numpy())))
+        train(cfg, batches(cifar, cfg), run, callbacks=[steps], verbose=0)
+        assert steps.seen[0] == starts and steps.seen[-1] == ("end", 6)
+        assert [row["epoch"] for row in log_rows(run)] == ["0", "1", "2"] and (run / "weights.npz").is_file()
+        return capsys.readouterr().out
+
+    def truncate(path):  # as a full disk leaves a file
+        path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+
+    out = resumed("newest", lambda backup: truncate(backup / "epoch-0002.weights.h5"), 1, 2)
+    assert "epoch-0002.weights.h5 is damaged" in out and "resuming after epoch 1 of 3" in out
+    out = resumed("all", lambda backup: [truncate(p) for p in backup.glob("epoch-*")], 0, 0)
+    assert "no readable checkpoint" in out and "starting the run over from epoch 1" in out
+
+    def keras_layout(backup):  # keras.callbacks.BackupAndRestore(double_checkpoint=True), newest half-written
+        (backup / "epoch-0002.weights.h5").rename(backup / "latest.weights.h5")
+        (backup / "training_metadata.json").write_text('{"epoch": 2, "batch": 0}')
+        truncate(backup / "latest.weights.h5")
+        (backup / "epoch-0001.weights.h5").rename(backup / "latest.weights.h5.bkp")
+        (backup / "training_metadata.json.bkp").write_text('{"epoch": 1, "batch": 0}')
+
+    assert "resuming after epoch 1 of 3" in resumed("keras", keras_layout, 1, 2)
+
+
+def test_a_full_disk_keeps_the_last_checkpoint_and_the_run_resumes(cifar, tmp_path, monkeypatch):
+    import errno
+    from common.training import EarlyExitTrainer
+    cfg = config("base", "epochs=2")
+    real_save = EarlyExitTrainer.save_weights
+
+    def save_then_fill_the_disk(self, path, **kwargs):
+        if pathlib.Path(path).parent.joinpath("epoch-0001.weights.h5").exists():
+            pathlib.Path(path).write_bytes(b"\x89HDF\r\n")  # a half-written file, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_save(self, path, **kwargs)
+
+    monkeypatch.setattr(EarlyExitTrainer, "save_weights", save_then_fill_the_disk)
+    with pytest.raises(UserError, match=r"No space left on device.*free some space, then run the same command "
+                                        r"again to resume from .*epoch-0001\.weights\.h5 \(epoch 1\), which is intact"):
+        train(cfg, batches(cifar, cfg), tmp_path / "run", verbose=0)
+    assert checkpoints(tmp_path / "run") == ["epoch-0001.weights.h5"] and not (tmp_path / "run/weights.npz").exists()
+    monkeypatch.undo()
+    steps = Record(lambda trainer, epoch: (epoch, int(trainer.optimizer.iterations.numpy())))
+    train(cfg, batches(cifar, cfg), tmp_path / "run", callbacks=[steps], verbose=0)
+    assert steps.seen == [(1, 2), ("end", 4)] and len(log_rows(tmp_path / "run")) == 2
+
+
+class PoisonWeights(keras.callbacks.Callback):
+    """Sets a kernel to NaN at the start of epoch 2: the loss of its first batch is NaN."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            kernel = self.model.net.weights[0]
+            kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+
+
+def test_a_nan_loss_stops_the_run_and_force_keeps_the_finished_model(cifar, tmp_path, capsys):
+    run = tmp_path / "run"
+    cfg = config("base")
+    train(cfg, batches(cifar, cfg), run, verbose=0)
+    assert "finished image_classification/base: 1 epochs, loss " in capsys.readouterr().out
+    finished = {name: (run / name).read_bytes() for name in ("weights.npz", "config.yaml", "log.csv")}
+
+    cfg2 = config("base", "epochs=2")
+    with pytest.raises(UserError, match=r"training diverged: loss became nan in epoch 2, batch 1; the model was not "
+                                        r"saved\. .*retrain keeps log\.csv and backup/, the checkpoint of epoch 1"):
+        train(cfg2, batches(cifar, cfg2), run, force=True, callbacks=[PoisonWeights()], verbose=0)
+    assert {name: (run / name).read_bytes() for name in finished} == finished
+    assert checkpoints(run / "retrain") == ["epoch-0001.weights.h5"] and not (run / "retrain/weights.npz").exists()
+
+    with pytest.raises(UserError, match=r"pass --force to overwrite it \(and resume the retraining in its retrain/\)"):
+        train(cfg, batches(cifar, cfg), run, verbose=0)
+    train(cfg, batches(cifar, cfg), run, force=True, verbose=0)  # another config: the checkpoint is discarded
+    assert "discarding the unfinished run of another configuration" in capsys.readouterr().out
+    assert not (run / "retrain").exists() and len(log_rows(run)) == 1
+
+
+def test_an_unfinished_run_of_another_config_is_not_resumed(cifar, tmp_path):
+    cfg = config("base", "epochs=2")
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, batches(cifar, cfg), tmp_path / "run", callbacks=[Interrupt(1)], verbose=0)
+    with pytest.raises(UserError, match="holds an unfinished run of another configuration"):
+        train(config("base", "epochs=3"), batches(cifar, cfg), tmp_path / "run", verbose=0)
+
+
+def test_models_dir_is_checked_before_training(tmp_path, monkeypatch):
+    import errno
+    import shutil
+    import tempfile
+    from common.training import MIN_FREE_MB
+
+    def check_models_dir(folder):
+        return files.check_output_folder(folder, "--models-dir", MIN_FREE_MB)
+    (tmp_path / "file").write_text("mine")
+    for bad in (tmp_path / "file", tmp_path / "file" / "below"):
+        with pytest.raises(UserError, match=f"--models-dir {bad}: .*file is a file, not a folder"):
+            check_models_dir(bad)
+    check_models_dir(tmp_path / "new" / "models")
+    assert not (tmp_path / "new").exists()  # nothing created
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", full)
+    with pytest.raises(UserError, match="cannot write in .* \\(No space left on device\\); choose another"):
+        check_models_dir(tmp_path)
+    monkeypatch.undo()
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 10**6))
+    with pytest.raises(UserError, match="only 1 MB free"):
+        check_models_dir(tmp_path)
 
 
 MIRRORED_RUN = """

@@ -215,7 +215,7 @@ def run_deploy(task, model, *, source="pretrained", models_dir, data_dir=None, t
         raise UserError("--calibration-samples and --threads must be at least 1 and --drop at least 0, got "
                         f"{calibration_samples}, {threads} and {drop}")
     runtime = Runtime(threads, kernels)
-    out = files.check_output_folder(tasks.results_dir(task, results_dir))
+    out = files.check_output_folder(tasks.results_dir(task, results_dir), "--results-dir")
     nets = weights.load_nets(task, source, models_dir, ("base", model))  # a missing model fails here
     split_stages(nets[model])  # and a model without an early exit here, before any data is read
     test_dir = tasks.test_data_dir(task, data_dir)
