@@ -14,4 +14,7 @@ Import the module you need; this package re-exports nothing.
   time goes beside where the MACs go.
 - `pipeline`: choosing rho on a validation split, measuring both precisions against the base model,
   writing deploy.json, deploy.md, the benefit figure and export/; `run_deploy` is the deploy command.
+- `mcu`, `mcu_build` (and the C/C++ sources in `mcu_src/`): the exported int8 models linked with
+  TensorFlow Lite Micro into a bare-metal program for an emulated Cortex-M (qemu-system-arm), run with
+  the same early-exit loop, with executed instructions counted exactly around each invocation.
 """

@@ -1,0 +1,311 @@
+"""Exported int8 models in TensorFlow Lite Micro on an emulated Cortex-M, counting executed instructions.
+
+`run_on_mcu` links the C arrays that `deploy.sh` exports (stage 1, stage 2 and the base model) into a
+bare-metal harness with TFLM and a kernel set (CMSIS-NN or TFLM's reference kernels), runs it in
+`qemu-system-arm` on the core's board with a plugin that counts executed instructions between markers
+around every Invoke(), and returns per sample the early-exit decision, the predicted class, each
+model's int8 outputs and instruction counts, with the arena bytes each model used and the flash bytes
+of each model and of the whole program (`McuResult`). Stage 2 runs only when the early exit's int8 top
+score is not above the int8 threshold derived from rho, as in the README's TFLM snippet. Counts are
+executed instructions on an emulator, not cycles. Building is cached (mcu_build.py); what is missing
+to run at all is named by one UserError with the command that installs it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import re
+import struct
+import subprocess
+import tempfile
+
+import numpy as np
+
+from common.deploy import mcu_build
+from common.errors import UserError
+
+ARENA_POOL_BYTES = 1536 * 1024  # static pool the models' arenas are carved from (fits every board's RAM)
+DEFAULT_ARENA_BYTES = 384 * 1024
+MAX_PROBES = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class Tensor:
+    """An input or output as an exported header describes it: real = scale * (q - zero_point)."""
+    name: str
+    position: int
+    shape: tuple
+    is_int8: bool
+    scale: float
+    scale_literal: str  # the header's C float literal, as the harness compiles it
+    zero_point: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportedModel:
+    """One exported model: its C array (source, header, symbol), builtin ops, input and outputs."""
+    name: str  # "stage1", "stage2", "base", or a model's own name
+    source: pathlib.Path
+    header: pathlib.Path
+    symbol: str
+    ops: tuple
+    input: Tensor
+    outputs: dict  # output name -> Tensor
+
+
+def read_exported(header_path, name=None):
+    """An `ExportedModel` from the .h that export.py writes (its .cc beside it)."""
+    header = pathlib.Path(header_path)
+    if not header.is_file() or not header.with_suffix(".cc").is_file():
+        raise UserError(f"no exported C array {header} (and its .cc): run deploy.sh to export the models")
+    text = header.read_text()
+    symbol = re.search(r"extern const unsigned char (\w+)\[\];", text).group(1)
+    ops = re.search(r"Builtin ops \([^)]*\): (.*)", text)
+    defines = dict(re.findall(r"#define (\w+) (\S+)", text))
+    tensors = []
+    for kind, tensor_name, dtype, shape in re.findall(r"// (input|output) '(\w+)': (\w+) ([0-9x]+)", text):
+        prefix = symbol.upper() + ("_INPUT" if kind == "input" else f"_OUTPUT_{tensor_name.upper()}")
+        literal = defines[f"{prefix}_SCALE"]
+        tensors.append((kind, Tensor(tensor_name, int(defines[f"{prefix}_INDEX"]),
+                                     tuple(int(d) for d in shape.split("x")), dtype == "int8",
+                                     float(literal.rstrip("f")), literal, int(defines[f"{prefix}_ZERO_POINT"]))))
+    inputs = [t for kind, t in tensors if kind == "input"]
+    outputs = {t.name: t for kind, t in tensors if kind == "output"}
+    if len(inputs) != 1 or not all(t.is_int8 for t in [*inputs, *outputs.values()]):
+        raise UserError(f"{header} is not a single-input int8 model; the MCU harness runs the int8 exports")
+    return ExportedModel(name or header.stem, header.with_suffix(".cc"), header, symbol,
+                         tuple(o.strip() for o in ops.group(1).split(",")) if ops else (), inputs[0], outputs)
+
+
+def exported_models(export_dir, model_name="trecx_ev", base=True):
+    """The int8 models of an export folder: model_name's stage 1 and stage 2 (none if model_name is
+    None), then the base model when `base`."""
+    export_dir = pathlib.Path(export_dir)
+    models = []
+    if model_name:
+        models += [read_exported(export_dir / f"{model_name}_{part}_int8.h", part) for part in ("stage1", "stage2")]
+    if base:
+        models.append(read_exported(export_dir / "base_int8.h", "base"))
+    return models
+
+
+def _build_entry(model, role):
+    entry = {"name": model.name, "role": role, "symbol": model.symbol, "source": str(model.source),
+             "header": str(model.header), "ops": list(model.ops), "input_position": model.input.position}
+    if role == "stage1":
+        ee, tap = model.outputs["ee"], model.outputs["tap"]
+        entry.update(ee_position=ee.position, tap_position=tap.position, ee_scale=ee.scale_literal,
+                     ee_zero_point=ee.zero_point)
+    return entry
+
+
+def _roles(models):
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise UserError(f"model names must differ: {names}")
+    roles = {m.name: ("stage1" if "tap" in m.outputs else "stage2" if m.name == "stage2" else "standalone")
+             for m in models}
+    if sorted(r for r in roles.values() if r != "standalone") not in ([], ["stage1", "stage2"]):
+        raise UserError("an early-exit pair needs exactly one stage 1 (outputs ee, tap) and one model named stage2")
+    if "stage1" in roles.values():
+        tap = next(m for m in models if roles[m.name] == "stage1").outputs["tap"]
+        into = next(m for m in models if roles[m.name] == "stage2").input
+        codes = np.arange(-128, 128)  # the map crosses as it is: requantising it must change no value
+        if tap.shape != into.shape or not np.array_equal(quantize(tap.scale * (codes - tap.zero_point), into), codes):
+            raise UserError("stage 1's tapped feature map does not fit stage 2's input as it is (shape or "
+                            "quantisation differ); re-export the models with deploy.sh")
+    return roles
+
+
+def quantize(x, tensor):
+    """float array -> int8 with a tensor's quantisation (round half to even, saturate)."""
+    q = np.round(np.asarray(x, np.float64) / tensor.scale) + tensor.zero_point
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
+def ee_threshold(rho, ee):
+    """The int8 early-exit threshold as the harness computes it in float32: rho / scale + zero point."""
+    return float(np.float32(rho) / np.float32(ee.scale) + np.float32(ee.zero_point))
+
+
+@dataclasses.dataclass
+class McuResult:
+    """One run on the emulated MCU over N samples.
+
+    exits: (N,) 0 = left at the early exit, 1 = ran stage 2 (-1 without an early-exit pair); classes:
+    (N,) the early-exit pair's prediction; model_classes: {standalone model: (N,) class}; outputs:
+    {model: {output: (N, *shape) int8}}, zero rows where the model did not run; ran: {model: (N,) bool};
+    instructions: {model: (N,) executed instructions between the markers around its Invoke() (Invoke()
+    and about six instructions of marker calls), 0 where it did not run}; invocations: {model:
+    Invoke() calls counted on the MCU}; arena_used_bytes and arena_bytes (configured) per model;
+    flash_bytes per model and "program" (all that a device keeps in flash); probes: {iterations:
+    instructions counted} for the assembly probe (0: its empty region).
+    """
+    core: str
+    kernels: str
+    board: str
+    rho: float | None
+    threshold: float | None
+    exits: np.ndarray
+    classes: np.ndarray
+    model_classes: dict
+    outputs: dict
+    ran: dict
+    instructions: dict
+    invocations: dict
+    arena_used_bytes: dict
+    arena_bytes: dict
+    flash_bytes: dict
+    ram_bytes: int
+    probes: dict
+    total_instructions: int
+
+
+def _input_bytes(models, roles, inputs, n):
+    """Per sample, the int8 input of every model fed from the input, in table order, as bytes."""
+    fed = [m for m in models if roles[m.name] != "stage2"]
+    per_model = []
+    for m in fed:
+        x = inputs[m.name] if isinstance(inputs, dict) else inputs
+        x = np.asarray(x)[:n]
+        q = x if x.dtype == np.int8 else quantize(x, m.input)
+        if q.reshape(len(q), -1).shape[1] != int(np.prod(m.input.shape)):
+            raise UserError(f"inputs of shape {x.shape[1:]} do not fit {m.name}'s input {m.input.shape}")
+        per_model.append(q.reshape(len(q), -1))
+    if any(len(q) < n for q in per_model):
+        raise UserError(f"asked for {n} samples, the inputs hold {min(len(q) for q in per_model)}")
+    return b"".join(q[i].tobytes() for i in range(n) for q in per_model)
+
+
+def _parse(out_text, counts_text, models):
+    """Records of the harness's out.txt, paired with the plugin's counts."""
+    lines = out_text.splitlines()
+    error = next((line.split() for line in lines if line.startswith("ERROR ")), None)
+    if error:
+        return {"error": error}
+    if "END" not in lines:
+        raise RuntimeError("the MCU harness stopped before the end; its output ends with:\n" + "\n".join(lines[-5:]))
+    counts = [int(line.split()[1]) for line in counts_text.splitlines() if line.startswith("region ")]
+    total = next(int(line.split()[1]) for line in counts_text.splitlines() if line.startswith("total "))
+    regions = [line.split()[1:] for line in lines if line.startswith("REGION ")]
+    if len(regions) != len(counts):
+        raise RuntimeError(f"the plugin counted {len(counts)} regions, the harness announced {len(regions)}")
+    counts = iter(counts)
+    parsed = {"models": {}, "samples": [], "invokes": {}, "probes": {}, "total": total}
+    sample = None
+    for line in filter(str.strip, lines):
+        word, *rest = line.split()
+        if word == "MODEL":
+            parsed["models"][rest[0]] = int(rest[1])
+        elif word == "REGION" and rest[0] == "probe":
+            parsed["probes"].setdefault(int(rest[1]), next(counts))
+        elif word == "SAMPLE":
+            sample = {"counts": {}, "outputs": {}, "classes": {}}
+            parsed["samples"].append(sample)
+        elif word == "REGION":
+            sample["counts"][rest[0]] = next(counts)
+        elif word == "OUT":
+            sample["outputs"].setdefault(rest[0], {})[int(rest[1])] = bytes.fromhex(rest[2] if len(rest) > 2 else "")
+        elif word == "EXIT":
+            sample["exit"], sample["class"] = int(rest[0]), int(rest[1])
+        elif word == "CLASS":
+            sample["classes"][rest[0]] = int(rest[1])
+        elif word == "INVOKES":
+            parsed["invokes"][rest[0]] = int(rest[1])
+    return parsed
+
+
+def run_models(models, inputs, rho=None, core="cortex-m4", kernels="cmsis-nn", samples=None, arena_bytes=None,
+               probes=(), timeout=None, log=print):
+    """Run `ExportedModel`s on the emulated MCU; see `run_on_mcu`. A model with outputs ee and tap is
+    stage 1 and needs one named "stage2"; any other model runs on its own on every sample."""
+    roles = _roles(models)
+    first = np.asarray(inputs[models[0].name] if isinstance(inputs, dict) else inputs)
+    n = len(first) if samples is None else int(samples)
+    if "stage1" in roles.values() and rho is None:
+        raise UserError("an early-exit pair needs rho")
+    arenas = {m.name: DEFAULT_ARENA_BYTES for m in models}
+    unknown = set(arena_bytes or {}) - set(arenas)
+    if unknown:
+        raise UserError(f"arena_bytes names models that are not run: {', '.join(sorted(unknown))}")
+    arenas.update(arena_bytes or {})
+    if sum(arenas.values()) > ARENA_POOL_BYTES:
+        raise UserError(f"the arenas ({sum(arenas.values()):,} bytes) exceed the harness's pool "
+                        f"({ARENA_POOL_BYTES:,} bytes); give smaller arena_bytes")
+    if len(probes) > MAX_PROBES or any(int(p) < 1 for p in probes):
+        raise UserError(f"at most {MAX_PROBES} probes, each of at least one iteration")
+    payload = _input_bytes(models, roles, inputs, n)
+    lib = mcu_build.library(core, kernels, log=log)
+    counter = mcu_build.plugin(log=log)
+    prog = mcu_build.program(lib, [_build_entry(m, roles[m.name]) for m in models], ARENA_POOL_BYTES, log=log)
+    header = (b"TRXI" + struct.pack("<IIfI", 1, n, float(rho or 0.0), len(models))
+              + struct.pack(f"<{len(models)}I", *(arenas[m.name] for m in models))
+              + struct.pack(f"<I{len(probes)}I", len(probes), *(int(p) for p in probes)))
+    with tempfile.TemporaryDirectory(prefix="trecx_mcu_") as tmp:
+        tmp = pathlib.Path(tmp)
+        (tmp / "in.bin").write_bytes(header + payload)
+        command = ["qemu-system-arm", "-M", prog["board"], "-display", "none", "-monitor", "none", "-serial", "null",
+                   "-semihosting-config", "enable=on,target=native", "-kernel", prog["elf"],
+                   "-plugin", f"{counter},begin={prog['begin']:#x},end={prog['end']:#x},out={tmp / 'counts.txt'}"]
+        try:
+            run = subprocess.run(command, cwd=tmp, capture_output=True, text=True,
+                                 timeout=timeout or 120 + 20 * n)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"the emulated {core} did not finish within {timeout or 120 + 20 * n} s") from None
+        out = (tmp / "out.txt").read_text() if (tmp / "out.txt").is_file() else ""
+        counts = (tmp / "counts.txt").read_text() if (tmp / "counts.txt").is_file() else ""
+    if not out or (not counts and "ERROR" not in out):
+        raise RuntimeError(f"the emulated {core} wrote no results (exit {run.returncode}):\n"
+                           f"{(run.stdout + run.stderr)[-3000:]}")
+    parsed = _parse(out, counts, models)
+    if "error" in parsed:
+        what, name, value = (parsed["error"] + ["", "", ""])[1:4]
+        if what == "allocate":
+            raise UserError(f"model {name} does not fit its {int(value):,}-byte arena on the emulated {core} "
+                            f"(TFLM's AllocateTensors failed); give it more with arena_bytes")
+        raise RuntimeError(f"the MCU harness failed ({what} {name} {value}): {(run.stdout + run.stderr)[-2000:]}")
+    return _result(parsed, models, roles, n, rho, prog, arenas)
+
+
+def _result(parsed, models, roles, n, rho, prog, arenas):
+    outputs = {m.name: {t.name: np.zeros((n, *t.shape[1:]), np.int8) for t in m.outputs.values()} for m in models}
+    ran = {m.name: np.zeros(n, bool) for m in models}
+    instructions = {m.name: np.zeros(n, np.int64) for m in models}
+    by_position = {m.name: {t.position: t for t in m.outputs.values()} for m in models}
+    exits, classes = np.full(n, -1), np.full(n, -1)
+    model_classes = {m.name: np.full(n, -1) for m in models if roles[m.name] == "standalone"}
+    for i, sample in enumerate(parsed["samples"]):
+        for name, count in sample["counts"].items():
+            ran[name][i], instructions[name][i] = True, count
+        for name, tensors in sample["outputs"].items():
+            for position, data in tensors.items():
+                t = by_position[name][position]
+                outputs[name][t.name][i] = np.frombuffer(data, np.int8).reshape(t.shape[1:])
+        exits[i], classes[i] = sample.get("exit", -1), sample.get("class", -1)
+        for name, c in sample["classes"].items():
+            model_classes[name][i] = c
+    stage1 = next((m for m in models if roles[m.name] == "stage1"), None)
+    return McuResult(
+        core=prog["core"], kernels=prog["kernels"], board=prog["board"], rho=rho,
+        threshold=ee_threshold(rho, stage1.outputs["ee"]) if stage1 else None, exits=exits, classes=classes,
+        model_classes=model_classes, outputs=outputs, ran=ran, instructions=instructions,
+        invocations=parsed["invokes"], arena_used_bytes=parsed["models"], arena_bytes=arenas,
+        flash_bytes={**prog["model_bytes"], "program": prog["flash_bytes"]}, ram_bytes=prog["ram_bytes"],
+        probes={k: v for k, v in parsed["probes"].items()}, total_instructions=parsed["total"])
+
+
+def run_on_mcu(export_dir, model_name="trecx_ev", inputs=None, rho=None, core="cortex-m4", kernels="cmsis-nn",
+               samples=None, base=True, arena_bytes=None, probes=(), timeout=None, log=print):
+    """Run an export folder's int8 models (model_name's stage 1 and 2, and the base model when `base`)
+    on the emulated `core` with `kernels`; returns an `McuResult`.
+
+    inputs: float32 (N, *input shape), quantised here with each model's own input quantisation, or int8
+    used as is, or {model: array}; samples: the first K (default all); rho: the early exit's softmax
+    threshold; arena_bytes: {model: bytes} (default DEFAULT_ARENA_BYTES each); probes: iteration
+    counts of the assembly probe to count first (a check of the counter, see markers.S).
+    """
+    if inputs is None:
+        raise UserError("run_on_mcu needs inputs")
+    mcu_build.check_prerequisites()
+    models = exported_models(export_dir, model_name, base)
+    return run_models(models, inputs, rho, core, kernels, samples, arena_bytes, probes, timeout, log)

@@ -1,0 +1,335 @@
+"""Building what the emulated microcontroller runs: prerequisites, TFLM library, counting plugin, harness.
+
+Every build is cached under the build home (`$TRECX_MCU_HOME`, default ~/.cache/trecx-mcu; the TFLM tree
+that install_mcu_toolchain.sh lays out is in its `tflm/`), in a folder named by a hash of everything
+that goes into it (sources, flags, kernel list, models), and reused while that is unchanged:
+- `library(core, kernels)`: TFLM's microlite library for one core and kernel set, with only the
+  kernels of `OPS` (TFLM's own make, which downloads nothing in that tree);
+- `plugin()`: the QEMU TCG plugin that counts executed instructions between two markers (host gcc);
+- `program(lib, models, pool)`: the bare-metal harness (mcu_src/) linked with a set of models.
+Cores and kernel sets are table entries (`CORES`, `KERNEL_SETS`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+
+from common import files
+from common.errors import UserError
+
+SRC_DIR = pathlib.Path(__file__).resolve().parent / "mcu_src"
+INSTALL_HINT = "bash install_mcu_toolchain.sh (from the repository root; see its --help)"
+TOOLS = {"arm-none-eabi-gcc": "gcc-arm-none-eabi", "arm-none-eabi-g++": "gcc-arm-none-eabi",
+         "arm-none-eabi-nm": "gcc-arm-none-eabi", "arm-none-eabi-objdump": "gcc-arm-none-eabi",
+         "qemu-system-arm": "qemu-system-arm", "gcc": "gcc", "make": "make"}
+MAKEFILE = "tensorflow/lite/micro/tools/make/Makefile"
+BUILD_VERSION = 1  # bump when the build steps change, to retire old caches
+
+
+@dataclasses.dataclass(frozen=True)
+class Core:
+    """One emulated core: its QEMU board, TFLM's TARGET_ARCH, extra make variables, and where the
+    harness puts its vector table (where the core reads it at reset), what a device keeps in flash and
+    what it keeps in RAM ((origin, length) on that board)."""
+    board: str
+    arch: str
+    make_vars: tuple = ()
+    vectors: tuple = (0x00000000, 0x00000400)
+    flash: tuple = (0x00000400, 0x001ffc00)
+    ram: tuple = (0x00200000, 0x00200000)
+
+
+_PLATFORM = "-DTF_LITE_MCU_DEBUG_LOG -mthumb -funsigned-char -mlittle-endian -fomit-frame-pointer --specs=rdimon.specs"
+CORES = {
+    # MPS2 boards: 4 MB of SSRAM at 0x0 hold code and data; TFLM's qemu target builds soft float.
+    "cortex-m4": Core("mps2-an386", "cortex-m4"),
+    "cortex-m7": Core("mps2-an500", "cortex-m7"),
+    # SSE-300 (boots Secure): vectors in the ITCM (0x10000000), code and constants in the 2 MB SRAM
+    # (0x11000000), data in the DDR (0x70000000). CMSIS-NN uses MVE only with hard float.
+    "cortex-m55": Core("mps3-an547", "cortex-m55",
+                       (f"PLATFORM_FLAGS=-mcpu=cortex-m55 -mfloat-abi=hard -mfpu=auto {_PLATFORM}",),
+                       (0x10000000, 0x00000400), (0x11000000, 0x00200000), (0x70000000, 0x00400000)),
+}
+KERNEL_SETS = {"cmsis-nn": "cmsis_nn", "reference": ""}  # name -> TFLM's OPTIMIZED_KERNEL_DIR
+
+# Builtin operator -> (MicroMutableOpResolver method, TFLM kernel sources). The library holds all of
+# them; a program registers those its models list.
+OPS = {
+    "ADD": ("AddAdd", ("add.cc", "add_common.cc")),
+    "AVERAGE_POOL_2D": ("AddAveragePool2D", ("pooling.cc", "pooling_common.cc")),
+    "CONCATENATION": ("AddConcatenation", ("concatenation.cc",)),
+    "CONV_2D": ("AddConv2D", ("conv.cc", "conv_common.cc")),
+    "DEPTHWISE_CONV_2D": ("AddDepthwiseConv2D", ("depthwise_conv.cc", "depthwise_conv_common.cc")),
+    "DEQUANTIZE": ("AddDequantize", ("dequantize.cc", "dequantize_common.cc")),
+    "FULLY_CONNECTED": ("AddFullyConnected", ("fully_connected.cc", "fully_connected_common.cc")),
+    "MAX_POOL_2D": ("AddMaxPool2D", ("pooling.cc", "pooling_common.cc")),
+    "MEAN": ("AddMean", ("reduce.cc", "reduce_common.cc")),
+    "PAD": ("AddPad", ("pad.cc", "pad_common.cc")),
+    "QUANTIZE": ("AddQuantize", ("quantize.cc", "quantize_common.cc")),
+    "RESHAPE": ("AddReshape", ("reshape.cc", "reshape_common.cc")),
+    "SOFTMAX": ("AddSoftmax", ("softmax.cc", "softmax_common.cc")),
+    "STRIDED_SLICE": ("AddStridedSlice", ("strided_slice.cc", "strided_slice_common.cc")),
+}
+COMMON_KERNEL_SRCS = ("kernel_util.cc",)
+
+
+def mcu_home():
+    """The build home: $TRECX_MCU_HOME, else ~/.cache/trecx-mcu."""
+    return pathlib.Path(os.environ.get("TRECX_MCU_HOME") or pathlib.Path.home() / ".cache" / "trecx-mcu")
+
+
+def tflm_root():
+    return mcu_home() / "tflm"
+
+
+def missing_prerequisites():
+    """What the MCU path lacks on this machine (tools with their packages, the TFLM tree); [] when ready."""
+    missing = [f"{tool} (package {package})" for tool, package in TOOLS.items() if shutil.which(tool) is None]
+    if not (tflm_root() / ".trecx-sources").is_file():
+        missing.append(f"the TensorFlow Lite Micro tree in {tflm_root()}")
+    return missing
+
+
+def check_prerequisites():
+    """Raise one UserError naming everything missing and the command that installs it."""
+    missing = missing_prerequisites()
+    if missing:
+        raise UserError("running models on an emulated microcontroller needs " + "; ".join(missing)
+                        + f". Install them with: {INSTALL_HINT}")
+
+
+def _digest(*parts):
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _version(tool):
+    """A tool's version line (part of the cache keys)."""
+    return subprocess.run([tool, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+
+
+def _file_digest(paths):
+    return [(pathlib.Path(p).name, hashlib.sha256(pathlib.Path(p).read_bytes()).hexdigest()) for p in paths]
+
+
+def _run(command, log_file, cwd=None, what="build step"):
+    """Run a command, appending its output to log_file; raise RuntimeError with the log's tail if it fails."""
+    with open(log_file, "a", encoding="utf-8") as log:
+        log.write("$ " + " ".join(str(c) for c in command) + "\n")
+        log.flush()
+        result = subprocess.run([str(c) for c in command], cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        tail = pathlib.Path(log_file).read_text(encoding="utf-8", errors="replace")[-3000:]
+        raise RuntimeError(f"{what} failed (exit {result.returncode}); log {log_file}:\n{tail}")
+
+
+class _Lock:
+    """An exclusive lock on a file, so that two processes never build the same folder at once."""
+
+    def __init__(self, path):
+        self.path = pathlib.Path(path)
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = open(self.path, "w")
+        fcntl.flock(self.handle, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
+
+
+def _cached_build(kind, key, build, log, resume=False):
+    """The info dict of a cached build, building it (under a lock) into its folder when absent; an
+    interrupted build starts afresh, or with `resume` (make's own builds) continues where it stopped."""
+    folder = mcu_home() / "build" / f"{kind}-{key}"
+    info_file = folder / "info.json"
+    with _Lock(mcu_home() / "build" / f".{kind}-{key}.lock"):
+        if not info_file.is_file():
+            if folder.exists() and not resume:
+                shutil.rmtree(folder)
+            folder.mkdir(parents=True, exist_ok=True)
+            log(f"building {kind} in {folder}")
+            info = build(folder)
+            files.write_text(info_file, json.dumps(info, indent=1))
+    return json.loads(info_file.read_text())
+
+
+# ------------------------------------------------------------------------------------------------
+# The TFLM library
+
+
+def kernel_sources(kernels):
+    """TFLM kernel sources (relative to the TFLM root) of every op in OPS, specialised for a kernel set:
+    a file of the optimised kernel folder replaces the reference file of the same name."""
+    base = "tensorflow/lite/micro/kernels"
+    optimized = KERNEL_SETS[kernels]
+    names = dict.fromkeys(COMMON_KERNEL_SRCS + tuple(src for _, srcs in OPS.values() for src in srcs))
+    return [f"{base}/{optimized}/{name}" if optimized and (tflm_root() / base / optimized / name).is_file()
+            else f"{base}/{name}" for name in names]
+
+
+def _check_choice(core, kernels):
+    if core not in CORES:
+        raise UserError(f"unknown core {core!r}; choose one of {', '.join(CORES)}")
+    if kernels not in KERNEL_SETS:
+        raise UserError(f"unknown kernel set {kernels!r}; choose one of {', '.join(KERNEL_SETS)}")
+
+
+def _make_vars(core, kernels, gen):
+    spec = CORES[core]
+    values = ["TARGET=cortex_m_qemu", f"TARGET_ARCH={spec.arch}", f"BASE_GENDIR={gen}", *spec.make_vars,
+              f"MICROLITE_CC_KERNEL_SRCS={' '.join(kernel_sources(kernels))}"]
+    return values + ([f"OPTIMIZED_KERNEL_DIR={KERNEL_SETS[kernels]}"] if KERNEL_SETS[kernels] else [])
+
+
+def library(core="cortex-m4", kernels="cmsis-nn", log=print):
+    """The cached TFLM microlite library for `core` and `kernels`: {"lib", "cxxflags", "ccflags", "key", ...}."""
+    _check_choice(core, kernels)
+    check_prerequisites()
+    root = tflm_root()
+    stamp = (root / ".trecx-sources").read_text()
+    key = f"{core}-{kernels}-" + _digest(BUILD_VERSION, stamp, _make_vars(core, kernels, "GEN"),
+                                         _version("arm-none-eabi-gcc"))
+
+    def build(folder):
+        gen = folder / "gen"
+        make = ["make", "-f", MAKEFILE, *_make_vars(core, kernels, gen)]
+        printed = subprocess.run(make + ["print-CXXFLAGS", "print-CCFLAGS", "print-INCLUDES", "print-GENDIR",
+                                         "print-MICROLITE_LIB_NAME", "print-MICROLITE_LIBS"],
+                                 cwd=root, capture_output=True, text=True)
+        found = dict(line.split("=", 1) for line in printed.stdout.splitlines() if "=" in line and " " not in
+                     line.split("=", 1)[0])
+        if printed.returncode != 0 or "GENDIR" not in found:
+            raise RuntimeError(f"TFLM's make could not configure {core}/{kernels}:\n{printed.stderr[-3000:]}")
+        log(f"compiling TensorFlow Lite Micro for {core} with {kernels} kernels (several minutes, once); "
+            f"log: {folder / 'build.log'}")
+        _run(make + [f"-j{os.cpu_count() or 2}", "microlite"], folder / "build.log", cwd=root, what="TFLM build")
+        includes = [f"-I{p if os.path.isabs(p) else root / p}"
+                    for p in (flag[2:] for flag in found["INCLUDES"].split()) if p]
+        return {"core": core, "kernels": kernels, "key": key,
+                "lib": str(pathlib.Path(found["GENDIR"]) / "lib" / found["MICROLITE_LIB_NAME"]),
+                "cxxflags": found["CXXFLAGS"].split(), "ccflags": found["CCFLAGS"].split(),
+                "includes": includes, "libs": found.get("MICROLITE_LIBS", "-lm").split()}
+
+    return _cached_build("lib", key, build, log, resume=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# The plugin and the harness program
+
+
+def plugin(log=print):
+    """Path of the cached instruction-counting QEMU plugin (a shared object built with the host gcc)."""
+    check_prerequisites()
+    sources = [SRC_DIR / "insn_counter.c", SRC_DIR / "qemu_plugin_api.h"]
+    key = _digest(BUILD_VERSION, _file_digest(sources), _version("gcc"))
+
+    def build(folder):
+        target = folder / "insn_counter.so"
+        _run(["gcc", "-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-Wall", "-Wextra", "-I", SRC_DIR,
+              "-o", target, sources[0]], folder / "build.log", what="plugin build")
+        return {"plugin": str(target)}
+
+    return _cached_build("plugin", key, build, log)["plugin"]
+
+
+def _models_header(models, pool_bytes):
+    """trecx_models.h: the model table, the op count and the op registrations of one program."""
+    ops = sorted({op for model in models for op in model["ops"]})
+    unknown = [op for op in ops if op not in OPS]
+    if unknown:
+        raise UserError(f"the models use operators the MCU harness does not build: {', '.join(unknown)} "
+                        f"(known: {', '.join(OPS)}); add them to OPS in {__name__}")
+    roles = {"standalone": 0, "stage1": 1, "stage2": 2}
+    lines = ["// Generated by common/deploy/mcu_build.py (T-RecX): the models of one harness program.",
+             f"#define TRECX_MODEL_COUNT {len(models)}", f"#define TRECX_OP_COUNT {len(ops)}",
+             f"#define TRECX_ARENA_POOL_BYTES {int(pool_bytes)}u",
+             "#define TRECX_ADD_OPS(r) do { " + " ".join(f"r.{OPS[op][0]}();" for op in ops) + " } while (0)"]
+    lines += [f"extern const unsigned char {model['symbol']}[];" for model in models]
+    lines.append("static const TrecxModel kModels[TRECX_MODEL_COUNT] = {")
+    for model in models:
+        lines.append(f'  {{"{model["name"]}", {model["symbol"]}, {roles[model["role"]]}, {model["input_position"]}, '
+                     f'{model.get("ee_position", -1)}, {model.get("tap_position", -1)}, '
+                     f'{model.get("ee_scale", "0.0f")}, {model.get("ee_zero_point", 0)}}},')
+    return "\n".join(lines + ["};", ""])
+
+
+def _sections(elf):
+    """[(name, address, size)] of an ELF's allocated sections (arm-none-eabi-objdump -h)."""
+    text = subprocess.run(["arm-none-eabi-objdump", "-h", elf], capture_output=True, text=True, check=True).stdout
+    lines = text.splitlines()
+    sections = []
+    for row, flags in zip(lines, lines[1:]):
+        parts = row.split()
+        if len(parts) >= 7 and parts[0].isdigit() and "ALLOC" in flags:
+            sections.append((parts[1], int(parts[3], 16), int(parts[2], 16)))
+    return sections
+
+
+def _symbols(elf):
+    """{name: (address, size)} of an ELF's defined symbols (arm-none-eabi-nm -S)."""
+    text = subprocess.run(["arm-none-eabi-nm", "-S", elf], capture_output=True, text=True, check=True).stdout
+    symbols = {}
+    for row in (line.split() for line in text.splitlines()):
+        if len(row) == 4:
+            symbols[row[3]] = (int(row[0], 16), int(row[1], 16))
+        elif len(row) == 3:
+            symbols.setdefault(row[2], (int(row[0], 16), 0))
+    return symbols
+
+
+def program(lib, models, pool_bytes, log=print):
+    """The cached harness ELF for `models` on library `lib`: {"elf", "begin", "end", "flash_bytes", ...}.
+
+    `models`: dicts with name, role ("standalone", "stage1", "stage2"), symbol, source and header (the
+    exported .cc/.h), ops, input_position, and for stage 1 ee_position, tap_position, ee_scale (a C
+    float literal) and ee_zero_point. `pool_bytes`: the static arena pool the models' arenas come from.
+    """
+    header = _models_header(models, pool_bytes)
+    harness = sorted(SRC_DIR.glob("*"))
+    exported = [pathlib.Path(m[k]) for m in models for k in ("source", "header")]
+    key = f"{lib['core']}-{lib['kernels']}-" + _digest(BUILD_VERSION, lib["key"], header, _file_digest(harness),
+                                                       _file_digest(exported))
+    spec = CORES[lib["core"]]
+
+    def build(folder):
+        build_log = folder / "build.log"
+        files.write_text(folder / "trecx_models.h", header)
+        layout = {f"@{region.upper()}_{field}@": value for region in ("vectors", "flash", "ram")
+                  for field, value in zip(("ORIGIN", "LENGTH"), getattr(spec, region))}
+        script = (SRC_DIR / "link.ld.in").read_text()
+        for field, value in layout.items():
+            script = script.replace(field, f"0x{value:08x}")
+        files.write_text(folder / "link.ld", script)
+        for path in exported:
+            shutil.copyfile(path, folder / path.name)
+        cxx = ["arm-none-eabi-g++", *lib["cxxflags"], *lib["includes"], f"-I{folder}", "-O2"]
+        cc = ["arm-none-eabi-gcc", *lib["ccflags"], "-O2"]
+        objects = []
+        for source, compiler in ([(SRC_DIR / "harness.cc", cxx), (SRC_DIR / "startup.c", cc),
+                                  (SRC_DIR / "markers.S", cc)]
+                                 + [(folder / pathlib.Path(m["source"]).name, cxx) for m in models]):
+            objects.append(folder / (source.name + ".o"))
+            _run([*compiler, "-c", source, "-o", objects[-1]], build_log, what=f"compiling {source.name}")
+        elf = folder / "harness.elf"
+        _run(["arm-none-eabi-g++", *lib["cxxflags"], "-nostartfiles", "-T", folder / "link.ld",
+              "-Wl,--gc-sections", "-Wl,--no-warn-rwx-segments", f"-Wl,-Map={folder / 'harness.map'}",
+              *objects, lib["lib"], *lib["libs"], "-o", elf], build_log, what="linking the harness")
+        symbols = _symbols(elf)
+        sections = _sections(elf)
+        flash = sum(size for name, address, size in sections if name == ".data" or any(
+            origin <= address < origin + length for origin, length in (spec.vectors, spec.flash)))
+        return {"elf": str(elf), "board": spec.board, "core": lib["core"], "kernels": lib["kernels"],
+                "begin": symbols["trecx_mark_begin"][0] & ~1, "end": symbols["trecx_mark_end"][0] & ~1,
+                "flash_bytes": flash, "ram_bytes": sum(size for name, address, size in sections
+                                                       if spec.ram[0] <= address < spec.ram[0] + spec.ram[1]),
+                "model_bytes": {m["name"]: symbols[m["symbol"]][1] for m in models}}
+
+    return _cached_build("prog", key, build, log)

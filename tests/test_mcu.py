@@ -1,0 +1,181 @@
+"""Exported int8 models in TensorFlow Lite Micro with CMSIS-NN on an emulated Cortex-M4 (common/deploy/mcu.py).
+
+Needs the Arm toolchain, qemu-system-arm and the TFLM tree that `bash install_mcu_toolchain.sh` installs;
+without them the module is skipped. The first run on a machine builds TFLM for the M4 (4-9 minutes on 2
+cores, cached under ~/.cache/trecx-mcu; `bash install_mcu_toolchain.sh --build cortex-m4:cmsis-nn` does it
+ahead); then the module takes 25-80 s on 2 cores, mostly converting the models: two harness programs (a
+small model built here; keyword spotting's pretrained trecx_ev stages and base model) and a few samples
+each on the emulator.
+"""
+import os
+
+import numpy as np
+import pytest
+
+from common.deploy import export, mcu, mcu_build, runtime
+from common.errors import UserError
+
+pytestmark = pytest.mark.skipif(bool(mcu_build.missing_prerequisites()),
+                                reason="the MCU toolchain is not installed (run bash install_mcu_toolchain.sh): "
+                                       + "; ".join(mcu_build.missing_prerequisites()))
+CORE, KERNELS = "cortex-m4", "cmsis-nn"
+# More (core, kernel set) pairs to check against the M4 with CMSIS-NN, e.g.
+# TRECX_MCU_EXTRA=cortex-m4:reference,cortex-m7:cmsis-nn,cortex-m55:cmsis-nn (each builds TFLM once).
+EXTRA = [tuple(pair.split(":", 1)) for pair in os.environ.get("TRECX_MCU_EXTRA", "").split(",") if ":" in pair]
+N_TINY = 4
+N_KWS = 6
+
+
+def quiet(*_):
+    pass
+
+
+def litert_outputs(tflite_bytes, q_input):
+    """{output position: int8 array} of one sample on LiteRT with its reference kernels."""
+    interpreter = runtime.Runtime(kernels="reference").interpreter(tflite_bytes)
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], q_input[None])
+    interpreter.invoke()
+    return [interpreter.get_tensor(d["index"])[0] for d in interpreter.get_output_details()]
+
+
+def litert_by_name(model, tflite_bytes, q_input):
+    """{output name: int8} of one sample, named through the exported header's output positions."""
+    values = litert_outputs(tflite_bytes, q_input)
+    return {name: values[t.position] for name, t in model.outputs.items()}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A small int8 CNN (conv, depthwise conv, add, average pool, dense, softmax) exported as a base model."""
+    import keras
+
+    keras.utils.set_random_seed(0)  # the same model, hence the same cached program, in every session
+    rng = np.random.default_rng(0)
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    y = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    y = keras.layers.Conv2D(8, 1)(y)
+    x = keras.layers.ReLU()(keras.layers.Add()([x, y]))
+    x = keras.layers.AveragePooling2D(4)(x)
+    outputs = keras.layers.Dense(5, activation="softmax")(keras.layers.Flatten()(x))
+    model = keras.Model(inputs, outputs)
+    calibration = rng.uniform(-1, 1, (64, 12, 12, 3)).astype(np.float32)
+    data = export.to_tflite(model, calibration)
+    folder = tmp_path_factory.mktemp("tiny_export")
+    export.write_export(folder, "mcu_test", "tiny", {"int8": {"base": data}}, log=quiet)
+    return {"dir": folder, "tflite": data, "x": rng.uniform(-1, 1, (N_TINY, 12, 12, 3)).astype(np.float32),
+            "model": mcu.read_exported(folder / "base_int8.h", "base")}
+
+
+@pytest.fixture(scope="module")
+def kws(tmp_path_factory):
+    """Keyword spotting's pretrained trecx_ev stages and base model, exported to int8 C arrays."""
+    from test_deploy import export_task  # the same cached export the deployment tests use
+
+    exported = export_task("keyword_spotting")
+    folder = tmp_path_factory.mktemp("kws_export")
+    export.write_export(folder, "keyword_spotting", "trecx_ev", {"int8": exported["models"]["int8"]}, log=quiet)
+    return {"dir": folder, "tflite": exported["models"]["int8"], "x": exported["x"][:N_KWS],
+            "models": {m.name: m for m in mcu.exported_models(folder, "trecx_ev")}}
+
+
+def test_missing_toolchain_is_one_message_naming_the_install_script(monkeypatch, tmp_path):
+    monkeypatch.setenv("TRECX_MCU_HOME", str(tmp_path))
+    with pytest.raises(UserError, match="TensorFlow Lite Micro.*bash install_mcu_toolchain.sh"):
+        mcu.run_on_mcu(tmp_path, "trecx_ev", np.zeros((1, 4), np.float32), rho=0.5)
+
+
+def test_small_model_equals_litert_reference_bit_for_bit_and_counts_are_exact(tiny):
+    probes = (1, 1000, 100000)
+    result = mcu.run_on_mcu(tiny["dir"], None, tiny["x"], core=CORE, kernels=KERNELS, probes=probes, log=quiet)
+    q = mcu.quantize(tiny["x"], tiny["model"].input)
+    for i in range(N_TINY):
+        expected = litert_by_name(tiny["model"], tiny["tflite"], q[i])["ef"]
+        np.testing.assert_array_equal(result.outputs["base"]["ef"][i], expected)
+        assert result.model_classes["base"][i] == int(np.argmax(expected))
+    # A hand-written loop of n (subs, bne) iterations between the markers: exactly 2n + 2 instructions
+    # (the begin marker's return and the call of the end marker), and 2 with nothing between them.
+    assert result.probes == {**{n: 2 * n + 2 for n in probes}, 0: 2}
+    assert result.invocations == {"base": N_TINY} and result.ran["base"].all()
+    assert (result.instructions["base"] > 10_000).all()
+    assert 0 < result.arena_used_bytes["base"] < mcu.DEFAULT_ARENA_BYTES
+    assert result.flash_bytes["base"] == len(tiny["tflite"])
+    assert result.flash_bytes["program"] > result.flash_bytes["base"]
+
+
+def test_counts_are_identical_across_runs_and_for_the_same_input(tiny):
+    x = tiny["x"][[0, 1, 0]]
+    first = mcu.run_on_mcu(tiny["dir"], None, x, core=CORE, kernels=KERNELS, log=quiet)
+    second = mcu.run_on_mcu(tiny["dir"], None, x, core=CORE, kernels=KERNELS, log=quiet)
+    np.testing.assert_array_equal(first.instructions["base"], second.instructions["base"])
+    assert first.instructions["base"][0] == first.instructions["base"][2]
+    assert first.total_instructions == second.total_instructions
+
+
+def test_a_model_that_does_not_fit_its_arena_is_a_clear_error(tiny):
+    with pytest.raises(UserError, match=r"model base does not fit its 2,048-byte arena"):
+        mcu.run_on_mcu(tiny["dir"], None, tiny["x"], core=CORE, kernels=KERNELS, samples=1,
+                       arena_bytes={"base": 2048}, log=quiet)
+
+
+def rho_splitting(kws):
+    """A rho between the early-exit top scores of the samples, so that some exit and some do not."""
+    ee = kws["models"]["stage1"].outputs["ee"]
+    q = mcu.quantize(kws["x"], kws["models"]["stage1"].input)
+    tops = sorted(int(litert_by_name(kws["models"]["stage1"], kws["tflite"]["stage1"], q[i])["ee"].max())
+                  for i in range(N_KWS))
+    middle = N_KWS // 2
+    assert tops[middle - 1] < tops[middle], "synthetic inputs give one early-exit score; no test"
+    return ee.scale * ((tops[middle - 1] + tops[middle]) / 2 - ee.zero_point)
+
+
+def test_keyword_spotting_early_exit_equals_litert_reference(kws):
+    rho = rho_splitting(kws)
+    result = mcu.run_on_mcu(kws["dir"], "trecx_ev", kws["x"], rho=rho, core=CORE, kernels=KERNELS, log=quiet)
+    models, tflite = kws["models"], kws["tflite"]
+    q1 = mcu.quantize(kws["x"], models["stage1"].input)
+    qb = mcu.quantize(kws["x"], models["base"].input)
+    for i in range(N_KWS):
+        stage1 = litert_by_name(models["stage1"], tflite["stage1"], q1[i])
+        for name in ("ee", "tap"):
+            np.testing.assert_array_equal(result.outputs["stage1"][name][i], stage1[name])
+        exits = int(stage1["ee"].max() > result.threshold)
+        assert result.exits[i] == 1 - exits
+        if exits:
+            assert result.classes[i] == int(np.argmax(stage1["ee"]))
+        else:
+            ef = litert_by_name(models["stage2"], tflite["stage2"], stage1["tap"])["ef"]
+            np.testing.assert_array_equal(result.outputs["stage2"]["ef"][i], ef)
+            assert result.classes[i] == int(np.argmax(ef))
+        base = litert_by_name(models["base"], tflite["base"], qb[i])["ef"]
+        np.testing.assert_array_equal(result.outputs["base"]["ef"][i], base)
+        assert result.model_classes["base"][i] == int(np.argmax(base))
+    assert set(result.exits) == {0, 1}
+    # Stage 2 ran, and was counted on the MCU, exactly for the samples that did not exit.
+    assert result.invocations == {"stage1": N_KWS, "stage2": int(np.sum(result.exits == 1)), "base": N_KWS}
+    np.testing.assert_array_equal(result.ran["stage2"], result.exits == 1)
+    assert (result.instructions["stage2"][result.exits == 0] == 0).all()
+    assert (result.instructions["stage2"][result.exits == 1] > 0).all()
+    assert (result.instructions["stage1"] > 0).all() and (result.instructions["base"] > 0).all()
+    for name in ("stage1", "stage2", "base"):
+        assert 0 < result.arena_used_bytes[name] < mcu.DEFAULT_ARENA_BYTES
+        assert result.flash_bytes[name] == len(tflite[name])
+
+
+def test_stage2_never_runs_when_every_sample_exits(kws):
+    result = mcu.run_on_mcu(kws["dir"], "trecx_ev", kws["x"], rho=0.0, core=CORE, kernels=KERNELS, samples=3,
+                            log=quiet)
+    assert (result.exits == 0).all() and result.invocations["stage2"] == 0
+    assert not result.ran["stage2"].any()
+
+
+@pytest.mark.skipif(not EXTRA, reason="no TRECX_MCU_EXTRA: only the M4 with CMSIS-NN is checked")
+@pytest.mark.parametrize("core,kernels", EXTRA or [(CORE, KERNELS)])
+def test_other_cores_and_kernels_compute_the_same_int8_outputs(kws, core, kernels):
+    rho = rho_splitting(kws)
+    m4 = mcu.run_on_mcu(kws["dir"], "trecx_ev", kws["x"], rho=rho, core=CORE, kernels=KERNELS, log=quiet)
+    other = mcu.run_on_mcu(kws["dir"], "trecx_ev", kws["x"], rho=rho, core=core, kernels=kernels, log=quiet)
+    np.testing.assert_array_equal(other.exits, m4.exits)
+    for name, outputs in m4.outputs.items():
+        for output, values in outputs.items():
+            np.testing.assert_array_equal(other.outputs[name][output], values, err_msg=f"{name} {output}")
