@@ -208,3 +208,29 @@ def test_a_full_disk_while_writing_results_leaves_them_as_they_were(cifar, tmp_p
     assert status == 2
     assert "No space left on device" in capsys.readouterr().err
     assert snapshot(out) == {Path("summary.json"): b"{}"}
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MB tmpfs (root can mount one on the machines this project runs on)."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=False)
+
+
+def test_test_sh_on_a_full_disk_leaves_the_earlier_results_as_they_were(cifar, tmp_path, small_disk):
+    out = small_disk / "results"
+    first = run("test.sh", "--data-dir", cifar / "data", "--results-dir", out, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = snapshot(out)
+    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+    (small_disk / "filler").write_bytes(bytes(free - 20_000))  # room for the output check, not for the results
+    proc = run("test.sh", "--data-dir", cifar / "data", "--results-dir", out, cwd=tmp_path)
+    assert_clean_failure(proc, "No space left on device")
+    assert snapshot(out) == before
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "results"]  # no half-written folder beside it
