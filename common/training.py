@@ -336,8 +336,10 @@ def train(config, train_data, run_dir, validation_data=None, force=False, callba
             raise UserError(_failed(work_dir, f"training diverged: {err}") + ": lower the learning rate (--set "
                             "learning_rate.initial=...) and run again (with --force to discard a checkpoint)") from None
         if isinstance(err, tf.errors.InvalidArgumentError):  # e.g. a training image that cannot be decoded
+            lines = [line.strip() for line in err.message.splitlines() if line.strip()
+                     and not line.strip().startswith(("[[", "Detected at node", "Graph execution error"))]
             raise UserError(_failed(work_dir, "a training input could not be read ("
-                                    + err.message.strip().splitlines()[0] + ")") + ": repair the training data "
+                                    + (lines[-1] if lines else type(err).__name__) + ")") + ": repair the training data "
                             "(download.sh, preprocess.sh) and run the same command again to resume") from None
         if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
             raise UserError(_failed(work_dir, f"cannot write {err.filename or work_dir} ({err.strerror})")

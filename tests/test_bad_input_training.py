@@ -141,3 +141,21 @@ def test_a_diverging_run_under_force_keeps_the_finished_model(runs):
     run = Path(proc.stderr.split("the model was not saved. ")[1].split(" keeps")[0]).parent
     assert {p: b for p, b in snapshot(run).items() if p.parts[0] != "retrain"} == before
     assert not (run / "retrain" / "weights.npz").exists()
+
+
+def test_a_training_image_that_cannot_be_decoded_stops_with_one_message(tmp_path):
+    from synthetic_coco import write_vww_train
+
+    folder = write_vww_train(tmp_path / "data", n_non_person=10, n_person=10, seed=0)
+    damaged = sorted((folder / "person").iterdir())[0]
+    damaged.write_bytes(damaged.read_bytes()[:300])  # a JPEG header, then nothing: undecodable, not empty
+    env = dict(os.environ, PYTHON=os.environ.get("PYTHON", sys.executable))
+    proc = subprocess.run(["bash", str(REPO_ROOT / "visual_wake_words" / "train.sh"), "base", "--data-dir",
+                           str(tmp_path / "data"), "--models-dir", str(tmp_path / "models"), "--set", "epochs=1",
+                           "--set", "batch_size=4", "--set", "augment=false"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    assert "error: a training input could not be read (" in proc.stderr and "Invalid JPEG data" in proc.stderr
+    assert not (tmp_path / "models" / "visual_wake_words" / "base" / "weights.npz").exists()
