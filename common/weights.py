@@ -12,7 +12,7 @@ import numpy as np
 
 from common import files
 from common.errors import UserError
-from common.tasks import REPO_ROOT, load_task
+from common.tasks import REPO_ROOT, check_models, load_task
 
 SOURCES = ("pretrained", "trained")
 
@@ -51,6 +51,11 @@ def load_weights(model, path):
         w.assign(arrays[w.path])
 
 
+def trained_path(task, model, models_dir):
+    """Where train.sh saves `model`'s weights: MODELS_DIR/TASK/MODEL/weights.npz."""
+    return pathlib.Path(models_dir) / load_task(task).NAME / model / "weights.npz"
+
+
 def weights_paths(task, source, models_dir, names=None):
     """{name: weights file} for every model of the task (or those in `names`), `source` "pretrained" or
     "trained"; UserError naming all missing trained ones."""
@@ -58,11 +63,11 @@ def weights_paths(task, source, models_dir, names=None):
     names = task.MODELS if names is None else names
     if source == "pretrained":
         return {name: pretrained_path(task, name) for name in names}
-    models_dir = pathlib.Path(models_dir)
-    paths = {name: models_dir / task.NAME / name / "weights.npz" for name in names}
+    paths = {name: trained_path(task, name, models_dir) for name in names}
     missing = [name for name, path in paths.items() if not path.is_file()]
     if missing:
-        raise UserError(f"no trained {', '.join(missing)} model(s) in {models_dir / task.NAME}; train with "
+        folder = pathlib.Path(models_dir) / task.NAME
+        raise UserError(f"no trained {', '.join(missing)} model(s) in {folder}; train with "
                         f"bash {task.NAME}/train.sh {' '.join(missing)}, or use --models pretrained")
     return paths
 
@@ -72,13 +77,10 @@ def select_trained(task, models_dir, names=()):
     (UserError when one is missing), else every trained one (UserError when there is none)."""
     task = load_task(task)
     if names:
-        unknown = [name for name in names if name not in task.MODELS]
-        if unknown:
-            raise UserError(f"unknown model {unknown[0]!r} for {task.NAME}; valid models: {', '.join(task.MODELS)}")
+        names = check_models(task, names)
         weights_paths(task, "trained", models_dir, names)  # names every missing one
-        return list(names), [name for name in task.MODELS if name not in names]
-    trained = [name for name in task.MODELS
-               if (pathlib.Path(models_dir) / task.NAME / name / "weights.npz").is_file()]
+        return names, [name for name in task.MODELS if name not in names]
+    trained = [name for name in task.MODELS if trained_path(task, name, models_dir).is_file()]
     if not trained:
         weights_paths(task, "trained", models_dir)  # the error naming them all
     return trained, [name for name in task.MODELS if name not in trained]
