@@ -228,7 +228,8 @@ def _restore(trainer, backup_dir):
 
 
 def _start(config, work_dir, force, origin):
-    """(net, trainer, epochs finished): resumed from work_dir/backup when it holds a run of this config."""
+    """(net, trainer, epochs finished, the config as YAML): resumed from work_dir/backup when it holds a run
+    of this config."""
     backup_dir = work_dir / "backup"
     saved = backup_dir / "config.yaml"
     wanted = yaml.safe_dump(config_lib.to_dict(config), sort_keys=False)
@@ -249,7 +250,7 @@ def _start(config, work_dir, force, origin):
         print(f"resuming after epoch {done} of {config.epochs} from {backup_dir}")
     write_text(saved, wanted)
     _trim_log(work_dir / "log.csv", done)
-    return net, trainer, done
+    return net, trainer, done, wanted
 
 
 def _trim_log(path, done):
@@ -315,7 +316,7 @@ def train(config, train_data, run_dir, validation_data=None, force=False, callba
     print(f"training {config.task}/{config.model} in {work_dir}: log.csv, backup/ (a checkpoint per epoch), "
           "then config.yaml and weights.npz" + (f" (replacing {run_dir}'s when done)" if work_dir != run_dir else ""))
     print(config_lib.summary(config))
-    net, trainer, done = _start(config, work_dir, force, origin)
+    net, trainer, done, config_yaml = _start(config, work_dir, force, origin)
 
     def per_exit(images, labels):
         return images, (labels,) * len(net.exits)
@@ -346,7 +347,7 @@ def train(config, train_data, run_dir, validation_data=None, force=False, callba
                             + ": free some space and run the same command again to resume") from None
         raise
     try:
-        write_text(work_dir / "config.yaml", yaml.safe_dump(config_lib.to_dict(config), sort_keys=False))
+        write_text(work_dir / "config.yaml", config_yaml)
         save_weights(net.model, work_dir / "weights.npz")
         if work_dir != run_dir:
             for name in ("log.csv", "config.yaml", "weights.npz"):  # the weights last: they mark a finished run
