@@ -81,8 +81,8 @@ def runs(tmp_path_factory):
     write_cifar(data, n_test=5, n_train_per_batch=16)
     results = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+        (root / "sequence").mkdir()  # before the sequence starts: it creates folders below it
         sequence = pool.submit(finish_then_fail_under_force, root / "sequence", data)
-        (root / "sequence").mkdir()
         for name, (args, _) in ERRORS.items():
             case = root / name
             case.mkdir()
