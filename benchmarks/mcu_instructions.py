@@ -2,15 +2,18 @@
 
 For each task, the pretrained trecx_ev model is split and exported in int8 (as deploy.sh does, calibrated
 on synthetic inputs in the task's input range), linked with TensorFlow Lite Micro into a bare-metal
-program, and run on qemu-system-arm for a few synthetic samples at rho = 0 (every sample leaves at the
-early exit) and rho = 1 (every sample runs both stages), beside the base model. It prints instructions
-per sample of stage 1, stage 2 and the base model (mean and range), and the instruction saving of a
-sample that exits against the base model beside the FLOPs saving. These are instructions counted
-exactly on an emulator, not cycles. Needs `bash install_mcu_toolchain.sh` (and, per core and kernel
-set, one TFLM build: 4-9 minutes on 2 cores, cached).
+program, and run on qemu-system-arm for K synthetic samples with every sample running both stages,
+beside the base model; then once more with TFLM's profiler hooks for the per-operator counts. It prints,
+per task and target (core, kernel set): instructions per sample of stage 1, stage 2 and the base model
+(mean and range), the saving of a sample that leaves at the early exit against the base model beside
+the FLOPs saving, the saving at 50 % and 80 % exits beside FLOPs (each path's count weighed by the exit
+rate, as deploy.sh does with a test set's), arena and flash bytes; and writes every operator's count
+beside its MACs and output elements to OUT/mcu_layers_TASK.csv. These are instructions counted exactly
+on an emulator, not cycles. Needs `bash install_mcu_toolchain.sh` (and, per core and kernel set, one
+TFLM build: 4-9 minutes on 2 cores, cached).
 
 Usage, from the repository root:
-  python3 -m benchmarks.mcu_instructions [--tasks ...] [--cores cortex-m4:cmsis-nn,...] [--samples 5]
+  python3 -m benchmarks.mcu_instructions [--tasks ...] [--mcu all] [--samples 10] [--out results/mcu]
 """
 import argparse
 import os
@@ -18,11 +21,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+EXIT_RATES = (0.5, 0.8)
 
-def count(export_dir, inputs, rho, core, kernels):
-    from common.deploy import mcu
 
-    return mcu.run_on_mcu(export_dir, "trecx_ev", inputs, rho=rho, core=core, kernels=kernels, log=lambda *_: None)
+def saving(stage1, stage2, base, exit_rate):
+    """% saved per sample against the base model when `exit_rate` of the samples leave after stage 1."""
+    return 100.0 * (1.0 - (stage1 + (1.0 - exit_rate) * stage2) / base)
 
 
 def main(argv=None):
@@ -30,44 +34,61 @@ def main(argv=None):
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", nargs="*", default=list(task_names()), choices=task_names())
-    parser.add_argument("--cores", default="cortex-m4:cmsis-nn",
-                        help="comma-separated CORE:KERNELS pairs, e.g. cortex-m4:cmsis-nn,cortex-m4:reference,"
-                             "cortex-m7:cmsis-nn,cortex-m55:cmsis-nn (default: %(default)s)")
-    parser.add_argument("--samples", type=int, default=5, help="synthetic samples per task (default: %(default)s)")
+    parser.add_argument("--mcu", default="all", help="targets as deploy.sh --mcu takes them (default: %(default)s)")
+    parser.add_argument("--samples", type=int, default=10, help="synthetic samples per task (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=Path("results/mcu"), help="folder for the per-operator CSVs")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: no start-up chatter
-    pairs = [tuple(pair.split(":", 1)) for pair in args.cores.split(",")]
 
-    from common import flops
+    from common import flops, report
+    from common.deploy import mcu
     from common.deploy.export import export_models, write_export
+    from common.deploy.mcu_measure import LAYER_COLUMNS, PROFILE_SAMPLES, layer_rows, parse_targets
+    from common.deploy.runtime import NEVER_EXIT
     from common.native_logs import import_tensorflow_quietly
     from common.weights import load_nets
     from tests.synthetic_inputs import model_inputs
 
+    targets = parse_targets(args.mcu)
     import_tensorflow_quietly()
-    print("| task | core, kernels | stage 1 | stage 2 | base | instruction saving at exit | FLOPs saving | ratio |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    args.out.mkdir(parents=True, exist_ok=True)
+    rates = " | ".join(f"saving at {100 * e:.0f} % exits: instr. / FLOPs (ratio)" for e in EXIT_RATES)
+    print(f"| task | core, kernels | stage 1 | stage 2 | base | saving at exit: instr. / FLOPs (ratio) | {rates} "
+          "| arena bytes s1 / s2 / base | flash bytes s1 / s2 / base / program |")
+    print("|---|---|---:|---:|---:|---:|" + "---:|" * len(EXIT_RATES) + "---:|---:|")
     for task in args.tasks:
         nets = load_nets(task, "pretrained", None, ["base", "trecx_ev"])
         calibration, _ = model_inputs(task, 200, seed=1)
         inputs, _ = model_inputs(task, args.samples, seed=2)
-        ee_mflops = flops.path_mflops(nets["trecx_ev"].model)[0]
+        ee_mflops, ef_mflops = flops.path_mflops(nets["trecx_ev"].model)
         base_mflops = flops.path_mflops(nets["base"].model)[0]
+        layers = []
         with tempfile.TemporaryDirectory(prefix="mcu_instructions_") as tmp:
             models = export_models(nets["trecx_ev"], nets["base"], calibration, log=lambda *_: None)
             write_export(Path(tmp), task, "trecx_ev", {"int8": models["int8"]}, log=lambda *_: None)
-            for core, kernels in pairs:
-                exited = count(tmp, inputs, 0.0, core, kernels).instructions
-                both = count(tmp, inputs, 1.0, core, kernels).instructions
-                stage1, stage2, base = exited["stage1"], both["stage2"], exited["base"]
+            for core, kernels in targets:
+                run = mcu.run_on_mcu(tmp, "trecx_ev", inputs, rho=NEVER_EXIT, core=core, kernels=kernels,
+                                     log=lambda *_: None)
+                profiled = mcu.run_on_mcu(tmp, "trecx_ev", inputs[:PROFILE_SAMPLES], rho=NEVER_EXIT, core=core,
+                                          kernels=kernels, profile=True, log=lambda *_: None)
+                layers += layer_rows(profiled, models["int8"])
+                counts = {name: run.instructions[name] for name in ("stage1", "stage2", "base")}
+                s1, s2, base = (counts[name].mean() for name in ("stage1", "stage2", "base"))
 
                 def cell(values):
-                    return f"{values.mean() / 1e6:.3f} M ({values.min():,}-{values.max():,})"
+                    return f"{values.mean() / 1e6:.3f} M ({values.min() / 1e6:.3f}-{values.max() / 1e6:.3f})"
 
-                saving = 1.0 - stage1.mean() / base.mean()
-                flops_saving = 1.0 - ee_mflops / base_mflops
-                print(f"| {task} | {core}, {kernels} | {cell(stage1)} | {cell(stage2)} | {cell(base)} | "
-                      f"{100 * saving:.1f} % | {100 * flops_saving:.1f} % | {saving / flops_saving:.2f} |")
+                def pair(e):
+                    instr = saving(s1, s2, base, e)
+                    flop = saving(ee_mflops, ef_mflops - ee_mflops, base_mflops, e)
+                    return f"{instr:.1f} / {flop:.1f} ({instr / flop:.2f})"
+
+                arena = " / ".join(f"{run.arena_used_bytes[m]:,}" for m in ("stage1", "stage2", "base"))
+                flash = " / ".join(f"{run.flash_bytes[m]:,}" for m in ("stage1", "stage2", "base", "program"))
+                print(f"| {task} | {core}, {kernels} | {cell(counts['stage1'])} | {cell(counts['stage2'])} | "
+                      f"{cell(counts['base'])} | {pair(1.0)} | " + " | ".join(pair(e) for e in EXIT_RATES)
+                      + f" | {arena} | {flash} |", flush=True)
+        report.write_rows_csv(args.out / f"mcu_layers_{task}.csv", layers, LAYER_COLUMNS)
     return 0
 
 

@@ -55,6 +55,16 @@ def cmd_test(args):
     return results_dir
 
 
+def _count_or_all(text):
+    """argparse type: a whole number, or "all" (None)."""
+    if text == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or all, got {text!r}") from None
+
+
 def cmd_deploy(args):
     from common.deploy.pipeline import run_deploy
 
@@ -62,7 +72,7 @@ def cmd_deploy(args):
         args.task, args.model, source=args.models, models_dir=args.models_dir, data_dir=args.data_dir,
         train_data_dir=args.train_data_dir, calibration_data=args.calibration_data,
         calibration_samples=args.calibration_samples, rho=args.rho, drop=args.drop, results_dir=args.results_dir,
-        threads=args.threads, kernels=args.kernels)
+        threads=args.threads, kernels=args.kernels, mcu=args.mcu, mcu_samples=args.mcu_samples)
     print((results_dir / "deploy.md").read_text())
     return results_dir
 
@@ -90,6 +100,8 @@ def cmd_tasks(args):
 
 
 def build_parser():
+    from common.deploy.mcu_measure import DEFAULT_SAMPLES as MCU_SAMPLES
+
     parser = argparse.ArgumentParser(prog="python -m common.cli", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     names = ", ".join(tasks.task_names())
@@ -170,6 +182,13 @@ def build_parser():
                      help="LiteRT kernels: xnnpack (LiteRT's default, SIMD), builtin (optimised, no delegate) or "
                           "reference (the portable kernels TensorFlow Lite Micro shares; slow, but their relative "
                           "op costs are a microcontroller's) (default: %(default)s)")
+    sub.add_argument("--mcu", metavar="TARGETS",
+                     help="also run the int8 models in TensorFlow Lite Micro on emulated Cortex-M cores, "
+                          "counting executed instructions (needs bash install_mcu_toolchain.sh): comma-separated "
+                          "CORE or CORE:KERNELS, CORE one of cortex-m4, cortex-m7, cortex-m55, KERNELS cmsis-nn "
+                          "(default) or reference; all = cortex-m4,cortex-m4:reference,cortex-m7,cortex-m55")
+    sub.add_argument("--mcu-samples", type=_count_or_all, default=MCU_SAMPLES, metavar="K",
+                     help="test samples to run on each emulated core, or all (default: %(default)s)")
 
     sub = commands.add_parser("report", help="Table 1 over all tasks from their results (results/table1.md).",
                               description="Table 1 over all tasks from RESULTS_ROOT/TASK/summary.json, "

@@ -56,6 +56,17 @@ def write_curve_csv(path: str | os.PathLike, curve: Curve, exit_names: Sequence[
         writer.writerows([repr(float(v)) for v in row] for row in table)
 
 
+def write_rows_csv(path: str | os.PathLike, rows: Sequence[dict], columns: Sequence[str]) -> None:
+    """One row per dict, in `columns` order (None as an empty cell; floats to 6 significant digits)."""
+    def cell(value):
+        return "" if value is None else f"{value:.6g}" if isinstance(value, float) else value
+
+    with atomic_output(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        writer.writerows([cell(row[column]) for column in columns] for row in rows)
+
+
 def _num(value: float | None, decimals: int = 2) -> str:
     return MISSING if value is None else f"{value:.{decimals}f}"
 
@@ -173,4 +184,57 @@ def deploy_markdown(summary: dict, task: Any) -> str:
                   "(common/flops.py).",
               "", "Figure: int8_vs_float.png / .pdf (benefit curves of both precisions over rho). "
                   "Models: export/*.tflite, C arrays export/*.h and export/*.cc.", ""]
+    if summary.get("mcu"):
+        lines += mcu_markdown(summary["mcu"])
     return "\n".join(lines)
+
+
+def _millions(stats: dict | None) -> str:
+    if stats is None:
+        return MISSING
+    return f"{stats['mean'] / 1e6:.3f} M ({stats['min'] / 1e6:.3f}-{stats['max'] / 1e6:.3f})"
+
+
+def mcu_markdown(mcu: dict) -> list[str]:
+    """deploy.md's microcontroller section: one column per emulated target (deploy.json's "mcu")."""
+    targets = mcu["targets"]
+    lines = ["## On emulated microcontrollers (TensorFlow Lite Micro)", "",
+             f"The int8 models of export/ in TensorFlow Lite Micro, run on the first {mcu['samples']} test samples "
+             f"with the early-exit loop at the same rho. Counts are {mcu['note']}. Instructions per sample: mean "
+             "(range) over the samples a model ran on; the expected count combines stage 1 and stage 2 with the "
+             "int8 exit rate LiteRT measured on the whole test set, and its saving against the base model stands "
+             "beside the FLOPs saving at that exit rate.", "",
+             "| | " + " | ".join(f"{t['core']}, {t['kernels']}" for t in targets) + " |",
+             "|---|" + "---:|" * len(targets)]
+
+    def agree(t):
+        a = t["agreement_with_litert_int8"]
+        return f"{a['exits']} / {a['classes']} / {a['base_classes']} of {a['samples']}"
+
+    rows = [
+        ("equal to LiteRT int8 (reference kernels): exits / classes / base classes", agree),
+        ("stage 1 instructions", lambda t: _millions(t["instructions"]["stage1"])),
+        ("stage 2 instructions", lambda t: _millions(t["instructions"]["stage2"])),
+        ("base instructions", lambda t: _millions(t["instructions"]["base"])),
+        ("exit rate: these samples / whole test set (LiteRT int8)",
+         lambda t: f"{t['exit_rate_samples']:.3f} / {t['exit_rate_test']:.3f}"),
+        ("stage 2 invocations counted on the MCU (samples not exited)",
+         lambda t: f"{t['stage2_invocations']} ({t['samples_not_exited']})"),
+        ("expected instructions per sample", lambda t: f"{t['expected_instructions'] / 1e6:.3f} M"),
+        ("instruction saving % / FLOPs saving %",
+         lambda t: f"{t['instruction_saving_pct']:.1f} / {t['flops_saving_pct']:.1f}"),
+        ("instruction saving / FLOPs saving", lambda t: _num(t["instruction_over_flops_saving"])),
+        ("arena bytes used: stage 1 / stage 2 / base",
+         lambda t: " / ".join(f"{t['arena_used_bytes'][m]:,}" for m in ("stage1", "stage2", "base"))),
+        ("flash bytes: stage 1 / stage 2 / base / whole program",
+         lambda t: " / ".join(f"{t['flash_bytes'][m]:,}" for m in ("stage1", "stage2", "base", "program"))),
+    ]
+    lines += [f"| {label} | " + " | ".join(cell(t) for t in targets) + " |" for label, cell in rows]
+    differing = [t for t in targets if t["agreement_with_litert_int8"]["differing_samples"]]
+    for t in differing:
+        lines += ["", f"**The emulated {t['core']} ({t['kernels']}) and LiteRT differ on samples "
+                      f"{t['agreement_with_litert_int8']['differing_samples']}.**"]
+    lines += ["", "Per-operator instructions (TFLM's profiler hooks, beside each operator's MACs and output elements): "
+                  "mcu_layers.csv. Figure: mcu_benefit.png / .pdf (the int8 benefit curve in MFLOPs and in "
+                  f"{mcu['figure_target']} instructions).", ""]
+    return lines

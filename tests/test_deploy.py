@@ -388,8 +388,8 @@ def test_c_array_of_arbitrary_bytes_round_trips():
 # The deploy command end to end
 
 
-def run_deploy_sh(*args, cwd):
-    env = dict(os.environ)
+def run_deploy_sh(*args, cwd, **environment):
+    env = {**os.environ, **environment}
     env.setdefault("PYTHON", sys.executable)
     return subprocess.run(["bash", str(REPO_ROOT / "image_classification" / "deploy.sh"), *map(str, args)],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
@@ -483,6 +483,10 @@ def test_deploy_user_errors_exit_2_with_the_fix(cifar, args, message, tmp_path):
     ({"rho": 0.5, "drop": -1.0}, "--drop at least 0"),
     ({"model": "sdn", "rho": 0.5}, "no T-RecX early exit"),
     ({"rho": 0.5, "data_dir": "{root}/nowhere"}, "nowhere not found; run bash image_classification/download.sh"),
+    ({"rho": 0.5, "mcu": "cortex-m4,cortex-m3"}, "--mcu: unknown target 'cortex-m3'"),
+    ({"rho": 0.5, "mcu": "cortex-m4:fast"}, "--mcu: unknown target 'cortex-m4:fast'"),
+    ({"rho": 0.5, "mcu": " , "}, "--mcu needs at least one target"),
+    ({"rho": 0.5, "mcu": "cortex-m4", "mcu_samples": 0}, "--mcu-samples must be at least 1"),
 ])
 def test_run_deploy_refuses_bad_options_before_reading_data(cifar, options, message):
     options = {"model": "trecx_ev", **{k: v.format(root=cifar) if isinstance(v, str) else v
@@ -491,6 +495,24 @@ def test_run_deploy_refuses_bad_options_before_reading_data(cifar, options, mess
         pipeline.run_deploy("image_classification", options.pop("model"), models_dir=cifar / "nowhere",
                             results_dir=cifar / "never", log=lambda *_: None, **options)
     assert not (cifar / "never").exists()
+
+
+def test_deploy_mcu_without_the_toolchain_is_one_message_before_any_work(cifar, tmp_path):
+    empty = {"TRECX_MCU_HOME": str(tmp_path / "empty_mcu_home")}
+    proc = run_deploy_sh("--data-dir", cifar / "data", "--results-dir", tmp_path / "out", "--rho", "0.5", "--mcu",
+                         "cortex-m4,cortex-m55", cwd=tmp_path, **empty)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "the TensorFlow Lite Micro tree in" in proc.stderr and "bash install_mcu_toolchain.sh" in proc.stderr
+    assert not (tmp_path / "out").exists()
+    # Without --mcu the same command needs none of it: it gets past the check to the missing weights.
+    proc = run_deploy_sh("--data-dir", cifar / "data", "--rho", "0.5", "--models", "trained", "--models-dir",
+                         cifar / "nowhere", "--results-dir", tmp_path / "out", cwd=tmp_path, **empty)
+    assert proc.returncode == 2 and "no trained" in proc.stderr
+
+
+def test_deploy_mcu_samples_takes_a_count_or_all(tmp_path):
+    proc = run_deploy_sh("--mcu", "cortex-m4", "--mcu-samples", "many", cwd=tmp_path)
+    assert proc.returncode == 2 and "expected a whole number or all, got 'many'" in proc.stderr
 
 
 # ---------------------------------------------------------------------------------------------

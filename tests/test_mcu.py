@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pytest
 
-from common.deploy import export, mcu, mcu_build, runtime
+from common.deploy import export, mcu, mcu_build, mcu_measure, runtime
 from common.errors import UserError
 
 pytestmark = pytest.mark.skipif(bool(mcu_build.missing_prerequisites()),
@@ -179,3 +179,71 @@ def test_other_cores_and_kernels_compute_the_same_int8_outputs(kws, core, kernel
     for name, outputs in m4.outputs.items():
         for output, values in outputs.items():
             np.testing.assert_array_equal(other.outputs[name][output], values, err_msg=f"{name} {output}")
+
+
+def test_profiled_operators_are_the_models_and_add_up_to_the_invocation(tiny):
+    from common.deploy.profile import operators
+
+    plain = mcu.run_on_mcu(tiny["dir"], None, tiny["x"], core=CORE, kernels=KERNELS, log=quiet)
+    profiled = mcu.run_on_mcu(tiny["dir"], None, tiny["x"], core=CORE, kernels=KERNELS, profile=True, log=quiet)
+    ops = [name for name, _, _ in operators(tiny["tflite"])]
+    assert list(profiled.layer_ops["base"]) == ops and plain.layer_ops == {}
+    np.testing.assert_array_equal(profiled.outputs["base"]["ef"], plain.outputs["base"]["ef"])
+    layers = profiled.layer_instructions["base"]
+    assert layers.shape == (N_TINY, len(ops)) and (layers > 0).all()
+    # The operators hold nearly all of an Invoke(): what is left is the interpreter's loop and the
+    # profiler's hooks, which add a few dozen instructions per operator to the profiled run.
+    overhead = profiled.instructions["base"] - plain.instructions["base"]
+    assert ((overhead > 0) & (overhead < 40 * len(ops))).all()
+    between = profiled.instructions["base"] - layers.sum(axis=1)
+    assert ((between > 0) & (between < 60 * len(ops))).all()
+    conv = ops.index("CONV_2D")
+    assert (layers[:, conv] > 10 * layers[:, ops.index("SOFTMAX")]).all()
+
+
+def test_deploy_sh_mcu_checks_the_emulated_core_against_litert_and_reports_instructions(tmp_path):
+    import csv
+    import json
+
+    from test_deploy import run_deploy_sh
+    from tests.synthetic import write_cifar
+
+    k = 6
+    write_cifar(tmp_path / "data", n_test=60, n_train_per_batch=20, seed=5)
+    out = tmp_path / "out"
+    proc = run_deploy_sh("--data-dir", tmp_path / "data", "--results-dir", out, "--rho", "0.8", "--calibration-data",
+                         tmp_path / "data", "--calibration-samples", "40", "--kernels", "builtin", "--mcu", "cortex-m4",
+                         "--mcu-samples", k, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "deploy.json").read_text())
+    (target,) = summary["mcu"]["targets"]
+    assert (target["core"], target["kernels"], target["samples"]) == (CORE, KERNELS, k)
+    assert target["agreement_with_litert_int8"] == {"exits": k, "classes": k, "base_classes": k, "samples": k,
+                                                    "differing_samples": []}
+    assert target["stage2_invocations"] == target["samples_not_exited"] == round((1 - target["exit_rate_samples"]) * k)
+    counts = target["instructions"]
+    assert counts["stage1"]["samples"] == counts["base"]["samples"] == k
+    # Stage 2's count comes from the samples that ran it, or from a run without exits when none did.
+    assert counts["stage2"]["samples"] == (target["samples_not_exited"] or min(k, mcu_measure.PROFILE_SAMPLES))
+    for name in ("stage1", "stage2", "base"):
+        assert 0 < counts[name]["min"] <= counts[name]["mean"] <= counts[name]["max"]
+    e = summary["int8"]["exit_rate"]
+    assert target["exit_rate_test"] == e and target["flops_saving_pct"] == summary["int8"]["mflops_saving_pct"]
+    expected = counts["stage1"]["mean"] + (1 - e) * counts["stage2"]["mean"]
+    assert target["expected_instructions"] == pytest.approx(expected)
+    assert target["instruction_saving_pct"] == pytest.approx(100 * (1 - expected / counts["base"]["mean"]))
+    assert set(target["arena_used_bytes"]) == {"stage1", "stage2", "base"}
+    assert target["flash_bytes"]["program"] > sum(target["flash_bytes"][m] for m in ("stage1", "stage2", "base"))
+    # The per-operator profile: every model's operators and the rest add up to its Invoke() count.
+    with open(out / "mcu_layers.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for name in ("stage1", "stage2", "base"):
+        mine = [row for row in rows if row["model"] == name]
+        assert mine[-1]["operator"] == "(between operators)" and mine[0]["operator"] == "CONV_2D"
+        assert sum(float(row["instructions_pct"]) for row in mine) == pytest.approx(100, abs=0.01)
+        assert sum(float(row["instructions"]) for row in mine) == pytest.approx(counts[name]["mean"], rel=1e-3)
+        assert sum(int(row["macs"]) for row in mine) > 0
+    assert (out / "mcu_benefit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = (out / "deploy.md").read_text()
+    assert "not cycles" in text and f"| equal to LiteRT int8 (reference kernels): exits / classes / base classes | " \
+                                    f"{k} / {k} / {k} of {k} |" in text

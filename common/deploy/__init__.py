@@ -16,5 +16,9 @@ Import the module you need; this package re-exports nothing.
   writing deploy.json, deploy.md, the benefit figure and export/; `run_deploy` is the deploy command.
 - `mcu`, `mcu_build` (and the C/C++ sources in `mcu_src/`): the exported int8 models linked with
   TensorFlow Lite Micro into a bare-metal program for an emulated Cortex-M (qemu-system-arm), run with
-  the same early-exit loop, with executed instructions counted exactly around each invocation.
+  the same early-exit loop, with executed instructions counted exactly around each invocation (and,
+  profiled, around each operator).
+- `mcu_measure`: `deploy.sh --mcu`: those runs on each emulated target checked against LiteRT's int8
+  run sample for sample, and summarised (instructions per stage, expected count at the test set's exit
+  rate against the FLOPs saving, arena and flash bytes, the per-operator profile).
 """

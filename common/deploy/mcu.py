@@ -27,6 +27,7 @@ from common.errors import UserError
 ARENA_POOL_BYTES = 1536 * 1024  # static pool the models' arenas are carved from (fits every board's RAM)
 DEFAULT_ARENA_BYTES = 384 * 1024
 MAX_PROBES = 16
+HARNESS_VERSION = 2  # of in.bin's layout: the same as kVersion in mcu_src/harness.cc
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +140,10 @@ class McuResult:
     and about six instructions of marker calls), 0 where it did not run}; invocations: {model:
     Invoke() calls counted on the MCU}; arena_used_bytes and arena_bytes (configured) per model;
     flash_bytes per model and "program" (all that a device keeps in flash); probes: {iterations:
-    instructions counted} for the assembly probe (0: its empty region).
+    instructions counted} for the assembly probe (0: its empty region). When profiled: layer_ops
+    {model: operator names in execution order} and layer_instructions {model: (N, operators) executed
+    instructions of each operator (its kernel and TFLM's bookkeeping around it), 0 where the model did
+    not run}; their hooks add a few instructions per operator to `instructions`. Empty otherwise.
     """
     core: str
     kernels: str
@@ -159,6 +163,8 @@ class McuResult:
     ram_bytes: int
     probes: dict
     total_instructions: int
+    layer_ops: dict = dataclasses.field(default_factory=dict)
+    layer_instructions: dict = dataclasses.field(default_factory=dict)
 
 
 def _input_bytes(models, roles, inputs, n):
@@ -186,6 +192,7 @@ def _parse(out_text, counts_text, models):
     if "END" not in lines:
         raise RuntimeError("the MCU harness stopped before the end; its output ends with:\n" + "\n".join(lines[-5:]))
     counts = [int(line.split()[1]) for line in counts_text.splitlines() if line.startswith("region ")]
+    layer_counts = iter([int(line.split()[1]) for line in counts_text.splitlines() if line.startswith("layer ")])
     total = next(int(line.split()[1]) for line in counts_text.splitlines() if line.startswith("total "))
     regions = [line.split()[1:] for line in lines if line.startswith("REGION ")]
     if len(regions) != len(counts):
@@ -200,10 +207,15 @@ def _parse(out_text, counts_text, models):
         elif word == "REGION" and rest[0] == "probe":
             parsed["probes"].setdefault(int(rest[1]), next(counts))
         elif word == "SAMPLE":
-            sample = {"counts": {}, "outputs": {}, "classes": {}}
+            sample = {"counts": {}, "outputs": {}, "classes": {}, "layers": {}}
             parsed["samples"].append(sample)
         elif word == "REGION":
             sample["counts"][rest[0]] = next(counts)
+        elif word == "LAYERS":
+            try:
+                sample["layers"][rest[0]] = [(op, next(layer_counts)) for op in rest[1:]]
+            except StopIteration:
+                raise RuntimeError("the plugin counted fewer operators than the harness announced") from None
         elif word == "OUT":
             sample["outputs"].setdefault(rest[0], {})[int(rest[1])] = bytes.fromhex(rest[2] if len(rest) > 2 else "")
         elif word == "EXIT":
@@ -212,11 +224,13 @@ def _parse(out_text, counts_text, models):
             sample["classes"][rest[0]] = int(rest[1])
         elif word == "INVOKES":
             parsed["invokes"][rest[0]] = int(rest[1])
+    if next(layer_counts, None) is not None:
+        raise RuntimeError("the plugin counted more operators than the harness announced")
     return parsed
 
 
 def run_models(models, inputs, rho=None, core="cortex-m4", kernels="cmsis-nn", samples=None, arena_bytes=None,
-               probes=(), timeout=None, log=print):
+               probes=(), profile=False, timeout=None, log=print):
     """Run `ExportedModel`s on the emulated MCU; see `run_on_mcu`. A model with outputs ee and tap is
     stage 1 and needs one named "stage2"; any other model runs on its own on every sample."""
     roles = _roles(models)
@@ -238,15 +252,18 @@ def run_models(models, inputs, rho=None, core="cortex-m4", kernels="cmsis-nn", s
     lib = mcu_build.library(core, kernels, log=log)
     counter = mcu_build.plugin(log=log)
     prog = mcu_build.program(lib, [_build_entry(m, roles[m.name]) for m in models], ARENA_POOL_BYTES, log=log)
-    header = (b"TRXI" + struct.pack("<IIfI", 1, n, float(rho or 0.0), len(models))
+    header = (b"TRXI" + struct.pack("<IIfI", HARNESS_VERSION, n, float(rho or 0.0), len(models))
               + struct.pack(f"<{len(models)}I", *(arenas[m.name] for m in models))
-              + struct.pack(f"<I{len(probes)}I", len(probes), *(int(p) for p in probes)))
+              + struct.pack(f"<I{len(probes)}I", len(probes), *(int(p) for p in probes))
+              + struct.pack("<I", int(bool(profile))))
     with tempfile.TemporaryDirectory(prefix="trecx_mcu_") as tmp:
         tmp = pathlib.Path(tmp)
         (tmp / "in.bin").write_bytes(header + payload)
+        markers = f"begin={prog['begin']:#x},end={prog['end']:#x}" + (
+            f",layer_begin={prog['layer_begin']:#x},layer_end={prog['layer_end']:#x}" if profile else "")
         command = ["qemu-system-arm", "-M", prog["board"], "-display", "none", "-monitor", "none", "-serial", "null",
                    "-semihosting-config", "enable=on,target=native", "-kernel", prog["elf"],
-                   "-plugin", f"{counter},begin={prog['begin']:#x},end={prog['end']:#x},out={tmp / 'counts.txt'}"]
+                   "-plugin", f"{counter},{markers},out={tmp / 'counts.txt'}"]
         try:
             run = subprocess.run(command, cwd=tmp, capture_output=True, text=True,
                                  timeout=timeout or 120 + 20 * n)
@@ -272,6 +289,7 @@ def _result(parsed, models, roles, n, rho, prog, arenas):
     ran = {m.name: np.zeros(n, bool) for m in models}
     instructions = {m.name: np.zeros(n, np.int64) for m in models}
     by_position = {m.name: {t.position: t for t in m.outputs.values()} for m in models}
+    layer_ops, layer_instructions = {}, {}
     exits, classes = np.full(n, -1), np.full(n, -1)
     model_classes = {m.name: np.full(n, -1) for m in models if roles[m.name] == "standalone"}
     for i, sample in enumerate(parsed["samples"]):
@@ -284,6 +302,11 @@ def _result(parsed, models, roles, n, rho, prog, arenas):
         exits[i], classes[i] = sample.get("exit", -1), sample.get("class", -1)
         for name, c in sample["classes"].items():
             model_classes[name][i] = c
+        for name, layers in sample["layers"].items():
+            ops = tuple(op for op, _ in layers)
+            if layer_ops.setdefault(name, ops) != ops:
+                raise RuntimeError(f"{name} ran different operators on different samples")
+            layer_instructions.setdefault(name, np.zeros((n, len(ops)), np.int64))[i] = [c for _, c in layers]
     stage1 = next((m for m in models if roles[m.name] == "stage1"), None)
     return McuResult(
         core=prog["core"], kernels=prog["kernels"], board=prog["board"], rho=rho,
@@ -291,21 +314,23 @@ def _result(parsed, models, roles, n, rho, prog, arenas):
         model_classes=model_classes, outputs=outputs, ran=ran, instructions=instructions,
         invocations=parsed["invokes"], arena_used_bytes=parsed["models"], arena_bytes=arenas,
         flash_bytes={**prog["model_bytes"], "program": prog["flash_bytes"]}, ram_bytes=prog["ram_bytes"],
-        probes={k: v for k, v in parsed["probes"].items()}, total_instructions=parsed["total"])
+        probes={k: v for k, v in parsed["probes"].items()}, total_instructions=parsed["total"],
+        layer_ops=layer_ops, layer_instructions=layer_instructions)
 
 
 def run_on_mcu(export_dir, model_name="trecx_ev", inputs=None, rho=None, core="cortex-m4", kernels="cmsis-nn",
-               samples=None, base=True, arena_bytes=None, probes=(), timeout=None, log=print):
+               samples=None, base=True, arena_bytes=None, probes=(), profile=False, timeout=None, log=print):
     """Run an export folder's int8 models (model_name's stage 1 and 2, and the base model when `base`)
     on the emulated `core` with `kernels`; returns an `McuResult`.
 
     inputs: float32 (N, *input shape), quantised here with each model's own input quantisation, or int8
     used as is, or {model: array}; samples: the first K (default all); rho: the early exit's softmax
     threshold; arena_bytes: {model: bytes} (default DEFAULT_ARENA_BYTES each); probes: iteration
-    counts of the assembly probe to count first (a check of the counter, see markers.S).
+    counts of the assembly probe to count first (a check of the counter, see markers.S); profile: also
+    count each operator (`McuResult.layer_ops`, `layer_instructions`).
     """
     if inputs is None:
         raise UserError("run_on_mcu needs inputs")
     mcu_build.check_prerequisites()
     models = exported_models(export_dir, model_name, base)
-    return run_models(models, inputs, rho, core, kernels, samples, arena_bytes, probes, timeout, log)
+    return run_models(models, inputs, rho, core, kernels, samples, arena_bytes, probes, profile, timeout, log)

@@ -327,7 +327,9 @@ def program(lib, models, pool_bytes, log=print):
         flash = sum(size for name, address, size in sections if name == ".data" or any(
             origin <= address < origin + length for origin, length in (spec.vectors, spec.flash)))
         return {"elf": str(elf), "board": spec.board, "core": lib["core"], "kernels": lib["kernels"],
-                "begin": symbols["trecx_mark_begin"][0] & ~1, "end": symbols["trecx_mark_end"][0] & ~1,
+                **{key: symbols[f"trecx_{marker}"][0] & ~1 for key, marker in (
+                    ("begin", "mark_begin"), ("end", "mark_end"), ("layer_begin", "layer_begin"),
+                    ("layer_end", "layer_end"))},
                 "flash_bytes": flash, "ram_bytes": sum(size for name, address, size in sections
                                                        if spec.ram[0] <= address < spec.ram[0] + spec.ram[1]),
                 "model_bytes": {m["name"]: symbols[m["symbol"]][1] for m in models}}

@@ -5,15 +5,19 @@ model, reads the test, validation and calibration data and calls `deploy`. `depl
 (common.deploy.export), takes rho as given or chooses it on the validation split with the float32
 models (`validation_rho`: the cheapest rho within `drop` accuracy points of the base model there, never
 the test set), runs each precision on the test set beside the base model (`evaluate_precision`), and
-writes deploy.json, deploy.md, the float32/int8 benefit figure and export/.
+writes deploy.json, deploy.md, the float32/int8 benefit figure and export/. With MCU targets it also
+runs the int8 export on emulated Cortex-M cores (common/deploy/mcu_measure.py) and adds their
+instruction counts, the per-operator profile (mcu_layers.csv) and the benefit curve in instructions.
 """
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 
 import numpy as np
 
 from common import files, flops, plots, report, sweep, tasks, weights
+from common.deploy import mcu_build, mcu_measure
 from common.deploy.export import PRECISIONS, export_models, split_stages, weights_kb, write_export
 from common.deploy.runtime import (NEVER_EXIT, EarlyExitRunner, Runtime, SingleStageRunner, run_interleaved,
                                    runtime_name)
@@ -120,26 +124,29 @@ def size_reduction(summary, key="size_kb"):
 
 
 def deploy(task, model_name, net, base_net, test, results_dir, *, calibration, validation=None, rho=None,
-           drop=DEFAULT_DROP, runtime=Runtime(), log=print):
+           drop=DEFAULT_DROP, runtime=Runtime(), mcu=(), mcu_samples=mcu_measure.DEFAULT_SAMPLES, log=print):
     """Export, run and report one T-RecX model of `task` (a name or task module) against its base model.
 
     test, validation: (inputs float32 (N, ...), labels (N,)); calibration: float32 inputs for int8.
     rho: given, or None to choose it on `validation` (float32 models, `drop` points below the base
-    model there). Writes under `results_dir`: deploy.json, deploy.md, int8_vs_float.png/.pdf and
-    export/. Returns the deploy.json dict.
+    model there). mcu: [(core, kernels)] to run the int8 export on (mcu_measure.parse_targets), on the
+    first `mcu_samples` test samples (None: all). Writes under `results_dir`: deploy.json, deploy.md,
+    int8_vs_float.png/.pdf and export/, and with `mcu` mcu_layers.csv and mcu_benefit.png/.pdf.
+    Returns the deploy.json dict.
     """
     task = tasks.load_task(task)
     if rho is None and validation is None:
         raise UserError("no rho given and no validation split to choose it on; pass --rho R")
     # An earlier deploy.sh run's outputs are replaced as a whole, and only when this one has finished.
-    stale = ["deploy.json", "deploy.md", "int8_vs_float.png", "int8_vs_float.pdf", "export/*"]
+    stale = ["deploy.json", "deploy.md", "int8_vs_float.png", "int8_vs_float.pdf", "export/*", "mcu_layers.csv",
+             "mcu_benefit.png", "mcu_benefit.pdf"]
     with files.staged_folder(results_dir, stale) as staging:
         return _deploy(task, model_name, net, base_net, test, staging, calibration, validation, rho, drop,
-                       runtime, log, shown_as=pathlib.Path(results_dir))
+                       runtime, list(mcu), mcu_samples, log, shown_as=pathlib.Path(results_dir))
 
 
 def _deploy(task, model_name, net, base_net, test, results_dir, calibration, validation, rho, drop, runtime,
-            log, shown_as):
+            mcu, mcu_samples, log, shown_as):
     path_mflops = flops.path_mflops(net.model)
     base_mflops = flops.path_mflops(base_net.model)[0]
     models = export_models(net, base_net, calibration, log)
@@ -165,6 +172,9 @@ def _deploy(task, model_name, net, base_net, test, results_dir, calibration, val
         base_mflops=base_mflops, runtime=runtime_name(), kernels=runtime.kernels, num_threads=runtime.threads,
         int8_size_reduction_pct=size_reduction(summary, "size_kb"),
         int8_weights_reduction_pct=size_reduction(summary, "weights_kb"))
+    if mcu:
+        summary["mcu"] = on_mcu(task, model_name, models["int8"], results_dir, test[0][:mcu_samples], rho, mcu,
+                                summary, curves["int8"], log)
     report.write_json(results_dir / "deploy.json", summary)
     plots.benefit_figure({f"LiteRT {p}": curves[p] for p in PRECISIONS},
                          (summary["float32"]["base_accuracy"], base_mflops),
@@ -173,6 +183,28 @@ def _deploy(task, model_name, net, base_net, test, results_dir, calibration, val
                          results_dir / "int8_vs_float")
     files.write_text(results_dir / "deploy.md", report.deploy_markdown(summary, task))
     return summary
+
+
+def on_mcu(task, model_name, int8_models, results_dir, inputs, rho, targets, summary, int8_curve, log):
+    """Run the int8 export in results_dir/export on the MCU `targets`; writes mcu_layers.csv and
+    mcu_benefit.png/.pdf there and returns deploy.json's "mcu" dict."""
+    mcu, layers, stage_means = mcu_measure.measure_targets(results_dir / "export", model_name, int8_models, inputs,
+                                                           rho, targets, summary["int8"], log)
+    report.write_rows_csv(results_dir / "mcu_layers.csv", layers, mcu_measure.LAYER_COLUMNS)
+    # The benefit curve with the cost in instructions: each rho's exit fractions weigh the two paths.
+    core, kernels = ("cortex-m4", "cmsis-nn") if ("cortex-m4", "cmsis-nn") in targets else targets[0]
+    stage1, stage2 = stage_means[(core, kernels)]
+    base = next(t for t in mcu["targets"] if (t["core"], t["kernels"]) == (core, kernels))["instructions"]["base"]
+    in_instructions = dataclasses.replace(int8_curve, mflops=int8_curve.exit_fraction @ [stage1, stage1 + stage2] / 1e6)
+    base_accuracy = summary["int8"]["base_accuracy"]
+    mcu["figure_target"] = f"{core} ({kernels})"
+    plots.benefit_panels([
+        {"curves": {"LiteRT int8": int8_curve}, "base_point": (base_accuracy, summary["base_mflops"]),
+         "title": f"{task.TITLE}, {model_name}, int8: FLOPs"},
+        {"curves": {f"TFLM int8, {core} ({kernels})": in_instructions}, "base_point": (base_accuracy, base["mean"] / 1e6),
+         "title": f"executed instructions, emulated {core} (not cycles)", "unit": "M instructions"},
+    ], results_dir / "mcu_benefit")
+    return mcu
 
 
 def calibration_inputs(task, folder, n):
@@ -194,15 +226,18 @@ def calibration_inputs(task, folder, n):
 
 def run_deploy(task, model, *, source="pretrained", models_dir, data_dir=None, train_data_dir=None,
                calibration_data=None, calibration_samples=500, rho=None, drop=DEFAULT_DROP,
-               results_dir=None, threads=1, kernels="xnnpack", log=print):
+               results_dir=None, threads=1, kernels="xnnpack", mcu=None, mcu_samples=mcu_measure.DEFAULT_SAMPLES,
+               log=print):
     """What `deploy.sh` does: deploy `model` of `task` (a name or task module) against its base model.
 
     source: "pretrained" or "trained" (from `models_dir`/TASK/MODEL); data_dir: the test set (default:
     the task's); train_data_dir: the training and validation splits (default data/TASK), where rho is
     chosen when `rho` is None; calibration_data: whose training split, or test-layout files, give the
     `calibration_samples` int8 calibration inputs (default: train_data_dir); results_dir: default results/TASK; threads,
-    kernels: how the interpreters run (`Runtime`). Option errors, a missing model or a model without an
-    early exit raise UserError before any data is read.
+    kernels: how the interpreters run (`Runtime`); mcu: --mcu's text (targets, see
+    mcu_measure.parse_targets) or None, run on the first `mcu_samples` test samples (None: all). Option
+    errors, a missing model, a model without an early exit or a missing MCU toolchain raise UserError
+    before any data is read.
 
     Returns (the deploy.json dict, the results folder).
     """
@@ -215,6 +250,11 @@ def run_deploy(task, model, *, source="pretrained", models_dir, data_dir=None, t
         raise UserError("--calibration-samples and --threads must be at least 1 and --drop at least 0, got "
                         f"{calibration_samples}, {threads} and {drop}")
     runtime = Runtime(threads, kernels)
+    targets = mcu_measure.parse_targets(mcu) if mcu is not None else []
+    if mcu_samples is not None and mcu_samples < 1:
+        raise UserError(f"--mcu-samples must be at least 1 (or all), got {mcu_samples}")
+    if targets:
+        mcu_build.check_prerequisites()
     out = files.check_output_folder(tasks.results_dir(task, results_dir), "--results-dir")
     nets = weights.load_nets(task, source, models_dir, ("base", model))  # a missing model fails here
     split_stages(nets[model])  # and a model without an early exit here, before any data is read
@@ -230,5 +270,6 @@ def run_deploy(task, model, *, source="pretrained", models_dir, data_dir=None, t
     calibration, source = calibration_inputs(task, calibration_dir, calibration_samples)
     log(f"{len(calibration)} int8 calibration samples from {source} in {calibration_dir}")
     summary = deploy(task, model, nets[model], nets["base"], (inputs, labels), out, calibration=calibration,
-                     validation=validation, rho=rho, drop=drop, runtime=runtime, log=log)
+                     validation=validation, rho=rho, drop=drop, runtime=runtime, mcu=targets, mcu_samples=mcu_samples,
+                     log=log)
     return summary, out

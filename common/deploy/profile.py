@@ -4,7 +4,8 @@ Early exit saves the layers after its tap, so its time saving follows its FLOPs 
 layer's time follows its MACs. `single_op_models` cuts every operator of a model out as a model of its
 own, on the same tensors (weights, shapes, int8 scales and zero points), so that it computes exactly
 what it computes inside the whole model; `op_profile` times each of them alone on a `Runtime`, giving
-each operator's share of the time beside its share of the MACs.
+each operator's share of the time beside its share of the MACs. `operators` lists them without cutting
+(name, output shape, MACs), for profiles measured elsewhere (the MCU's, common/deploy/mcu_measure.py).
 """
 from __future__ import annotations
 
@@ -49,6 +50,20 @@ def _macs(name, op, tensors):
     return 0
 
 
+def _graph(tflite_bytes):
+    model = read_flatbuffer(tflite_bytes)
+    if len(model.subgraphs) != 1:
+        raise ValueError(f"expected one subgraph, found {len(model.subgraphs)}")
+    return model, model.subgraphs[0]
+
+
+def operators(tflite_bytes):
+    """[(builtin name, first output's shape, MACs)] of a single-graph .tflite model, in execution order."""
+    model, graph = _graph(tflite_bytes)
+    return [(name, tuple(int(d) for d in graph.tensors[op.outputs[0]].shape), _macs(name, op, graph.tensors))
+            for name, op in ((builtin_name(model.operatorCodes[op.opcodeIndex]), op) for op in graph.operators)]
+
+
 def single_op_models(tflite_bytes):
     """Each operator of a single-graph .tflite model, in execution order, as an `OpModel`: the operator
     alone on the model's own tensors (weights, shapes, int8 scales and zero points), its non-constant
@@ -56,23 +71,17 @@ def single_op_models(tflite_bytes):
     it computes what it computes inside the whole model; timed alone, its share of the model's time."""
     from ai_edge_litert.tools import flatbuffer_utils
 
-    model = read_flatbuffer(tflite_bytes)
-    if len(model.subgraphs) != 1:
-        raise ValueError(f"expected one subgraph, found {len(model.subgraphs)}")
-    graph = model.subgraphs[0]
+    model, graph = _graph(tflite_bytes)
     constant = [model.buffers[t.buffer].data is not None for t in graph.tensors]
     models = []
-    for i, op in enumerate(graph.operators):
-        name = builtin_name(model.operatorCodes[op.opcodeIndex])
+    for i, (op, (name, output_shape, macs)) in enumerate(zip(graph.operators, operators(tflite_bytes))):
         alone = copy.deepcopy(model)
         alone.signatureDefs = []
         alone_graph = alone.subgraphs[0]
         alone_graph.operators = [alone_graph.operators[i]]
         alone_graph.inputs = [int(t) for t in op.inputs if t >= 0 and not constant[t]]
         alone_graph.outputs = [int(t) for t in op.outputs]
-        models.append(OpModel(name, tuple(int(d) for d in graph.tensors[op.outputs[0]].shape),
-                              _macs(name, op, graph.tensors),
-                              bytes(flatbuffer_utils.convert_object_to_bytearray(alone))))
+        models.append(OpModel(name, output_shape, macs, bytes(flatbuffer_utils.convert_object_to_bytearray(alone))))
     return models
 
 

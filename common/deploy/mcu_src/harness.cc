@@ -3,11 +3,14 @@
 // The models are linked in as the C arrays deploy.sh exports; trecx_models.h (generated per program by
 // common/deploy/mcu_build.py) lists them with their roles and the operators to register. The host
 // prepares in.bin (little-endian): "TRXI", version, sample count, rho (float32), model count, each
-// model's arena bytes, probe count and probe iteration counts, then per sample the int8 input of every
+// model's arena bytes, probe count and probe iteration counts, a profile flag, then per sample the int8 input of every
 // model fed from the input (a standalone model or stage 1), in table order. The harness writes
 // out.txt, one record per line (see mcu.py's parser). Every Invoke() runs between the marker calls
 // that the instruction-counting plugin watches, and is announced by a REGION line just before, so the
-// plugin's list of counts pairs with the REGION lines in order. Written for T-RecX.
+// plugin's list of counts pairs with the REGION lines in order. With the profile flag, TFLM's profiler
+// hooks also put a second pair of markers around every operator, and a LAYERS line after each
+// Invoke() names its operators in order, pairing with the plugin's list of layer counts. Written for
+// T-RecX.
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -15,11 +18,14 @@
 
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+#include "tensorflow/lite/micro/micro_profiler_interface.h"
 #include "tensorflow/lite/schema/schema_generated.h"
 
 extern "C" void trecx_mark_begin(void);
 extern "C" void trecx_mark_end(void);
 extern "C" void trecx_probe(uint32_t iterations);
+extern "C" void trecx_layer_begin(void);
+extern "C" void trecx_layer_end(void);
 
 namespace {
 
@@ -42,8 +48,9 @@ struct TrecxModel {
 
 namespace {
 
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;
 constexpr size_t kMaxProbes = 16;
+constexpr uint32_t kMaxLayers = 512;
 
 alignas(16) uint8_t arena_pool[TRECX_ARENA_POOL_BYTES];
 using Storage = uint8_t[sizeof(tflite::MicroInterpreter)];
@@ -52,6 +59,32 @@ tflite::MicroInterpreter* interpreters[TRECX_MODEL_COUNT];
 uint32_t invocations[TRECX_MODEL_COUNT];
 tflite::MicroMutableOpResolver<TRECX_OP_COUNT> resolver;
 FILE* out;
+
+// Called by TFLM around every operator of an Invoke(). The operator names are kept and written after
+// the Invoke() (WriteLayers), so that no output falls inside a counted region.
+class LayerProfiler : public tflite::MicroProfilerInterface {
+ public:
+  uint32_t BeginEvent(const char* tag) override {
+    if (n_ < kMaxLayers) tags_[n_] = tag;
+    trecx_layer_begin();
+    return n_++;
+  }
+  void EndEvent(uint32_t) override { trecx_layer_end(); }
+  bool WriteLayers(const char* model) {  // false when more operators ran than the names kept
+    if (n_ > kMaxLayers) return false;
+    std::fprintf(out, "LAYERS %s", model);
+    for (uint32_t i = 0; i < n_; ++i) std::fprintf(out, " %s", tags_[i]);
+    std::fputc('\n', out);
+    n_ = 0;
+    return true;
+  }
+
+ private:
+  const char* tags_[kMaxLayers];
+  uint32_t n_ = 0;
+};
+LayerProfiler profiler;
+bool profiling = false;
 
 bool read_u32(FILE* in, uint32_t* value) { return std::fread(value, sizeof *value, 1, in) == 1; }
 
@@ -91,7 +124,7 @@ bool counted_invoke(int model) {
   trecx_mark_begin();
   TfLiteStatus status = interpreters[model]->Invoke();
   trecx_mark_end();
-  return status == kTfLiteOk;
+  return status == kTfLiteOk && (!profiling || profiler.WriteLayers(kModels[model].name));
 }
 
 int argmax(const TfLiteTensor* t) {  // over the last dimension, first maximum wins
@@ -114,7 +147,7 @@ int main() {
   if (out == nullptr) return 2;
   FILE* in = std::fopen("in.bin", "rb");
   char magic[4];
-  uint32_t version = 0, samples = 0, n_models = 0, n_probes = 0;
+  uint32_t version = 0, samples = 0, n_models = 0, n_probes = 0, profile = 0;
   float rho = 0.0f;
   if (in == nullptr || std::fread(magic, 1, 4, in) != 4 || std::memcmp(magic, "TRXI", 4) != 0 ||
       !read_u32(in, &version) || version != kVersion || !read_u32(in, &samples) ||
@@ -130,6 +163,8 @@ int main() {
   for (uint32_t p = 0; p < n_probes; ++p) {
     if (!read_u32(in, &probes[p]) || probes[p] == 0) return fail("input", "in.bin", p);
   }
+  if (!read_u32(in, &profile) || profile > 1) return fail("input", "in.bin", profile);
+  profiling = profile == 1;
   for (uint32_t p = 0; p < n_probes; ++p) {
     std::fprintf(out, "REGION probe %lu\nREGION probe 0\n", static_cast<unsigned long>(probes[p]));
     trecx_probe(probes[p]);
@@ -141,7 +176,8 @@ int main() {
   for (int m = 0; m < TRECX_MODEL_COUNT; ++m) {
     if (offset + arena_bytes[m] > sizeof arena_pool) return fail("arena_pool", kModels[m].name, arena_bytes[m]);
     interpreters[m] = new (interpreter_storage[m]) tflite::MicroInterpreter(
-        tflite::GetModel(kModels[m].flatbuffer), resolver, arena_pool + offset, arena_bytes[m]);
+        tflite::GetModel(kModels[m].flatbuffer), resolver, arena_pool + offset, arena_bytes[m],
+        nullptr, profiling ? &profiler : nullptr);
     if (interpreters[m]->AllocateTensors() != kTfLiteOk) return fail("allocate", kModels[m].name, arena_bytes[m]);
     std::fprintf(out, "MODEL %s %lu\n", kModels[m].name,
                  static_cast<unsigned long>(interpreters[m]->arena_used_bytes()));

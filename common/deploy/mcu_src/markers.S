@@ -1,5 +1,6 @@
-/* Marker functions whose entry addresses the instruction-counting QEMU plugin watches, and a probe
- * with a known instruction count. Each marker is one instruction (bx lr), written in assembly so that
+/* Marker functions whose entry addresses the instruction-counting QEMU plugin watches (one pair
+ * around each Invoke(), one around each operator when profiling), and a probe with a known
+ * instruction count. Each marker is one instruction (bx lr), written in assembly so that
  * no compiler changes what a counted region holds. Written for T-RecX. */
     .syntax unified
     .thumb
@@ -18,6 +19,20 @@ trecx_mark_begin:
 trecx_mark_end:
     bx lr
     .size trecx_mark_end, . - trecx_mark_end
+
+    .global trecx_layer_begin
+    .type trecx_layer_begin, %function
+    .thumb_func
+trecx_layer_begin:
+    bx lr
+    .size trecx_layer_begin, . - trecx_layer_begin
+
+    .global trecx_layer_end
+    .type trecx_layer_end, %function
+    .thumb_func
+trecx_layer_end:
+    bx lr
+    .size trecx_layer_end, . - trecx_layer_end
 
 /* void trecx_probe(uint32_t n), n >= 1: two counted regions. The first holds 2 * n + 2 instructions:
  * the begin marker's bx, n iterations of (subs, bne) and the bl to the end marker. The second, with

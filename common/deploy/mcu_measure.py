@@ -1,0 +1,175 @@
+"""`deploy.sh --mcu`: the exported int8 models on emulated Cortex-M cores, checked and summarised.
+
+For each target (a core and a kernel set, `parse_targets`), `measure_targets` runs the export folder's
+early-exit pair and base model on the first K test samples in TensorFlow Lite Micro (common/deploy/
+mcu.py) at the deployed rho, and checks every sample's exit decision and predicted class, and the base
+model's class, against LiteRT's int8 run of the same models with its reference kernels. From the
+executed instructions of each Invoke() it reports stage 1, stage 2 and base per sample (mean and
+range), the expected instructions per sample at the exit rate LiteRT measured on the whole test set,
+and that saving against the base model beside the FLOPs saving. A second run with TFLM's profiler
+hooks counts each operator (`layer_rows`), beside its MACs and output elements. Counts are executed
+instructions on an emulator, not cycles: QEMU models no pipeline, caches or flash wait states.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from common.deploy import mcu, mcu_build
+from common.deploy.profile import operators
+from common.deploy.runtime import NEVER_EXIT, EarlyExitRunner, Runtime, SingleStageRunner
+from common.errors import UserError
+
+DEFAULT_SAMPLES = 50
+PROFILE_SAMPLES = 3  # per-operator counts hardly depend on the input: a few samples show them
+ALL_TARGETS = ("cortex-m4", "cortex-m4:reference", "cortex-m7", "cortex-m55")
+NOTE = ("executed instructions counted on an emulator (qemu-system-arm), not cycles: QEMU models no "
+        "pipeline, caches or flash wait states")
+LAYER_COLUMNS = ("core", "kernels", "model", "index", "operator", "macs", "output_elements", "instructions",
+                 "instructions_pct", "macs_pct", "instructions_per_mac", "instructions_per_output")
+
+
+def parse_targets(text):
+    """[(core, kernels)] from --mcu's value: comma-separated CORE or CORE:KERNELS (kernels default
+    cmsis-nn), or "all" for every core with CMSIS-NN and the M4 with the reference kernels too."""
+    names = ALL_TARGETS if text.strip() == "all" else [name.strip() for name in text.split(",") if name.strip()]
+    targets = []
+    for name in names:
+        core, _, kernels = name.partition(":")
+        if core not in mcu_build.CORES or (kernels or "cmsis-nn") not in mcu_build.KERNEL_SETS:
+            raise UserError(f"--mcu: unknown target {name!r}; give CORE or CORE:KERNELS with CORE one of "
+                            f"{', '.join(mcu_build.CORES)} and KERNELS one of {', '.join(mcu_build.KERNEL_SETS)} "
+                            f"(default cmsis-nn), comma-separated, or all")
+        if (core, kernels or "cmsis-nn") not in targets:
+            targets.append((core, kernels or "cmsis-nn"))
+    if not targets:
+        raise UserError("--mcu needs at least one target, e.g. --mcu cortex-m4,cortex-m7,cortex-m55")
+    return targets
+
+
+def _stats(values):
+    values = np.asarray(values, np.float64)
+    if values.size == 0:
+        return None
+    return {"mean": float(values.mean()), "min": int(values.min()), "max": int(values.max()), "samples": int(values.size)}
+
+
+def _saving(value, reference):
+    return float(100.0 * (1.0 - value / reference))
+
+
+def litert_reference(models, inputs, rho):
+    """(exits, classes, base classes) of LiteRT's int8 run with its reference kernels, one sample at a time."""
+    runtime = Runtime(kernels="reference")
+    trace = EarlyExitRunner(models["stage1"], models["stage2"], rho, runtime).run(inputs, warmup=0)
+    base = SingleStageRunner(models["base"], runtime).run(inputs, warmup=0)
+    return trace.exits, trace.predictions, base.predictions
+
+
+def agreement(result, reference):
+    """How the MCU's exits and classes compare with LiteRT's (`litert_reference`), sample by sample."""
+    exits, classes, base_classes = reference
+    checks = {"exits": (result.exits, exits), "classes": (result.classes, classes),
+              "base_classes": (result.model_classes["base"], base_classes)}
+    equal = {name: np.asarray(mcu_values) == np.asarray(litert_values)
+             for name, (mcu_values, litert_values) in checks.items()}
+    differ = np.flatnonzero(~np.logical_and.reduce(list(equal.values())))
+    return {**{name: int(same.sum()) for name, same in equal.items()}, "samples": int(len(exits)),
+            "differing_samples": differ.tolist()}
+
+
+def layer_rows(result, tflite_models):
+    """Per-operator rows (LAYER_COLUMNS) of a profiled McuResult, with each model's MACs and output
+    elements from its .tflite, and per model a last row, "(between operators)": its Invoke() count less
+    the operators' sum (the interpreter's loop and the profiler's hooks). Means over the samples each
+    model ran on; shares are of the profiled Invoke() count."""
+    rows = []
+    for model, ops in result.layer_ops.items():
+        counts = result.layer_instructions[model][result.ran[model]]
+        table = operators(tflite_models[model])
+        if [name for name, _, _ in table] != list(ops):
+            raise RuntimeError(f"TFLM ran {model}'s operators as {list(ops)}, its .tflite lists "
+                               f"{[name for name, _, _ in table]}")
+        means = counts.mean(axis=0)
+        total_macs = sum(macs for _, _, macs in table) or 1
+        total = result.instructions[model][result.ran[model]].mean()
+        base = {"core": result.core, "kernels": result.kernels, "model": model}
+        for index, ((name, shape, macs), instructions) in enumerate(zip(table, means)):
+            elements = int(np.prod(shape[1:]))
+            rows.append({**base, "index": index, "operator": name, "macs": macs, "output_elements": elements,
+                         "instructions": float(instructions), "instructions_pct": 100.0 * instructions / total,
+                         "macs_pct": 100.0 * macs / total_macs,
+                         "instructions_per_mac": instructions / macs if macs else None,
+                         "instructions_per_output": instructions / elements})
+        between = total - means.sum()
+        rows.append({**base, "index": len(table), "operator": "(between operators)", "macs": 0,
+                     "output_elements": 0, "instructions": float(between), "instructions_pct": 100.0 * between / total,
+                     "macs_pct": 0.0, "instructions_per_mac": None, "instructions_per_output": None})
+    return rows
+
+
+@dataclasses.dataclass
+class TargetRun:
+    """One target's summary (deploy.json's layout), its per-operator rows and its early-exit
+    instructions per stage ((stage 1, stage 2) means, for the instruction benefit curve)."""
+    summary: dict
+    layers: list
+    stage_means: tuple
+
+
+def measure_target(export_dir, model_name, int8_models, inputs, rho, core, kernels, reference, test_exit_rate,
+                   flops_saving_pct, log=print):
+    """Run one target; `reference`: `litert_reference` on the same inputs. Returns a TargetRun."""
+    n = len(inputs)
+    log(f"{core} with {kernels} kernels: {n} samples on the emulator")
+    run = mcu.run_on_mcu(export_dir, model_name, inputs, rho=rho, core=core, kernels=kernels, log=log)
+    ran = {name: run.instructions[name][run.ran[name]] for name in ("stage1", "stage2", "base")}
+    profiled = mcu.run_on_mcu(export_dir, model_name, inputs[:PROFILE_SAMPLES], rho=NEVER_EXIT, core=core,
+                              kernels=kernels, profile=True, log=log)
+    if ran["stage2"].size == 0:  # every sample exited: stage 2's count from samples that run it
+        ran["stage2"] = mcu.run_on_mcu(export_dir, model_name, inputs[:PROFILE_SAMPLES], rho=NEVER_EXIT, core=core,
+                                       kernels=kernels, base=False, log=log).instructions["stage2"]
+    stats = {name: _stats(values) for name, values in ran.items()}
+    stage1, stage2, base = (stats[name]["mean"] for name in ("stage1", "stage2", "base"))
+    expected = stage1 + (1.0 - test_exit_rate) * stage2
+    saving = _saving(expected, base)
+    per_sample = run.instructions["stage1"] + run.instructions["stage2"]
+    summary = {
+        "core": core, "kernels": kernels, "board": run.board, "samples": n,
+        "agreement_with_litert_int8": agreement(run, reference),
+        "exit_rate_samples": float(np.mean(run.exits == 0)),
+        "stage2_invocations": int(run.invocations["stage2"]), "samples_not_exited": int(np.sum(run.exits == 1)),
+        "instructions": stats,
+        "early_exit_instructions_samples": _stats(per_sample),
+        "exit_rate_test": test_exit_rate,
+        "expected_instructions": expected,
+        "instruction_saving_pct": saving,
+        "flops_saving_pct": flops_saving_pct,
+        "instruction_over_flops_saving": saving / flops_saving_pct if flops_saving_pct > 0 else None,
+        "arena_used_bytes": run.arena_used_bytes,
+        "flash_bytes": run.flash_bytes,
+        "ram_bytes": run.ram_bytes,
+    }
+    rows = layer_rows(profiled, int8_models)
+    same = summary["agreement_with_litert_int8"]
+    log(f"  instructions per sample: stage 1 {stage1 / 1e6:.3f} M, stage 2 {stage2 / 1e6:.3f} M, base "
+        f"{base / 1e6:.3f} M; expected at exit rate {test_exit_rate:.3f}: {expected / 1e6:.3f} M, saving "
+        f"{saving:.1f} % (FLOPs {flops_saving_pct:.1f} %); LiteRT agreement: exits {same['exits']}/{n}, "
+        f"classes {same['classes']}/{n}, base {same['base_classes']}/{n}")
+    if same["differing_samples"]:
+        log(f"  WARNING: the emulated {core} and LiteRT's int8 reference kernels differ on samples "
+            f"{same['differing_samples']} (see deploy.json)")
+    return TargetRun(summary, rows, (stage1, stage2))
+
+
+def measure_targets(export_dir, model_name, int8_models, inputs, rho, targets, int8_summary, log=print):
+    """Every target of `targets` on `inputs` (float32, the first K test samples). Returns ({"samples",
+    "note", "targets": [summaries]}, per-operator rows of all targets, {(core, kernels): stage means})."""
+    log(f"LiteRT int8 with reference kernels on the same {len(inputs)} samples (the MCU's reference)")
+    reference = litert_reference(int8_models, inputs, rho)
+    runs = {(core, kernels): measure_target(export_dir, model_name, int8_models, inputs, rho, core, kernels, reference,
+                                            int8_summary["exit_rate"], int8_summary["mflops_saving_pct"], log)
+            for core, kernels in targets}
+    summary = {"samples": int(len(inputs)), "note": NOTE, "targets": [r.summary for r in runs.values()]}
+    return summary, [row for r in runs.values() for row in r.layers], {k: r.stage_means for k, r in runs.items()}
