@@ -8,7 +8,9 @@ per task and target (core, kernel set): instructions per sample of stage 1, stag
 (mean and range), the saving of a sample that leaves at the early exit against the base model beside
 the FLOPs saving, the saving at 50 % and 80 % exits beside FLOPs (each path's count weighed by the exit
 rate, as deploy.sh does with a test set's), arena and flash bytes; and writes every operator's count
-beside its MACs and output elements to OUT/mcu_layers_TASK.csv. These are instructions counted exactly
+beside its MACs and output elements to OUT/mcu_layers_TASK.csv, and prints where stage 1's instructions
+go: the backbone before the tap and the early-exit branch, each as a share of the base model's
+instructions beside its share of the base model's MACs. These are instructions counted exactly
 on an emulator, not cycles. Needs `bash install_mcu_toolchain.sh` (and, per core and kernel set, one
 TFLM build: 4-9 minutes on 2 cores, cached).
 
@@ -27,6 +29,30 @@ EXIT_RATES = (0.5, 0.8)
 def saving(stage1, stage2, base, exit_rate):
     """% saved per sample against the base model when `exit_rate` of the samples leave after stage 1."""
     return 100.0 * (1.0 - (stage1 + (1.0 - exit_rate) * stage2) / base)
+
+
+def where_stage1_goes(rows):
+    """{(core, kernels): {"backbone"|"branch": (% of base instructions, % of base MACs)}} from per-operator
+    rows (mcu_measure.layer_rows). Stage 1's backbone is the operators it shares, in order, with the base
+    model's start (same operator, same MACs); the rest of stage 1 is the early-exit branch."""
+    shares = {}
+    for key in dict.fromkeys((row["core"], row["kernels"]) for row in rows):
+        ops = {model: [row for row in rows if (row["core"], row["kernels"]) == key and row["model"] == model
+                       and row["macs"] is not None and row["output_elements"]] for model in ("stage1", "base")}
+        shared = 0
+        while shared < min(len(ops["stage1"]), len(ops["base"])) and all(
+                ops["stage1"][shared][f] == ops["base"][shared][f] for f in ("operator", "macs", "output_elements")):
+            shared += 1
+        base_instructions = sum(row["instructions"] for row in rows if (row["core"], row["kernels"]) == key
+                                and row["model"] == "base")
+        base_macs = sum(row["macs"] for row in ops["base"])
+
+        def share(part):
+            return (100.0 * sum(r["instructions"] for r in part) / base_instructions,
+                    100.0 * sum(r["macs"] for r in part) / base_macs)
+
+        shares[key] = {"backbone": share(ops["stage1"][:shared]), "branch": share(ops["stage1"][shared:])}
+    return shares
 
 
 def main(argv=None):
@@ -89,6 +115,10 @@ def main(argv=None):
                       f"{cell(counts['base'])} | {pair(1.0)} | " + " | ".join(pair(e) for e in EXIT_RATES)
                       + f" | {arena} | {flash} |", flush=True)
         report.write_rows_csv(args.out / f"mcu_layers_{task}.csv", layers, LAYER_COLUMNS)
+        for (core, kernels), parts in where_stage1_goes(layers).items():
+            print(f"  {task}, {core} {kernels}: stage 1 = backbone before the tap {parts['backbone'][0]:.1f} % of "
+                  f"the base model's instructions ({parts['backbone'][1]:.1f} % of its MACs) + early-exit branch "
+                  f"{parts['branch'][0]:.1f} % ({parts['branch'][1]:.1f} %)", flush=True)
     return 0
 
 

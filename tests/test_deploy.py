@@ -583,3 +583,19 @@ def test_calibration_data_may_be_a_test_set_without_training_split(cifar, tmp_pa
     assert source == "the training split"  # a training split, when there is one, comes first
     with pytest.raises(UserError, match="holds neither the training split nor a test set"):
         pipeline.calibration_inputs(task, tmp_path / "nowhere", 30)
+
+
+def test_mcu_targets_and_a_disagreement_with_litert_is_named_by_sample():
+    from types import SimpleNamespace
+
+    from common.deploy import mcu_measure
+
+    assert mcu_measure.parse_targets("all") == [("cortex-m4", "cmsis-nn"), ("cortex-m4", "reference"),
+                                                ("cortex-m7", "cmsis-nn"), ("cortex-m55", "cmsis-nn")]
+    assert mcu_measure.parse_targets("cortex-m55, cortex-m4:reference,cortex-m55") == [
+        ("cortex-m55", "cmsis-nn"), ("cortex-m4", "reference")]
+    result = SimpleNamespace(exits=np.array([0, 1, 1, 0]), classes=np.array([3, 4, 5, 6]),
+                             model_classes={"base": np.array([3, 4, 5, 7])})
+    litert = (np.array([0, 1, 0, 0]), np.array([3, 4, 5, 6]), np.array([3, 4, 5, 6]))
+    assert mcu_measure.agreement(result, litert) == {"exits": 3, "classes": 4, "base_classes": 3, "samples": 4,
+                                                     "differing_samples": [2, 3]}

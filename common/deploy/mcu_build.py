@@ -184,7 +184,10 @@ def _check_choice(core, kernels):
 
 def _make_vars(core, kernels, gen):
     spec = CORES[core]
-    values = ["TARGET=cortex_m_qemu", f"TARGET_ARCH={spec.arch}", f"BASE_GENDIR={gen}", *spec.make_vars,
+    # release_with_logs: NDEBUG, so no debug checks run inside the kernels' loops (TFLM's make says it
+    # is the build for profiling and benchmarking); error strings stay, and with them the profiler hooks.
+    values = ["TARGET=cortex_m_qemu", f"TARGET_ARCH={spec.arch}", f"BASE_GENDIR={gen}", "BUILD_TYPE=release_with_logs",
+              *spec.make_vars,
               f"MICROLITE_CC_KERNEL_SRCS={' '.join(kernel_sources(kernels))}"]
     return values + ([f"OPTIMIZED_KERNEL_DIR={KERNEL_SETS[kernels]}"] if KERNEL_SETS[kernels] else [])
 
