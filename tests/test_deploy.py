@@ -599,3 +599,18 @@ def test_mcu_targets_and_a_disagreement_with_litert_is_named_by_sample():
     litert = (np.array([0, 1, 0, 0]), np.array([3, 4, 5, 6]), np.array([3, 4, 5, 6]))
     assert mcu_measure.agreement(result, litert) == {"exits": 3, "classes": 4, "base_classes": 3, "samples": 4,
                                                      "differing_samples": [2, 3]}
+
+
+def test_mcu_build_cache_keeps_the_most_recently_used_programs_only(tmp_path, monkeypatch):
+    from common.deploy import mcu_build
+
+    monkeypatch.setenv("TRECX_MCU_HOME", str(tmp_path))
+    for age, name in enumerate(["prog-e", "prog-d", "prog-c", "prog-b", "prog-a", "lib-x"]):
+        info = tmp_path / "build" / name / "info.json"
+        info.parent.mkdir(parents=True)
+        info.write_text("{}")
+        os.utime(info, (1e9 - age, 1e9 - age))  # prog-e is the newest
+    (tmp_path / "build" / "prog-unfinished").mkdir()  # a build in progress has no info.json yet
+    mcu_build._prune("prog", 2)
+    assert sorted(p.name for p in (tmp_path / "build").iterdir() if p.is_dir()) == [
+        "lib-x", "prog-d", "prog-e", "prog-unfinished"]

@@ -6,7 +6,8 @@ that goes into it (sources, flags, kernel list, models), and reused while that i
 - `library(core, kernels)`: TFLM's microlite library for one core and kernel set, with only the
   kernels of `OPS` (TFLM's own make, which downloads nothing in that tree);
 - `plugin()`: the QEMU TCG plugin that counts executed instructions between two markers (host gcc);
-- `program(lib, models, pool)`: the bare-metal harness (mcu_src/) linked with a set of models.
+- `program(lib, models, pool)`: the bare-metal harness (mcu_src/) linked with a set of models (the
+  KEPT_PROGRAMS most recently used are kept).
 Cores and kernel sets are table entries (`CORES`, `KERNEL_SETS`).
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ TOOLS = {"arm-none-eabi-gcc": "gcc-arm-none-eabi", "arm-none-eabi-g++": "gcc-arm
          "qemu-system-arm": "qemu-system-arm", "gcc": "gcc", "make": "make"}
 MAKEFILE = "tensorflow/lite/micro/tools/make/Makefile"
 BUILD_VERSION = 1  # bump when the build steps change, to retire old caches
+KEPT_PROGRAMS = 32  # harness programs (one per set of exported models and target) kept, most recently used
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,7 +149,8 @@ class _Lock:
 
 def _cached_build(kind, key, build, log, resume=False):
     """The info dict of a cached build, building it (under a lock) into its folder when absent; an
-    interrupted build starts afresh, or with `resume` (make's own builds) continues where it stopped."""
+    interrupted build starts afresh, or with `resume` (make's own builds) continues where it stopped.
+    Each use marks the build as recently used (its info.json's time), for `_prune`."""
     folder = mcu_home() / "build" / f"{kind}-{key}"
     info_file = folder / "info.json"
     with _Lock(mcu_home() / "build" / f".{kind}-{key}.lock"):
@@ -158,7 +161,17 @@ def _cached_build(kind, key, build, log, resume=False):
             log(f"building {kind} in {folder}")
             info = build(folder)
             files.write_text(info_file, json.dumps(info, indent=1))
+        info_file.touch()
     return json.loads(info_file.read_text())
+
+
+def _prune(kind, keep):
+    """Delete all but the `keep` most recently used finished builds of `kind` (each under its lock):
+    every deploy.sh --mcu run links new models, so harness programs would otherwise pile up."""
+    finished = sorted(mcu_home().joinpath("build").glob(f"{kind}-*/info.json"), key=lambda p: p.stat().st_mtime)
+    for info_file in finished[:-keep] if keep > 0 else finished:
+        with _Lock(mcu_home() / "build" / f".{info_file.parent.name}.lock"):
+            shutil.rmtree(info_file.parent, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -337,4 +350,6 @@ def program(lib, models, pool_bytes, log=print):
                                                        if spec.ram[0] <= address < spec.ram[0] + spec.ram[1]),
                 "model_bytes": {m["name"]: symbols[m["symbol"]][1] for m in models}}
 
-    return _cached_build("prog", key, build, log)
+    info = _cached_build("prog", key, build, log)
+    _prune("prog", KEPT_PROGRAMS)
+    return info
