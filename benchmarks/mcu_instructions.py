@@ -31,30 +31,6 @@ def saving(stage1, stage2, base, exit_rate):
     return 100.0 * (1.0 - (stage1 + (1.0 - exit_rate) * stage2) / base)
 
 
-def where_stage1_goes(rows):
-    """{(core, kernels): {"backbone"|"branch": (% of base instructions, % of base MACs)}} from per-operator
-    rows (mcu_measure.layer_rows). Stage 1's backbone is the operators it shares, in order, with the base
-    model's start (same operator, same MACs); the rest of stage 1 is the early-exit branch."""
-    shares = {}
-    for key in dict.fromkeys((row["core"], row["kernels"]) for row in rows):
-        ops = {model: [row for row in rows if (row["core"], row["kernels"]) == key and row["model"] == model
-                       and row["macs"] is not None and row["output_elements"]] for model in ("stage1", "base")}
-        shared = 0
-        while shared < min(len(ops["stage1"]), len(ops["base"])) and all(
-                ops["stage1"][shared][f] == ops["base"][shared][f] for f in ("operator", "macs", "output_elements")):
-            shared += 1
-        base_instructions = sum(row["instructions"] for row in rows if (row["core"], row["kernels"]) == key
-                                and row["model"] == "base")
-        base_macs = sum(row["macs"] for row in ops["base"])
-
-        def share(part):
-            return (100.0 * sum(r["instructions"] for r in part) / base_instructions,
-                    100.0 * sum(r["macs"] for r in part) / base_macs)
-
-        shares[key] = {"backbone": share(ops["stage1"][:shared]), "branch": share(ops["stage1"][shared:])}
-    return shares
-
-
 def main(argv=None):
     from common.tasks import task_names
 
@@ -69,7 +45,7 @@ def main(argv=None):
     from common import flops, report
     from common.deploy import mcu
     from common.deploy.export import export_models, write_export
-    from common.deploy.mcu_measure import LAYER_COLUMNS, PROFILE_SAMPLES, layer_rows, parse_targets
+    from common.deploy.mcu_measure import LAYER_COLUMNS, PROFILE_SAMPLES, layer_rows, parse_targets, stage1_shares
     from common.deploy.runtime import NEVER_EXIT
     from common.native_logs import import_tensorflow_quietly
     from common.weights import load_nets
@@ -115,10 +91,12 @@ def main(argv=None):
                       f"{cell(counts['base'])} | {pair(1.0)} | " + " | ".join(pair(e) for e in EXIT_RATES)
                       + f" | {arena} | {flash} |", flush=True)
         report.write_rows_csv(args.out / f"mcu_layers_{task}.csv", layers, LAYER_COLUMNS)
-        for (core, kernels), parts in where_stage1_goes(layers).items():
-            print(f"  {task}, {core} {kernels}: stage 1 = backbone before the tap {parts['backbone'][0]:.1f} % of "
-                  f"the base model's instructions ({parts['backbone'][1]:.1f} % of its MACs) + early-exit branch "
-                  f"{parts['branch'][0]:.1f} % ({parts['branch'][1]:.1f} %)", flush=True)
+        for core, kernels in targets:
+            parts = stage1_shares([row for row in layers if (row["core"], row["kernels"]) == (core, kernels)])
+            backbone, branch = parts["backbone"], parts["branch"]
+            print(f"  {task}, {core} {kernels}: stage 1 = backbone before the tap {backbone['instructions_pct']:.1f} % "
+                  f"of the base model's instructions ({backbone['macs_pct']:.1f} % of its MACs) + early-exit branch "
+                  f"{branch['instructions_pct']:.1f} % ({branch['macs_pct']:.1f} %)", flush=True)
     return 0
 
 

@@ -224,6 +224,12 @@ def mcu_markdown(mcu: dict) -> list[str]:
         ("instruction saving % / FLOPs saving %",
          lambda t: f"{t['instruction_saving_pct']:.1f} / {t['flops_saving_pct']:.1f}"),
         ("instruction saving / FLOPs saving", lambda t: _num(t["instruction_over_flops_saving"])),
+        ("stage 1's backbone to the tap: % of base instructions / MACs",
+         lambda t: f"{t['stage1_shares']['backbone']['instructions_pct']:.1f} / "
+                   f"{t['stage1_shares']['backbone']['macs_pct']:.1f}"),
+        ("stage 1's early-exit branch: % of base instructions / MACs",
+         lambda t: f"{t['stage1_shares']['branch']['instructions_pct']:.1f} / "
+                   f"{t['stage1_shares']['branch']['macs_pct']:.1f}"),
         ("arena bytes used: stage 1 / stage 2 / base",
          lambda t: " / ".join(f"{t['arena_used_bytes'][m]:,}" for m in ("stage1", "stage2", "base"))),
         ("flash bytes: stage 1 / stage 2 / base / whole program",

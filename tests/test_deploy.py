@@ -614,3 +614,19 @@ def test_mcu_build_cache_keeps_the_most_recently_used_programs_only(tmp_path, mo
     mcu_build._prune("prog", 2)
     assert sorted(p.name for p in (tmp_path / "build").iterdir() if p.is_dir()) == [
         "lib-x", "prog-d", "prog-e", "prog-unfinished"]
+
+
+def test_stage1_shares_split_stage1_where_it_leaves_the_base_models_path():
+    from common.deploy.mcu_measure import stage1_shares
+
+    def row(model, operator, macs, outputs, instructions):
+        return {"model": model, "operator": operator, "macs": macs, "output_elements": outputs,
+                "instructions": instructions}
+
+    shared = [("CONV_2D", 100, 10, 300.0), ("CONV_2D", 200, 10, 500.0)]
+    rows = ([row("stage1", *op) for op in shared] + [row("stage1", "CONV_2D", 100, 5, 250.0),
+                                                     row("stage1", "(between operators)", 0, 0, 9.0)]
+            + [row("base", *op) for op in shared] + [row("base", "CONV_2D", 700, 10, 1190.0),
+                                                   row("base", "(between operators)", 0, 0, 10.0)])
+    assert stage1_shares(rows) == {"backbone": {"instructions_pct": 40.0, "macs_pct": 30.0},
+                                   "branch": {"instructions_pct": 12.5, "macs_pct": 10.0}}

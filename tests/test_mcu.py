@@ -243,6 +243,11 @@ def test_deploy_sh_mcu_checks_the_emulated_core_against_litert_and_reports_instr
         assert sum(float(row["instructions_pct"]) for row in mine) == pytest.approx(100, abs=0.01)
         assert sum(float(row["instructions"]) for row in mine) == pytest.approx(counts[name]["mean"], rel=1e-3)
         assert sum(int(row["macs"]) for row in mine) > 0
+    # Stage 1 = its backbone (the operators it shares with the base model's start) + its early-exit branch.
+    shares = target["stage1_shares"]
+    assert 0 < shares["backbone"]["macs_pct"] < 100 and shares["branch"]["instructions_pct"] > 0
+    assert shares["backbone"]["instructions_pct"] + shares["branch"]["instructions_pct"] == pytest.approx(
+        100 * counts["stage1"]["mean"] / counts["base"]["mean"], abs=0.1)
     assert (out / "mcu_benefit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = (out / "deploy.md").read_text()
     assert "not cycles" in text and f"| equal to LiteRT int8 (reference kernels): exits / classes / base classes | " \

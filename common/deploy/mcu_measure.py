@@ -109,6 +109,27 @@ def layer_rows(result, tflite_models):
     return rows
 
 
+def stage1_shares(rows):
+    """Where stage 1's instructions go, from one target's per-operator rows (`layer_rows`):
+    {"backbone"|"branch": {"instructions_pct", "macs_pct"}}, each a share of the base model's
+    instructions and MACs. The backbone is the operators stage 1 shares, in order, with the start of
+    the base model (same operator, MACs and outputs); the rest of stage 1 is the early-exit branch."""
+    ops = {model: [row for row in rows if row["model"] == model and row["output_elements"]]
+           for model in ("stage1", "base")}
+    same = 0
+    while same < min(len(ops["stage1"]), len(ops["base"])) and all(
+            ops["stage1"][same][key] == ops["base"][same][key] for key in ("operator", "macs", "output_elements")):
+        same += 1
+    base_instructions = sum(row["instructions"] for row in rows if row["model"] == "base")
+    base_macs = sum(row["macs"] for row in ops["base"]) or 1
+
+    def share(part):
+        return {"instructions_pct": 100.0 * sum(row["instructions"] for row in part) / base_instructions,
+                "macs_pct": 100.0 * sum(row["macs"] for row in part) / base_macs}
+
+    return {"backbone": share(ops["stage1"][:same]), "branch": share(ops["stage1"][same:])}
+
+
 @dataclasses.dataclass
 class TargetRun:
     """One target's summary (deploy.json's layout), its per-operator rows and its early-exit
@@ -152,6 +173,7 @@ def measure_target(export_dir, model_name, int8_models, inputs, rho, core, kerne
         "ram_bytes": run.ram_bytes,
     }
     rows = layer_rows(profiled, int8_models)
+    summary["stage1_shares"] = stage1_shares(rows)
     same = summary["agreement_with_litert_int8"]
     log(f"  instructions per sample: stage 1 {stage1 / 1e6:.3f} M, stage 2 {stage2 / 1e6:.3f} M, base "
         f"{base / 1e6:.3f} M; expected at exit rate {test_exit_rate:.3f}: {expected / 1e6:.3f} M, saving "
