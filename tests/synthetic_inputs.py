@@ -48,10 +48,10 @@ def word_clips(rng, n):
 
 def mfcc_features(rng, n):
     """float32 (n, 49, 10, 1) MFCCs of `word_clips`, and their labels."""
-    from keyword_spotting import data
+    from keyword_spotting import sound
 
     clips, labels = word_clips(rng, n)
-    return data.compute_mfcc(data.normalize_and_pad(clips)), labels
+    return sound.compute_mfcc(sound.normalize_and_pad(clips)), labels
 
 
 def smooth_images(rng, n, size=96, grid=6):

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from common.download import sha256sum
 from common.errors import UserError
-from keyword_spotting import data
+from keyword_spotting import data, sound
 from synthetic_audio import (LISTED_NOISE, NOISE_FILES, TEST_LABELS, make_archives, tone_clip,
                              write_test_tree, write_train_tree, write_wav)
 
@@ -27,8 +27,8 @@ N_TEST_PER_LABEL = 2
 
 def _golden_features(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     golden = np.load(folder / "golden_mfcc.npz")
-    clips = [data.read_wav(folder / "wav" / name) for name in golden["names"]]
-    return data.compute_mfcc(data.normalize_and_pad(clips)), golden["mfcc"]
+    clips = [sound.read_wav(folder / "wav" / name) for name in golden["names"]]
+    return sound.compute_mfcc(sound.normalize_and_pad(clips)), golden["mfcc"]
 
 
 def test_committed_golden_clips_match_reference_mfcc() -> None:
@@ -45,9 +45,9 @@ def test_all_shared_golden_clips_match_reference_mfcc() -> None:
 
 
 def test_mfcc_is_batch_independent() -> None:
-    clips = data.normalize_and_pad([tone_clip(np.random.default_rng(i), 300.0 + 100 * i) for i in range(3)])
-    together = data.mfcc(clips).numpy()
-    alone = np.concatenate([data.mfcc(clips[i:i + 1]).numpy() for i in range(3)])
+    clips = sound.normalize_and_pad([tone_clip(np.random.default_rng(i), 300.0 + 100 * i) for i in range(3)])
+    together = sound.mfcc(clips).numpy()
+    alone = np.concatenate([sound.mfcc(clips[i:i + 1]).numpy() for i in range(3)])
     assert together.shape == (3, 49, 10, 1)
     np.testing.assert_allclose(together, alone, atol=1e-5)
 
@@ -58,14 +58,14 @@ def test_mfcc_is_batch_independent() -> None:
 
 def test_normalize_and_pad_divides_by_positive_peak_and_pads() -> None:
     clip = np.array([1.0, -8.0, 4.0, 2.0], np.float32)
-    out = data.normalize_and_pad([clip])
+    out = sound.normalize_and_pad([clip])
     assert out.shape == (1, 16000) and out.dtype == np.float32
     np.testing.assert_array_equal(out[0, :4], [0.25, -2.0, 1.0, 0.5])  # max, not max|x|: like the reference
     assert not out[0, 4:].any()
 
 
 def test_normalize_and_pad_fixes_non_positive_clips() -> None:
-    out = data.normalize_and_pad([np.array([-2.0, -4.0, 0.0], np.float32), np.zeros(100, np.float32)])
+    out = sound.normalize_and_pad([np.array([-2.0, -4.0, 0.0], np.float32), np.zeros(100, np.float32)])
     np.testing.assert_array_equal(out[0, :3], [-0.5, -1.0, 0.0])
     assert np.isfinite(out).all() and not out[1].any()
 
@@ -73,7 +73,7 @@ def test_normalize_and_pad_fixes_non_positive_clips() -> None:
 def test_normalize_and_pad_cuts_long_clips_before_normalising() -> None:
     clip = np.zeros(24000, np.float32)
     clip[100], clip[20000] = 50.0, 1000.0  # the global peak lies past 1 s
-    out = data.normalize_and_pad([clip])
+    out = sound.normalize_and_pad([clip])
     assert out.shape == (1, 16000) and out[0, 100] == 1.0
 
 
@@ -82,19 +82,19 @@ def test_normalize_and_pad_array_and_list_agree() -> None:
     batch = rng.normal(0, 1000, (5, 17000)).astype(np.float32)
     batch[2] = -np.abs(batch[2])
     batch[3] = 0.0
-    np.testing.assert_array_equal(data.normalize_and_pad(batch), data.normalize_and_pad(list(batch)))
+    np.testing.assert_array_equal(sound.normalize_and_pad(batch), sound.normalize_and_pad(list(batch)))
 
 
 def test_read_wav_keeps_int16_values_and_first_channel(tmp_path) -> None:
     stereo = np.stack([np.arange(-500, 500, dtype=np.int16), np.full(1000, 7, np.int16)], axis=1)
-    samples = data.read_wav(write_wav(tmp_path / "stereo.wav", stereo))
+    samples = sound.read_wav(write_wav(tmp_path / "stereo.wav", stereo))
     assert samples.dtype == np.float32
     np.testing.assert_array_equal(samples, np.arange(-500, 500))
 
 
 def test_read_wav_resamples_other_rates(tmp_path) -> None:
     clip = tone_clip(np.random.default_rng(1), 440.0, n_samples=8000, rate=8000)
-    samples = data.read_wav(write_wav(tmp_path / "8k.wav", clip, rate=8000))
+    samples = sound.read_wav(write_wav(tmp_path / "8k.wav", clip, rate=8000))
     assert samples.shape == (16000,)
     np.testing.assert_allclose(samples, scipy.signal.resample_poly(clip.astype(np.float64), 2, 1), atol=1e-2)
 
@@ -110,8 +110,8 @@ def test_read_wav_rejects_bad_files_naming_them(tmp_path, content, message) -> N
         write_wav(path, np.zeros(0, np.int16))
     else:
         path.write_bytes(content)
-    with pytest.raises(data.WavReadError, match=message) as raised:
-        data.read_wav(path)
+    with pytest.raises(sound.WavReadError, match=message) as raised:
+        sound.read_wav(path)
     assert "bad.wav" in str(raised.value) and isinstance(raised.value, UserError)
 
 
@@ -285,17 +285,17 @@ def test_preprocess_writes_cache(archives, prepared) -> None:
         assert np.allclose(audio.max(axis=1), 1.0)  # peak-normalised
     audio, _, ids = data.load_cached_audio(prepared, "train")
     row = list(ids).index(f"{data.TRAIN_FOLDER}/yes/0a1b2c3d_nohash_1.wav")  # a 0.8 s clip
-    raw = data.read_wav(prepared / data.TRAIN_FOLDER / "yes" / "0a1b2c3d_nohash_1.wav")
-    np.testing.assert_array_equal(audio[row], data.normalize_and_pad([raw])[0])
+    raw = sound.read_wav(prepared / data.TRAIN_FOLDER / "yes" / "0a1b2c3d_nohash_1.wav")
+    np.testing.assert_array_equal(audio[row], sound.normalize_and_pad([raw])[0])
     assert not audio[row, 12800:].any()
     row = list(ids).index(f"{data.TRAIN_FOLDER}/_background_noise_/white_noise.wav#16000")
-    noise = data.read_wav(prepared / data.TRAIN_FOLDER / "_background_noise_" / "white_noise.wav")
-    np.testing.assert_array_equal(audio[row], data.normalize_and_pad([noise[16000:32000]])[0])
+    noise = sound.read_wav(prepared / data.TRAIN_FOLDER / "_background_noise_" / "white_noise.wav")
+    np.testing.assert_array_equal(audio[row], sound.normalize_and_pad([noise[16000:32000]])[0])
 
     val_audio, val_labels, _ = data.load_cached_audio(prepared, "validation")
     val_features = np.load(cache / "validation_mfcc.npy")
     assert val_features.shape == (len(val_labels), 49, 10, 1) and val_features.dtype == np.float32
-    np.testing.assert_allclose(val_features, data.compute_mfcc(val_audio), atol=1e-5)
+    np.testing.assert_allclose(val_features, sound.compute_mfcc(val_audio), atol=1e-5)
 
     noise_clips = data.load_noise(prepared)
     assert sorted(len(c) for c in noise_clips) == sorted(NOISE_FILES.values())
@@ -358,13 +358,13 @@ def test_train_dataset_without_augment_is_mfcc_of_cached_audio(prepared) -> None
     assert [len(x) for x, _ in batches] == [10, 10, 4]
     features = np.concatenate([x.numpy() for x, _ in batches])
     assert features.shape == (24, 49, 10, 1) and features.dtype == np.float32
-    np.testing.assert_allclose(features, data.compute_mfcc(audio), atol=1e-4)
+    np.testing.assert_allclose(features, sound.compute_mfcc(audio), atol=1e-4)
     np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in batches]), labels)
 
 
 def test_train_dataset_reshuffles_each_epoch(prepared) -> None:
     _, labels, _ = data.load_cached_audio(prepared, "train")
-    reference = data.compute_mfcc(data.load_cached_audio(prepared, "train")[0]).reshape(len(labels), -1)
+    reference = sound.compute_mfcc(data.load_cached_audio(prepared, "train")[0]).reshape(len(labels), -1)
     dataset = data.train_dataset(prepared, batch_size=8, augment=False, seed=3)
     orders = []
     for _ in range(2):
@@ -441,14 +441,14 @@ def test_load_test_handles_rates_lengths_and_bad_files(tmp_path, capsys) -> None
         return features[list(ids).index(path.relative_to(data_dir).as_posix())]
 
     resampled = scipy.signal.resample_poly(slow_clip.astype(np.float64), 2, 1)
-    np.testing.assert_allclose(features_of(slow), data.compute_mfcc(data.normalize_and_pad([resampled]))[0],
+    np.testing.assert_allclose(features_of(slow), sound.compute_mfcc(sound.normalize_and_pad([resampled]))[0],
                                atol=1e-3)
-    np.testing.assert_allclose(features_of(short), data.compute_mfcc(
-        data.normalize_and_pad([data.read_wav(short)]))[0], atol=1e-5)
+    np.testing.assert_allclose(features_of(short), sound.compute_mfcc(
+        sound.normalize_and_pad([sound.read_wav(short)]))[0], atol=1e-5)
     first_second = long_clip[:16000].astype(np.float32)
     cut = np.zeros((1, 16000), np.float32)
     cut[0] = first_second / first_second.max()
-    np.testing.assert_allclose(features_of(long), data.compute_mfcc(cut)[0], atol=1e-5)
+    np.testing.assert_allclose(features_of(long), sound.compute_mfcc(cut)[0], atol=1e-5)
 
 
 def _damaged_wavs(root: Path) -> dict[str, str]:
@@ -468,8 +468,8 @@ def _damaged_wavs(root: Path) -> dict[str, str]:
 
 def test_read_wav_names_truncated_and_non_finite_files(tmp_path) -> None:
     for path, reason in _damaged_wavs(tmp_path).items():
-        with pytest.raises(data.WavReadError, match=f"{tmp_path / path}") as raised:
-            data.read_wav(tmp_path / path)
+        with pytest.raises(sound.WavReadError, match=f"{tmp_path / path}") as raised:
+            sound.read_wav(tmp_path / path)
         assert raised.value.reason == reason, path
 
 
