@@ -26,11 +26,6 @@ from pathlib import Path
 EXIT_RATES = (0.5, 0.8)
 
 
-def saving(stage1, stage2, base, exit_rate):
-    """% saved per sample against the base model when `exit_rate` of the samples leave after stage 1."""
-    return 100.0 * (1.0 - (stage1 + (1.0 - exit_rate) * stage2) / base)
-
-
 def main(argv=None):
     from common.tasks import task_names
 
@@ -45,7 +40,8 @@ def main(argv=None):
     from common import flops, report
     from common.deploy import mcu
     from common.deploy.export import export_models, write_export
-    from common.deploy.mcu_measure import LAYER_COLUMNS, PROFILE_SAMPLES, layer_rows, parse_targets, stage1_shares
+    from common.deploy.mcu_measure import (LAYER_COLUMNS, PROFILE_SAMPLES, expected_cost, layer_rows, parse_targets,
+                                           stage1_shares)
     from common.deploy.runtime import NEVER_EXIT
     from common.native_logs import import_tensorflow_quietly
     from common.weights import load_nets
@@ -81,8 +77,8 @@ def main(argv=None):
                     return f"{values.mean() / 1e6:.3f} M ({values.min() / 1e6:.3f}-{values.max() / 1e6:.3f})"
 
                 def pair(e):
-                    instr = saving(s1, s2, base, e)
-                    flop = saving(ee_mflops, ef_mflops - ee_mflops, base_mflops, e)
+                    instr = expected_cost(s1, s2, base, e)[1]
+                    flop = expected_cost(ee_mflops, ef_mflops - ee_mflops, base_mflops, e)[1]
                     return f"{instr:.1f} / {flop:.1f} ({instr / flop:.2f})"
 
                 arena = " / ".join(f"{run.arena_used_bytes[m]:,}" for m in ("stage1", "stage2", "base"))

@@ -12,8 +12,6 @@ instructions on an emulator, not cycles: QEMU models no pipeline, caches or flas
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from common.deploy import mcu, mcu_build
@@ -55,8 +53,11 @@ def _stats(values):
     return {"mean": float(values.mean()), "min": int(values.min()), "max": int(values.max()), "samples": int(values.size)}
 
 
-def _saving(value, reference):
-    return float(100.0 * (1.0 - value / reference))
+def expected_cost(stage1, stage2, base, exit_rate):
+    """(cost per sample, % saved against the base model) of an early-exit model whose stage 1 costs
+    `stage1` per sample and stage 2 `stage2`, when `exit_rate` of the samples leave after stage 1."""
+    cost = stage1 + (1.0 - exit_rate) * stage2
+    return cost, float(100.0 * (1.0 - cost / base))
 
 
 def litert_reference(models, inputs, rho):
@@ -130,18 +131,10 @@ def stage1_shares(rows):
     return {"backbone": share(ops["stage1"][:same]), "branch": share(ops["stage1"][same:])}
 
 
-@dataclasses.dataclass
-class TargetRun:
-    """One target's summary (deploy.json's layout), its per-operator rows and its early-exit
-    instructions per stage ((stage 1, stage 2) means, for the instruction benefit curve)."""
-    summary: dict
-    layers: list
-    stage_means: tuple
-
-
 def measure_target(export_dir, model_name, int8_models, inputs, rho, core, kernels, reference, test_exit_rate,
                    flops_saving_pct, log=print):
-    """Run one target; `reference`: `litert_reference` on the same inputs. Returns a TargetRun."""
+    """Run one target; `reference`: `litert_reference` on the same inputs. Returns (its summary in
+    deploy.json's layout, its per-operator rows)."""
     n = len(inputs)
     log(f"{core} with {kernels} kernels: {n} samples on the emulator")
     run = mcu.run_on_mcu(export_dir, model_name, inputs, rho=rho, core=core, kernels=kernels, log=log)
@@ -153,8 +146,7 @@ def measure_target(export_dir, model_name, int8_models, inputs, rho, core, kerne
                                        kernels=kernels, base=False, log=log).instructions["stage2"]
     stats = {name: _stats(values) for name, values in ran.items()}
     stage1, stage2, base = (stats[name]["mean"] for name in ("stage1", "stage2", "base"))
-    expected = stage1 + (1.0 - test_exit_rate) * stage2
-    saving = _saving(expected, base)
+    expected, saving = expected_cost(stage1, stage2, base, test_exit_rate)
     per_sample = run.instructions["stage1"] + run.instructions["stage2"]
     summary = {
         "core": core, "kernels": kernels, "board": run.board, "samples": n,
@@ -182,16 +174,16 @@ def measure_target(export_dir, model_name, int8_models, inputs, rho, core, kerne
     if same["differing_samples"]:
         log(f"  WARNING: the emulated {core} and LiteRT's int8 reference kernels differ on samples "
             f"{same['differing_samples']} (see deploy.json)")
-    return TargetRun(summary, rows, (stage1, stage2))
+    return summary, rows
 
 
 def measure_targets(export_dir, model_name, int8_models, inputs, rho, targets, int8_summary, log=print):
     """Every target of `targets` on `inputs` (float32, the first K test samples). Returns ({"samples",
-    "note", "targets": [summaries]}, per-operator rows of all targets, {(core, kernels): stage means})."""
+    "note", "targets": [summaries]}, per-operator rows of all targets)."""
     log(f"LiteRT int8 with reference kernels on the same {len(inputs)} samples (the MCU's reference)")
     reference = litert_reference(int8_models, inputs, rho)
     runs = {(core, kernels): measure_target(export_dir, model_name, int8_models, inputs, rho, core, kernels, reference,
                                             int8_summary["exit_rate"], int8_summary["mflops_saving_pct"], log)
             for core, kernels in targets}
-    summary = {"samples": int(len(inputs)), "note": NOTE, "targets": [r.summary for r in runs.values()]}
-    return summary, [row for r in runs.values() for row in r.layers], {k: r.stage_means for k, r in runs.items()}
+    summary = {"samples": int(len(inputs)), "note": NOTE, "targets": [summary for summary, _ in runs.values()]}
+    return summary, [row for _, rows in runs.values() for row in rows]

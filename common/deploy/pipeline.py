@@ -188,20 +188,20 @@ def _deploy(task, model_name, net, base_net, test, results_dir, calibration, val
 def on_mcu(task, model_name, int8_models, results_dir, inputs, rho, targets, summary, int8_curve, log):
     """Run the int8 export in results_dir/export on the MCU `targets`; writes mcu_layers.csv and
     mcu_benefit.png/.pdf there and returns deploy.json's "mcu" dict."""
-    mcu, layers, stage_means = mcu_measure.measure_targets(results_dir / "export", model_name, int8_models, inputs,
-                                                           rho, targets, summary["int8"], log)
+    mcu, layers = mcu_measure.measure_targets(results_dir / "export", model_name, int8_models, inputs, rho, targets,
+                                              summary["int8"], log)
     report.write_rows_csv(results_dir / "mcu_layers.csv", layers, mcu_measure.LAYER_COLUMNS)
     # The benefit curve with the cost in instructions: each rho's exit fractions weigh the two paths.
     core, kernels = ("cortex-m4", "cmsis-nn") if ("cortex-m4", "cmsis-nn") in targets else targets[0]
-    stage1, stage2 = stage_means[(core, kernels)]
-    base = next(t for t in mcu["targets"] if (t["core"], t["kernels"]) == (core, kernels))["instructions"]["base"]
+    counts = next(t for t in mcu["targets"] if (t["core"], t["kernels"]) == (core, kernels))["instructions"]
+    stage1, stage2, base = (counts[name]["mean"] for name in ("stage1", "stage2", "base"))
     in_instructions = dataclasses.replace(int8_curve, mflops=int8_curve.exit_fraction @ [stage1, stage1 + stage2] / 1e6)
     base_accuracy = summary["int8"]["base_accuracy"]
     mcu["figure_target"] = f"{core} ({kernels})"
     plots.benefit_panels([
         {"curves": {"LiteRT int8": int8_curve}, "base_point": (base_accuracy, summary["base_mflops"]),
          "title": f"{task.TITLE}, {model_name}, int8: FLOPs"},
-        {"curves": {f"TFLM int8, {core} ({kernels})": in_instructions}, "base_point": (base_accuracy, base["mean"] / 1e6),
+        {"curves": {f"TFLM int8, {core} ({kernels})": in_instructions}, "base_point": (base_accuracy, base / 1e6),
          "title": f"executed instructions, emulated {core} (not cycles)", "unit": "M instructions"},
     ], results_dir / "mcu_benefit")
     return mcu
