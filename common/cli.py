@@ -24,9 +24,16 @@ INTERRUPTED = {"test": "the results folder was left as it was", "deploy": "the r
 WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST)
 
 
+UNCHECKED = ("warning: --skip-checksums: the archives are not checked against the official checksums; "
+             "results are only as good as the archives in {mirror}")
+
+
 def cmd_download(args):
     task = tasks.load_task(args.task)
-    folder = task.download(tasks.data_dir(task, args.data_dir), args.mirror, split=args.split, force=args.force)
+    if args.skip_checksums:
+        print(UNCHECKED.format(mirror=args.mirror or "the download source"), file=sys.stderr)
+    folder = task.download(tasks.data_dir(task, args.data_dir), args.mirror, split=args.split, force=args.force,
+                           verify_checksums=not args.skip_checksums)
     print(f"data ready in {folder}")
 
 
@@ -86,7 +93,10 @@ def cmd_report(args):
 def cmd_reproduce(args):
     from common.evaluation import reproduce
 
-    print(reproduce(args.tasks, args.data_root, args.results_root))
+    if args.skip_checksums:
+        print(UNCHECKED.format(mirror=args.mirror or "the download source"), file=sys.stderr)
+    print(reproduce(args.tasks, args.data_root, args.results_root, mirror=args.mirror,
+                    verify_checksums=not args.skip_checksums))
 
 
 def cmd_flops(args):
@@ -124,9 +134,15 @@ def build_parser():
         sub.add_argument("--models-dir", type=pathlib.Path, default=DEFAULT_MODELS_DIR,
                          help="trained models root, for --models trained (default: %(default)s)")
 
+    def add_mirror(sub):
+        sub.add_argument("--mirror", metavar="URL_OR_DIR", help="a URL or folder holding the archives under their official file "
+                                          "names, used instead of the official sites (checksums still apply)")
+        sub.add_argument("--skip-checksums", action="store_true",
+                         help="do not check the archives against the official checksums: for archives you "
+                              "re-packed yourself in the official formats (default: check)")
+
     sub = add("download", "Download and unpack the task's dataset (checksum-verified, resumable).", cmd_download)
-    sub.add_argument("--mirror", help="a URL or folder holding the archives under their official file "
-                                      "names, used instead of the official sites (checksums still apply)")
+    add_mirror(sub)
     sub.add_argument("--split", choices=("test", "train", "all"), default="all",
                      help="download what testing needs, what training needs, or both (default: %(default)s)")
     sub.add_argument("--force", action="store_true",
@@ -198,10 +214,13 @@ def build_parser():
     sub.set_defaults(func=cmd_report)
 
     sub = commands.add_parser("reproduce", help="Download, evaluate every pretrained model and write Table 1.",
-                              description="For each task (default: all): download its data into "
-                                          "DATA_ROOT/TASK, build its test set, evaluate every pretrained model "
-                                          "into RESULTS_ROOT/TASK; then RESULTS_ROOT/table1.md.")
+                              prog=script,
+                              description="For each task (default: all): download what its test set needs "
+                                          "into DATA_ROOT/TASK unless the test set is in place, build its test "
+                                          "set, evaluate every pretrained model into RESULTS_ROOT/TASK; then "
+                                          "RESULTS_ROOT/table1.md.")
     sub.add_argument("tasks", nargs="*", metavar="task", help=f"tasks to run (default: all of {names})")
+    add_mirror(sub)
     sub.add_argument("--data-root", type=pathlib.Path, default=tasks.REPO_ROOT / "data",
                      help="datasets go to DATA_ROOT/TASK (default: %(default)s)")
     sub.add_argument("--results-root", type=pathlib.Path, default=tasks.REPO_ROOT / "results",

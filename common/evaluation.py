@@ -4,6 +4,7 @@ Each model runs once over the test set, keeping every exit's softmax; everything
 sweep over rho, the trade-off points) is computed from those arrays.
 """
 import json
+import logging
 import pathlib
 
 import numpy as np
@@ -14,6 +15,18 @@ from common.errors import UserError
 from common.weights import load_nets, select_trained
 
 PREDICT_BATCH = 500  # large batches keep inference fast on a CPU
+
+
+class _NotRetracing(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning. TensorFlow counts traces by the
+    Python code of the function, so it fires when `predict_exits` compiles its fifth model, although
+    each model's forward pass is traced exactly once."""
+
+    def filter(self, record):
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+logging.getLogger("tensorflow").addFilter(_NotRetracing())
 
 
 def predict_exits(net, inputs, batch_size=PREDICT_BATCH):
@@ -190,17 +203,19 @@ def write_table1(results_root):
     return text
 
 
-def reproduce(names, data_root, results_root, log=print):
-    """reproduce.sh: for each task (all when `names` is empty) download the data into DATA_ROOT/TASK,
-    build the test set where the task builds one (`prepare_test`), evaluate the pretrained models into
-    RESULTS_ROOT/TASK; then Table 1 over them. Returns the Table 1 text."""
+def reproduce(names, data_root, results_root, mirror=None, verify_checksums=True, log=print):
+    """reproduce.sh: for each task (all when `names` is empty) download what its test split needs into
+    DATA_ROOT/TASK unless its test set is in place (from `mirror`, a URL or folder holding the official
+    archives, when given), build the test set where the task builds one (`prepare_test`), evaluate the
+    pretrained models into RESULTS_ROOT/TASK; then Table 1 over them. Returns the Table 1 text."""
     for name in names or tasks.task_names():
         task = tasks.load_task(name)
         log(f"== {task.NAME}")
         data_dir = pathlib.Path(data_root) / task.NAME
-        log(f"data ready in {task.download(data_dir, split='test')}")
+        folder = task.download(data_dir, mirror, split="test", verify_checksums=verify_checksums)
+        log(f"data ready in {folder}")
         if hasattr(task, "prepare_test"):
             task.prepare_test(data_dir)
         run_test(task, "pretrained", None, data_dir / getattr(task, "TEST_SUBDIR", ""),
-                 pathlib.Path(results_root) / task.NAME, log)
+                 pathlib.Path(results_root) / task.NAME, log=log)
     return write_table1(results_root)

@@ -11,8 +11,10 @@ A task module must define:
   ARCHITECTURE  a `common.models.Architecture`: the backbone and where each kind of exit attaches
   MODELS        `ARCHITECTURE.variants()`: the model names the task offers
   DATA_LAYOUT   what a test folder holds, for error messages
-  download(data_dir, mirror=None, split="all", force=False) -> the folder holding the data (split: what
-                testing needs, "test"; training, "train"; or both; force: unpacking may replace files)
+  download(data_dir, mirror=None, split="all", force=False, verify_checksums=True) -> the folder holding
+                the data (split: what testing needs, "test"; training, "train"; or both; a test set
+                already in place counts as present for "test"; force: unpacking may replace files;
+                verify_checksums=False: archives re-packed by the user, not the official files)
   load_test(data_dir) -> (inputs float32 (N, *input shape), labels int (N,), ids (N,)), a tuple or
                 a `LoadedSet`, which also names the inputs it found but could not score
   training_data(config, data_dir) -> (training tf.data.Dataset, validation Dataset or None)

@@ -39,19 +39,21 @@ def _damaged_hint() -> str:
 
 def download(data_dir: Path, url: str = CIFAR10_URL, md5: str | None = CIFAR10_MD5, split: str = "all",
              force: bool = False) -> Path:
-    """Fetch and unpack CIFAR-10 into `data_dir`/cifar-10-batches-py unless it is already there.
+    """Fetch and unpack CIFAR-10 into `data_dir`/cifar-10-batches-py unless what `split` reads is there.
 
-    One archive serves every `split` (test, train or all). The archive is kept in `data_dir` (named after
-    the URL) so an interrupted download resumes. Unpacking never replaces an existing file whose content
-    differs (e.g. your own test_batch) unless `force`; it says which it would replace.
-    Returns the cifar-10-batches-py folder.
+    One archive serves every `split` (test, train or all); the test split reads test_batch and
+    batches.meta, the train split the five data batches and batches.meta. The archive is kept in
+    `data_dir` (named after the URL) so an interrupted download resumes. Unpacking never replaces an
+    existing file whose content differs (e.g. your own test_batch) unless `force`; it says which it would
+    replace. `md5=None` skips the checksum. Returns the cifar-10-batches-py folder.
     """
     check_split(split)
     data_dir = Path(data_dir)
     folder = data_dir / FOLDER
-    required = (*TRAIN_BATCHES, TEST_BATCH, META)
+    required = {"test": (TEST_BATCH, META), "train": (*TRAIN_BATCHES, META),
+                "all": (*TRAIN_BATCHES, TEST_BATCH, META)}[split]
     if all((folder / name).is_file() for name in required):
-        print(f"CIFAR-10 already present at {folder}")
+        print(f"CIFAR-10 ({'training and test' if split == 'all' else split} files) already present at {folder}")
         return folder
     archive = fetch(url, data_dir / (Path(urlparse(url).path).name or "cifar-10-python.tar.gz"), md5=md5)
     extract(archive, data_dir, force=force)

@@ -44,10 +44,11 @@ FIGURES = {
 }
 
 
-def download(data_dir, mirror=None, split="all", force=False):
+def download(data_dir, mirror=None, split="all", force=False, verify_checksums=True):
     """`mirror`: a URL or folder holding cifar-10-python.tar.gz, instead of the official site. The one
     archive serves every `split` (test, train, all); `force` replaces existing files whose content differs."""
-    return data.download(data_dir, url=mirror_url(data.CIFAR10_URL, mirror), split=split, force=force)
+    return data.download(data_dir, url=mirror_url(data.CIFAR10_URL, mirror), split=split, force=force,
+                         md5=data.CIFAR10_MD5 if verify_checksums else None)
 
 
 def load_test(data_dir):

@@ -49,6 +49,21 @@ def test_download_from_archive_then_load(archive, tmp_path) -> None:
     assert train_labels.shape == (5 * N_TRAIN_PER_BATCH,) and train_labels.dtype == np.int64
 
 
+def test_test_split_needs_only_the_test_files(tmp_path, capsys) -> None:
+    folder = write_cifar(tmp_path / "data", n_test=5, n_train_per_batch=1)
+    for name in data.TRAIN_BATCHES:
+        (folder / name).unlink()
+    nowhere = (tmp_path / "missing.tar.gz").as_uri()
+    assert data.download(tmp_path / "data", url=nowhere, split="test") == folder  # nothing fetched
+    assert "CIFAR-10 (test files) already present" in capsys.readouterr().out
+    for split in ("train", "all"):  # the training batches are missing: the archive is needed
+        with pytest.raises(UserError, match="does not exist"):
+            data.download(tmp_path / "data", url=nowhere, split=split)
+    (folder / data.META).unlink()
+    with pytest.raises(UserError, match="does not exist"):
+        data.download(tmp_path / "data", url=nowhere, split="test")
+
+
 def test_download_wrong_md5_is_user_error(archive, tmp_path) -> None:
     with pytest.raises(UserError, match="expected 0{32}"):
         data.download(tmp_path / "data", url=archive.as_uri(), md5="0" * 32)
@@ -82,7 +97,7 @@ def test_download_never_replaces_a_differing_file_without_force(archive, data_di
     data.download(repaired, url=archive.as_uri(), md5=md5sum(archive))
     (repaired / data.FOLDER / "data_batch_2").unlink()
     (repaired / data.FOLDER / "notes.txt").write_text("mine")
-    data.download(repaired, url=archive.as_uri(), md5=md5sum(archive), split="test")
+    data.download(repaired, url=archive.as_uri(), md5=md5sum(archive), split="train")
     assert (repaired / data.FOLDER / "data_batch_2").is_file()
     assert (repaired / data.FOLDER / "notes.txt").read_text() == "mine"
     with pytest.raises(UserError, match="unknown split 'val'.*test, train, all"):

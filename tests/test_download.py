@@ -253,3 +253,41 @@ def test_check_split() -> None:
     assert [download.check_split(split) for split in download.SPLITS] == ["test", "train", "all"]
     with pytest.raises(UserError, match="unknown split 'both'; valid splits: test, train, all"):
         download.check_split("both")
+
+
+# ------------------------------------------------------------------------------------------------
+# Progress: a bar on a terminal, whole lines elsewhere
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_off_a_terminal_writes_whole_lines(monkeypatch) -> None:
+    from common import progress
+
+    monkeypatch.setattr(progress, "LOG_MIN_GAP_S", 0.0)
+    log = io.StringIO()
+    bar = progress.Progress("items", 95, stream=log)
+    for _ in range(95):
+        bar.advance()
+    bar.finish()
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue() and log.getvalue().endswith("\n")
+    assert len(lines) == 10 and lines[-1].startswith("items [##############################] 95/95")  # a tenth each
+
+    monkeypatch.setattr(progress, "LOG_MIN_GAP_S", 3600.0)  # quick work: its last line only
+    log = io.StringIO()
+    bar = progress.Progress("quick", 95, stream=log)
+    for _ in range(95):
+        bar.advance()
+    bar.finish()
+    assert log.getvalue().splitlines() == [line for line in log.getvalue().splitlines() if "95/95" in line]
+    assert len(log.getvalue().splitlines()) == 1
+
+    terminal = _Terminal()
+    bar = progress.Progress("live", 3, stream=terminal)
+    bar.advance(3)
+    bar.finish()
+    assert terminal.getvalue().startswith("\rlive") and terminal.getvalue().endswith("\n")

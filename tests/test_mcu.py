@@ -266,3 +266,18 @@ def test_measure_target_counts_stage2_even_when_every_sample_exits(kws):
     assert stage2["samples"] == min(len(x), mcu_measure.PROFILE_SAMPLES) and stage2["min"] > 0
     assert summary["expected_instructions"] == pytest.approx(stage1["mean"] + 0.25 * stage2["mean"])
     assert {row["model"] for row in layers} == {"stage1", "stage2", "base"}
+
+
+def test_install_mcu_toolchain_again_changes_nothing(tmp_path):
+    """The install script over an installed toolchain: it finds the tools and the sources up to date."""
+    import pathlib
+    import subprocess
+
+    tflm = mcu_build.mcu_home() / "tflm"
+    stamp = (tflm / ".trecx-sources").read_bytes()
+    proc = subprocess.run(["bash", str(pathlib.Path(__file__).resolve().parent.parent / "install_mcu_toolchain.sh"), "--skip-packages",
+                           "--home", str(mcu_build.mcu_home())], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "toolchain: arm-none-eabi-gcc" in proc.stdout and "TFLM sources: up to date" in proc.stdout
+    assert (tflm / ".trecx-sources").read_bytes() == stamp

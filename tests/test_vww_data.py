@@ -184,7 +184,30 @@ def test_download_then_minival_then_load_test(archives, tmp_path, capsys) -> Non
     capsys.readouterr()
     nowhere = (tmp_path / "missing.zip").as_uri()
     data.download(data_dir, train_url=nowhere, images_url=nowhere, annotations_url=nowhere)
-    assert capsys.readouterr().out.count("already present") == 3
+    out = capsys.readouterr().out  # the training set, and the minival in place of COCO val2017
+    assert out.count("already present") == 2 and "COCO val2017 is not needed" in out
+
+
+def test_a_minival_in_place_is_the_test_split(coco_dir, tmp_path, capsys) -> None:
+    import visual_wake_words.task
+
+    data.build_minival(coco_dir)
+    shutil.rmtree(coco_dir / "val2017")
+    shutil.rmtree(coco_dir / "annotations")
+    minival = {path: path.read_bytes() for path in sorted((coco_dir / "minival").rglob("*")) if path.is_file()}
+    nowhere = (tmp_path / "missing.zip").as_uri()
+    urls = dict(train_url=nowhere, images_url=nowhere, annotations_url=nowhere)
+    capsys.readouterr()
+    assert data.download(coco_dir, split="test", **urls) == coco_dir  # nothing fetched: the source is missing
+    assert "minival already present (COCO val2017 is not needed)" in capsys.readouterr().out
+    visual_wake_words.task.prepare_test(coco_dir)
+    assert "used as it is" in capsys.readouterr().out
+    assert {path: path.read_bytes() for path in minival} == minival and not (coco_dir / "val2017").exists()
+    with pytest.raises(UserError, match="does not exist"):
+        data.download(coco_dir, split="train", **urls)  # the training set is not in place
+    shutil.rmtree(coco_dir / "minival" / "person")  # half a test set is not in place
+    with pytest.raises(UserError, match="does not exist"):
+        data.download(coco_dir, split="test", **urls)
 
 
 def test_download_repairs_incomplete_images_folder(archives, tmp_path) -> None:

@@ -122,6 +122,13 @@ def _images_complete(data_dir: Path) -> bool:
     return all(image.get("file_name") in present for image in coco["images"])
 
 
+def minival_present(data_dir: Path) -> bool:
+    """`data_dir`/minival/ holds both class folders, each with images: a test set in place, which the
+    test split needs nothing else for (COCO val2017 is only what it is built from)."""
+    root = Path(data_dir) / MINIVAL_FOLDER
+    return all((root / name).is_dir() and _listed_images(root / name) for name in CLASS_NAMES)
+
+
 def download(data_dir: Path, train_url: str = TRAIN_URL, images_url: str = COCO_IMAGES_URL,
              annotations_url: str = COCO_ANNOTATIONS_URL, verify_checksums: bool = True, split: str = "all",
              force: bool = False) -> Path:
@@ -129,7 +136,8 @@ def download(data_dir: Path, train_url: str = TRAIN_URL, images_url: str = COCO_
     val2017 images and annotations (the minival is built from them), "all" the three.
 
     Each of `vw_coco2014_96/`, `annotations/instances_val2017.json` and `val2017/` is skipped when
-    already complete (val2017/ is complete when it holds every image the annotations name). Archives
+    already complete (val2017/ is complete when it holds every image the annotations name); the COCO
+    archives are also skipped when the minival is in place (`minival_present`). Archives
     are kept in `data_dir`, named after their URL, so an interrupted download resumes. URLs may be
     http(s)://, file:// or local paths. With `verify_checksums`, the training archive is checked
     against Silicon Labs' SHA-1 and the COCO archives against their published MD5 and SHA-256 (see
@@ -148,8 +156,13 @@ def download(data_dir: Path, train_url: str = TRAIN_URL, images_url: str = COCO_
         ("COCO val2017 images", images_url, IMAGES_FOLDER, _images_complete,
          {"md5": COCO_IMAGES_MD5, "sha256": COCO_IMAGES_SHA256}),
     )
+    test_in_place = minival_present(data_dir)
+    if test_in_place and split != "train":
+        print(f"VWW test set: {data_dir / MINIVAL_FOLDER} already present (COCO val2017 is not needed)")
     for what, url, target, complete, checksums in parts:
         if split != "all" and (split == "train") != (target == TRAIN_FOLDER):
+            continue
+        if test_in_place and target != TRAIN_FOLDER:
             continue
         if complete(data_dir):
             print(f"{what}: {data_dir / target} already present")

@@ -47,20 +47,28 @@ FIGURES = {
 }
 
 
-def download(data_dir, mirror=None, split="all", force=False):
+def download(data_dir, mirror=None, split="all", force=False, verify_checksums=True):
     """`mirror`: a URL or folder holding the archives under their official names. `split`: "test" fetches
-    COCO val2017 and its annotations (the minival is built from them), "train" the training set
-    vw_coco2014_96, "all" the three; `force` replaces existing files whose content differs."""
+    COCO val2017 and its annotations (the minival is built from them) unless a minival is in place,
+    "train" the training set vw_coco2014_96, "all" the three; `force` replaces existing files whose
+    content differs."""
     return data.download(data_dir, train_url=mirror_url(data.TRAIN_URL, mirror),
                          images_url=mirror_url(data.COCO_IMAGES_URL, mirror),
-                         annotations_url=mirror_url(data.COCO_ANNOTATIONS_URL, mirror), split=split, force=force)
+                         annotations_url=mirror_url(data.COCO_ANNOTATIONS_URL, mirror), split=split, force=force,
+                         verify_checksums=verify_checksums)
 
 
 def preprocess(data_dir):
     return data.build_minival(data_dir)
 
 
-prepare_test = preprocess  # the test set (minival) is built from COCO val2017, not downloaded
+def prepare_test(data_dir):
+    """The test set (minival) is built from COCO val2017, not downloaded; a minival in place without the
+    COCO annotations to check it against is used as it is."""
+    if data.minival_present(data_dir) and not (pathlib.Path(data_dir) / data.ANNOTATIONS_FILE).is_file():
+        print(f"minival in place at {pathlib.Path(data_dir) / data.MINIVAL_FOLDER}, used as it is")
+        return
+    data.build_minival(data_dir)
 
 
 # (images float32 (N, 96, 96, 3) in [0, 1], labels (N,) 1 = person, ids = path relative to data_dir)

@@ -1,0 +1,146 @@
+"""Every command a user types, run through the real script to a successful end.
+
+Each task's scripts run in the order a user runs them (download.sh from a mirror of archives in the
+official formats, preprocess.sh, train.sh, test.sh on the trained model, deploy.sh), on tiny synthetic
+data; the install scripts and the remaining `python3 -m common.cli` commands too. `RUN_BY` lists, for each
+entry point, the tests that run it: a script or command added without a test fails
+`test_every_entry_point_has_a_test`, so an argument mismatch between a script and the library (as once
+broke reproduce.sh) cannot land unnoticed.
+"""
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import synthetic_audio
+import synthetic_coco
+from synthetic import make_cifar_archive
+
+from common.cli import build_parser
+from common.tasks import TASKS
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+
+# Entry point -> the tests ("module::function") that run it through the real script or command line.
+TASK_SCRIPTS = ["test_entry_points.py::test_task_scripts_in_the_order_a_user_runs_them"]
+RUN_BY = {
+    "reproduce.sh": ["test_reproduce.py::test_reproduce_from_an_empty_data_root_through_a_mirror",
+                     "test_reproduce.py::test_reproduce_with_the_test_sets_in_place_fetches_nothing"],
+    "install_mcu_toolchain.sh": ["test_entry_points.py::test_install_mcu_toolchain_help_and_a_wrong_option",
+                                 "test_mcu.py::test_install_mcu_toolchain_again_changes_nothing"],
+    "install_conda_packages.sh": ["test_entry_points.py::test_install_conda_packages_with_a_stand_in_conda"],
+    **{f"{task}/{script.name}": TASK_SCRIPTS for task in TASKS for script in (REPO_ROOT / task).glob("*.sh")},
+    "cli download": TASK_SCRIPTS,
+    "cli preprocess": TASK_SCRIPTS,
+    "cli train": TASK_SCRIPTS,
+    "cli test": TASK_SCRIPTS,
+    "cli deploy": TASK_SCRIPTS,
+    "cli reproduce": ["test_reproduce.py::test_reproduce_from_an_empty_data_root_through_a_mirror"],
+    "cli report": ["test_reproduce.py::test_report_reprints_table1"],
+    "cli flops": ["test_entry_points.py::test_flops_prints_every_exit_path"],
+    "cli tasks": ["test_tasks.py::test_the_fourth_task_is_listed_and_needs_no_preprocessing"],
+}
+
+
+def entry_points():
+    """The scripts at the top level and in the task folders, and the commands of `python3 -m common.cli`."""
+    scripts = [path.relative_to(REPO_ROOT).as_posix() for path in sorted(REPO_ROOT.glob("*.sh"))]
+    scripts += [f"{task}/{path.name}" for task in TASKS for path in sorted((REPO_ROOT / task).glob("*.sh"))]
+    commands = next(action for action in build_parser()._actions if action.dest == "command").choices
+    return scripts + [f"cli {command}" for command in commands]
+
+
+def test_every_entry_point_has_a_test():
+    assert sorted(RUN_BY) == sorted(entry_points())
+    for entry, tests in RUN_BY.items():
+        for test in tests:
+            module, function = test.split("::")
+            source = (TESTS / module).read_text()
+            assert f"def {function}(" in source, f"{entry}: {test} does not exist"
+
+
+def run(command, *args, cwd, env=None, timeout=600):
+    """`bash REPO_ROOT/COMMAND ARGS` from `cwd`, with the test's Python."""
+    env = {**os.environ, "PYTHON": os.environ.get("PYTHON", sys.executable), **(env or {})}
+    return subprocess.run(["bash", str(REPO_ROOT / command), *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_ok(proc):
+    assert proc.returncode == 0, f"{proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert "Traceback" not in proc.stderr
+
+
+def make_mirror(task, folder):
+    """The task's official archives (test and training), synthetic; returns the folder."""
+    if task == "image_classification":
+        make_cifar_archive(folder, n_test=30, n_train_per_batch=12)
+    elif task == "keyword_spotting":
+        synthetic_audio.make_archives(folder, per_label=1)
+    else:
+        synthetic_coco.make_archives(folder, n_non_person=12, n_person=14)
+    return folder
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_task_scripts_in_the_order_a_user_runs_them(task, tmp_path):
+    data, models, results = tmp_path / "data", tmp_path / "models", tmp_path / "results"
+    mirror = make_mirror(task, tmp_path / "mirror")
+    assert_ok(run(f"{task}/download.sh", "--data-dir", data, "--mirror", mirror, "--skip-checksums", cwd=tmp_path))
+    if (REPO_ROOT / task / "preprocess.sh").is_file():
+        assert_ok(run(f"{task}/preprocess.sh", "--data-dir", data, cwd=tmp_path))
+    trained = run(f"{task}/train.sh", "base", "--data-dir", data, "--models-dir", models, "--set", "epochs=1",
+                  "--set", "batch_size=8", cwd=tmp_path)
+    assert_ok(trained)
+    assert (models / task / "base" / "weights.npz").is_file()
+    test_dir = data / {"visual_wake_words": "minival"}.get(task, "")
+    tested = run(f"{task}/test.sh", "--data-dir", test_dir, "--models", "trained", "base", "--models-dir", models,
+                 "--results-dir", results / "test", cwd=tmp_path)
+    assert_ok(tested)
+    summary = json.loads((results / "test" / "summary.json").read_text())
+    assert summary["source"] == "trained" and list(summary["models"]) == ["base"] and summary["num_samples"] > 0
+    deployed = run(f"{task}/deploy.sh", "--data-dir", test_dir, "--rho", "0.5", "--calibration-data", data,
+                   "--calibration-samples", "8", "--results-dir", results / "deploy", cwd=tmp_path)
+    assert_ok(deployed)
+    report = json.loads((results / "deploy" / "deploy.json").read_text())
+    assert report["rho"] == 0.5 and (results / "deploy" / "deploy.md").is_file()
+
+
+def test_flops_prints_every_exit_path(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "common.cli", "flops", "image_classification", "trecx_ev"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert_ok(proc)
+    assert "trecx_ev, path to exit ee: 11.660 MFLOPs" in proc.stdout
+    assert "trecx_ev, path to exit ef: 26.459 MFLOPs" in proc.stdout
+
+
+def test_install_mcu_toolchain_help_and_a_wrong_option(tmp_path):
+    helped = run("install_mcu_toolchain.sh", "--help", cwd=tmp_path)
+    assert_ok(helped)
+    assert helped.stdout.startswith("Usage: bash install_mcu_toolchain.sh") and "--build CORE:KERNELS" in helped.stdout
+    wrong = run("install_mcu_toolchain.sh", "--biuld", "cortex-m4:cmsis-nn", cwd=tmp_path)
+    assert wrong.returncode != 0 and "unknown argument: --biuld" in wrong.stderr
+
+
+def test_install_conda_packages_with_a_stand_in_conda(tmp_path):
+    """The script's commands, recorded by a `conda` that only logs its arguments."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    conda = bin_dir / "conda"
+    conda.write_text(f'#!/usr/bin/env bash\necho "$PWD: $*" >> {tmp_path / "calls.log"}\n')
+    conda.chmod(conda.stat().st_mode | stat.S_IXUSR)
+    path = f"{bin_dir}:{os.environ['PATH']}"
+    assert_ok(run("install_conda_packages.sh", "mine", "--gpu", cwd=tmp_path, env={"PATH": path}))
+    calls = (tmp_path / "calls.log").read_text().splitlines()
+    assert calls[0].endswith("create -y -n mine python=3.11 pip")
+    assert "run -n mine python -m pip install tensorflow[and-cuda]" in calls[1]
+    assert calls[2] == f"{REPO_ROOT}: run -n mine python -m pip install -r requirements.txt"
+    helped = run("install_conda_packages.sh", "--help", cwd=tmp_path)
+    assert_ok(helped)
+    assert "Usage: bash install_conda_packages.sh" in helped.stdout
+    missing = run("install_conda_packages.sh", cwd=tmp_path, env={"PATH": "/usr/bin:/bin"})
+    assert missing.returncode == 2 and "conda not found" in missing.stderr

@@ -1,0 +1,166 @@
+"""reproduce.sh, the Quick start's main command, end to end through the real script for all three tasks.
+
+Twice over the same synthetic data: from an empty data root through a local mirror of archives in the
+official formats (download, preparation, evaluation), and with only the test sets in place (nothing may be
+fetched: the mirror given then is empty). Both must give the numbers test.sh gives on the same data, and
+output fit for a log file. The archives are synthetic, so their checksums cannot be the official ones:
+the mirror run passes --skip-checksums, and a run without it must refuse them.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import synthetic_audio
+import synthetic_coco
+from synthetic import make_cifar_archive
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TASKS = ("image_classification", "keyword_spotting", "visual_wake_words")
+# Where each task's test.sh reads its test set under DATA_ROOT/TASK, and what of it the test layout is.
+CIFAR_TEST_FILES = ("test_batch", "batches.meta")
+KWS_TEST_FOLDER = "speech_commands_test_set_v0.02"
+VWW_TEST_FOLDER = "minival"
+
+
+def run(command, *args, cwd, log_dir=None):
+    """`bash REPO_ROOT/COMMAND ARGS` from `cwd`; with `log_dir`, stdout and stderr go to files there (as
+    a user's `> log 2>&1` would), read back into the returned process."""
+    env = {**os.environ, "PYTHON": os.environ.get("PYTHON", sys.executable)}
+    argv = ["bash", str(REPO_ROOT / command), *map(str, args)]
+    if log_dir is None:
+        return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_dir / "stdout.log", "w") as out, open(log_dir / "stderr.log", "w") as err:
+        proc = subprocess.run(argv, cwd=cwd, env=env, stdout=out, stderr=err, timeout=600)
+    proc.stdout, proc.stderr = (log_dir / "stdout.log").read_text(), (log_dir / "stderr.log").read_text()
+    return proc
+
+
+def assert_ok(proc):
+    assert proc.returncode == 0, f"{proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory):
+    """A folder of the archives reproduce.sh fetches, under their official names, in the official formats."""
+    folder = tmp_path_factory.mktemp("mirror")
+    make_cifar_archive(folder, n_test=40, n_train_per_batch=1)
+    synthetic_audio.make_archives(folder, per_label=2)
+    synthetic_coco.make_archives(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def from_mirror(tmp_path_factory, mirror):
+    root = tmp_path_factory.mktemp("from_mirror")
+    proc = run("reproduce.sh", "--data-root", root / "data", "--results-root", root / "results", "--mirror", mirror,
+               "--skip-checksums", cwd=root, log_dir=root / "logs")
+    return proc, root
+
+
+@pytest.fixture(scope="module")
+def in_place(tmp_path_factory, from_mirror):
+    """Only each task's test layout (copied from what the mirror run unpacked and built), and an empty mirror."""
+    _, source = from_mirror
+    root = tmp_path_factory.mktemp("in_place")
+    data = root / "data"
+    cifar = data / "image_classification" / "cifar-10-batches-py"
+    cifar.mkdir(parents=True)
+    for name in CIFAR_TEST_FILES:
+        shutil.copy(source / "data" / "image_classification" / "cifar-10-batches-py" / name, cifar)
+    for task, folder in (("keyword_spotting", KWS_TEST_FOLDER), ("visual_wake_words", VWW_TEST_FOLDER)):
+        shutil.copytree(source / "data" / task / folder, data / task / folder)
+    (root / "empty_mirror").mkdir()
+    before = sorted(path.relative_to(data) for path in data.rglob("*"))
+    proc = run("reproduce.sh", "--data-root", data, "--results-root", root / "results", "--mirror",
+               root / "empty_mirror", cwd=root, log_dir=root / "logs")
+    return proc, root, before
+
+
+def test_reproduce_from_an_empty_data_root_through_a_mirror(from_mirror, mirror):
+    proc, root = from_mirror
+    assert_ok(proc)
+    assert "--skip-checksums" in proc.stderr and "not checked" in proc.stderr
+    fetched = {path.name for path in (root / "data").rglob("*.tar.gz")} | {p.name for p in (root / "data").rglob("*.zip")}
+    # The test split only: no training archive is fetched.
+    assert fetched == {"cifar-10-python.tar.gz", "speech_commands_test_set_v0.02.tar.gz", "val2017.zip",
+                       "annotations_trainval2017.zip"}
+    assert (root / "data" / "visual_wake_words" / VWW_TEST_FOLDER / "person").is_dir()  # built from COCO
+    for task in TASKS:
+        summary = json.loads((root / "results" / task / "summary.json").read_text())
+        assert summary["task"] == task and summary["num_samples"] > 0
+        assert (root / "results" / task / "table1.md").is_file()
+    table = (root / "results" / "table1.md").read_text()
+    assert all(title in table for title in ("ResNet-8", "DS-CNN", "MobileNetV1-0.25"))
+
+
+def test_reproduce_with_the_test_sets_in_place_fetches_nothing(in_place):
+    proc, root, before = in_place
+    assert_ok(proc)
+    data = root / "data"
+    after = sorted(path.relative_to(data) for path in data.rglob("*"))
+    assert after == before  # nothing fetched, unpacked or rebuilt (the mirror is empty: a fetch would fail)
+    output = proc.stdout + proc.stderr
+    assert "CIFAR-10 (test files) already present" in output
+    assert f"{KWS_TEST_FOLDER} already present" in output
+    assert "minival" in output and "already present" in output and "used as it is" in output
+    assert (root / "results" / "table1.md").is_file()
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_reproduce_gives_test_sh_numbers(task, from_mirror, in_place, tmp_path):
+    _, mirror_root = from_mirror
+    proc, root, _ = in_place
+    assert_ok(proc)
+    test_dir = root / "data" / task / {"visual_wake_words": VWW_TEST_FOLDER}.get(task, "")
+    tested = run(f"{task}/test.sh", "--data-dir", test_dir, "--results-dir", tmp_path / "out", cwd=tmp_path)
+    assert_ok(tested)
+    expected = json.loads((tmp_path / "out" / "summary.json").read_text())
+    for results in (root / "results" / task, mirror_root / "results" / task):
+        assert json.loads((results / "summary.json").read_text()) == expected
+        assert (results / "table1.md").read_text() == (tmp_path / "out" / "table1.md").read_text()
+        for trace in (tmp_path / "out" / "traces").glob("*.npz"):
+            with np.load(trace) as want, np.load(results / "traces" / trace.name) as got:
+                assert sorted(want.files) == sorted(got.files)
+                for key in want.files:
+                    np.testing.assert_array_equal(got[key], want[key])
+
+
+@pytest.mark.parametrize("run_name", ["from_mirror", "in_place"])
+def test_reproduce_output_reads_well_in_a_log_file(run_name, request):
+    proc = request.getfixturevalue(run_name)[0]
+    assert_ok(proc)
+    output = proc.stdout + proc.stderr
+    assert "\r" not in output  # progress bars write whole lines off a terminal
+    assert "retracing" not in output and "Traceback" not in output
+    assert output.count("Reading test clips") == 1  # a short loop gets its final line only
+
+
+def test_report_reprints_table1(in_place):
+    proc, root, _ = in_place
+    assert_ok(proc)
+    report = subprocess.run([sys.executable, "-m", "common.cli", "report", "--results-root", root / "results"],
+                            capture_output=True, text=True, cwd=root, timeout=300)
+    assert_ok(report)
+    assert report.stdout.strip() == (root / "results" / "table1.md").read_text().strip()
+
+
+def test_reproduce_refuses_unofficial_archives_without_skip_checksums(mirror, tmp_path):
+    proc = run("reproduce.sh", "image_classification", "--data-root", tmp_path / "data", "--results-root",
+               tmp_path / "results", "--mirror", mirror, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "md5" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_reproduce_help_names_the_script(tmp_path):
+    proc = run("reproduce.sh", "--help", cwd=tmp_path)
+    assert_ok(proc)
+    assert proc.stdout.startswith("usage: bash reproduce.sh")
+    for option in ("--data-root", "--results-root", "--mirror", "--skip-checksums"):
+        assert option in proc.stdout
