@@ -5,7 +5,7 @@
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-LAYOUT_VERSION=1
+LAYOUT_VERSION=2  # 2: the tree's manifest (.trecx-manifest), checked before each use
 PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm xxd)
 
 # name | tarball | commit | repository | place under TFLM's downloads folder ("." = the TFLM tree itself)
@@ -44,7 +44,7 @@ Running it again with the same sources does nothing.
 EOF
 }
 
-die() { echo "install_mcu_toolchain.sh: $*" >&2; exit 1; }
+die() { echo "install_mcu_toolchain.sh: $*" >&2; exit 2; }
 
 SOURCES_DIR=""
 FETCH=0
@@ -54,7 +54,9 @@ MCU_HOME="${TRECX_MCU_HOME:-$HOME/.cache/trecx-mcu}"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     -h|--help) usage; exit 0 ;;
-    --sources) [[ $# -ge 2 ]] || die "--sources needs a folder"; SOURCES_DIR="$2"; shift 2 ;;
+    --sources) [[ $# -ge 2 ]] || die "--sources needs a folder"
+               [[ -d "$2" ]] || die "--sources $2: no such folder (it must hold tflite-micro.tar.gz, CMSIS-NN.tar.gz, ...)"
+               SOURCES_DIR="$2"; shift 2 ;;
     --fetch) FETCH=1; shift ;;
     --home) [[ $# -ge 2 ]] || die "--home needs a folder"; MCU_HOME="$2"; shift 2 ;;
     --skip-packages) SKIP_PACKAGES=1; shift ;;
@@ -63,6 +65,11 @@ while [[ $# -gt 0 ]]; do
     *) usage >&2; die "unknown argument: $1" ;;
   esac
 done
+
+# Checked before anything is installed.
+[[ ! -e "$MCU_HOME" || -d "$MCU_HOME" ]] || die "the build home $MCU_HOME is a file, not a folder; pass --home DIR (or set TRECX_MCU_HOME) to a folder"
+mkdir -p "$MCU_HOME" 2>/dev/null || die "cannot create the build home $MCU_HOME; pass --home DIR (or set TRECX_MCU_HOME) to a writable folder"
+[[ -w "$MCU_HOME" ]] || die "the build home $MCU_HOME is read-only; pass --home DIR (or set TRECX_MCU_HOME) to a writable folder"
 
 # ------------------------------------------------------------------------------------------------
 # Packages
@@ -82,10 +89,20 @@ elif [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
   die "the Arm toolchain or QEMU is missing and this script can install them only as root on Debian/Ubuntu;
 install these packages (e.g. sudo apt-get update && sudo apt-get install -y ${PACKAGES[*]}), then run it again"
 else
-  echo "installing ${PACKAGES[*]} (apt-get)"
+  # Only what the packages depend on (no recommendations: QEMU's GTK front end and the like), and no
+  # upgrade of an installed package unless a new one needs it (named before anything is changed).
+  echo "installing ${PACKAGES[*]} and their dependencies (apt-get, no recommended packages)"
   apt-get update -q
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${PACKAGES[@]}"
+  plan="$(apt-get install -s --no-install-recommends "${PACKAGES[@]}")"
+  upgrades="$(echo "$plan" | awk '/^Inst / && $3 ~ /^\[/ {print $2}' | tr '\n' ' ')"
+  if [[ -n "$upgrades" ]]; then
+    echo "these installed packages must be upgraded, as the new ones need their newer versions: $upgrades"
+  fi
+  before_kb="$(df -k --output=used / | tail -n 1)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"
   tools_present || die "the packages were installed but the tools are still missing"
+  installed="$(echo "$plan" | grep -c '^Inst ' || true)"
+  echo "installed $installed packages, $(( ($(df -k --output=used / | tail -n 1) - before_kb) / 1024 )) MB of disk"
 fi
 command -v git >/dev/null || die "git is needed to check the source tarballs' commits; install it (apt-get install git)"
 command -v patch >/dev/null || die "patch is needed; install it (apt-get install patch)"
@@ -93,7 +110,6 @@ command -v patch >/dev/null || die "patch is needed; install it (apt-get install
 # ------------------------------------------------------------------------------------------------
 # Sources
 
-mkdir -p "$MCU_HOME"
 MCU_HOME="$(cd "$MCU_HOME" && pwd)"
 TFLM="$MCU_HOME/tflm"
 STAMP="$TFLM/.trecx-sources"
@@ -112,10 +128,21 @@ try: print(mcu_build.library(sys.argv[1], sys.argv[2])['lib'])
 except UserError as e: sys.exit(f'install_mcu_toolchain.sh: {e}')" "${choice%%:*}" "${choice#*:}")
   done
 }
+# Every file the tree was laid out with, and its size: a tree missing one, or holding it changed, is
+# damaged (common/deploy/mcu_build.py checks the same before each use).
+write_manifest() { (cd "$1" && find . -type f ! -name .trecx-manifest ! -name .trecx-sources -printf '%P %s\n' | LC_ALL=C sort); }
+tree_damage() {
+  [[ -f "$TFLM/.trecx-manifest" ]] || { echo "no manifest"; return; }
+  LC_ALL=C comm -23 "$TFLM/.trecx-manifest" <(write_manifest "$TFLM") | sed -n 1p
+}
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$(expected_stamp)" ]]; then
-  echo "TFLM sources: up to date in $TFLM"
-  build_libraries
-  exit 0
+  damage="$(tree_damage)"
+  if [[ -z "$damage" ]]; then
+    echo "TFLM sources: up to date in $TFLM"
+    build_libraries
+    exit 0
+  fi
+  echo "TFLM sources in $TFLM are damaged (first: $damage); laying them out again"
 fi
 
 if [[ $FETCH -eq 0 && -z "$SOURCES_DIR" ]]; then
@@ -149,6 +176,7 @@ echo "$SOURCES" | while IFS='|' read -r name file commit _ place; do
   [[ -n "$name" ]] || continue
   tarball="$SOURCES_DIR/$file"
   [[ -f "$tarball" ]] || die "missing $tarball (the sources folder must hold $file)"
+  gzip -t "$tarball" 2>/dev/null || die "$tarball is truncated or corrupt (gzip -t fails); replace it with an intact copy of commit $commit"
   found="$(zcat "$tarball" | git get-tar-commit-id || true)"
   [[ "$found" == "$commit" ]] || die "$tarball is commit '${found:-none}', expected $commit"
   if [[ "$place" == "." ]]; then
@@ -157,7 +185,7 @@ echo "$SOURCES" | while IFS='|' read -r name file commit _ place; do
     target="$DOWNLOADS/$place"
   fi
   mkdir -p "$target"
-  tar -xzf "$tarball" -C "$target"
+  tar -xzf "$tarball" -C "$target" 2>/dev/null || die "$tarball cannot be unpacked (truncated or corrupt); replace it with an intact copy of commit $commit"
   echo "unpacked $file ($commit)"
 done
 [[ -f "$NEW/tensorflow/lite/micro/tools/make/Makefile" ]] || die "tflite-micro.tar.gz does not hold TFLM's Makefile"
@@ -173,6 +201,7 @@ for tool in "$gcc_dir"/arm-none-eabi-*; do
   ln -s "$tool" "$DOWNLOADS/gcc_embedded/bin/$(basename "$tool")"
 done
 
+write_manifest "$NEW" > "$NEW/.trecx-manifest"
 expected_stamp > "$NEW/.trecx-sources"
 rm -rf "$TFLM"
 mv "$NEW" "$TFLM"

@@ -66,7 +66,7 @@ def measure(task_name, x, labels, models, path_mflops, base_mflops, fractions, r
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n")[0],
                                      epilog="Prints tables; asserts nothing.")
     parser.add_argument("--tasks", nargs="*", default=list(task_names()), choices=task_names())
     parser.add_argument("--num-samples", type=int, default=2000,

@@ -129,7 +129,7 @@ def measure(task_name, tmp, scale, repeats):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n")[0],
                                      epilog="Prints a table of seconds per task; no assertions on time.")
     parser.add_argument("tasks", nargs="*", metavar="TASK",
                         help=f"tasks to measure: {', '.join(TEST_SET_SIZE)} (default: all)")

@@ -29,7 +29,7 @@ EXIT_RATES = (0.5, 0.8)
 def main(argv=None):
     from common.tasks import task_names
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", nargs="*", default=list(task_names()), choices=task_names())
     parser.add_argument("--mcu", default="all", help="targets as deploy.sh --mcu takes them (default: %(default)s)")
     parser.add_argument("--samples", type=int, default=10, help="synthetic samples per task (default: %(default)s)")

@@ -42,7 +42,8 @@ def operators_before_tap(ops, tap_macs):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog="Prints tables; asserts nothing.")
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n")[0],
+                                     epilog="Prints tables; asserts nothing.")
     parser.add_argument("--tasks", nargs="*", default=list(task_names()), choices=task_names())
     parser.add_argument("--kernels", default="xnnpack,reference",
                         help="LiteRT kernel sets: xnnpack, builtin, reference, comma-separated (default: %(default)s)")

@@ -21,6 +21,7 @@ DEFAULT_MODELS_DIR = tasks.REPO_ROOT / "trained_models"
 # What an interrupted command leaves: downloads, caches and training resume; results are written whole.
 INTERRUPTED = {"test": "the results folder was left as it was", "deploy": "the results folder was left as it was",
                "reproduce": "run the same command again: finished downloads and results are kept"}
+MCU_SAMPLES_UNSET = object()  # --mcu-samples not given (its value may be None: all)
 WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST)
 
 
@@ -73,13 +74,18 @@ def _count_or_all(text):
 
 
 def cmd_deploy(args):
+    from common.deploy.mcu_measure import DEFAULT_SAMPLES
     from common.deploy.pipeline import run_deploy
 
+    if args.mcu_samples is not MCU_SAMPLES_UNSET and not args.mcu:
+        raise UserError("--mcu-samples sets how many test samples run on the emulated cores, so it needs --mcu "
+                        "TARGETS; add --mcu cortex-m4 (for example), or drop --mcu-samples")
+    mcu_samples = DEFAULT_SAMPLES if args.mcu_samples is MCU_SAMPLES_UNSET else args.mcu_samples
     _, results_dir = run_deploy(
         args.task, args.model, source=args.models, models_dir=args.models_dir, data_dir=args.data_dir,
         train_data_dir=args.train_data_dir, calibration_data=args.calibration_data,
         calibration_samples=args.calibration_samples, rho=args.rho, drop=args.drop, results_dir=args.results_dir,
-        threads=args.threads, kernels=args.kernels, mcu=args.mcu, mcu_samples=args.mcu_samples)
+        threads=args.threads, kernels=args.kernels, mcu=args.mcu, mcu_samples=mcu_samples)
     print((results_dir / "deploy.md").read_text())
     return results_dir
 
@@ -106,14 +112,29 @@ def cmd_flops(args):
 
 
 def cmd_tasks(args):
-    print("\n".join(tasks.task_names()))
+    """The task names, one a line; a task that cannot be imported is named on stderr with the reason."""
+    broken = []
+    for name in tasks.task_names():
+        try:
+            tasks.load_task(name)
+            print(name)
+        except UserError as err:
+            broken.append(str(err))
+    if broken:
+        raise UserError("\n".join(broken))
 
 
 def build_parser():
     from common.deploy.mcu_measure import DEFAULT_SAMPLES as MCU_SAMPLES
 
-    parser = argparse.ArgumentParser(prog="python -m common.cli", description=__doc__.split("\n")[0])
+    # allow_abbrev=False everywhere: an option's prefix (a typo) is an error, never another option.
+    parser = argparse.ArgumentParser(prog="python -m common.cli", description=__doc__.split("\n")[0],
+                                     allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name, **options):
+        return commands.add_parser(name, allow_abbrev=False, **options)
+
     names = ", ".join(tasks.task_names())
 
     # A task script (TASK/NAME.sh) names itself in TRECX_SCRIPT and passes the task: its usage shows the
@@ -121,7 +142,7 @@ def build_parser():
     script = os.environ.get("TRECX_SCRIPT")
 
     def add(name, help_text, func):
-        sub = commands.add_parser(name, help=help_text, description=help_text, prog=script)
+        sub = command(name, help=help_text, description=help_text, prog=script)
         sub.add_argument("task", help=argparse.SUPPRESS if script else f"one of {names}")
         sub.add_argument("--data-dir", type=pathlib.Path,
                          help="dataset folder (default: data/TASK in the repository)")
@@ -203,22 +224,23 @@ def build_parser():
                           "counting executed instructions (needs bash install_mcu_toolchain.sh): comma-separated "
                           "CORE or CORE:KERNELS, CORE one of cortex-m4, cortex-m7, cortex-m55, KERNELS cmsis-nn "
                           "(default) or reference; all = cortex-m4,cortex-m4:reference,cortex-m7,cortex-m55")
-    sub.add_argument("--mcu-samples", type=_count_or_all, default=MCU_SAMPLES, metavar="K",
-                     help="test samples to run on each emulated core, or all (default: %(default)s)")
+    sub.add_argument("--mcu-samples", type=_count_or_all, default=MCU_SAMPLES_UNSET, metavar="K",
+                     help=f"test samples to run on each emulated core, or all; only with --mcu "
+                          f"(default: {MCU_SAMPLES})")
 
-    sub = commands.add_parser("report", help="Table 1 over all tasks from their results (results/table1.md).",
-                              description="Table 1 over all tasks from RESULTS_ROOT/TASK/summary.json, "
-                                          "written to RESULTS_ROOT/table1.md.")
+    sub = command("report", help="Table 1 over all tasks from their results (results/table1.md).",
+                  description="Table 1 over all tasks from RESULTS_ROOT/TASK/summary.json, "
+                              "written to RESULTS_ROOT/table1.md.")
     sub.add_argument("--results-root", type=pathlib.Path, default=tasks.REPO_ROOT / "results",
                      help="folder holding TASK/summary.json (default: %(default)s)")
     sub.set_defaults(func=cmd_report)
 
-    sub = commands.add_parser("reproduce", help="Download, evaluate every pretrained model and write Table 1.",
-                              prog=script,
-                              description="For each task (default: all): download what its test set needs "
-                                          "into DATA_ROOT/TASK unless the test set is in place, build its test "
-                                          "set, evaluate every pretrained model into RESULTS_ROOT/TASK; then "
-                                          "RESULTS_ROOT/table1.md.")
+    sub = command("reproduce", help="Download, evaluate every pretrained model and write Table 1.",
+                  prog=script,
+                  description="For each task (default: all): download what its test set needs "
+                              "into DATA_ROOT/TASK unless the test set is in place, build its test "
+                              "set, evaluate every pretrained model into RESULTS_ROOT/TASK; then "
+                              "RESULTS_ROOT/table1.md.")
     sub.add_argument("tasks", nargs="*", metavar="task", help=f"tasks to run (default: all of {names})")
     add_mirror(sub)
     sub.add_argument("--data-root", type=pathlib.Path, default=tasks.REPO_ROOT / "data",
@@ -227,14 +249,14 @@ def build_parser():
                      help="results go to RESULTS_ROOT/TASK (default: %(default)s)")
     sub.set_defaults(func=cmd_reproduce)
 
-    sub = commands.add_parser("flops", help="Per-layer FLOPs, MACs and parameters of each exit path.",
-                              description="Per-layer FLOPs, MACs and parameters of each exit path.")
+    sub = command("flops", help="Per-layer FLOPs, MACs and parameters of each exit path.",
+                  description="Per-layer FLOPs, MACs and parameters of each exit path.")
     sub.add_argument("task", help=f"one of {names}")
     sub.add_argument("models", nargs="*", help="models to count (default: all)")
     sub.set_defaults(func=cmd_flops)
 
-    sub = commands.add_parser("tasks", help="List the registered tasks, one per line.",
-                              description="List the registered tasks (common/tasks.py), one per line.")
+    sub = command("tasks", help="List the registered tasks, one per line.",
+                  description="List the registered tasks (common/tasks.py), one per line.")
     sub.set_defaults(func=cmd_tasks)
     return parser
 
@@ -242,11 +264,10 @@ def build_parser():
 def main(argv=None):
     start = time.perf_counter()  # reported run times include the TensorFlow import
     args = build_parser().parse_args(argv)
-    if args.command != "tasks":
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the way
-        from common.native_logs import import_tensorflow_quietly
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the way
+    from common.native_logs import import_tensorflow_quietly
 
-        import_tensorflow_quietly()
+    import_tensorflow_quietly()  # every command imports task modules, which import Keras
     try:
         results_dir = args.func(args)
     except UserError as err:
@@ -260,7 +281,8 @@ def main(argv=None):
         if err.errno not in WRITE_ERRORS:
             raise
         where = f" {err.filename}" if err.filename else ""
-        print(f"error: cannot write{where}: {err.strerror}; free some space or choose another output folder, "
+        fix = "free some space" if err.errno in (errno.ENOSPC, errno.EDQUOT) else "make it writable"
+        print(f"error: cannot write{where}: {err.strerror}; {fix} or choose another output folder, "
               "then run the same command again", file=sys.stderr)
         return 2
     if results_dir is not None:

@@ -200,6 +200,10 @@ def extract(archive: Path, dest_dir: Path, force: bool = False) -> None:
                     _check_member_inside(member.name, root, archive)
                 tarred.extractall(staging, filter="data")  # also refuses links pointing outside
         merge_tree(staging, dest_dir, force, str(archive))
+    except tarfile.FilterError as err:  # a link or special file pointing outside, refused by the "data" filter
+        raise UserError(f"Refusing to extract {archive}: member '{err.tarinfo.name}' would land or point outside "
+                        f"the target folder ({err}); the archive is corrupt or malicious, download it again from a "
+                        "trusted source") from None
     except (tarfile.TarError, zipfile.BadZipFile, EOFError) as err:
         raise UserError(f"Cannot extract {archive} ({err}); the file is corrupt, "
                         "delete it and download it again") from err

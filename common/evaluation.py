@@ -176,6 +176,60 @@ def _save_trace(path, ids, labels, softmaxes):
     files.save_npz(path, ids=ids, labels=labels, **softmaxes)
 
 
+NUMBER, WHOLE, TEXT, NUMBER_OR_NONE = (int, float), int, str, (int, float, type(None))
+# What Table 1 and its notes read of a summary.json: key path -> type ("*": every entry of a list); the
+# trecx_ev keys when that model was evaluated, the inputs and baseline keys when they are there.
+SUMMARY_KEYS = {("task",): TEXT, ("models", "base", "accuracy", "ef"): NUMBER,
+                ("models", "base", "mflops", "ef"): NUMBER, ("models", "base", "params"): WHOLE}
+TRECX_KEYS = {("models", "trecx_ev", "params"): WHOLE, ("models", "trecx_ev", "accuracy", "ee"): NUMBER,
+              ("models", "trecx_ev", "accuracy", "ef"): NUMBER, ("models", "trecx_ev", "tradeoff"): list,
+              ("models", "trecx_ev", "tradeoff", "*", "mflops"): NUMBER_OR_NONE,  # None: no point that accurate
+              ("models", "trecx_ev", "tradeoff", "*", "reduction_pct"): NUMBER_OR_NONE}
+INPUTS_KEYS = {("inputs", "found"): WHOLE, ("inputs", "scored"): WHOLE, ("inputs", "skipped"): list,
+               ("inputs", "skipped", "*", "id"): TEXT, ("inputs", "skipped", "*", "reason"): TEXT}
+BASELINE_KEYS = {("baseline", "source"): TEXT}
+TYPE_NAMES = {NUMBER: "a number", WHOLE: "a whole number", TEXT: "a string", list: "a list",
+              NUMBER_OR_NONE: "a number or null"}
+
+
+def _check_summary(path, summary, task_name):
+    """UserError naming `path` and the key when `summary` lacks what Table 1 reads, holds it with another
+    type, has an empty trade-off list, or is another task's."""
+    def fail(key, problem):
+        raise UserError(f"{path} is damaged: {'.'.join(map(str, key)) or 'the file'} {problem}; run bash "
+                        f"{task_name}/test.sh again to rewrite it")
+
+    def values(node, key, done=()):
+        """(key path, value) of every value at `key` under `node`."""
+        if not key:
+            yield done, node
+        elif key[0] == "*":
+            if not isinstance(node, list):
+                fail(done, "is not a list")
+            for i, item in enumerate(node):
+                yield from values(item, key[1:], (*done, i))
+        else:
+            if not isinstance(node, dict) or key[0] not in node:
+                fail((*done, key[0]), "is missing")
+            yield from values(node[key[0]], key[1:], (*done, key[0]))
+
+    if not isinstance(summary, dict):
+        fail((), "is not a JSON object")
+    models = summary.get("models")
+    has_trecx = isinstance(models, dict) and "trecx_ev" in models
+    keys = {**SUMMARY_KEYS, **(TRECX_KEYS if has_trecx else {}), **(INPUTS_KEYS if "inputs" in summary else {}),
+            **(BASELINE_KEYS if "baseline" in summary else {})}
+    for key, kind in keys.items():
+        for where, value in values(summary, key):
+            if not isinstance(value, kind) or isinstance(value, bool):
+                fail(where, f"is {type(value).__name__}, expected {TYPE_NAMES[kind]}")
+    if has_trecx and not models["trecx_ev"]["tradeoff"]:
+        fail(("models", "trecx_ev", "tradeoff"), "is empty (expected the 1, 2 and 3 point trade-offs)")
+    if summary["task"] != task_name:
+        raise UserError(f"{path} holds results of task {summary['task']!r}, not of {task_name}, the folder it is "
+                        f"in; move it to {summary['task']}/ or run bash {task_name}/test.sh again")
+
+
 def write_table1(results_root):
     """Table 1 over every task with RESULTS_ROOT/TASK/summary.json, and the headline (the mean FLOPs
     reduction at the 1 % point) when every row has it; written to RESULTS_ROOT/table1.md, returned."""
@@ -184,12 +238,14 @@ def write_table1(results_root):
     for name in tasks.task_names():
         path = results_root / name / "summary.json"
         if path.is_file():
+            task = tasks.load_task(name)  # a task whose package is gone: one message naming it
             try:
                 summary = json.loads(path.read_text())
-                rows.append(table1_row(tasks.load_task(name), summary))
-            except (ValueError, KeyError, TypeError) as err:
+            except (ValueError, UnicodeDecodeError) as err:
                 raise UserError(f"{path} is damaged ({type(err).__name__}: {err}); run bash {name}/test.sh "
                                 "again to rewrite it") from None
+            _check_summary(path, summary, name)
+            rows.append(table1_row(task, summary))
             notes += run_notes(summary)
             reductions.append(rows[-1]["measured"].get("tradeoff_reduction_pct", [None])[0])
     if not rows:

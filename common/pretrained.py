@@ -87,7 +87,7 @@ def convert(task, variant, source_root=DEFAULT_SOURCE, out_dir=PRETRAINED_DIR):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Convert the authors' pretrained models into the "
+    parser = argparse.ArgumentParser(allow_abbrev=False, description="Convert the authors' pretrained models into the "
                                      "project's weights files (pretrained/TASK/VARIANT.npz).")
     parser.add_argument("--source", type=pathlib.Path, default=DEFAULT_SOURCE,
                         help="folder holding the authors' trecx reference models (default: %(default)s)")

@@ -66,12 +66,33 @@ def load_task(task):
     names = task_names()
     if task not in names:
         raise UserError(f"unknown task {task!r}; valid tasks: {', '.join(names)}")
-    module = importlib.import_module(f"{task}.task")
+    module = _import_task_module(task)
     missing = [attribute for attribute in REQUIRED if not hasattr(module, attribute)]
     if missing:
         raise UserError(f"task module {module.__name__} lacks {', '.join(missing)}; see common/tasks.py "
                         "for what a task must define")
     return module
+
+
+def _import_task_module(task):
+    """The module TASK.task; UserError naming the package and what is wrong when it cannot be imported."""
+    origin = "" if task in TASKS else f" (named in ${EXTRA_TASKS_VARIABLE})"
+    try:
+        return importlib.import_module(f"{task}.task")
+    except ModuleNotFoundError as err:
+        if err.name == task:
+            raise UserError(f"task package {task}{origin} is not installed: no module named {task}; install it, or "
+                            "run from the folder holding it or add that folder to PYTHONPATH") from None
+        if err.name == f"{task}.task":
+            raise UserError(f"task package {task}{origin} has no task module ({task}/task.py); see "
+                            "common/tasks.py for what a task must define") from None
+        raise UserError(f"task module {task}.task{origin} cannot be imported: it needs {err.name}, which is not "
+                        "installed") from None
+    except SyntaxError as err:
+        raise UserError(f"task module {task}.task{origin} has a syntax error: {err.filename}, line {err.lineno}: "
+                        f"{err.msg}") from None
+    except Exception as err:  # whatever the user's module raises on import; their file, not ours
+        raise UserError(f"task module {task}.task{origin} failed on import ({type(err).__name__}: {err})") from None
 
 
 def task_folder(task):

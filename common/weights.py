@@ -29,15 +29,18 @@ def save_weights(model, path):
 
 
 def load_weights(model, path):
-    """Set every variable of `model` from `path`; the names and shapes must match exactly."""
+    """Set every variable of `model` from `path`; the names, shapes and dtypes must match exactly (an .npz
+    read without pickles: an object array is refused, never unpickled)."""
     path = pathlib.Path(path)
     if not path.is_file():
         raise UserError(f"weights file not found: {path}")
     try:
-        with np.load(path) as stored:
+        with np.load(path) as stored:  # allow_pickle=False: an object array raises instead of unpickling
             arrays = dict(stored)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # truncated or not an .npz
-        raise UserError(f"cannot read weights file {path} ({err}); re-create it (train again with --force, "
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # truncated, not an .npz, or pickled
+        reason = "it holds pickled objects, which are never loaded: they could run code" \
+            if "allow_pickle" in str(err) else err
+        raise UserError(f"cannot read weights file {path} ({reason}); re-create it (train again with --force, "
                         "or restore it)") from None
     expected = {w.path for w in model.weights}
     if set(arrays) != expected:
@@ -48,6 +51,9 @@ def load_weights(model, path):
         if tuple(w.shape) != arrays[w.path].shape:
             raise UserError(f"weights file {path}: {w.path} has shape {arrays[w.path].shape}, "
                             f"model {model.name} expects {tuple(w.shape)}")
+        if arrays[w.path].dtype != np.dtype(w.dtype):
+            raise UserError(f"weights file {path}: {w.path} has dtype {arrays[w.path].dtype}, "
+                            f"model {model.name} expects {np.dtype(w.dtype)}")
         w.assign(arrays[w.path])
 
 

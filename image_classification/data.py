@@ -41,8 +41,8 @@ def download(data_dir: Path, url: str = CIFAR10_URL, md5: str | None = CIFAR10_M
              force: bool = False) -> Path:
     """Fetch and unpack CIFAR-10 into `data_dir`/cifar-10-batches-py unless what `split` reads is there.
 
-    One archive serves every `split` (test, train or all); the test split reads test_batch and
-    batches.meta, the train split the five data batches and batches.meta. The archive is kept in
+    One archive serves every `split` (test, train or all); the test split reads test_batch, the train
+    split the five data batches (nothing reads batches.meta; "all" unpacks it too). The archive is kept in
     `data_dir` (named after the URL) so an interrupted download resumes. Unpacking never replaces an
     existing file whose content differs (e.g. your own test_batch) unless `force`; it says which it would
     replace. `md5=None` skips the checksum. Returns the cifar-10-batches-py folder.
@@ -50,10 +50,9 @@ def download(data_dir: Path, url: str = CIFAR10_URL, md5: str | None = CIFAR10_M
     check_split(split)
     data_dir = Path(data_dir)
     folder = data_dir / FOLDER
-    required = {"test": (TEST_BATCH, META), "train": (*TRAIN_BATCHES, META),
-                "all": (*TRAIN_BATCHES, TEST_BATCH, META)}[split]
+    required = {"test": (TEST_BATCH,), "train": TRAIN_BATCHES, "all": (*TRAIN_BATCHES, TEST_BATCH, META)}[split]
     if all((folder / name).is_file() for name in required):
-        print(f"CIFAR-10 ({'training and test' if split == 'all' else split} files) already present at {folder}")
+        print(f"CIFAR-10 ({'all' if split == 'all' else split} files) already present at {folder}")
         return folder
     archive = fetch(url, data_dir / (Path(urlparse(url).path).name or "cifar-10-python.tar.gz"), md5=md5)
     extract(archive, data_dir, force=force)
@@ -64,13 +63,37 @@ def download(data_dir: Path, url: str = CIFAR10_URL, md5: str | None = CIFAR10_M
     return folder
 
 
+class _Refused(Exception):
+    """A pickle asked for a callable that the official CIFAR-10 files never hold."""
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Admits only what the official files hold: dicts, lists, bytes, strings, ints and numpy arrays (the
+    array reconstruction and its dtype; `_codecs.encode` and `bytes`, which Python 3 pickles of bytes
+    call). A pickle naming any other callable is refused before it is called, so a planted file cannot run
+    code."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"), ("__builtin__", "bytes"),
+               ("builtins", "bytes")}
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self.ALLOWED:
+            raise _Refused(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
 def _read_pickle(path: Path, data_dir: Path) -> object:
-    """Unpickle one official CIFAR-10 file (Python 2 pickle: byte-string keys)."""
+    """Unpickle one official CIFAR-10 file (Python 2 pickle: byte-string keys), admitting nothing that could
+    run code (`_BatchUnpickler`)."""
     if not path.is_file():
         raise UserError(f"CIFAR-10 file {path.name} not found at {path}; {_fix_hint(data_dir)}")
     try:
         with open(path, "rb") as f:
-            return pickle.load(f, encoding="bytes")
+            return _BatchUnpickler(f, encoding="bytes").load()
+    except _Refused as err:
+        raise UserError(f"CIFAR-10 file {path} refused: its pickle calls {err}, which no official CIFAR-10 file "
+                        f"does (loading it could run code); {_damaged_hint()}") from None
     except Exception as err:  # garbage can fail unpickling in many ways; all mean the same to the user
         raise UserError(f"CIFAR-10 file {path} is not a valid pickle or is truncated ({type(err).__name__}: {err}); "
                         f"{_damaged_hint()}") from err

@@ -23,7 +23,7 @@ AUTHORS_MODELS = {
     "sdn": "image_classification/trained_models/model_sdn",
     "branchynet": "image_classification/trained_models/model_branchynet",
 }
-DATA_LAYOUT = "cifar-10-batches-py/ with test_batch and batches.meta"
+DATA_LAYOUT = "cifar-10-batches-py/test_batch"
 
 # The paper's numbers (Table 1 and Table 2 of arXiv 2207.06613), shown beside the measured ones.
 PAPER = {

@@ -51,7 +51,7 @@ def test_download_from_archive_then_load(archive, tmp_path) -> None:
 
 def test_test_split_needs_only_the_test_files(tmp_path, capsys) -> None:
     folder = write_cifar(tmp_path / "data", n_test=5, n_train_per_batch=1)
-    for name in data.TRAIN_BATCHES:
+    for name in (*data.TRAIN_BATCHES, data.META):  # nothing reads batches.meta
         (folder / name).unlink()
     nowhere = (tmp_path / "missing.tar.gz").as_uri()
     assert data.download(tmp_path / "data", url=nowhere, split="test") == folder  # nothing fetched
@@ -59,7 +59,7 @@ def test_test_split_needs_only_the_test_files(tmp_path, capsys) -> None:
     for split in ("train", "all"):  # the training batches are missing: the archive is needed
         with pytest.raises(UserError, match="does not exist"):
             data.download(tmp_path / "data", url=nowhere, split=split)
-    (folder / data.META).unlink()
+    (folder / data.TEST_BATCH).unlink()
     with pytest.raises(UserError, match="does not exist"):
         data.download(tmp_path / "data", url=nowhere, split="test")
 

@@ -1,13 +1,14 @@
 """Exported int8 models in TensorFlow Lite Micro with CMSIS-NN on an emulated Cortex-M4 (common/deploy/mcu.py).
 
 Needs the Arm toolchain, qemu-system-arm and the TFLM tree that `bash install_mcu_toolchain.sh` installs;
-without them the module is skipped. The first run on a machine builds TFLM for the M4 (4-9 minutes on 2
+without them the module is skipped. The first run on a machine builds TFLM for the M4 (2-11 minutes on 2
 cores, cached under ~/.cache/trecx-mcu; `bash install_mcu_toolchain.sh --build cortex-m4:cmsis-nn` does it
 ahead); then the module takes 25-80 s on 2 cores, mostly converting the models: two harness programs (a
 small model built here; keyword spotting's pretrained trecx_ev stages and base model) and a few samples
 each on the emulator.
 """
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -270,7 +271,6 @@ def test_measure_target_counts_stage2_even_when_every_sample_exits(kws):
 
 def test_install_mcu_toolchain_again_changes_nothing(tmp_path):
     """The install script over an installed toolchain: it finds the tools and the sources up to date."""
-    import pathlib
     import subprocess
 
     tflm = mcu_build.mcu_home() / "tflm"
@@ -281,3 +281,80 @@ def test_install_mcu_toolchain_again_changes_nothing(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "toolchain: arm-none-eabi-gcc" in proc.stdout and "TFLM sources: up to date" in proc.stdout
     assert (tflm / ".trecx-sources").read_bytes() == stamp
+
+
+# ------------------------------------------------------------------------------------------------
+# A damaged build cache: rebuilt where it can be, else one message naming what to delete
+
+
+def test_a_truncated_plugin_or_program_is_rebuilt(tiny):
+    first = mcu.run_on_mcu(tiny["dir"], None, tiny["x"], core=CORE, kernels=KERNELS, log=quiet)
+    lib = mcu_build.library(CORE, KERNELS, log=quiet)
+    plugin = pathlib.Path(mcu_build.plugin(log=quiet))
+    program = pathlib.Path(mcu_build.program(lib, [mcu._build_entry(tiny["model"], "standalone")],
+                                             mcu.ARENA_POOL_BYTES, log=quiet)["elf"])
+    for damaged in (plugin, program):
+        damaged.write_bytes(damaged.read_bytes()[:1000])
+    said = []
+    again = mcu.run_on_mcu(tiny["dir"], None, tiny["x"], core=CORE, kernels=KERNELS, log=said.append)
+    np.testing.assert_array_equal(again.instructions["base"], first.instructions["base"])
+    assert sum("is damaged" in line and "building it again" in line for line in said) == 2, said
+    assert plugin.stat().st_size > 1000 and program.stat().st_size > 1000
+
+
+def deploy_mcu(tmp_path, home):
+    from test_deploy import run_deploy_sh
+
+    return run_deploy_sh("--rho", "0.5", "--mcu", "cortex-m4", "--data-dir", tmp_path / "nowhere", cwd=tmp_path,
+                         TRECX_MCU_HOME=str(home))
+
+
+def fake_tree(home, manifest):
+    (home / "tflm").mkdir(parents=True)
+    (home / "tflm" / ".trecx-sources").write_text("layout 2\n")
+    (home / "tflm" / ".trecx-manifest").write_text(manifest)
+
+
+def test_a_damaged_tflm_tree_is_one_message_before_any_work(tmp_path):
+    fake_tree(tmp_path / "home", "tensorflow/lite/micro/tools/make/Makefile 1234\n")
+    proc = deploy_mcu(tmp_path, tmp_path / "home")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert (f"the TensorFlow Lite Micro tree in {tmp_path / 'home' / 'tflm'} is damaged "
+            "(tensorflow/lite/micro/tools/make/Makefile is missing)") in proc.stderr
+    assert "bash install_mcu_toolchain.sh" in proc.stderr and "test samples" not in proc.stdout
+
+
+def test_a_read_only_build_cache_is_called_read_only_before_any_work(tmp_path):
+    import subprocess
+
+    home = tmp_path / "home"
+    home.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(home)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        fake_tree(home, "")
+        subprocess.run(["mount", "-o", "remount,ro", str(home)], check=True)
+        proc = deploy_mcu(tmp_path, home)
+    finally:
+        subprocess.run(["umount", str(home)], check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"the MCU build cache {home / 'build'} is read-only" in proc.stderr and "free some space" not in proc.stderr
+
+
+def test_install_mcu_toolchain_names_a_truncated_tarball(tmp_path):
+    import subprocess
+
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    tarball = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "third_party" / "tflm"
+    if not (tarball / "tflite-micro.tar.gz").is_file():
+        pytest.skip("the TFLM source tarballs (../shared/third_party/tflm) are not beside the repository")
+    (sources / "tflite-micro.tar.gz").write_bytes((tarball / "tflite-micro.tar.gz").read_bytes()[:100_000])
+    proc = subprocess.run(["bash", str(pathlib.Path(__file__).resolve().parent.parent / "install_mcu_toolchain.sh"),
+                           "--skip-packages", "--sources", str(sources), "--home", str(tmp_path / "home")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert f"{sources / 'tflite-micro.tar.gz'} is truncated or corrupt" in proc.stderr
+    assert "tar:" not in proc.stderr and not (tmp_path / "home" / "tflm").exists()

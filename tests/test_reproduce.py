@@ -22,7 +22,7 @@ from synthetic import make_cifar_archive
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TASKS = ("image_classification", "keyword_spotting", "visual_wake_words")
 # Where each task's test.sh reads its test set under DATA_ROOT/TASK, and what of it the test layout is.
-CIFAR_TEST_FILES = ("test_batch", "batches.meta")
+CIFAR_TEST_FILE = "test_batch"
 KWS_TEST_FOLDER = "speech_commands_test_set_v0.02"
 VWW_TEST_FOLDER = "minival"
 
@@ -71,8 +71,7 @@ def in_place(tmp_path_factory, from_mirror):
     data = root / "data"
     cifar = data / "image_classification" / "cifar-10-batches-py"
     cifar.mkdir(parents=True)
-    for name in CIFAR_TEST_FILES:
-        shutil.copy(source / "data" / "image_classification" / "cifar-10-batches-py" / name, cifar)
+    shutil.copy(source / "data" / "image_classification" / "cifar-10-batches-py" / CIFAR_TEST_FILE, cifar)
     for task, folder in (("keyword_spotting", KWS_TEST_FOLDER), ("visual_wake_words", VWW_TEST_FOLDER)):
         shutil.copytree(source / "data" / task / folder, data / task / folder)
     (root / "empty_mirror").mkdir()

@@ -208,11 +208,12 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _to_model_size(image: Image.Image) -> Image.Image:
-    """8-bit RGB (`to_rgb`), squashed to 96x96 with RESAMPLE."""
+    """8-bit RGB (`to_rgb`), squashed to 96x96 with RESAMPLE: always a new image, which outlives the closing
+    of `image`'s file (an RGB image of the model's size needs no conversion: it is copied)."""
     rgb = to_rgb(image)
     if rgb.size != (IMAGE_SIZE, IMAGE_SIZE):
-        rgb = rgb.resize((IMAGE_SIZE, IMAGE_SIZE), RESAMPLE)
-    return rgb
+        return rgb.resize((IMAGE_SIZE, IMAGE_SIZE), RESAMPLE)
+    return rgb.copy() if rgb is image else rgb
 
 
 def _read_uint8(path: Path) -> np.ndarray:

@@ -13,6 +13,7 @@ Cores and kernel sets are table entries (`CORES`, `KERNEL_SETS`).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import fcntl
 import hashlib
 import json
@@ -20,9 +21,12 @@ import os
 import pathlib
 import shutil
 import subprocess
+import tempfile
+import time
 
 from common import files
 from common.errors import UserError
+from common.progress import Progress
 
 SRC_DIR = pathlib.Path(__file__).resolve().parent / "mcu_src"
 INSTALL_HINT = "bash install_mcu_toolchain.sh (from the repository root; see its --help)"
@@ -31,6 +35,8 @@ TOOLS = {"arm-none-eabi-gcc": "gcc-arm-none-eabi", "arm-none-eabi-g++": "gcc-arm
          "qemu-system-arm": "qemu-system-arm", "gcc": "gcc", "make": "make"}
 MAKEFILE = "tensorflow/lite/micro/tools/make/Makefile"
 BUILD_VERSION = 1  # bump when the build steps change, to retire old caches
+PROGRESS_POLL_S = 1.0  # how often a build's progress is counted
+BUILD_MINUTES = "2-11"  # TFLM's library for one core on 2 cores, idle to busy (measured, README), for the first build
 KEPT_PROGRAMS = 32  # harness programs (one per set of exported models and target) kept, most recently used
 
 
@@ -98,12 +104,46 @@ def missing_prerequisites():
     return missing
 
 
+def tree_damage():
+    """None when every file of the TFLM tree's manifest (written by install_mcu_toolchain.sh) is there with
+    its size, else what is wrong with the first that is not."""
+    manifest = tflm_root() / ".trecx-manifest"
+    if not manifest.is_file():
+        return f"{manifest.name} is missing"
+    for line in manifest.read_text(errors="replace").splitlines():
+        name, _, size = line.rpartition(" ")
+        path = tflm_root() / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if str(path.stat().st_size) != size:
+            return f"{name} has {path.stat().st_size} bytes, not {size}"
+    return None
+
+
 def check_prerequisites():
-    """Raise one UserError naming everything missing and the command that installs it."""
+    """Raise one UserError naming everything missing, or what is damaged in the TFLM tree, and the fix."""
     missing = missing_prerequisites()
     if missing:
         raise UserError("running models on an emulated microcontroller needs " + "; ".join(missing)
                         + f". Install them with: {INSTALL_HINT}")
+    damage = tree_damage()
+    if damage:
+        raise UserError(f"the TensorFlow Lite Micro tree in {tflm_root()} is damaged ({damage}); lay it out again "
+                        f"with: {INSTALL_HINT}")
+
+
+def check_cache_writable():
+    """UserError when the build cache cannot be written (builds and the harness's outputs go there)."""
+    build = mcu_home() / "build"
+    try:
+        build.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=build, prefix=".write-check."):
+            pass
+    except OSError as err:
+        read_only = err.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+        problem = "is read-only" if read_only else f"cannot be written ({err.strerror})"
+        raise UserError(f"the MCU build cache {build} {problem}; make it writable, or set TRECX_MCU_HOME to a "
+                        f"writable folder and run {INSTALL_HINT} there") from None
 
 
 def _digest(*parts):
@@ -115,19 +155,34 @@ def _version(tool):
     return subprocess.run([tool, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
 
 
+def _sha256(path):
+    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+
+
 def _file_digest(paths):
-    return [(pathlib.Path(p).name, hashlib.sha256(pathlib.Path(p).read_bytes()).hexdigest()) for p in paths]
+    return [(pathlib.Path(p).name, _sha256(p)) for p in paths]
 
 
-def _run(command, log_file, cwd=None, what="build step"):
-    """Run a command, appending its output to log_file; raise RuntimeError with the log's tail if it fails."""
+def _run(command, log_file, cwd=None, what="build step", progress=None):
+    """Run a command, appending its output to log_file; a UserError with the log's last lines and the fix
+    if it fails. `progress`: (label, total, count()) shows count() of total while it runs."""
     with open(log_file, "a", encoding="utf-8") as log:
         log.write("$ " + " ".join(str(c) for c in command) + "\n")
         log.flush()
-        result = subprocess.run([str(c) for c in command], cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
-        tail = pathlib.Path(log_file).read_text(encoding="utf-8", errors="replace")[-3000:]
-        raise RuntimeError(f"{what} failed (exit {result.returncode}); log {log_file}:\n{tail}")
+        process = subprocess.Popen([str(c) for c in command], cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        if progress:
+            label, total, count = progress
+            bar = Progress(label, total)
+            while process.poll() is None:
+                time.sleep(PROGRESS_POLL_S)
+                bar.advance(count() - bar.done)
+            bar.finish()
+        returncode = process.wait()
+    if returncode != 0:
+        tail = pathlib.Path(log_file).read_text(encoding="utf-8", errors="replace").splitlines()[-8:]
+        raise UserError(f"{what} failed (exit {returncode}); the end of its log {log_file}:\n  "
+                        + "\n  ".join(tail) + f"\nDelete {pathlib.Path(log_file).parent} and run again; if it fails "
+                        f"again, lay the TFLM tree out anew: delete {tflm_root()} and run {INSTALL_HINT}")
 
 
 class _Lock:
@@ -147,22 +202,56 @@ class _Lock:
         self.handle.close()
 
 
-def _cached_build(kind, key, build, log, resume=False):
+def _stamp(paths):
+    """{path: [size, sha256]} of a build's products, kept in its info.json to check them on each use."""
+    return {str(path): [pathlib.Path(path).stat().st_size, _sha256(path)] for path in paths}
+
+
+def _build_damage(info_file, products):
+    """None when the build recorded in `info_file` is whole, else what is wrong: a damaged info.json, or a
+    product (`products(info)`) missing or not the size and hash stamped when it was built."""
+    try:
+        info = json.loads(info_file.read_text())
+        stamped = info.pop("stamp")
+        if set(stamped) != {str(path) for path in products(info)}:
+            return "its record names other files"
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        return f"{info_file.name} is damaged ({err})"
+    for path, (size, digest) in stamped.items():
+        if not pathlib.Path(path).is_file():
+            return f"{path} is missing"
+        if pathlib.Path(path).stat().st_size != size or _sha256(path) != digest:
+            return f"{path} is not the file that was built"
+    return None
+
+
+def _cached_build(kind, key, build, products, log, resume=False):
     """The info dict of a cached build, building it (under a lock) into its folder when absent; an
-    interrupted build starts afresh, or with `resume` (make's own builds) continues where it stopped.
-    Each use marks the build as recently used (its info.json's time), for `_prune`."""
+    interrupted build starts afresh, or with `resume` (make's own builds) continues where it stopped. The
+    files `products(info)` names are stamped (size and hash) and checked on each use: a damaged build is
+    deleted and built again. Each use marks the build as recently used (its info.json's time), for `_prune`."""
     folder = mcu_home() / "build" / f"{kind}-{key}"
     info_file = folder / "info.json"
     with _Lock(mcu_home() / "build" / f".{kind}-{key}.lock"):
+        damage = _build_damage(info_file, products) if info_file.is_file() else None
+        if damage:
+            log(f"the cached {kind} build in {folder} is damaged ({damage}); building it again")
+            try:
+                shutil.rmtree(folder)
+            except OSError as err:
+                raise UserError(f"the cached {kind} build in {folder} is damaged ({damage}) and cannot be deleted "
+                                f"({err.strerror}); delete {folder} and run again") from None
         if not info_file.is_file():
             if folder.exists() and not resume:
                 shutil.rmtree(folder)
             folder.mkdir(parents=True, exist_ok=True)
             log(f"building {kind} in {folder}")
             info = build(folder)
-            files.write_text(info_file, json.dumps(info, indent=1))
+            files.write_text(info_file, json.dumps({**info, "stamp": _stamp(products(info))}, indent=1))
         info_file.touch()
-    return json.loads(info_file.read_text())
+    info = json.loads(info_file.read_text())
+    info.pop("stamp")
+    return info
 
 
 def _prune(kind, keep):
@@ -223,10 +312,16 @@ def library(core="cortex-m4", kernels="cmsis-nn", log=print):
         found = dict(line.split("=", 1) for line in printed.stdout.splitlines() if "=" in line and " " not in
                      line.split("=", 1)[0])
         if printed.returncode != 0 or "GENDIR" not in found:
-            raise RuntimeError(f"TFLM's make could not configure {core}/{kernels}:\n{printed.stderr[-3000:]}")
-        log(f"compiling TensorFlow Lite Micro for {core} with {kernels} kernels (several minutes, once); "
-            f"log: {folder / 'build.log'}")
-        _run(make + [f"-j{os.cpu_count() or 2}", "microlite"], folder / "build.log", cwd=root, what="TFLM build")
+            raise UserError(f"TFLM's make could not configure {core}/{kernels} ({printed.stderr.strip()[-500:]}); "
+                            f"lay the TFLM tree out anew: delete {root} and run {INSTALL_HINT}")
+        planned = subprocess.run(make + ["-n", "microlite"], cwd=root, capture_output=True, text=True).stdout
+        total = sum(1 for line in planned.splitlines() if " -c " in line)
+        log(f"building TFLM for {core} with {kernels} kernels: {total} files, about {BUILD_MINUTES} minutes on "
+            f"2 cores, once; log: {folder / 'build.log'}")
+        objects = pathlib.Path(found["GENDIR"])
+        _run(make + [f"-j{os.cpu_count() or 2}", "microlite"], folder / "build.log", cwd=root, what="TFLM build",
+             progress=(f"TFLM {core} {kernels}: files compiled", total,
+                       lambda: sum(1 for _ in objects.rglob("*.o"))))
         includes = [f"-I{p if os.path.isabs(p) else root / p}"
                     for p in (flag[2:] for flag in found["INCLUDES"].split()) if p]
         return {"core": core, "kernels": kernels, "key": key,
@@ -234,7 +329,7 @@ def library(core="cortex-m4", kernels="cmsis-nn", log=print):
                 "cxxflags": found["CXXFLAGS"].split(), "ccflags": found["CCFLAGS"].split(),
                 "includes": includes, "libs": found.get("MICROLITE_LIBS", "-lm").split()}
 
-    return _cached_build("lib", key, build, log, resume=True)
+    return _cached_build("lib", key, build, lambda info: [info["lib"]], log, resume=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -253,7 +348,7 @@ def plugin(log=print):
               "-o", target, sources[0]], folder / "build.log", what="plugin build")
         return {"plugin": str(target)}
 
-    return _cached_build("plugin", key, build, log)["plugin"]
+    return _cached_build("plugin", key, build, lambda info: [info["plugin"]], log)["plugin"]
 
 
 def _models_header(models, pool_bytes):
@@ -350,6 +445,6 @@ def program(lib, models, pool_bytes, log=print):
                                                        if spec.ram[0] <= address < spec.ram[0] + spec.ram[1]),
                 "model_bytes": {m["name"]: symbols[m["symbol"]][1] for m in models}}
 
-    info = _cached_build("prog", key, build, log)
+    info = _cached_build("prog", key, build, lambda info: [info["elf"]], log)
     _prune("prog", KEPT_PROGRAMS)
     return info

@@ -253,8 +253,9 @@ def run_deploy(task, model, *, source="pretrained", models_dir, data_dir=None, t
     targets = mcu_measure.parse_targets(mcu) if mcu is not None else []
     if mcu_samples is not None and mcu_samples < 1:
         raise UserError(f"--mcu-samples must be at least 1 (or all), got {mcu_samples}")
-    if targets:
+    if targets:  # every check of the MCU path before the minutes of LiteRT work that precede it
         mcu_build.check_prerequisites()
+        mcu_build.check_cache_writable()
     out = files.check_output_folder(tasks.results_dir(task, results_dir), "--results-dir")
     nets = weights.load_nets(task, source, models_dir, ("base", model))  # a missing model fails here
     split_stages(nets[model])  # and a model without an early exit here, before any data is read

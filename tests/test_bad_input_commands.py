@@ -1,0 +1,189 @@
+"""Bad input met by the commands around the pipeline, through the real scripts: extra tasks that cannot be
+imported, `report` over damaged or misplaced results, options that would do nothing or that are only a
+prefix of another, and install_mcu_toolchain.sh's own arguments. Each ends in one message naming the
+problem and the fix, exit 2, no traceback, files untouched. (The MCU build cache: tests/test_mcu.py.)"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from common.tasks import EXTRA_TASKS_VARIABLE
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args, cwd, **environment):
+    env = {**os.environ, **environment}
+    return subprocess.run([sys.executable, "-m", "common.cli", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def script(name, *args, cwd, **environment):
+    env = {**os.environ, "PYTHON": os.environ.get("PYTHON", sys.executable), **environment}
+    return subprocess.run(["bash", str(REPO_ROOT / name), *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def one_message(proc, *named):
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    for part in named:
+        assert str(part) in proc.stderr, f"{part!r} not in {proc.stderr!r}"
+
+
+# ------------------------------------------------------------------------------------------------
+# Extra tasks
+
+
+@pytest.fixture
+def extra_tasks(tmp_path):
+    """Packages in tmp_path (the working directory, so importable): without a task module, with a syntax
+    error in it, and with a task module that imports something not installed."""
+    (tmp_path / "no_task_module").mkdir()
+    (tmp_path / "no_task_module" / "__init__.py").write_text("")
+    (tmp_path / "broken_syntax").mkdir()
+    (tmp_path / "broken_syntax" / "__init__.py").write_text("")
+    (tmp_path / "broken_syntax" / "task.py").write_text("NAME = 'broken_syntax'\ndef download(:\n")
+    (tmp_path / "missing_import").mkdir()
+    (tmp_path / "missing_import" / "__init__.py").write_text("")
+    (tmp_path / "missing_import" / "task.py").write_text("import a_package_nobody_installed\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize("package, named", [
+    ("not_installed_anywhere", ["task package not_installed_anywhere", "is not installed", "PYTHONPATH"]),
+    ("no_task_module", ["task package no_task_module", "has no task module (no_task_module/task.py)"]),
+    ("broken_syntax", ["has a syntax error", "broken_syntax/task.py, line 2"]),
+    ("missing_import", ["missing_import.task", "needs a_package_nobody_installed"]),
+])
+def test_tasks_names_an_extra_task_that_cannot_be_imported(extra_tasks, package, named):
+    proc = cli("tasks", cwd=extra_tasks, **{EXTRA_TASKS_VARIABLE: package})
+    one_message(proc, *named, EXTRA_TASKS_VARIABLE)
+    assert proc.stdout.split() == ["image_classification", "keyword_spotting", "visual_wake_words"]
+    assert package not in proc.stdout  # never listed as if it were fine
+
+
+def test_report_over_results_of_a_task_whose_package_is_gone(tmp_path):
+    (tmp_path / "results" / "gone_task").mkdir(parents=True)
+    (tmp_path / "results" / "gone_task" / "summary.json").write_text(json.dumps({"task": "gone_task"}))
+    proc = cli("report", "--results-root", tmp_path / "results", cwd=tmp_path, **{EXTRA_TASKS_VARIABLE: "gone_task"})
+    one_message(proc, "task package gone_task", "is not installed")
+
+
+# ------------------------------------------------------------------------------------------------
+# report over damaged results
+
+
+def good_summary(task="image_classification"):
+    tradeoff = [{"drop": d, "accuracy": 86.0, "mflops": 20.0 - d, "reduction_pct": 20.0 + d, "rho": 0.8}
+                for d in (1, 2, 3)]
+    return {"task": task, "num_samples": 10,
+            "inputs": {"found": 10, "scored": 10, "skipped": []}, "source": "pretrained",
+            "baseline": {"model": "base", "source": "pretrained"},
+            "models": {"base": {"exits": ["ef"], "accuracy": {"ef": 87.0}, "mflops": {"ef": 25.27}, "params": 78666,
+                                "tradeoff": tradeoff},
+                       "trecx_ev": {"exits": ["ee", "ef"], "accuracy": {"ee": 73.0, "ef": 87.4},
+                                    "mflops": {"ee": 11.66, "ef": 26.46}, "params": 89780, "tradeoff": tradeoff}}}
+
+
+def damage(summary, path, value=KeyError):
+    """`summary` with the key at `path` removed (value KeyError) or set to `value`."""
+    node = summary
+    for key in path[:-1]:
+        node = node[key]
+    if value is KeyError:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return summary
+
+
+@pytest.mark.parametrize("path, value, named", [
+    (("models", "base", "params"), KeyError, "models.base.params is missing"),
+    (("models",), KeyError, "models is missing"),
+    (("models", "base", "accuracy", "ef"), "87", "models.base.accuracy.ef is str, expected a number"),
+    (("models", "trecx_ev", "tradeoff"), [], "models.trecx_ev.tradeoff is empty"),
+    (("models", "trecx_ev", "tradeoff"), {"drop": 1}, "models.trecx_ev.tradeoff is dict, expected a list"),
+    (("inputs", "skipped"), [{"id": 3}], "inputs.skipped.0.id is int, expected a string"),
+])
+def test_report_refuses_a_damaged_summary_naming_file_and_key(tmp_path, path, value, named):
+    summary_file = tmp_path / "results" / "image_classification" / "summary.json"
+    summary_file.parent.mkdir(parents=True)
+    summary_file.write_text(json.dumps(damage(good_summary(), path, value)))
+    before = summary_file.read_bytes()
+    proc = cli("report", "--results-root", tmp_path / "results", cwd=tmp_path)
+    one_message(proc, f"{summary_file} is damaged: {named}", "bash image_classification/test.sh again")
+    assert summary_file.read_bytes() == before and not (tmp_path / "results" / "table1.md").exists()
+
+
+def test_report_refuses_a_summary_in_another_tasks_folder(tmp_path):
+    summary_file = tmp_path / "results" / "image_classification" / "summary.json"
+    summary_file.parent.mkdir(parents=True)
+    summary_file.write_text(json.dumps(good_summary("keyword_spotting")))
+    proc = cli("report", "--results-root", tmp_path / "results", cwd=tmp_path)
+    one_message(proc, f"{summary_file} holds results of task 'keyword_spotting', not of image_classification")
+    assert not (tmp_path / "results" / "table1.md").exists()
+
+
+def test_report_over_a_good_summary_writes_table1(tmp_path):
+    """The checks above refuse damage, not a summary as test.sh writes it."""
+    summary_file = tmp_path / "results" / "image_classification" / "summary.json"
+    summary_file.parent.mkdir(parents=True)
+    summary_file.write_text(json.dumps(good_summary()))
+    proc = cli("report", "--results-root", tmp_path / "results", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "ResNet-8 (CIFAR-10)" in (tmp_path / "results" / "table1.md").read_text()
+
+
+# ------------------------------------------------------------------------------------------------
+# Options that would do nothing, and prefixes
+
+
+def test_mcu_samples_without_mcu_is_refused(tmp_path):
+    proc = script("image_classification/deploy.sh", "--rho", "0.5", "--mcu-samples", "5", cwd=tmp_path)
+    one_message(proc, "--mcu-samples", "needs --mcu")
+
+
+@pytest.mark.parametrize("command, args, prefix", [
+    ("reproduce.sh", ["--data", "somewhere"], "--data"),
+    ("image_classification/test.sh", ["--results", "out"], "--results"),
+    ("image_classification/deploy.sh", ["--calibration", "x", "--rho", "0.5"], "--calibration"),
+    ("keyword_spotting/download.sh", ["--mirr", "x"], "--mirr"),
+])
+def test_an_option_prefix_is_an_error_not_another_option(tmp_path, command, args, prefix):
+    proc = script(command, *args, cwd=tmp_path)
+    assert proc.returncode == 2 and f"unrecognized arguments: {prefix}" in proc.stderr, proc.stderr
+    assert not (tmp_path / "somewhere").exists() and not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# install_mcu_toolchain.sh's own arguments (a truncated tarball: tests/test_mcu.py, which has the tools)
+
+
+def test_install_mcu_toolchain_home_that_is_a_file(tmp_path):
+    (tmp_path / "home").write_text("not a folder")
+    proc = script("install_mcu_toolchain.sh", "--home", tmp_path / "home", cwd=tmp_path)
+    one_message(proc, f"the build home {tmp_path / 'home'} is a file, not a folder")
+    assert proc.stderr.count("\n") == 1 and (tmp_path / "home").read_text() == "not a folder"
+
+
+def test_install_mcu_toolchain_sources_that_do_not_exist(tmp_path):
+    proc = script("install_mcu_toolchain.sh", "--sources", tmp_path / "nowhere", "--home", tmp_path / "home",
+                  cwd=tmp_path)
+    one_message(proc, f"--sources {tmp_path / 'nowhere'}: no such folder")
+    assert proc.stderr.count("\n") == 1 and not (tmp_path / "home").exists()
+
+
+def test_report_takes_a_trade_off_point_that_no_rho_reaches(tmp_path):
+    """null MFLOPs at a trade-off point (no rho is that accurate) is a result, not damage."""
+    summary = good_summary()
+    summary["models"]["trecx_ev"]["tradeoff"][0].update(mflops=None, reduction_pct=None, rho=None)
+    summary_file = tmp_path / "results" / "image_classification" / "summary.json"
+    summary_file.parent.mkdir(parents=True)
+    summary_file.write_text(json.dumps(summary))
+    proc = cli("report", "--results-root", tmp_path / "results", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
