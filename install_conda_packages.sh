@@ -18,8 +18,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 command -v conda >/dev/null || { echo "error: conda not found; install Miniconda or use pip install -r requirements.txt" >&2; exit 2; }
 echo "creating conda environment $ENV_NAME (python 3.11)"
 conda create -y -n "$ENV_NAME" python=3.11 pip
-if [ "$GPU" = 1 ]; then
-  conda run -n "$ENV_NAME" python -m pip install "tensorflow[and-cuda]>=2.16,<2.22"
+(cd "$ROOT" && conda run -n "$ENV_NAME" python -m pip install -r requirements.txt)  # -e .[test]: the repository
+if [ "$GPU" = 1 ]; then  # the CUDA libraries of the TensorFlow version pyproject.toml's pins chose
+  version="$(conda run -n "$ENV_NAME" python -c "import importlib.metadata as m; print(m.version('tensorflow'))")"
+  conda run -n "$ENV_NAME" python -m pip install "tensorflow[and-cuda]==$version"
 fi
-(cd "$ROOT" && conda run -n "$ENV_NAME" python -m pip install -r requirements.txt)  # -e . installs the repository
 echo "done: conda activate $ENV_NAME"

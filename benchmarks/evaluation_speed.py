@@ -15,6 +15,7 @@ Synthetic data gives meaningless accuracies but the same amount of work as the r
 
 Usage, from the repository root: python -m benchmarks.evaluation_speed [TASK ...] [--scale 1.0] [--repeats 1]
 """
+
 import argparse
 import os
 import pathlib
@@ -37,14 +38,18 @@ def write_test_set(task, folder, n):
     """A synthetic test set of `n` samples in the task's real format; returns test.sh's --data-dir."""
     if task == "image_classification":
         from tests.synthetic import write_cifar
+
         write_cifar(folder, n_test=n, n_train_per_batch=1, seed=0)
         return folder
     if task == "keyword_spotting":
         from tests.synthetic_audio import write_test_tree
+
         write_test_tree(folder / "speech_commands_test_set_v0.02", per_label=-(-n // 12))
         return folder
     import numpy as np
+
     from tests.synthetic_coco import save_image
+
     rng = np.random.default_rng(0)
     for i in range(n):
         label = "person" if i % 2 else "non_person"
@@ -57,8 +62,12 @@ def run_test_sh(task, data_dir, results_dir):
     env = dict(os.environ)
     env.setdefault("PYTHON", sys.executable)
     start = time.perf_counter()
-    proc = subprocess.run(["bash", str(REPO_ROOT / task / "test.sh"), "--data-dir", str(data_dir),
-                           "--results-dir", str(results_dir)], env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        ["bash", str(REPO_ROOT / task / "test.sh"), "--data-dir", str(data_dir), "--results-dir", str(results_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         sys.exit(f"test.sh failed with status {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
@@ -70,7 +79,7 @@ def time_predicts(nets, inputs, batch_size, repeats):
     """(warm-up seconds, best-of-`repeats` seconds) of predicting `inputs` with every net in turn."""
     # Exactly the batch shapes the timed run feeds (a full batch, plus the last partial one if any):
     # a batch shape seen for the first time would retrace, and extra shapes relax the traced graph.
-    warm = inputs[:batch_size + len(inputs) % batch_size]
+    warm = inputs[: batch_size + len(inputs) % batch_size]
     start = time.perf_counter()
     for net in nets.values():
         net.model.predict(warm, batch_size=batch_size, verbose=0)
@@ -114,29 +123,39 @@ def measure(task_name, tmp, scale, repeats):
     # traced would make TensorFlow relax the graph traced for PREDICT_BATCH (slower, unlike test.sh).
     warm_big_s, predict_big_s = time_predicts(pretrained_nets(), inputs, PREDICT_BATCH, repeats)
     k = len(task.MODELS)
-    return n, test_sh_s, [
-        (f"test.sh total (subprocess, {n} samples, {k} models)", test_sh_s),
-        ("  of which test.sh reports itself", reported_s),
-        (f"bare predict, {k} models, batch {KERAS_DEFAULT_BATCH}", predict32_s),
-        (f"bare predict, {k} models, batch {PREDICT_BATCH} (PREDICT_BATCH)", predict_big_s),
-        (f"ratio test.sh / bare predict batch {KERAS_DEFAULT_BATCH}", test_sh_s / predict32_s),
-        (f"ratio test.sh / bare predict batch {PREDICT_BATCH}", test_sh_s / predict_big_s),
-        ("(not timed above) load test set in-process", load_s),
-        (f"(not timed above) build {k} models + load weights", build_s),
-        (f"(not timed above) warm-up/tracing, batch {KERAS_DEFAULT_BATCH}", warm32_s),
-        (f"(not timed above) warm-up/tracing, batch {PREDICT_BATCH}", warm_big_s),
-    ]
+    return (
+        n,
+        test_sh_s,
+        [
+            (f"test.sh total (subprocess, {n} samples, {k} models)", test_sh_s),
+            ("  of which test.sh reports itself", reported_s),
+            (f"bare predict, {k} models, batch {KERAS_DEFAULT_BATCH}", predict32_s),
+            (f"bare predict, {k} models, batch {PREDICT_BATCH} (PREDICT_BATCH)", predict_big_s),
+            (f"ratio test.sh / bare predict batch {KERAS_DEFAULT_BATCH}", test_sh_s / predict32_s),
+            (f"ratio test.sh / bare predict batch {PREDICT_BATCH}", test_sh_s / predict_big_s),
+            ("(not timed above) load test set in-process", load_s),
+            (f"(not timed above) build {k} models + load weights", build_s),
+            (f"(not timed above) warm-up/tracing, batch {KERAS_DEFAULT_BATCH}", warm32_s),
+            (f"(not timed above) warm-up/tracing, batch {PREDICT_BATCH}", warm_big_s),
+        ],
+    )
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n")[0],
-                                     epilog="Prints a table of seconds per task; no assertions on time.")
-    parser.add_argument("tasks", nargs="*", metavar="TASK",
-                        help=f"tasks to measure: {', '.join(TEST_SET_SIZE)} (default: all)")
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="test-set size as a fraction of the real one (default: %(default)s)")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="runs of each measurement; the best is reported (default: %(default)s)")
+    parser = argparse.ArgumentParser(
+        allow_abbrev=False,
+        description=__doc__.split("\n")[0],
+        epilog="Prints a table of seconds per task; no assertions on time.",
+    )
+    parser.add_argument(
+        "tasks", nargs="*", metavar="TASK", help=f"tasks to measure: {', '.join(TEST_SET_SIZE)} (default: all)"
+    )
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="test-set size as a fraction of the real one (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="runs of each measurement; the best is reported (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
     if args.scale <= 0 or args.repeats < 1:
         parser.error("--scale must be positive and --repeats at least 1")
@@ -144,8 +163,10 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown task {unknown[0]}; choose from {', '.join(TEST_SET_SIZE)}")
     from common.native_logs import import_tensorflow_quietly
+
     import_tensorflow_quietly()
     import tensorflow as tf
+
     tf.get_logger().setLevel("ERROR")  # several models' predict functions trip a retracing warning
 
     for task_name in args.tasks or list(TEST_SET_SIZE):

@@ -17,6 +17,7 @@ TFLM build: 4-9 minutes on 2 cores, cached).
 Usage, from the repository root:
   python3 -m benchmarks.mcu_instructions [--tasks ...] [--mcu all] [--samples 10] [--out results/mcu]
 """
+
 import argparse
 import os
 import sys
@@ -40,8 +41,14 @@ def main(argv=None):
     from common import flops, report
     from common.deploy import mcu
     from common.deploy.export import export_models, write_export
-    from common.deploy.mcu_measure import (LAYER_COLUMNS, PROFILE_SAMPLES, expected_cost, layer_rows, parse_targets,
-                                           stage1_shares)
+    from common.deploy.mcu_measure import (
+        LAYER_COLUMNS,
+        PROFILE_SAMPLES,
+        expected_cost,
+        layer_rows,
+        parse_targets,
+        stage1_shares,
+    )
     from common.deploy.runtime import NEVER_EXIT
     from common.native_logs import import_tensorflow_quietly
     from common.weights import load_nets
@@ -51,8 +58,10 @@ def main(argv=None):
     import_tensorflow_quietly()
     args.out.mkdir(parents=True, exist_ok=True)
     rates = " | ".join(f"saving at {100 * e:.0f} % exits: instr. / FLOPs (ratio)" for e in EXIT_RATES)
-    print(f"| task | core, kernels | stage 1 | stage 2 | base | saving at exit: instr. / FLOPs (ratio) | {rates} "
-          "| arena bytes s1 / s2 / base | flash bytes s1 / s2 / base / program |")
+    print(
+        f"| task | core, kernels | stage 1 | stage 2 | base | saving at exit: instr. / FLOPs (ratio) | {rates} "
+        "| arena bytes s1 / s2 / base | flash bytes s1 / s2 / base / program |"
+    )
     print("|---|---|---:|---:|---:|---:|" + "---:|" * len(EXIT_RATES) + "---:|---:|")
     for task in args.tasks:
         nets = load_nets(task, "pretrained", None, ["base", "trecx_ev"])
@@ -65,10 +74,19 @@ def main(argv=None):
             models = export_models(nets["trecx_ev"], nets["base"], calibration, log=lambda *_: None)
             write_export(Path(tmp), task, "trecx_ev", {"int8": models["int8"]}, log=lambda *_: None)
             for core, kernels in targets:
-                run = mcu.run_on_mcu(tmp, "trecx_ev", inputs, rho=NEVER_EXIT, core=core, kernels=kernels,
-                                     log=lambda *_: None)
-                profiled = mcu.run_on_mcu(tmp, "trecx_ev", inputs[:PROFILE_SAMPLES], rho=NEVER_EXIT, core=core,
-                                          kernels=kernels, profile=True, log=lambda *_: None)
+                run = mcu.run_on_mcu(
+                    tmp, "trecx_ev", inputs, rho=NEVER_EXIT, core=core, kernels=kernels, log=lambda *_: None
+                )
+                profiled = mcu.run_on_mcu(
+                    tmp,
+                    "trecx_ev",
+                    inputs[:PROFILE_SAMPLES],
+                    rho=NEVER_EXIT,
+                    core=core,
+                    kernels=kernels,
+                    profile=True,
+                    log=lambda *_: None,
+                )
                 layers += layer_rows(profiled, models["int8"])
                 counts = {name: run.instructions[name] for name in ("stage1", "stage2", "base")}
                 s1, s2, base = (counts[name].mean() for name in ("stage1", "stage2", "base"))
@@ -76,23 +94,30 @@ def main(argv=None):
                 def cell(values):
                     return f"{values.mean() / 1e6:.3f} M ({values.min() / 1e6:.3f}-{values.max() / 1e6:.3f})"
 
-                def pair(e):
-                    instr = expected_cost(s1, s2, base, e)[1]
-                    flop = expected_cost(ee_mflops, ef_mflops - ee_mflops, base_mflops, e)[1]
+                def pair(e, instr_costs=(s1, s2, base), flop_costs=(ee_mflops, ef_mflops - ee_mflops, base_mflops)):
+                    """Saving at exit rate e in instructions and in FLOPs, and their ratio."""
+                    instr, flop = expected_cost(*instr_costs, e)[1], expected_cost(*flop_costs, e)[1]
                     return f"{instr:.1f} / {flop:.1f} ({instr / flop:.2f})"
 
                 arena = " / ".join(f"{run.arena_used_bytes[m]:,}" for m in ("stage1", "stage2", "base"))
                 flash = " / ".join(f"{run.flash_bytes[m]:,}" for m in ("stage1", "stage2", "base", "program"))
-                print(f"| {task} | {core}, {kernels} | {cell(counts['stage1'])} | {cell(counts['stage2'])} | "
-                      f"{cell(counts['base'])} | {pair(1.0)} | " + " | ".join(pair(e) for e in EXIT_RATES)
-                      + f" | {arena} | {flash} |", flush=True)
+                print(
+                    f"| {task} | {core}, {kernels} | {cell(counts['stage1'])} | {cell(counts['stage2'])} | "
+                    f"{cell(counts['base'])} | {pair(1.0)} | "
+                    + " | ".join(pair(e) for e in EXIT_RATES)
+                    + f" | {arena} | {flash} |",
+                    flush=True,
+                )
         report.write_rows_csv(args.out / f"mcu_layers_{task}.csv", layers, LAYER_COLUMNS)
         for core, kernels in targets:
             parts = stage1_shares([row for row in layers if (row["core"], row["kernels"]) == (core, kernels)])
             backbone, branch = parts["backbone"], parts["branch"]
-            print(f"  {task}, {core} {kernels}: stage 1 = backbone before the tap {backbone['instructions_pct']:.1f} % "
-                  f"of the base model's instructions ({backbone['macs_pct']:.1f} % of its MACs) + early-exit branch "
-                  f"{branch['instructions_pct']:.1f} % ({branch['macs_pct']:.1f} %)", flush=True)
+            print(
+                f"  {task}, {core} {kernels}: stage 1 = backbone before the tap {backbone['instructions_pct']:.1f} % "
+                f"of the base model's instructions ({backbone['macs_pct']:.1f} % of its MACs) + early-exit branch "
+                f"{branch['instructions_pct']:.1f} % ({branch['macs_pct']:.1f} %)",
+                flush=True,
+            )
     return 0
 
 

@@ -21,6 +21,7 @@ the shares of the smallest operators are upper bounds.
 Usage, from the repository root:
     python -m benchmarks.op_latency [--tasks ...] [--kernels xnnpack,reference] [--repeats 200]
 """
+
 import argparse
 import sys
 
@@ -42,21 +43,30 @@ def operators_before_tap(ops, tap_macs):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n")[0],
-                                     epilog="Prints tables; asserts nothing.")
+    parser = argparse.ArgumentParser(
+        allow_abbrev=False, description=__doc__.split("\n")[0], epilog="Prints tables; asserts nothing."
+    )
     parser.add_argument("--tasks", nargs="*", default=list(task_names()), choices=task_names())
-    parser.add_argument("--kernels", default="xnnpack,reference",
-                        help="LiteRT kernel sets: xnnpack, builtin, reference, comma-separated (default: %(default)s)")
-    parser.add_argument("--repeats", type=int, default=200,
-                        help="timed invocations per operator; a quarter of it for the slow reference kernels "
-                             "(default: %(default)s)")
-    parser.add_argument("--calibration-samples", type=int, default=100,
-                        help="synthetic int8 calibration inputs (default: %(default)s)")
+    parser.add_argument(
+        "--kernels",
+        default="xnnpack,reference",
+        help="LiteRT kernel sets: xnnpack, builtin, reference, comma-separated (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=200,
+        help="timed invocations per operator; a quarter of it for the slow reference kernels (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--calibration-samples", type=int, default=100, help="synthetic int8 calibration inputs (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
     if args.repeats < 10 or args.calibration_samples < 1:
         parser.error("need --repeats >= 10 and --calibration-samples >= 1")
 
     from common.native_logs import import_tensorflow_quietly
+
     import_tensorflow_quietly()
     import keras
 
@@ -78,8 +88,7 @@ def main(argv=None):
     for name in args.tasks:
         net = load_nets(name, "pretrained", None, ("base",))["base"]
         calibration, _ = model_inputs(name, args.calibration_samples, seed=1)
-        models = {"float32": to_tflite(net.model),
-                  "int8": to_tflite(net.model, calibration)}
+        models = {"float32": to_tflite(net.model), "int8": to_tflite(net.model, calibration)}
         ops, times = {}, {}
         for runtime, precision in configs:
             repeats = args.repeats // 4 if runtime.kernels == "reference" else args.repeats
@@ -93,24 +102,38 @@ def main(argv=None):
         total_macs = sum(op.macs for op in ops["int8"])
         totals = {key: sum(values) for key, values in times.items()}
         labels = [f"{runtime.kernels} {precision}" for runtime, precision in configs]
-        print(f"\n{name}, base model: {total_macs / 1e6:.2f} M MACs; summed operator time "
-              + ", ".join(f"{label} {totals[r.kernels, p]:.0f} us" for label, (r, p) in zip(labels, configs)) + "\n")
-        print("| # | operator | output | MACs per output | MACs % | "
-              + " | ".join(f"{label} %" for label in labels) + " |")
+        print(
+            f"\n{name}, base model: {total_macs / 1e6:.2f} M MACs; summed operator time "
+            + ", ".join(f"{label} {totals[r.kernels, p]:.0f} us" for label, (r, p) in zip(labels, configs))
+            + "\n"
+        )
+        print(
+            "| # | operator | output | MACs per output | MACs % | "
+            + " | ".join(f"{label} %" for label in labels)
+            + " |"
+        )
         print("|---:|---|---|---:|---:|" + "---:|" * len(configs))
         for i, op in enumerate(ops["int8"]):
             shares = " | ".join(f"{100 * times[r.kernels, p][i] / totals[r.kernels, p]:.1f}" for r, p in configs)
             per_output = f"{op.macs / op.outputs:.0f}" if op.macs else ""
-            print(f"| {i} | {op.name} | {'x'.join(map(str, op.output_shape[1:]))} | {per_output} | "
-                  f"{100 * op.macs / total_macs:.1f} | {shares} |")
+            print(
+                f"| {i} | {op.name} | {'x'.join(map(str, op.output_shape[1:]))} | {per_output} | "
+                f"{100 * op.macs / total_macs:.1f} | {shares} |"
+            )
         tap = build_model(name, "trecx_ev").tap
-        tap_macs = sum(c.macs for c in flops.path_costs(keras.Model(net.model.input,
-                                                                    net.model.get_layer(tap).output))[0])
+        tap_macs = sum(
+            c.macs for c in flops.path_costs(keras.Model(net.model.input, net.model.get_layer(tap).output))[0]
+        )
         k = operators_before_tap(ops["int8"], tap_macs)
-        print(f"\nbackbone up to the T-RecX tap ({tap}, operators 0-{k - 1}): {100 * tap_macs / total_macs:.1f} % "
-              "of the MACs; of the time: " + ", ".join(
-                  f"{label} {100 * sum(times[r.kernels, p][:k]) / totals[r.kernels, p]:.1f} %"
-                  for label, (r, p) in zip(labels, configs)) + "\n")
+        print(
+            f"\nbackbone up to the T-RecX tap ({tap}, operators 0-{k - 1}): {100 * tap_macs / total_macs:.1f} % "
+            "of the MACs; of the time: "
+            + ", ".join(
+                f"{label} {100 * sum(times[r.kernels, p][:k]) / totals[r.kernels, p]:.1f} %"
+                for label, (r, p) in zip(labels, configs)
+            )
+            + "\n"
+        )
     return 0
 
 

@@ -3,6 +3,7 @@
 Each builder takes the input tensor and a `LayerNames` and returns the named feature maps where exits
 can be attached ("taps"); the exit heads, including the final one, live in `common.exits`.
 """
+
 import collections
 
 import keras
@@ -29,8 +30,14 @@ class LayerNames:
 def conv(x, names, filters, kernel, strides=1, initializer="he_normal"):
     """Conv2D, 'same' padding, with bias and L2 1e-4, as in the MLPerf reference models."""
     return keras.layers.Conv2D(
-        filters, kernel, strides=strides, padding="same", kernel_initializer=initializer,
-        kernel_regularizer=keras.regularizers.L2(1e-4), name=names("conv2d"))(x)
+        filters,
+        kernel,
+        strides=strides,
+        padding="same",
+        kernel_initializer=initializer,
+        kernel_regularizer=keras.regularizers.L2(1e-4),
+        name=names("conv2d"),
+    )(x)
 
 
 def depthwise(x, names, strides=1):
@@ -99,4 +106,3 @@ def mobilenet_v1(inputs, names):
         x = bn_relu(conv(x, names, filters, 1), names)
         taps[f"ds{block}"] = x
     return taps
-

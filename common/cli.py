@@ -6,6 +6,7 @@ reproduce (what reproduce.sh calls), flops (per-layer counts), report (Table 1 o
 module only parses arguments and hands them to the library. User errors (missing data, bad YAML,
 unknown model) print one message and exit with status 2.
 """
+
 import argparse
 import errno
 import os
@@ -19,22 +20,32 @@ from common.weights import SOURCES
 
 DEFAULT_MODELS_DIR = tasks.REPO_ROOT / "trained_models"
 # What an interrupted command leaves: downloads, caches and training resume; results are written whole.
-INTERRUPTED = {"test": "the results folder was left as it was", "deploy": "the results folder was left as it was",
-               "reproduce": "run the same command again: finished downloads and results are kept"}
+INTERRUPTED = {
+    "test": "the results folder was left as it was",
+    "deploy": "the results folder was left as it was",
+    "reproduce": "run the same command again: finished downloads and results are kept",
+}
 MCU_SAMPLES_UNSET = object()  # --mcu-samples not given (its value may be None: all)
 WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST)
 
 
-UNCHECKED = ("warning: --skip-checksums: the archives are not checked against the official checksums; "
-             "results are only as good as the archives in {mirror}")
+UNCHECKED = (
+    "warning: --skip-checksums: the archives are not checked against the official checksums; "
+    "results are only as good as the archives in {mirror}"
+)
 
 
 def cmd_download(args):
     task = tasks.load_task(args.task)
     if args.skip_checksums:
         print(UNCHECKED.format(mirror=args.mirror or "the download source"), file=sys.stderr)
-    folder = task.download(tasks.data_dir(task, args.data_dir), args.mirror, split=args.split, force=args.force,
-                           verify_checksums=not args.skip_checksums)
+    folder = task.download(
+        tasks.data_dir(task, args.data_dir),
+        args.mirror,
+        split=args.split,
+        force=args.force,
+        verify_checksums=not args.skip_checksums,
+    )
     print(f"data ready in {folder}")
 
 
@@ -49,8 +60,15 @@ def cmd_preprocess(args):
 def cmd_train(args):
     from common.training import train_task
 
-    train_task(args.task, args.models, config_file=args.config, overrides=args.set, data_folder=args.data_dir,
-               models_dir=args.models_dir, force=args.force)
+    train_task(
+        args.task,
+        args.models,
+        config_file=args.config,
+        overrides=args.set,
+        data_folder=args.data_dir,
+        models_dir=args.models_dir,
+        force=args.force,
+    )
 
 
 def cmd_test(args):
@@ -78,14 +96,28 @@ def cmd_deploy(args):
     from common.deploy.pipeline import run_deploy
 
     if args.mcu_samples is not MCU_SAMPLES_UNSET and not args.mcu:
-        raise UserError("--mcu-samples sets how many test samples run on the emulated cores, so it needs --mcu "
-                        "TARGETS; add --mcu cortex-m4 (for example), or drop --mcu-samples")
+        raise UserError(
+            "--mcu-samples sets how many test samples run on the emulated cores, so it needs --mcu "
+            "TARGETS; add --mcu cortex-m4 (for example), or drop --mcu-samples"
+        )
     mcu_samples = DEFAULT_SAMPLES if args.mcu_samples is MCU_SAMPLES_UNSET else args.mcu_samples
     _, results_dir = run_deploy(
-        args.task, args.model, source=args.models, models_dir=args.models_dir, data_dir=args.data_dir,
-        train_data_dir=args.train_data_dir, calibration_data=args.calibration_data,
-        calibration_samples=args.calibration_samples, rho=args.rho, drop=args.drop, results_dir=args.results_dir,
-        threads=args.threads, kernels=args.kernels, mcu=args.mcu, mcu_samples=mcu_samples)
+        args.task,
+        args.model,
+        source=args.models,
+        models_dir=args.models_dir,
+        data_dir=args.data_dir,
+        train_data_dir=args.train_data_dir,
+        calibration_data=args.calibration_data,
+        calibration_samples=args.calibration_samples,
+        rho=args.rho,
+        drop=args.drop,
+        results_dir=args.results_dir,
+        threads=args.threads,
+        kernels=args.kernels,
+        mcu=args.mcu,
+        mcu_samples=mcu_samples,
+    )
     print((results_dir / "deploy.md").read_text())
     return results_dir
 
@@ -101,8 +133,11 @@ def cmd_reproduce(args):
 
     if args.skip_checksums:
         print(UNCHECKED.format(mirror=args.mirror or "the download source"), file=sys.stderr)
-    print(reproduce(args.tasks, args.data_root, args.results_root, mirror=args.mirror,
-                    verify_checksums=not args.skip_checksums))
+    print(
+        reproduce(
+            args.tasks, args.data_root, args.results_root, mirror=args.mirror, verify_checksums=not args.skip_checksums
+        )
+    )
 
 
 def cmd_flops(args):
@@ -128,8 +163,9 @@ def build_parser():
     from common.deploy.mcu_measure import DEFAULT_SAMPLES as MCU_SAMPLES
 
     # allow_abbrev=False everywhere: an option's prefix (a typo) is an error, never another option.
-    parser = argparse.ArgumentParser(prog="python -m common.cli", description=__doc__.split("\n")[0],
-                                     allow_abbrev=False)
+    parser = argparse.ArgumentParser(
+        prog="python -m common.cli", description=__doc__.split("\n")[0], allow_abbrev=False
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name, **options):
@@ -144,119 +180,223 @@ def build_parser():
     def add(name, help_text, func):
         sub = command(name, help=help_text, description=help_text, prog=script)
         sub.add_argument("task", help=argparse.SUPPRESS if script else f"one of {names}")
-        sub.add_argument("--data-dir", type=pathlib.Path,
-                         help="dataset folder (default: data/TASK in the repository)")
+        sub.add_argument("--data-dir", type=pathlib.Path, help="dataset folder (default: data/TASK in the repository)")
         sub.set_defaults(func=func)
         return sub
 
     def add_models_source(sub):
-        sub.add_argument("--models", choices=SOURCES, default="pretrained",
-                         help="the authors' converted weights, or your own from train (default: pretrained)")
-        sub.add_argument("--models-dir", type=pathlib.Path, default=DEFAULT_MODELS_DIR,
-                         help="trained models root, for --models trained (default: %(default)s)")
+        sub.add_argument(
+            "--models",
+            choices=SOURCES,
+            default="pretrained",
+            help="the authors' converted weights, or your own from train (default: pretrained)",
+        )
+        sub.add_argument(
+            "--models-dir",
+            type=pathlib.Path,
+            default=DEFAULT_MODELS_DIR,
+            help="trained models root, for --models trained (default: %(default)s)",
+        )
 
     def add_mirror(sub):
-        sub.add_argument("--mirror", metavar="URL_OR_DIR", help="a URL or folder holding the archives under their official file "
-                                          "names, used instead of the official sites (checksums still apply)")
-        sub.add_argument("--skip-checksums", action="store_true",
-                         help="do not check the archives against the official checksums: for archives you "
-                              "re-packed yourself in the official formats (default: check)")
+        sub.add_argument(
+            "--mirror",
+            metavar="URL_OR_DIR",
+            help="a URL or folder holding the archives under their official file "
+            "names, used instead of the official sites (checksums still apply)",
+        )
+        sub.add_argument(
+            "--skip-checksums",
+            action="store_true",
+            help="do not check the archives against the official checksums: for archives you "
+            "re-packed yourself in the official formats (default: check)",
+        )
 
     sub = add("download", "Download and unpack the task's dataset (checksum-verified, resumable).", cmd_download)
     add_mirror(sub)
-    sub.add_argument("--split", choices=("test", "train", "all"), default="all",
-                     help="download what testing needs, what training needs, or both (default: %(default)s)")
-    sub.add_argument("--force", action="store_true",
-                     help="let unpacking replace existing files whose content differs from the archive's "
-                          "(default: refuse and list them)")
+    sub.add_argument(
+        "--split",
+        choices=("test", "train", "all"),
+        default="all",
+        help="download what testing needs, what training needs, or both (default: %(default)s)",
+    )
+    sub.add_argument(
+        "--force",
+        action="store_true",
+        help="let unpacking replace existing files whose content differs from the archive's "
+        "(default: refuse and list them)",
+    )
 
-    add("preprocess", "Build the task's splits and caches from the downloaded data "
-                      "(keyword spotting, visual wake words).", cmd_preprocess)
+    add(
+        "preprocess",
+        "Build the task's splits and caches from the downloaded data (keyword spotting, visual wake words).",
+        cmd_preprocess,
+    )
 
     sub = add("train", "Train models from their YAML configs (TASK/configs/NAME.yaml).", cmd_train)
     sub.add_argument("models", nargs="*", help="models to train (default: all)")
-    sub.add_argument("--config", type=pathlib.Path,
-                     help="train from this YAML config (it names its model) instead of TASK/configs/NAME.yaml")
-    sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a config key, e.g. --set epochs=10 (repeatable)")
-    sub.add_argument("--models-dir", type=pathlib.Path, default=DEFAULT_MODELS_DIR,
-                     help="where trained models go, as MODELS_DIR/TASK/NAME/ (default: %(default)s)")
+    sub.add_argument(
+        "--config",
+        type=pathlib.Path,
+        help="train from this YAML config (it names its model) instead of TASK/configs/NAME.yaml",
+    )
+    sub.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set epochs=10 (repeatable)",
+    )
+    sub.add_argument(
+        "--models-dir",
+        type=pathlib.Path,
+        default=DEFAULT_MODELS_DIR,
+        help="where trained models go, as MODELS_DIR/TASK/NAME/ (default: %(default)s)",
+    )
     sub.add_argument("--force", action="store_true", help="overwrite an already trained model")
 
     sub = add("test", "Evaluate every model: traces, benefit curves, Table 1, figures.", cmd_test)
     sub.add_argument("--results-dir", type=pathlib.Path, help="output folder (default: results/TASK)")
-    sub.add_argument("--models", nargs="+", default=["pretrained"], metavar=("SOURCE", "NAME"),
-                     help="pretrained (the authors' converted weights) or trained (your own from train), then "
-                          "optionally the models to evaluate; trained without names: every model you trained. "
-                          "The trade-off baseline is base, the pretrained one when base is not evaluated "
-                          "(default: pretrained, all models)")
-    sub.add_argument("--models-dir", type=pathlib.Path, default=DEFAULT_MODELS_DIR,
-                     help="trained models root, for --models trained (default: %(default)s)")
+    sub.add_argument(
+        "--models",
+        nargs="+",
+        default=["pretrained"],
+        metavar=("SOURCE", "NAME"),
+        help="pretrained (the authors' converted weights) or trained (your own from train), then "
+        "optionally the models to evaluate; trained without names: every model you trained. "
+        "The trade-off baseline is base, the pretrained one when base is not evaluated "
+        "(default: pretrained, all models)",
+    )
+    sub.add_argument(
+        "--models-dir",
+        type=pathlib.Path,
+        default=DEFAULT_MODELS_DIR,
+        help="trained models root, for --models trained (default: %(default)s)",
+    )
 
-    sub = add("deploy", "Export a T-RecX model to LiteRT float32/int8 and C arrays; run it with early exit "
-                        "and measure accuracy, exit rate and latency against the base model.", cmd_deploy)
-    sub.add_argument("--results-dir", type=pathlib.Path,
-                     help="output folder: deploy.json, deploy.md, int8_vs_float.png/pdf, export/ "
-                          "(default: results/TASK)")
+    sub = add(
+        "deploy",
+        "Export a T-RecX model to LiteRT float32/int8 and C arrays; run it with early exit "
+        "and measure accuracy, exit rate and latency against the base model.",
+        cmd_deploy,
+    )
+    sub.add_argument(
+        "--results-dir",
+        type=pathlib.Path,
+        help="output folder: deploy.json, deploy.md, int8_vs_float.png/pdf, export/ (default: results/TASK)",
+    )
     add_models_source(sub)
-    sub.add_argument("--model", default="trecx_ev", help="the T-RecX model to deploy: trecx_ev or trecx_noev "
-                                                          "(default: %(default)s)")
-    sub.add_argument("--rho", type=float, help="early-exit threshold in [0, 1]; default: chosen on the "
-                                               "validation split (needs no validation data when given)")
-    sub.add_argument("--drop", type=float, default=1.0,
-                     help="accuracy points below the base model that the validation choice of rho may cost "
-                          "(default: %(default)s)")
-    sub.add_argument("--train-data-dir", type=pathlib.Path,
-                     help="folder holding the training and validation splits (default: data/TASK)")
-    sub.add_argument("--calibration-data", type=pathlib.Path,
-                     help="folder whose training split, or a folder laid out as the test set (no labels "
-                          "needed), gives the int8 representative set (default: the --train-data-dir)")
-    sub.add_argument("--calibration-samples", type=int, default=500,
-                     help="size of the int8 representative set (default: %(default)s)")
-    sub.add_argument("--threads", type=int, default=1,
-                     help="interpreter threads; 1, as on a microcontroller (default: %(default)s)")
-    sub.add_argument("--kernels", choices=("xnnpack", "builtin", "reference"), default="xnnpack",
-                     help="LiteRT kernels: xnnpack (LiteRT's default, SIMD), builtin (optimised, no delegate) or "
-                          "reference (the portable kernels TensorFlow Lite Micro shares; slow, but their relative "
-                          "op costs are a microcontroller's) (default: %(default)s)")
-    sub.add_argument("--mcu", metavar="TARGETS",
-                     help="also run the int8 models in TensorFlow Lite Micro on emulated Cortex-M cores, "
-                          "counting executed instructions (needs bash install_mcu_toolchain.sh): comma-separated "
-                          "CORE or CORE:KERNELS, CORE one of cortex-m4, cortex-m7, cortex-m55, KERNELS cmsis-nn "
-                          "(default) or reference; all = cortex-m4,cortex-m4:reference,cortex-m7,cortex-m55")
-    sub.add_argument("--mcu-samples", type=_count_or_all, default=MCU_SAMPLES_UNSET, metavar="K",
-                     help=f"test samples to run on each emulated core, or all; only with --mcu "
-                          f"(default: {MCU_SAMPLES})")
+    sub.add_argument(
+        "--model", default="trecx_ev", help="the T-RecX model to deploy: trecx_ev or trecx_noev (default: %(default)s)"
+    )
+    sub.add_argument(
+        "--rho",
+        type=float,
+        help="early-exit threshold in [0, 1]; default: chosen on the "
+        "validation split (needs no validation data when given)",
+    )
+    sub.add_argument(
+        "--drop",
+        type=float,
+        default=1.0,
+        help="accuracy points below the base model that the validation choice of rho may cost (default: %(default)s)",
+    )
+    sub.add_argument(
+        "--train-data-dir",
+        type=pathlib.Path,
+        help="folder holding the training and validation splits (default: data/TASK)",
+    )
+    sub.add_argument(
+        "--calibration-data",
+        type=pathlib.Path,
+        help="folder whose training split, or a folder laid out as the test set (no labels "
+        "needed), gives the int8 representative set (default: the --train-data-dir)",
+    )
+    sub.add_argument(
+        "--calibration-samples",
+        type=int,
+        default=500,
+        help="size of the int8 representative set (default: %(default)s)",
+    )
+    sub.add_argument(
+        "--threads", type=int, default=1, help="interpreter threads; 1, as on a microcontroller (default: %(default)s)"
+    )
+    sub.add_argument(
+        "--kernels",
+        choices=("xnnpack", "builtin", "reference"),
+        default="xnnpack",
+        help="LiteRT kernels: xnnpack (LiteRT's default, SIMD), builtin (optimised, no delegate) or "
+        "reference (the portable kernels TensorFlow Lite Micro shares; slow, but their relative "
+        "op costs are a microcontroller's) (default: %(default)s)",
+    )
+    sub.add_argument(
+        "--mcu",
+        metavar="TARGETS",
+        help="also run the int8 models in TensorFlow Lite Micro on emulated Cortex-M cores, "
+        "counting executed instructions (needs bash install_mcu_toolchain.sh): comma-separated "
+        "CORE or CORE:KERNELS, CORE one of cortex-m4, cortex-m7, cortex-m55, KERNELS cmsis-nn "
+        "(default) or reference; all = cortex-m4,cortex-m4:reference,cortex-m7,cortex-m55",
+    )
+    sub.add_argument(
+        "--mcu-samples",
+        type=_count_or_all,
+        default=MCU_SAMPLES_UNSET,
+        metavar="K",
+        help=f"test samples to run on each emulated core, or all; only with --mcu (default: {MCU_SAMPLES})",
+    )
 
-    sub = command("report", help="Table 1 over all tasks from their results (results/table1.md).",
-                  description="Table 1 over all tasks from RESULTS_ROOT/TASK/summary.json, "
-                              "written to RESULTS_ROOT/table1.md.")
-    sub.add_argument("--results-root", type=pathlib.Path, default=tasks.REPO_ROOT / "results",
-                     help="folder holding TASK/summary.json (default: %(default)s)")
+    sub = command(
+        "report",
+        help="Table 1 over all tasks from their results (results/table1.md).",
+        description="Table 1 over all tasks from RESULTS_ROOT/TASK/summary.json, written to RESULTS_ROOT/table1.md.",
+    )
+    sub.add_argument(
+        "--results-root",
+        type=pathlib.Path,
+        default=tasks.REPO_ROOT / "results",
+        help="folder holding TASK/summary.json (default: %(default)s)",
+    )
     sub.set_defaults(func=cmd_report)
 
-    sub = command("reproduce", help="Download, evaluate every pretrained model and write Table 1.",
-                  prog=script,
-                  description="For each task (default: all): download what its test set needs "
-                              "into DATA_ROOT/TASK unless the test set is in place, build its test "
-                              "set, evaluate every pretrained model into RESULTS_ROOT/TASK; then "
-                              "RESULTS_ROOT/table1.md.")
+    sub = command(
+        "reproduce",
+        help="Download, evaluate every pretrained model and write Table 1.",
+        prog=script,
+        description="For each task (default: all): download what its test set needs "
+        "into DATA_ROOT/TASK unless the test set is in place, build its test "
+        "set, evaluate every pretrained model into RESULTS_ROOT/TASK; then "
+        "RESULTS_ROOT/table1.md.",
+    )
     sub.add_argument("tasks", nargs="*", metavar="task", help=f"tasks to run (default: all of {names})")
     add_mirror(sub)
-    sub.add_argument("--data-root", type=pathlib.Path, default=tasks.REPO_ROOT / "data",
-                     help="datasets go to DATA_ROOT/TASK (default: %(default)s)")
-    sub.add_argument("--results-root", type=pathlib.Path, default=tasks.REPO_ROOT / "results",
-                     help="results go to RESULTS_ROOT/TASK (default: %(default)s)")
+    sub.add_argument(
+        "--data-root",
+        type=pathlib.Path,
+        default=tasks.REPO_ROOT / "data",
+        help="datasets go to DATA_ROOT/TASK (default: %(default)s)",
+    )
+    sub.add_argument(
+        "--results-root",
+        type=pathlib.Path,
+        default=tasks.REPO_ROOT / "results",
+        help="results go to RESULTS_ROOT/TASK (default: %(default)s)",
+    )
     sub.set_defaults(func=cmd_reproduce)
 
-    sub = command("flops", help="Per-layer FLOPs, MACs and parameters of each exit path.",
-                  description="Per-layer FLOPs, MACs and parameters of each exit path.")
+    sub = command(
+        "flops",
+        help="Per-layer FLOPs, MACs and parameters of each exit path.",
+        description="Per-layer FLOPs, MACs and parameters of each exit path.",
+    )
     sub.add_argument("task", help=f"one of {names}")
     sub.add_argument("models", nargs="*", help="models to count (default: all)")
     sub.set_defaults(func=cmd_flops)
 
-    sub = command("tasks", help="List the registered tasks, one per line.",
-                  description="List the registered tasks (common/tasks.py), one per line.")
+    sub = command(
+        "tasks",
+        help="List the registered tasks, one per line.",
+        description="List the registered tasks (common/tasks.py), one per line.",
+    )
     sub.set_defaults(func=cmd_tasks)
     return parser
 
@@ -274,16 +414,18 @@ def main(argv=None):
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"interrupted; {INTERRUPTED.get(args.command, 'run the same command again to resume')}",
-              file=sys.stderr)
+        print(f"interrupted; {INTERRUPTED.get(args.command, 'run the same command again to resume')}", file=sys.stderr)
         return 130
     except OSError as err:  # a full disk, a read-only or missing folder met while writing
         if err.errno not in WRITE_ERRORS:
             raise
         where = f" {err.filename}" if err.filename else ""
         fix = "free some space" if err.errno in (errno.ENOSPC, errno.EDQUOT) else "make it writable"
-        print(f"error: cannot write{where}: {err.strerror}; {fix} or choose another output folder, "
-              "then run the same command again", file=sys.stderr)
+        print(
+            f"error: cannot write{where}: {err.strerror}; {fix} or choose another output folder, "
+            "then run the same command again",
+            file=sys.stderr,
+        )
         return 2
     if results_dir is not None:
         print(f"results in {results_dir} ({time.perf_counter() - start:.1f} s in all)")

@@ -4,6 +4,7 @@ Every key is checked: an unknown key, a value of the wrong type, or a value out 
 or negative number, zero epochs, boundaries not increasing) is reported with the dotted key and where
 it came from: the YAML file, or the command-line override (`--set epochs=3`) that set it.
 """
+
 import dataclasses
 import pathlib
 import types
@@ -33,8 +34,7 @@ def _at_least(key, value, low):
 def _number(key, value, low=0.0, above=False):
     """A finite float32 >= low (> low when `above`)."""
     if not abs(value) <= FLOAT32_MAX or value < low or (above and value == low):
-        raise ConfigError(key, f"{key} must be a finite number {'above' if above else 'at least'} {low:g}, "
-                               f"got {value}")
+        raise ConfigError(key, f"{key} must be a finite number {'above' if above else 'at least'} {low:g}, got {value}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +42,7 @@ class LearningRate:
     """Per-epoch learning rate: `constant`, `exponential` (initial * decay ** epoch) or `step`
     (values[i] from epoch boundaries[i-1] on; values has one more entry than boundaries).
     A rate of 0 is allowed (it freezes the weights, for checks); negative or non-finite ones are not."""
+
     schedule: str = "constant"
     initial: float = 1e-3
     decay: float = 0.99
@@ -51,8 +52,9 @@ class LearningRate:
     def __post_init__(self):
         key = "learning_rate."
         if self.schedule not in ("constant", "exponential", "step"):
-            raise ConfigError(key + "schedule", f"learning_rate.schedule must be constant, exponential or step, "
-                                                f"got {self.schedule!r}")
+            raise ConfigError(
+                key + "schedule", f"learning_rate.schedule must be constant, exponential or step, got {self.schedule!r}"
+            )
         _number(key + "initial", self.initial)
         _number(key + "decay", self.decay, above=True)
         for i, value in enumerate(self.values):
@@ -60,12 +62,11 @@ class LearningRate:
         for i, boundary in enumerate(self.boundaries):
             _at_least(f"{key}boundaries[{i}]", boundary, 1 if i == 0 else self.boundaries[i - 1] + 1)
         if self.schedule == "step" and len(self.values) != len(self.boundaries) + 1:
-            raise ConfigError(key + "values", "learning_rate.values needs one more entry than "
-                                              "learning_rate.boundaries")
+            raise ConfigError(key + "values", "learning_rate.values needs one more entry than learning_rate.boundaries")
 
     def at(self, epoch):
         if self.schedule == "exponential":
-            return self.initial * self.decay ** epoch
+            return self.initial * self.decay**epoch
         if self.schedule == "step":
             return self.values[sum(epoch >= b for b in self.boundaries)]
         return self.initial
@@ -87,6 +88,7 @@ class TrainConfig:
     jit_compile: compile the train step with XLA (worth trying on a GPU; on a CPU compiling costs
         more than it saves for these small networks).
     """
+
     task: str
     model: str
     epochs: int
@@ -98,7 +100,7 @@ class TrainConfig:
     optimizer_restarts: tuple[int, ...] = ()
     augment: bool = True
     seed: int = 0
-    steps_per_epoch: typing.Optional[int] = None
+    steps_per_epoch: int | None = None
     distribute: str = "none"
     jit_compile: bool = False
 
@@ -119,8 +121,11 @@ class TrainConfig:
             if name not in self.loss_weights:
                 raise ConfigError(key, f"{key}: exit {name} has no loss_weights entry to ramp from")
             if not abs(ramp) <= FLOAT32_MAX or self.loss_weights[name] + ramp < 0:
-                raise ConfigError(key, f"{key} must be finite and keep the weight at least 0 "
-                                       f"(loss_weights.{name} + ramp >= 0), got {ramp}")
+                raise ConfigError(
+                    key,
+                    f"{key} must be finite and keep the weight at least 0 "
+                    f"(loss_weights.{name} + ramp >= 0), got {ramp}",
+                )
         if self.distribute not in ("none", "mirrored"):
             raise ConfigError("distribute", f"distribute must be none or mirrored, got {self.distribute!r}")
 
@@ -164,8 +169,11 @@ def _build(cls, mapping, prefix=""):
     unknown = sorted(set(mapping) - set(fields))
     if unknown:
         raise ConfigError(prefix + unknown[0], f"unknown key {prefix}{unknown[0]}; valid keys: {', '.join(fields)}")
-    missing = [n for n, f in fields.items() if n not in mapping and f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING]
+    missing = [
+        n
+        for n, f in fields.items()
+        if n not in mapping and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
     if missing:
         raise ConfigError(prefix + missing[0], f"missing key {prefix}{missing[0]}")
     hints = typing.get_type_hints(cls)
@@ -182,8 +190,10 @@ def parse_overrides(pairs):
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as err:
-            raise UserError(f"--set {pair}: {text!r} is not a YAML value ({str(err).splitlines()[0]}); "
-                            "quote lists and mappings, e.g. --set 'optimizer_restarts=[20, 30]'") from None
+            raise UserError(
+                f"--set {pair}: {text!r} is not a YAML value ({str(err).splitlines()[0]}); "
+                "quote lists and mappings, e.g. --set 'optimizer_restarts=[20, 30]'"
+            ) from None
         *parents, leaf = key.split(".")
         node = result
         for part in parents:
@@ -197,6 +207,7 @@ def parse_overrides(pairs):
 def origin(path, overrides, key):
     """Where the value of the dotted `key` came from: "--set KEY=VALUE" (the last override that set it, or a
     key above or below it), else the YAML file."""
+
     def base(name):
         return name.split("[")[0]
 
@@ -241,17 +252,20 @@ def load_config(path, overrides=()):
 
 def to_dict(config):
     """A plain mapping that `load_config` reads back into the same config."""
+
     def plain(value):
         if isinstance(value, tuple):
             return [plain(v) for v in value]
         if isinstance(value, dict):
             return {k: plain(v) for k, v in value.items()}
         return value
+
     return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
 
 
 def summary(config, width=100):
     """The resolved config as a compact block of `key: value` items, YAML flow style as --set takes them."""
+
     def flow(value):
         if isinstance(value, dict):
             value = {k: v for k, v in value.items() if v not in ([], ())}

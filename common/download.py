@@ -74,8 +74,9 @@ def _open_source(url: str, offset: int) -> tuple[BinaryIO, int | None, bool]:
         total = (int(length) + (offset if resumed else 0)) if length is not None else None
         return response, total, resumed
     if scheme not in ("", "file"):
-        raise UserError(f"Cannot download {url}: unsupported URL scheme '{scheme}'; "
-                        "use http(s)://, file:// or a local path")
+        raise UserError(
+            f"Cannot download {url}: unsupported URL scheme '{scheme}'; use http(s)://, file:// or a local path"
+        )
     path = Path(urllib.request.url2pathname(urlparse(url).path)) if scheme == "file" else Path(url)
     if not path.is_file():
         raise UserError(f"Download source {path} does not exist; check the URL or path")
@@ -86,8 +87,7 @@ def _open_source(url: str, offset: int) -> tuple[BinaryIO, int | None, bool]:
     return stream, total, resumed
 
 
-def fetch(url: str, dest: Path, md5: str | None = None, sha256: str | None = None,
-          sha1: str | None = None) -> Path:
+def fetch(url: str, dest: Path, md5: str | None = None, sha256: str | None = None, sha1: str | None = None) -> Path:
     """Download `url` (http(s)://, file:// or a local path) to `dest`, resuming and verifying checksums.
 
     Skips the download when `dest` exists and matches the given checksums. Bytes go to `dest`.part,
@@ -110,16 +110,20 @@ def fetch(url: str, dest: Path, md5: str | None = None, sha256: str | None = Non
                 progress.advance(len(chunk))
             progress.finish()
     except (OSError, http.client.HTTPException) as err:  # URLError, timeouts and resets are OSErrors
-        raise UserError(f"Downloading {url} failed ({err}); check the URL and connection and re-run, "
-                        f"which resumes from {part}") from err
+        raise UserError(
+            f"Downloading {url} failed ({err}); check the URL and connection and re-run, which resumes from {part}"
+        ) from err
     if total is not None and part.stat().st_size < total:
-        raise UserError(f"Downloading {url} stopped after {part.stat().st_size} of {total} bytes; "
-                        f"re-run to resume from {part}")
+        raise UserError(
+            f"Downloading {url} stopped after {part.stat().st_size} of {total} bytes; re-run to resume from {part}"
+        )
     mismatch = _checksum_mismatch(part, md5, sha1, sha256)
     if mismatch is not None:
         part.unlink()
-        raise UserError(f"Checksum mismatch for {url}: {mismatch}; the partial file was deleted, "
-                        "check the URL (or the expected checksum) and re-run")
+        raise UserError(
+            f"Checksum mismatch for {url}: {mismatch}; the partial file was deleted, "
+            "check the URL (or the expected checksum) and re-run"
+        )
     os.replace(part, dest)
     return dest
 
@@ -132,8 +136,10 @@ def mirror_url(url: str, mirror: str | None) -> str:
 def _check_member_inside(name: str, root: Path, archive: Path) -> None:
     target = (root / name).resolve()
     if target != root and root not in target.parents:
-        raise UserError(f"Refusing to extract {archive}: member '{name}' would land outside the target "
-                        "folder; the archive is corrupt or malicious, download it again from a trusted source")
+        raise UserError(
+            f"Refusing to extract {archive}: member '{name}' would land outside the target "
+            "folder; the archive is corrupt or malicious, download it again from a trusted source"
+        )
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -151,18 +157,22 @@ def merge_tree(source: Path, dest_dir: Path, force: bool = False, what: str = ""
     entries = [(path, dest_dir / path.relative_to(source)) for path in sorted(source.rglob("*"))]
     folders = [target for path, target in entries if path.is_dir() and not path.is_symlink()]
     moves = [(path, target) for path, target in entries if target not in folders]
-    blocked = ([target for target in folders if target.exists() and not target.is_dir()]
-               + [target for _, target in moves if target.exists() and not target.is_file()])
+    blocked = [target for target in folders if target.exists() and not target.is_dir()] + [
+        target for _, target in moves if target.exists() and not target.is_file()
+    ]
     if blocked:
-        raise UserError(f"Cannot unpack {what or source}: {blocked[0]} is in the way (not a file); move it "
-                        "elsewhere and re-run")
+        raise UserError(
+            f"Cannot unpack {what or source}: {blocked[0]} is in the way (not a file); move it elsewhere and re-run"
+        )
     differing = [target for path, target in moves if target.is_file() and not _same_file(path, target)]
     if differing and not force:
         listed = "\n  ".join(str(target) for target in differing[:10])
         more = f"\n  ... and {len(differing) - 10} more" if len(differing) > 10 else ""
-        raise UserError(f"Unpacking {what or source} would replace {len(differing)} existing file"
-                        f"{'s' if len(differing) != 1 else ''} whose content differs:\n  {listed}{more}\n"
-                        "nothing was changed; move them elsewhere, or re-run with --force to replace them")
+        raise UserError(
+            f"Unpacking {what or source} would replace {len(differing)} existing file"
+            f"{'s' if len(differing) != 1 else ''} whose content differs:\n  {listed}{more}\n"
+            "nothing was changed; move them elsewhere, or re-run with --force to replace them"
+        )
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
     for path, target in moves:
@@ -201,12 +211,15 @@ def extract(archive: Path, dest_dir: Path, force: bool = False) -> None:
                 tarred.extractall(staging, filter="data")  # also refuses links pointing outside
         merge_tree(staging, dest_dir, force, str(archive))
     except tarfile.FilterError as err:  # a link or special file pointing outside, refused by the "data" filter
-        raise UserError(f"Refusing to extract {archive}: member '{err.tarinfo.name}' would land or point outside "
-                        f"the target folder ({err}); the archive is corrupt or malicious, download it again from a "
-                        "trusted source") from None
+        raise UserError(
+            f"Refusing to extract {archive}: member '{err.tarinfo.name}' would land or point outside "
+            f"the target folder ({err}); the archive is corrupt or malicious, download it again from a "
+            "trusted source"
+        ) from None
     except (tarfile.TarError, zipfile.BadZipFile, EOFError) as err:
-        raise UserError(f"Cannot extract {archive} ({err}); the file is corrupt, "
-                        "delete it and download it again") from err
+        raise UserError(
+            f"Cannot extract {archive} ({err}); the file is corrupt, delete it and download it again"
+        ) from err
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -3,6 +3,7 @@
 Each model runs once over the test set, keeping every exit's softmax; everything else (the threshold
 sweep over rho, the trade-off points) is computed from those arrays.
 """
+
 import json
 import logging
 import pathlib
@@ -42,7 +43,7 @@ def predict_exits(net, inputs, batch_size=PREDICT_BATCH):
         outputs = model(batch, training=False)
         return outputs if isinstance(outputs, list) else [outputs]
 
-    batches = [forward(inputs[i:i + batch_size]) for i in range(0, len(inputs), batch_size)]
+    batches = [forward(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)]
     return {name: np.concatenate([b[k].numpy() for b in batches]) for k, name in enumerate(net.exits)}
 
 
@@ -64,18 +65,19 @@ def run_test(task, source, models_dir, data_dir=None, results_dir=None, names=()
     inputs, labels, ids = loaded
     skipped = tasks.skipped_inputs(loaded)
     if len(labels) == 0:
-        raise UserError(f"no test sample could be read from {data_dir} ({len(skipped)} skipped); "
-                        f"it should hold {task.DATA_LAYOUT}")
-    log(f"{task.NAME}: {len(labels)} test samples from {data_dir}"
-        + (f" ({len(skipped)} skipped)" if skipped else ""))
+        raise UserError(
+            f"no test sample could be read from {data_dir} ({len(skipped)} skipped); it should hold {task.DATA_LAYOUT}"
+        )
+    log(f"{task.NAME}: {len(labels)} test samples from {data_dir}" + (f" ({len(skipped)} skipped)" if skipped else ""))
     nets = load_nets(task, source, models_dir, names)
     baseline = {"model": "base", "source": source}
     if "base" not in nets:
         nets = {"base": load_nets(task, "pretrained", None, ["base"])["base"], **nets}
         baseline["source"] = "pretrained"
         log("trade-off baseline: the pretrained base model (base is not among the evaluated models)")
-    summary = evaluate_models(task, nets, inputs, labels, ids, results_dir, log, skipped=skipped,
-                              source=source, baseline=baseline)
+    summary = evaluate_models(
+        task, nets, inputs, labels, ids, results_dir, log, skipped=skipped, source=source, baseline=baseline
+    )
     log((results_dir / "table1.md").read_text())
     for name, result in summary["models"].items():
         accuracy = ", ".join(f"{e} {a:.2f}%" for e, a in result["accuracy"].items())
@@ -90,8 +92,9 @@ def _stale_outputs(task):
     return ["summary.json", "table1.md", "traces/*.npz", "benefit_curve_*.csv", *figures]
 
 
-def evaluate_models(task, nets, inputs, labels, ids, results_dir, log=print, skipped=(), source="pretrained",
-                    baseline=None):
+def evaluate_models(
+    task, nets, inputs, labels, ids, results_dir, log=print, skipped=(), source="pretrained", baseline=None
+):
     """Run every model of `nets` ({name: ExitModel}, `base` among them) and write the results.
 
     Writes summary.json, traces/NAME.npz, benefit_curve_NAME.csv, table1.md and the task's figures
@@ -101,8 +104,18 @@ def evaluate_models(task, nets, inputs, labels, ids, results_dir, log=print, ski
     """
     task = tasks.load_task(task)
     with files.staged_folder(results_dir, _stale_outputs(task)) as staging:
-        return _evaluate(task, nets, inputs, labels, ids, staging, log, skipped, source,
-                         baseline or {"model": "base", "source": source})
+        return _evaluate(
+            task,
+            nets,
+            inputs,
+            labels,
+            ids,
+            staging,
+            log,
+            skipped,
+            source,
+            baseline or {"model": "base", "source": source},
+        )
 
 
 def _evaluate(task, nets, inputs, labels, ids, results_dir, log, skipped, source, baseline):
@@ -126,14 +139,23 @@ def _evaluate(task, nets, inputs, labels, ids, results_dir, log, skipped, source
             "params": int(net.model.count_params()),
             "tradeoff": sweep.tradeoff_points(curves[name], base_accuracy, base_mflops),
         }
-    summary = {"task": task.NAME, "num_samples": int(len(labels)),
-               "inputs": {"found": int(len(labels)) + len(skipped), "scored": int(len(labels)),
-                          "skipped": [{"id": name, "reason": reason} for name, reason in skipped]},
-               "source": source, "baseline": baseline, "models": summary_models,
-               "paper": getattr(task, "PAPER", {})}
+    summary = {
+        "task": task.NAME,
+        "num_samples": int(len(labels)),
+        "inputs": {
+            "found": int(len(labels)) + len(skipped),
+            "scored": int(len(labels)),
+            "skipped": [{"id": name, "reason": reason} for name, reason in skipped],
+        },
+        "source": source,
+        "baseline": baseline,
+        "models": summary_models,
+        "paper": getattr(task, "PAPER", {}),
+    }
     report.write_json(results_dir / "summary.json", summary)
-    report.write_text(results_dir / "table1.md",
-                      report.table1_markdown([table1_row(task, summary)]) + run_notes(summary))
+    report.write_text(
+        results_dir / "table1.md", report.table1_markdown([table1_row(task, summary)]) + run_notes(summary)
+    )
 
     for figure, (title, members, log_y) in getattr(task, "FIGURES", {}).items():
         present = {label: curves[m] for label, m in members.items() if m in curves}
@@ -149,8 +171,10 @@ def run_notes(summary):
     if inputs and inputs["skipped"]:
         named = "; ".join(f"{s['id']} ({s['reason']})" for s in inputs["skipped"][:20])
         more = f"; and {len(inputs['skipped']) - 20} more (summary.json)" if len(inputs["skipped"]) > 20 else ""
-        notes.append(f"{summary['task']}: {inputs['found']} test inputs found, {inputs['scored']} scored, "
-                     f"{len(inputs['skipped'])} skipped: {named}{more}.")
+        notes.append(
+            f"{summary['task']}: {inputs['found']} test inputs found, {inputs['scored']} scored, "
+            f"{len(inputs['skipped'])} skipped: {named}{more}."
+        )
     if summary.get("source") == "trained":
         baseline = summary.get("baseline", {}).get("source", "trained")
         notes.append(f"{summary['task']}: your trained models; trade-off baseline: the {baseline} base model.")
@@ -161,14 +185,19 @@ def table1_row(task, summary):
     """The task's Table 1 row: measured from `summary` (base and trecx_ev), and the paper's."""
     models = summary["models"]
     base, trecx = models["base"], models.get("trecx_ev")
-    measured = {"baseline_accuracy": base["accuracy"]["ef"], "baseline_mflops": base["mflops"]["ef"],
-                "baseline_params": base["params"]}
+    measured = {
+        "baseline_accuracy": base["accuracy"]["ef"],
+        "baseline_mflops": base["mflops"]["ef"],
+        "baseline_params": base["params"],
+    }
     if trecx is not None:
         measured.update(
             tradeoff_mflops=[p["mflops"] for p in trecx["tradeoff"]],
             tradeoff_reduction_pct=[p["reduction_pct"] for p in trecx["tradeoff"]],
-            trecx_params=trecx["params"], standalone_ee=trecx["accuracy"]["ee"],
-            standalone_ef=trecx["accuracy"]["ef"])
+            trecx_params=trecx["params"],
+            standalone_ee=trecx["accuracy"]["ee"],
+            standalone_ef=trecx["accuracy"]["ef"],
+        )
     return {"model": task.TITLE, "measured": measured, "paper": tasks.table1_paper(task)}
 
 
@@ -179,25 +208,46 @@ def _save_trace(path, ids, labels, softmaxes):
 NUMBER, WHOLE, TEXT, NUMBER_OR_NONE = (int, float), int, str, (int, float, type(None))
 # What Table 1 and its notes read of a summary.json: key path -> type ("*": every entry of a list); the
 # trecx_ev keys when that model was evaluated, the inputs and baseline keys when they are there.
-SUMMARY_KEYS = {("task",): TEXT, ("models", "base", "accuracy", "ef"): NUMBER,
-                ("models", "base", "mflops", "ef"): NUMBER, ("models", "base", "params"): WHOLE}
-TRECX_KEYS = {("models", "trecx_ev", "params"): WHOLE, ("models", "trecx_ev", "accuracy", "ee"): NUMBER,
-              ("models", "trecx_ev", "accuracy", "ef"): NUMBER, ("models", "trecx_ev", "tradeoff"): list,
-              ("models", "trecx_ev", "tradeoff", "*", "mflops"): NUMBER_OR_NONE,  # None: no point that accurate
-              ("models", "trecx_ev", "tradeoff", "*", "reduction_pct"): NUMBER_OR_NONE}
-INPUTS_KEYS = {("inputs", "found"): WHOLE, ("inputs", "scored"): WHOLE, ("inputs", "skipped"): list,
-               ("inputs", "skipped", "*", "id"): TEXT, ("inputs", "skipped", "*", "reason"): TEXT}
+SUMMARY_KEYS = {
+    ("task",): TEXT,
+    ("models", "base", "accuracy", "ef"): NUMBER,
+    ("models", "base", "mflops", "ef"): NUMBER,
+    ("models", "base", "params"): WHOLE,
+}
+TRECX_KEYS = {
+    ("models", "trecx_ev", "params"): WHOLE,
+    ("models", "trecx_ev", "accuracy", "ee"): NUMBER,
+    ("models", "trecx_ev", "accuracy", "ef"): NUMBER,
+    ("models", "trecx_ev", "tradeoff"): list,
+    ("models", "trecx_ev", "tradeoff", "*", "mflops"): NUMBER_OR_NONE,  # None: no point that accurate
+    ("models", "trecx_ev", "tradeoff", "*", "reduction_pct"): NUMBER_OR_NONE,
+}
+INPUTS_KEYS = {
+    ("inputs", "found"): WHOLE,
+    ("inputs", "scored"): WHOLE,
+    ("inputs", "skipped"): list,
+    ("inputs", "skipped", "*", "id"): TEXT,
+    ("inputs", "skipped", "*", "reason"): TEXT,
+}
 BASELINE_KEYS = {("baseline", "source"): TEXT}
-TYPE_NAMES = {NUMBER: "a number", WHOLE: "a whole number", TEXT: "a string", list: "a list",
-              NUMBER_OR_NONE: "a number or null"}
+TYPE_NAMES = {
+    NUMBER: "a number",
+    WHOLE: "a whole number",
+    TEXT: "a string",
+    list: "a list",
+    NUMBER_OR_NONE: "a number or null",
+}
 
 
 def _check_summary(path, summary, task_name):
     """UserError naming `path` and the key when `summary` lacks what Table 1 reads, holds it with another
     type, has an empty trade-off list, or is another task's."""
+
     def fail(key, problem):
-        raise UserError(f"{path} is damaged: {'.'.join(map(str, key)) or 'the file'} {problem}; run bash "
-                        f"{task_name}/test.sh again to rewrite it")
+        raise UserError(
+            f"{path} is damaged: {'.'.join(map(str, key)) or 'the file'} {problem}; run bash "
+            f"{task_name}/test.sh again to rewrite it"
+        )
 
     def values(node, key, done=()):
         """(key path, value) of every value at `key` under `node`."""
@@ -217,8 +267,12 @@ def _check_summary(path, summary, task_name):
         fail((), "is not a JSON object")
     models = summary.get("models")
     has_trecx = isinstance(models, dict) and "trecx_ev" in models
-    keys = {**SUMMARY_KEYS, **(TRECX_KEYS if has_trecx else {}), **(INPUTS_KEYS if "inputs" in summary else {}),
-            **(BASELINE_KEYS if "baseline" in summary else {})}
+    keys = {
+        **SUMMARY_KEYS,
+        **(TRECX_KEYS if has_trecx else {}),
+        **(INPUTS_KEYS if "inputs" in summary else {}),
+        **(BASELINE_KEYS if "baseline" in summary else {}),
+    }
     for key, kind in keys.items():
         for where, value in values(summary, key):
             if not isinstance(value, kind) or isinstance(value, bool):
@@ -226,8 +280,10 @@ def _check_summary(path, summary, task_name):
     if has_trecx and not models["trecx_ev"]["tradeoff"]:
         fail(("models", "trecx_ev", "tradeoff"), "is empty (expected the 1, 2 and 3 point trade-offs)")
     if summary["task"] != task_name:
-        raise UserError(f"{path} holds results of task {summary['task']!r}, not of {task_name}, the folder it is "
-                        f"in; move it to {summary['task']}/ or run bash {task_name}/test.sh again")
+        raise UserError(
+            f"{path} holds results of task {summary['task']!r}, not of {task_name}, the folder it is "
+            f"in; move it to {summary['task']}/ or run bash {task_name}/test.sh again"
+        )
 
 
 def write_table1(results_root):
@@ -242,8 +298,9 @@ def write_table1(results_root):
             try:
                 summary = json.loads(path.read_text())
             except (ValueError, UnicodeDecodeError) as err:
-                raise UserError(f"{path} is damaged ({type(err).__name__}: {err}); run bash {name}/test.sh "
-                                "again to rewrite it") from None
+                raise UserError(
+                    f"{path} is damaged ({type(err).__name__}: {err}); run bash {name}/test.sh again to rewrite it"
+                ) from None
             _check_summary(path, summary, name)
             rows.append(table1_row(task, summary))
             notes += run_notes(summary)
@@ -252,9 +309,11 @@ def write_table1(results_root):
         raise UserError(f"no TASK/summary.json under {results_root}; run the tasks' test.sh first")
     text = report.table1_markdown(rows) + notes
     if None not in reductions:
-        text += (f"\nMean FLOPs reduction at the 1 % trade-off point over {len(reductions)} task(s): "
-                 f"{sum(reductions) / len(reductions):.2f} % (paper, over all three tasks: "
-                 f"{tasks.PAPER_MEAN_REDUCTION_PCT} %)\n")
+        text += (
+            f"\nMean FLOPs reduction at the 1 % trade-off point over {len(reductions)} task(s): "
+            f"{sum(reductions) / len(reductions):.2f} % (paper, over all three tasks: "
+            f"{tasks.PAPER_MEAN_REDUCTION_PCT} %)\n"
+        )
     files.write_text(results_root / "table1.md", text)
     return text
 
@@ -272,6 +331,12 @@ def reproduce(names, data_root, results_root, mirror=None, verify_checksums=True
         log(f"data ready in {folder}")
         if hasattr(task, "prepare_test"):
             task.prepare_test(data_dir)
-        run_test(task, "pretrained", None, data_dir / getattr(task, "TEST_SUBDIR", ""),
-                 pathlib.Path(results_root) / task.NAME, log=log)
+        run_test(
+            task,
+            "pretrained",
+            None,
+            data_dir / getattr(task, "TEST_SUBDIR", ""),
+            pathlib.Path(results_root) / task.NAME,
+            log=log,
+        )
     return write_table1(results_root)

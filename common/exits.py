@@ -3,6 +3,7 @@
 T-RecX early exit (`trecx_exit`), the final exit with or without early-view assistance (`final_exit`),
 and the prior methods' exits (`sdn_exit`, `branchynet_exit`). Layer names follow the authors' models.
 """
+
 import keras
 
 from common.layers import ChannelSlice
@@ -17,9 +18,20 @@ def classifier(x, num_classes, name, separate_softmax=False):
     return keras.layers.Softmax(name=name)(x)
 
 
-def trecx_exit(tap, num_classes, *, dw_kernel, dw_strides, pool, pointwise_filters=None,
-               slice_channels=None, separate_softmax=False, pointwise_name="pointwise_conv_ee_1",
-               pool_name="average_pooling_2d_1", flatten_name="flatten_1"):
+def trecx_exit(
+    tap,
+    num_classes,
+    *,
+    dw_kernel,
+    dw_strides,
+    pool,
+    pointwise_filters=None,
+    slice_channels=None,
+    separate_softmax=False,
+    pointwise_name="pointwise_conv_ee_1",
+    pool_name="average_pooling_2d_1",
+    flatten_name="flatten_1",
+):
     """The T-RecX early exit (no BatchNorm): [channel slice] [1x1 conv] -> depthwise conv + ReLU
     -> average pool -> flatten -> softmax classifier `ee_out`.
 
@@ -29,10 +41,17 @@ def trecx_exit(tap, num_classes, *, dw_kernel, dw_strides, pool, pointwise_filte
     if slice_channels is not None:
         x = ChannelSlice(slice_channels, name="ee_slice")(x)
     if pointwise_filters is not None:
-        x = keras.layers.Conv2D(pointwise_filters, 1, padding="same", kernel_initializer="he_normal",
-                                kernel_regularizer=keras.regularizers.L2(1e-4), name=pointwise_name)(x)
-    features = keras.layers.DepthwiseConv2D(dw_kernel, dw_strides, padding="same", activation="relu",
-                                            name="depth_conv_ee_1")(x)
+        x = keras.layers.Conv2D(
+            pointwise_filters,
+            1,
+            padding="same",
+            kernel_initializer="he_normal",
+            kernel_regularizer=keras.regularizers.L2(1e-4),
+            name=pointwise_name,
+        )(x)
+    features = keras.layers.DepthwiseConv2D(
+        dw_kernel, dw_strides, padding="same", activation="relu", name="depth_conv_ee_1"
+    )(x)
     x = keras.layers.AveragePooling2D(pool, name=pool_name)(features)
     x = keras.layers.Flatten(name=flatten_name)(x)
     return classifier(x, num_classes, "ee_out", separate_softmax), features
@@ -43,8 +62,9 @@ def early_view(features, *, channels, dw_kernel, dw_strides, pool=None, keep_cha
     feature map, optionally pooled and cut to `keep_channels`, flattened. Its kernel has the early
     exit's shape so the early exit's kernel can be transferred to it during training."""
     x = ChannelSlice(channels, name="ev_slice")(features)
-    x = keras.layers.DepthwiseConv2D(dw_kernel, dw_strides, padding="same", activation="relu",
-                                     name="depth_conv_eefinal_out")(x)
+    x = keras.layers.DepthwiseConv2D(
+        dw_kernel, dw_strides, padding="same", activation="relu", name="depth_conv_eefinal_out"
+    )(x)
     if pool is not None:
         x = keras.layers.AveragePooling2D(pool, name="ev_pool")(x)
     if keep_channels is not None:
@@ -59,8 +79,16 @@ def eefmaps_concat(ee_features, *, pool):
     return keras.layers.Flatten(name="flatten_1")(x)
 
 
-def final_exit(features, num_classes, *, pool, name="ef_out", pool_name="average_pooling_2d",
-               flatten_name="flatten_x_pooled", extra=None):
+def final_exit(
+    features,
+    num_classes,
+    *,
+    pool,
+    name="ef_out",
+    pool_name="average_pooling_2d",
+    flatten_name="flatten_x_pooled",
+    extra=None,
+):
     """The backbone's head: average pool -> flatten [-> concatenate `extra` after it] -> softmax."""
     x = keras.layers.AveragePooling2D(pool, name=pool_name)(features)
     x = keras.layers.Flatten(name=flatten_name)(x)
@@ -78,6 +106,12 @@ def sdn_exit(tap, num_classes, *, pool, name, names):
 
 def branchynet_exit(tap, num_classes, *, filters, kernel, pool, name, names):
     """BranchyNet exit: linear conv (no BatchNorm) -> average pool -> flatten -> softmax."""
-    x = keras.layers.Conv2D(filters, kernel, padding="same", kernel_initializer="he_normal",
-                            kernel_regularizer=keras.regularizers.L2(1e-4), name=names("conv2d"))(tap)
+    x = keras.layers.Conv2D(
+        filters,
+        kernel,
+        padding="same",
+        kernel_initializer="he_normal",
+        kernel_regularizer=keras.regularizers.L2(1e-4),
+        name=names("conv2d"),
+    )(tap)
     return sdn_exit(x, num_classes, pool=pool, name=name, names=names)

@@ -1,14 +1,15 @@
 """Writing files atomically: a reader (or a run that was interrupted) sees the old file or the new one,
 never half of one; and a run's outputs replace an earlier run's as a whole (`staged_folder`). Every
 file the pipeline writes goes through here."""
+
 from __future__ import annotations
 
 import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -72,8 +73,10 @@ def check_output_folder(folder: str | os.PathLike, option: str = "output folder"
     except OSError as err:
         raise UserError(f"{option} {folder}: cannot write in {existing} ({err.strerror}); {fix}") from None
     if free_mb < min_free_mb:
-        raise UserError(f"{option} {folder}: only {free_mb:.0f} MB free on its disk ({min_free_mb:.0f} MB "
-                        f"needed); free some space or {fix}")
+        raise UserError(
+            f"{option} {folder}: only {free_mb:.0f} MB free on its disk ({min_free_mb:.0f} MB "
+            f"needed); free some space or {fix}"
+        )
     return folder
 
 

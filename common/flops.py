@@ -11,6 +11,7 @@ tool gives on the authors' own TF 2.3 graphs):
 A path is everything an exit's output depends on; `path_costs` charges exit k with the union of the
 paths of exits 0..k, i.e. what a sample that leaves at exit k has computed.
 """
+
 import dataclasses
 import math
 
@@ -18,8 +19,13 @@ import keras
 
 from common.layers import ChannelSlice
 
-FREE_LAYERS = (keras.layers.InputLayer, keras.layers.Flatten, keras.layers.Concatenate,
-               keras.layers.Dropout, ChannelSlice)
+FREE_LAYERS = (
+    keras.layers.InputLayer,
+    keras.layers.Flatten,
+    keras.layers.Concatenate,
+    keras.layers.Dropout,
+    ChannelSlice,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,8 +114,10 @@ def format_table(costs):
     for c in costs:
         shape = "x".join(str(d) for d in c.output_shape)
         rows.append(f"{c.name:<30} {c.kind:<20} {shape:<16} {c.macs:>12,} {c.flops:>12,} {c.params:>8,}")
-    rows.append(f"{'total':<68} {sum(c.macs for c in costs):>12,} {sum(c.flops for c in costs):>12,} "
-                f"{sum(c.params for c in costs):>8,}")
+    rows.append(
+        f"{'total':<68} {sum(c.macs for c in costs):>12,} {sum(c.flops for c in costs):>12,} "
+        f"{sum(c.params for c in costs):>8,}"
+    )
     return "\n".join(rows)
 
 
@@ -123,6 +131,8 @@ def task_tables(task, models=()):
     for name in check_models(task, models):
         net = build_model(task, name)
         for exit_name, costs in zip(net.exits, path_costs(net.model)):
-            parts.append(f"\n{task.NAME}/{name}, path to exit {exit_name}: "
-                         f"{sum(c.flops for c in costs) / 1e6:.3f} MFLOPs\n{format_table(costs)}")
+            parts.append(
+                f"\n{task.NAME}/{name}, path to exit {exit_name}: "
+                f"{sum(c.flops for c in costs) / 1e6:.3f} MFLOPs\n{format_table(costs)}"
+            )
     return "\n".join(parts)

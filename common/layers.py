@@ -1,4 +1,5 @@
 """Custom layers the authors' TF 2.3 graphs need to be reproduced exactly in Keras 3."""
+
 import keras
 import tensorflow as tf
 
@@ -16,8 +17,14 @@ class BatchNorm(keras.layers.BatchNormalization):
         if training:
             return super().call(inputs, training=True, mask=mask)
         outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
-            inputs, self.gamma, self.beta, mean=self.moving_mean, variance=self.moving_variance,
-            epsilon=self.epsilon, is_training=False)
+            inputs,
+            self.gamma,
+            self.beta,
+            mean=self.moving_mean,
+            variance=self.moving_variance,
+            epsilon=self.epsilon,
+            is_training=False,
+        )
         return outputs
 
 

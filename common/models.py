@@ -12,6 +12,7 @@ from it. Variants:
 - `sdn`, `branchynet`: the prior methods' exits `ee1`, `ee2`, ... plus `ef`. Exit rule: cascade,
   leave at the first exit whose max softmax >= rho.
 """
+
 import dataclasses
 import typing
 
@@ -30,13 +31,14 @@ OPTIONAL_VARIANTS = ("eefmaps_concat", "sdn", "branchynet")  # only where the ar
 class Architecture:
     """Where and how the exits of each variant attach to one backbone.
 
-    `backbone` is a builder (inputs, LayerNames) -> {tap name: feature map}, the last one the final
-    feature map (common/backbones.py has the MLPerf Tiny ones). `trecx` holds the tap name plus `exits.trecx_exit` keyword arguments, `early_view` the
-    `exits.early_view` ones, `eefmaps_concat` the `exits.eefmaps_concat` ones; `sdn` lists
-    (tap, pool) per exit; `branchynet` (tap, filters, kernel, pool). `final_pool` is the final exit's
-    pool in the early-exit models, `base_final_pool` the shipped base model's where it differs, and
-    `final_names` the names of the final exit's pool and flatten layers in the T-RecX models.
+    `backbone` is a builder (inputs, LayerNames) -> {tap name: feature map}, the last one the final feature map
+    (common/backbones.py has the MLPerf Tiny ones). `trecx` holds the tap name plus `exits.trecx_exit` keyword
+    arguments, `early_view` the `exits.early_view` ones, `eefmaps_concat` the `exits.eefmaps_concat` ones; `sdn`
+    lists (tap, pool) per exit; `branchynet` (tap, filters, kernel, pool). `final_pool` is the final exit's pool in
+    the early-exit models, `base_final_pool` the shipped base model's where it differs, and `final_names` the names
+    of the final exit's pool and flatten layers in the T-RecX models.
     """
+
     backbone: typing.Callable
     input_shape: tuple
     num_classes: int
@@ -60,6 +62,7 @@ class ExitModel:
     `tap` names the layer whose output the T-RecX early exit reads (None for other variants): the
     point where a deployed model splits into two stages.
     """
+
     model: keras.Model
     exits: tuple
     rule: str  # "strict" (T-RecX) or "cascade" (SDN, BranchyNet); see common.sweep
@@ -81,8 +84,16 @@ def build_model(task, variant):
 
     split_at = None  # the layer a T-RecX model splits at for deployment
     if variant == "base":
-        outputs = [exits.final_exit(features, classes, pool=arch.base_final_pool or arch.final_pool,
-                                    name="dense", pool_name="average_pooling2d", flatten_name="flatten")]
+        outputs = [
+            exits.final_exit(
+                features,
+                classes,
+                pool=arch.base_final_pool or arch.final_pool,
+                name="dense",
+                pool_name="average_pooling2d",
+                flatten_name="flatten",
+            )
+        ]
         exit_names, rule = ("ef",), "strict"
     elif variant in ("trecx_ev", "trecx_noev", "eefmaps_concat"):
         head = dict(arch.trecx)
@@ -95,8 +106,12 @@ def build_model(task, variant):
         elif variant == "eefmaps_concat":
             extra = exits.eefmaps_concat(ee_features, **arch.eefmaps_concat)
         pool_name, flatten_name = arch.final_names
-        outputs = [ee, exits.final_exit(features, classes, pool=arch.final_pool, extra=extra,
-                                        pool_name=pool_name, flatten_name=flatten_name)]
+        outputs = [
+            ee,
+            exits.final_exit(
+                features, classes, pool=arch.final_pool, extra=extra, pool_name=pool_name, flatten_name=flatten_name
+            ),
+        ]
         exit_names, rule = ("ee", "ef"), "strict"
     else:
         outputs = []
@@ -106,10 +121,20 @@ def build_model(task, variant):
                 outputs.append(exits.sdn_exit(taps[tap_name], classes, pool=pool, name=f"ee_{i}", names=names))
             else:
                 tap_name, filters, kernel, pool = spec
-                outputs.append(exits.branchynet_exit(taps[tap_name], classes, filters=filters, kernel=kernel,
-                                                     pool=pool, name=f"ee_{i}", names=names))
-        outputs.append(exits.final_exit(features, classes, pool=arch.final_pool,
-                                        pool_name=names("average_pooling2d"), flatten_name=names("flatten")))
+                outputs.append(
+                    exits.branchynet_exit(
+                        taps[tap_name], classes, filters=filters, kernel=kernel, pool=pool, name=f"ee_{i}", names=names
+                    )
+                )
+        outputs.append(
+            exits.final_exit(
+                features,
+                classes,
+                pool=arch.final_pool,
+                pool_name=names("average_pooling2d"),
+                flatten_name=names("flatten"),
+            )
+        )
         exit_names, rule = tuple(f"ee{i}" for i in range(1, len(outputs))) + ("ef",), "cascade"
 
     model = keras.Model(inputs, outputs, name=f"{task.NAME}_{variant}")

@@ -4,6 +4,7 @@ Their start-up and converter notes (oneDNN, CUDA stubs on CPU-only machines, cal
 banners) are written before, or below, any Python log setting; errors still reach the user as
 Python exceptions.
 """
+
 import contextlib
 import os
 
@@ -24,4 +25,5 @@ def import_tensorflow_quietly():
     """Import TensorFlow and find its devices without its C++ start-up notes."""
     with quiet_native_logs():
         import tensorflow as tf
+
         tf.config.list_physical_devices()

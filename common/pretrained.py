@@ -7,6 +7,7 @@ files are read with h5py. Weights map to our networks by layer name.
 
 Convert:  python -m common.pretrained [--source ../shared/reference_models/trecx] [--out pretrained]
 """
+
 import argparse
 import json
 import pathlib
@@ -43,7 +44,7 @@ def read_savedmodel_weights(directory):
         for key in reader.get_variable_to_shape_map():
             prefix = child.local_name + "/"
             if key.startswith(prefix) and key.endswith(suffix) and "OPTIMIZER_SLOT" not in key:
-                attr = key[len(prefix):-len(suffix)]
+                attr = key[len(prefix) : -len(suffix)]
                 weights[f"{layer}/{_RENAMED.get(attr, attr)}"] = reader.get_tensor(key)
     return weights
 
@@ -77,8 +78,9 @@ def convert(task, variant, source_root=DEFAULT_SOURCE, out_dir=PRETRAINED_DIR):
     arrays = read_authors_weights(pathlib.Path(source_root) / load_task(task).AUTHORS_MODELS[variant])
     expected = {w.path for w in net.model.weights}
     if set(arrays) != expected:
-        raise RuntimeError(f"{task}/{variant}: authors' layers {sorted(set(arrays) ^ expected)} "
-                           "do not match the rebuilt network")
+        raise RuntimeError(
+            f"{task}/{variant}: authors' layers {sorted(set(arrays) ^ expected)} do not match the rebuilt network"
+        )
     for w in net.model.weights:
         w.assign(arrays[w.path])
     path = pathlib.Path(out_dir) / task / f"{variant}.npz"
@@ -87,12 +89,18 @@ def convert(task, variant, source_root=DEFAULT_SOURCE, out_dir=PRETRAINED_DIR):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(allow_abbrev=False, description="Convert the authors' pretrained models into the "
-                                     "project's weights files (pretrained/TASK/VARIANT.npz).")
-    parser.add_argument("--source", type=pathlib.Path, default=DEFAULT_SOURCE,
-                        help="folder holding the authors' trecx reference models (default: %(default)s)")
-    parser.add_argument("--out", type=pathlib.Path, default=PRETRAINED_DIR,
-                        help="output folder (default: %(default)s)")
+    parser = argparse.ArgumentParser(
+        allow_abbrev=False,
+        description="Convert the authors' pretrained models into the "
+        "project's weights files (pretrained/TASK/VARIANT.npz).",
+    )
+    parser.add_argument(
+        "--source",
+        type=pathlib.Path,
+        default=DEFAULT_SOURCE,
+        help="folder holding the authors' trecx reference models (default: %(default)s)",
+    )
+    parser.add_argument("--out", type=pathlib.Path, default=PRETRAINED_DIR, help="output folder (default: %(default)s)")
     args = parser.parse_args(argv)
     if not args.source.is_dir():
         sys.exit(f"error: source folder {args.source} not found; pass --source")

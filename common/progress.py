@@ -4,6 +4,7 @@ On a terminal, a one-line bar redrawn in place. Elsewhere (a log file, a pipe, C
 never a carriage return: one at each tenth of the work (every 30 s when the total is unknown) and one at
 the end, at most one every 5 s, as training prints one line per epoch off a terminal.
 """
+
 import sys
 import time
 

@@ -7,8 +7,8 @@ A sample leaves at the first early exit k < K-1 whose max softmax passes rho, el
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -33,6 +33,7 @@ and may define:
 
 Training configs live beside the task module, in `NAME/configs/MODEL.yaml`.
 """
+
 import importlib
 import os
 import pathlib
@@ -69,8 +70,9 @@ def load_task(task):
     module = _import_task_module(task)
     missing = [attribute for attribute in REQUIRED if not hasattr(module, attribute)]
     if missing:
-        raise UserError(f"task module {module.__name__} lacks {', '.join(missing)}; see common/tasks.py "
-                        "for what a task must define")
+        raise UserError(
+            f"task module {module.__name__} lacks {', '.join(missing)}; see common/tasks.py for what a task must define"
+        )
     return module
 
 
@@ -81,16 +83,22 @@ def _import_task_module(task):
         return importlib.import_module(f"{task}.task")
     except ModuleNotFoundError as err:
         if err.name == task:
-            raise UserError(f"task package {task}{origin} is not installed: no module named {task}; install it, or "
-                            "run from the folder holding it or add that folder to PYTHONPATH") from None
+            raise UserError(
+                f"task package {task}{origin} is not installed: no module named {task}; install it, or "
+                "run from the folder holding it or add that folder to PYTHONPATH"
+            ) from None
         if err.name == f"{task}.task":
-            raise UserError(f"task package {task}{origin} has no task module ({task}/task.py); see "
-                            "common/tasks.py for what a task must define") from None
-        raise UserError(f"task module {task}.task{origin} cannot be imported: it needs {err.name}, which is not "
-                        "installed") from None
+            raise UserError(
+                f"task package {task}{origin} has no task module ({task}/task.py); see "
+                "common/tasks.py for what a task must define"
+            ) from None
+        raise UserError(
+            f"task module {task}.task{origin} cannot be imported: it needs {err.name}, which is not installed"
+        ) from None
     except SyntaxError as err:
-        raise UserError(f"task module {task}.task{origin} has a syntax error: {err.filename}, line {err.lineno}: "
-                        f"{err.msg}") from None
+        raise UserError(
+            f"task module {task}.task{origin} has a syntax error: {err.filename}, line {err.lineno}: {err.msg}"
+        ) from None
     except Exception as err:  # whatever the user's module raises on import; their file, not ours
         raise UserError(f"task module {task}.task{origin} failed on import ({type(err).__name__}: {err})") from None
 
@@ -123,8 +131,10 @@ def test_data_dir(task, given=None):
     task = load_task(task)
     folder = pathlib.Path(given) if given else data_dir(task) / getattr(task, "TEST_SUBDIR", "")
     if not folder.is_dir():
-        raise UserError(f"data folder {folder} not found; run bash {task.NAME}/download.sh "
-                        f"--data-dir {folder}, or pass --data-dir DIR holding {task.DATA_LAYOUT}")
+        raise UserError(
+            f"data folder {folder} not found; run bash {task.NAME}/download.sh "
+            f"--data-dir {folder}, or pass --data-dir DIR holding {task.DATA_LAYOUT}"
+        )
     return folder
 
 

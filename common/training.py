@@ -13,6 +13,7 @@ when done `config.yaml` and `weights.npz`. Retraining a finished model (`force`)
 inside its folder and replaces the finished model's files only once the new one is saved. A loss that
 becomes NaN or infinite stops the run, which then saves nothing.
 """
+
 import contextlib
 import errno
 import json
@@ -28,8 +29,8 @@ import tensorflow as tf
 import yaml
 
 from common import config as config_lib
-from common.errors import UserError
 from common import files
+from common.errors import UserError
 from common.files import write_text
 from common.models import build_model
 from common.tasks import check_models, config_path, data_dir, load_task
@@ -58,8 +59,10 @@ class EarlyExitTrainer(keras.Model):
         super().__init__(name="trainer")
         self.net = net.model
         self.exit_names = net.exits
-        self.loss_weights = {e: keras.Variable(float(loss_weights.get(e, 0.0)), trainable=False,
-                                               name=f"loss_weight_{e}") for e in net.exits}
+        self.loss_weights = {
+            e: keras.Variable(float(loss_weights.get(e, 0.0)), trainable=False, name=f"loss_weight_{e}")
+            for e in net.exits
+        }
         self.transfer_active = keras.Variable(transfer, dtype="bool", trainable=False, name="transfer")
         self.transfer_pairs = []
         if transfer:
@@ -141,9 +144,10 @@ class Checkpoints(keras.callbacks.Callback):
         except OSError as err:
             partial.unlink(missing_ok=True)
             kept = self.found(self.folder)[:1]
-            raise UserError(f"cannot write checkpoint {path} ({err.strerror or err}); free some space, then run the "
-                            "same command again" + "".join(f" to resume from {p} (epoch {n}), which is intact"
-                                                           for n, p in kept)) from None
+            raise UserError(
+                f"cannot write checkpoint {path} ({err.strerror or err}); free some space, then run the "
+                "same command again" + "".join(f" to resume from {p} (epoch {n}), which is intact" for n, p in kept)
+            ) from None
         for _, old in self.found(self.folder)[2:]:
             old.unlink()
 
@@ -186,11 +190,15 @@ def _check_exits(config, exit_names, origin):
     for key in ("loss_weights", "loss_weight_ramp"):
         unknown = sorted(set(getattr(config, key)) - set(exit_names))
         if unknown:
-            raise UserError(f"{origin(f'{key}.{unknown[0]}')}: {key} names exit {unknown[0]!r}; model "
-                            f"{config.model} has exits {', '.join(exit_names)}")
+            raise UserError(
+                f"{origin(f'{key}.{unknown[0]}')}: {key} names exit {unknown[0]!r}; model "
+                f"{config.model} has exits {', '.join(exit_names)}"
+            )
     if config.weight_transfer_epochs and config.model != "trecx_ev":
-        raise UserError(f"{origin('weight_transfer_epochs')}: weight_transfer_epochs needs the early-view model "
-                        f"trecx_ev, not {config.model}")
+        raise UserError(
+            f"{origin('weight_transfer_epochs')}: weight_transfer_epochs needs the early-view model "
+            f"trecx_ev, not {config.model}"
+        )
 
 
 def _strategy(config):
@@ -205,10 +213,12 @@ def _build_trainer(config, origin):
         net = build_model(config.task, config.model)
         _check_exits(config, net.exits, origin)
         trainer = EarlyExitTrainer(net, config.loss_weights, transfer=config.weight_transfer_epochs > 0)
-        trainer.compile(optimizer=keras.optimizers.Adam(config.learning_rate.at(0)),
-                        loss=trainer.losses_per_exit(),
-                        metrics=[[keras.metrics.SparseCategoricalAccuracy(f"{e}_accuracy")] for e in net.exits],
-                        jit_compile=config.jit_compile)
+        trainer.compile(
+            optimizer=keras.optimizers.Adam(config.learning_rate.at(0)),
+            loss=trainer.losses_per_exit(),
+            metrics=[[keras.metrics.SparseCategoricalAccuracy(f"{e}_accuracy")] for e in net.exits],
+            jit_compile=config.jit_compile,
+        )
         trainer.build((None, *net.model.input_shape[1:]))
         trainer.optimizer.build(trainer.trainable_variables)
     return net, trainer
@@ -236,8 +246,10 @@ def _start(config, work_dir, force, origin):
     net, trainer = _build_trainer(config, origin)  # checks the config against the model's exits first
     if saved.is_file() and saved.read_text() != wanted and Checkpoints.found(backup_dir):
         if not force:
-            raise UserError(f"{work_dir} holds an unfinished run of another configuration ({saved}); run with "
-                            "that configuration to resume it, or pass --force to discard it and start over")
+            raise UserError(
+                f"{work_dir} holds an unfinished run of another configuration ({saved}); run with "
+                "that configuration to resume it, or pass --force to discard it and start over"
+            )
         print(f"discarding the unfinished run of another configuration in {backup_dir}")
         shutil.rmtree(backup_dir)
     done = _restore(trainer, backup_dir) if backup_dir.is_dir() else 0
@@ -272,6 +284,7 @@ def _last_row(path):
 
 def _summary(config, exits, row, seconds):
     """One line: epochs, each exit's loss and accuracy (and validation accuracy, when validated), the time."""
+
     def number(key):
         try:
             return f"{float(row[key]):.4g}"
@@ -281,21 +294,25 @@ def _summary(config, exits, row, seconds):
     parts = []
     for e in exits:  # a single-output model logs its loss as `loss` only
         val = number(f"val_{e}_accuracy")
-        parts.append(f"{e} loss {number(e + '_loss') or number('loss')}, accuracy {number(e + '_accuracy')}"
-                     + (f", val accuracy {val}" if val else ""))
-    return (f"finished {config.task}/{config.model}: {config.epochs} epochs, loss {number('loss')}; "
-            f"{'; '.join(parts)}; {seconds:.0f} s")
+        parts.append(
+            f"{e} loss {number(e + '_loss') or number('loss')}, accuracy {number(e + '_accuracy')}"
+            + (f", val accuracy {val}" if val else "")
+        )
+    return (
+        f"finished {config.task}/{config.model}: {config.epochs} epochs, loss {number('loss')}; "
+        f"{'; '.join(parts)}; {seconds:.0f} s"
+    )
 
 
 def _failed(work_dir, what):
     """What a failed run leaves, and how to go on."""
     kept = Checkpoints.found(work_dir / "backup")[:1]
-    return (f"{what}; the model was not saved. {work_dir} keeps log.csv"
-            + "".join(f" and backup/, the checkpoint of epoch {n}" for n, _ in kept))
+    return f"{what}; the model was not saved. {work_dir} keeps log.csv" + "".join(
+        f" and backup/, the checkpoint of epoch {n}" for n, _ in kept
+    )
 
 
-def train(config, train_data, run_dir, validation_data=None, force=False, callbacks=(), verbose="auto",
-          origin=None):
+def train(config, train_data, run_dir, validation_data=None, force=False, callbacks=(), verbose="auto", origin=None):
     """Train `config.model` on `train_data` ((images, labels) batches) and write `run_dir`.
 
     An interrupted run resumes from its last finished epoch. A finished run is never overwritten
@@ -313,8 +330,10 @@ def train(config, train_data, run_dir, validation_data=None, force=False, callba
             resume = " (and resume the retraining in its retrain/)" if (run_dir / "retrain").is_dir() else ""
             raise UserError(f"{weights_path} already holds a trained model; pass --force to overwrite it{resume}")
         work_dir = run_dir / "retrain"
-    print(f"training {config.task}/{config.model} in {work_dir}: log.csv, backup/ (a checkpoint per epoch), "
-          "then config.yaml and weights.npz" + (f" (replacing {run_dir}'s when done)" if work_dir != run_dir else ""))
+    print(
+        f"training {config.task}/{config.model} in {work_dir}: log.csv, backup/ (a checkpoint per epoch), "
+        "then config.yaml and weights.npz" + (f" (replacing {run_dir}'s when done)" if work_dir != run_dir else "")
+    )
     print(config_lib.summary(config))
     net, trainer, done, config_yaml = _start(config, work_dir, force, origin)
 
@@ -326,25 +345,48 @@ def train(config, train_data, run_dir, validation_data=None, force=False, callba
         validation_data = validation_data.map(per_exit)
     try:
         trainer.fit(
-            train_data, validation_data=validation_data, epochs=config.epochs, initial_epoch=done,
-            steps_per_epoch=config.steps_per_epoch, shuffle=False, verbose=verbose,  # data is shuffled already
-            callbacks=[StopOnNonFinite(), EpochSchedules(config), Checkpoints(work_dir / "backup"),
-                       keras.callbacks.CSVLogger(str(work_dir / "log.csv"), append=True), *callbacks])
+            train_data,
+            validation_data=validation_data,
+            epochs=config.epochs,
+            initial_epoch=done,
+            steps_per_epoch=config.steps_per_epoch,
+            shuffle=False,
+            verbose=verbose,  # data is shuffled already
+            callbacks=[
+                StopOnNonFinite(),
+                EpochSchedules(config),
+                Checkpoints(work_dir / "backup"),
+                keras.callbacks.CSVLogger(str(work_dir / "log.csv"), append=True),
+                *callbacks,
+            ],
+        )
     except BaseException as err:
         if verbose in (1, "auto"):
             print(flush=True)  # end the progress bar's line before the message
         if isinstance(err, Diverged):
-            raise UserError(_failed(work_dir, f"training diverged: {err}") + ": lower the learning rate (--set "
-                            "learning_rate.initial=...) and run again (with --force to discard a checkpoint)") from None
+            raise UserError(
+                _failed(work_dir, f"training diverged: {err}") + ": lower the learning rate (--set "
+                "learning_rate.initial=...) and run again (with --force to discard a checkpoint)"
+            ) from None
         if isinstance(err, tf.errors.InvalidArgumentError):  # e.g. a training image that cannot be decoded
-            lines = [line.strip() for line in err.message.splitlines() if line.strip()
-                     and not line.strip().startswith(("[[", "Detected at node", "Graph execution error"))]
-            raise UserError(_failed(work_dir, "a training input could not be read ("
-                                    + (lines[-1] if lines else type(err).__name__) + ")") + ": repair the training data "
-                            "(download.sh, preprocess.sh) and run the same command again to resume") from None
+            lines = [
+                line.strip()
+                for line in err.message.splitlines()
+                if line.strip() and not line.strip().startswith(("[[", "Detected at node", "Graph execution error"))
+            ]
+            raise UserError(
+                _failed(
+                    work_dir,
+                    "a training input could not be read (" + (lines[-1] if lines else type(err).__name__) + ")",
+                )
+                + ": repair the training data "
+                "(download.sh, preprocess.sh) and run the same command again to resume"
+            ) from None
         if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise UserError(_failed(work_dir, f"cannot write {err.filename or work_dir} ({err.strerror})")
-                            + ": free some space and run the same command again to resume") from None
+            raise UserError(
+                _failed(work_dir, f"cannot write {err.filename or work_dir} ({err.strerror})")
+                + ": free some space and run the same command again to resume"
+            ) from None
         raise
     try:
         write_text(work_dir / "config.yaml", config_yaml)
@@ -353,8 +395,10 @@ def train(config, train_data, run_dir, validation_data=None, force=False, callba
             for name in ("log.csv", "config.yaml", "weights.npz"):  # the weights last: they mark a finished run
                 os.replace(work_dir / name, run_dir / name)
     except OSError as err:
-        raise UserError(_failed(work_dir, f"cannot save the model in {work_dir} ({err.strerror})")
-                        + ": free some space and run the same command again to save it") from None
+        raise UserError(
+            _failed(work_dir, f"cannot save the model in {work_dir} ({err.strerror})")
+            + ": free some space and run the same command again to save it"
+        ) from None
     shutil.rmtree(work_dir if work_dir != run_dir else run_dir / "backup", ignore_errors=True)
     print(f"saved {weights_path}")
     print(_summary(config, net.exits, _last_row(run_dir / "log.csv"), time.perf_counter() - started))
@@ -381,5 +425,12 @@ def train_task(task, models=(), *, config_file=None, overrides=(), data_folder=N
     verbose = 1 if sys.stdout.isatty() else 2
     for path, config in zip(paths, configs):
         train_data, validation_data = task.training_data(config, folder)
-        train(config, train_data, pathlib.Path(models_dir) / task.NAME / config.model, validation_data, force=force,
-              verbose=verbose, origin=lambda key, path=path: config_lib.origin(path, overrides, key))
+        train(
+            config,
+            train_data,
+            pathlib.Path(models_dir) / task.NAME / config.model,
+            validation_data,
+            force=force,
+            verbose=verbose,
+            origin=lambda key, path=path: config_lib.origin(path, overrides, key),
+        )

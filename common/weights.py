@@ -5,6 +5,7 @@ they map to a network by layer name, never by position (by position, same-shaped
 silently). Pretrained weights live in pretrained/TASK/MODEL.npz (or the task's PRETRAINED_DIR);
 trained ones in MODELS_DIR/TASK/MODEL/weights.npz beside the config.yaml they were trained from.
 """
+
 import pathlib
 import zipfile
 
@@ -38,22 +39,31 @@ def load_weights(model, path):
         with np.load(path) as stored:  # allow_pickle=False: an object array raises instead of unpickling
             arrays = dict(stored)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # truncated, not an .npz, or pickled
-        reason = "it holds pickled objects, which are never loaded: they could run code" \
-            if "allow_pickle" in str(err) else err
-        raise UserError(f"cannot read weights file {path} ({reason}); re-create it (train again with --force, "
-                        "or restore it)") from None
+        reason = (
+            "it holds pickled objects, which are never loaded: they could run code"
+            if "allow_pickle" in str(err)
+            else err
+        )
+        raise UserError(
+            f"cannot read weights file {path} ({reason}); re-create it (train again with --force, or restore it)"
+        ) from None
     expected = {w.path for w in model.weights}
     if set(arrays) != expected:
         missing, unexpected = sorted(expected - set(arrays)), sorted(set(arrays) - expected)
-        raise UserError(f"weights file {path} does not fit model {model.name}: "
-                        f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise UserError(
+            f"weights file {path} does not fit model {model.name}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     for w in model.weights:
         if tuple(w.shape) != arrays[w.path].shape:
-            raise UserError(f"weights file {path}: {w.path} has shape {arrays[w.path].shape}, "
-                            f"model {model.name} expects {tuple(w.shape)}")
+            raise UserError(
+                f"weights file {path}: {w.path} has shape {arrays[w.path].shape}, "
+                f"model {model.name} expects {tuple(w.shape)}"
+            )
         if arrays[w.path].dtype != np.dtype(w.dtype):
-            raise UserError(f"weights file {path}: {w.path} has dtype {arrays[w.path].dtype}, "
-                            f"model {model.name} expects {np.dtype(w.dtype)}")
+            raise UserError(
+                f"weights file {path}: {w.path} has dtype {arrays[w.path].dtype}, "
+                f"model {model.name} expects {np.dtype(w.dtype)}"
+            )
         w.assign(arrays[w.path])
 
 
@@ -73,8 +83,10 @@ def weights_paths(task, source, models_dir, names=None):
     missing = [name for name, path in paths.items() if not path.is_file()]
     if missing:
         folder = pathlib.Path(models_dir) / task.NAME
-        raise UserError(f"no trained {', '.join(missing)} model(s) in {folder}; train with "
-                        f"bash {task.NAME}/train.sh {' '.join(missing)}, or use --models pretrained")
+        raise UserError(
+            f"no trained {', '.join(missing)} model(s) in {folder}; train with "
+            f"bash {task.NAME}/train.sh {' '.join(missing)}, or use --models pretrained"
+        )
     return paths
 
 
@@ -106,8 +118,10 @@ def load_nets(task, source, models_dir, names=None):
         if source == "trained":
             config = load_config(path.parent / "config.yaml")
             if (config.task, config.model) != (task.NAME, name):
-                raise UserError(f"{path.parent / 'config.yaml'} describes {config.task}/{config.model}, "
-                                f"not {task.NAME}/{name}; retrain it with --force")
+                raise UserError(
+                    f"{path.parent / 'config.yaml'} describes {config.task}/{config.model}, "
+                    f"not {task.NAME}/{name}; retrain it with --force"
+                )
         net = build_model(task, name)
         load_weights(net.model, path)
         nets[name] = net

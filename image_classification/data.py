@@ -28,17 +28,22 @@ VALUES_PER_IMAGE = 32 * 32 * 3
 
 
 def _fix_hint(data_dir: Path) -> str:
-    return (f"run bash image_classification/download.sh --data-dir {data_dir} "
-            f"or point --data-dir at a folder holding {FOLDER}/")
+    return (
+        f"run bash image_classification/download.sh --data-dir {data_dir} "
+        f"or point --data-dir at a folder holding {FOLDER}/"
+    )
 
 
 def _damaged_hint() -> str:
-    return ("the file is damaged: fetch an intact copy into a new folder with "
-            "bash image_classification/download.sh --data-dir NEW_DIR and pass --data-dir NEW_DIR")
+    return (
+        "the file is damaged: fetch an intact copy into a new folder with "
+        "bash image_classification/download.sh --data-dir NEW_DIR and pass --data-dir NEW_DIR"
+    )
 
 
-def download(data_dir: Path, url: str = CIFAR10_URL, md5: str | None = CIFAR10_MD5, split: str = "all",
-             force: bool = False) -> Path:
+def download(
+    data_dir: Path, url: str = CIFAR10_URL, md5: str | None = CIFAR10_MD5, split: str = "all", force: bool = False
+) -> Path:
     """Fetch and unpack CIFAR-10 into `data_dir`/cifar-10-batches-py unless what `split` reads is there.
 
     One archive serves every `split` (test, train or all); the test split reads test_batch, the train
@@ -58,8 +63,10 @@ def download(data_dir: Path, url: str = CIFAR10_URL, md5: str | None = CIFAR10_M
     extract(archive, data_dir, force=force)
     missing = [name for name in required if not (folder / name).is_file()]
     if missing:
-        raise UserError(f"{archive} did not unpack to {folder} with {', '.join(missing)}; "
-                        "check that the download source (--mirror URL_OR_DIR) holds the CIFAR-10 python archive")
+        raise UserError(
+            f"{archive} did not unpack to {folder} with {', '.join(missing)}; "
+            "check that the download source (--mirror URL_OR_DIR) holds the CIFAR-10 python archive"
+        )
     return folder
 
 
@@ -73,9 +80,15 @@ class _BatchUnpickler(pickle.Unpickler):
     call). A pickle naming any other callable is refused before it is called, so a planted file cannot run
     code."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"), ("__builtin__", "bytes"),
-               ("builtins", "bytes")}
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+        ("__builtin__", "bytes"),
+        ("builtins", "bytes"),
+    }
 
     def find_class(self, module: str, name: str) -> object:
         if (module, name) not in self.ALLOWED:
@@ -92,11 +105,15 @@ def _read_pickle(path: Path, data_dir: Path) -> object:
         with open(path, "rb") as f:
             return _BatchUnpickler(f, encoding="bytes").load()
     except _Refused as err:
-        raise UserError(f"CIFAR-10 file {path} refused: its pickle calls {err}, which no official CIFAR-10 file "
-                        f"does (loading it could run code); {_damaged_hint()}") from None
+        raise UserError(
+            f"CIFAR-10 file {path} refused: its pickle calls {err}, which no official CIFAR-10 file "
+            f"does (loading it could run code); {_damaged_hint()}"
+        ) from None
     except Exception as err:  # garbage can fail unpickling in many ways; all mean the same to the user
-        raise UserError(f"CIFAR-10 file {path} is not a valid pickle or is truncated ({type(err).__name__}: {err}); "
-                        f"{_damaged_hint()}") from err
+        raise UserError(
+            f"CIFAR-10 file {path} is not a valid pickle or is truncated ({type(err).__name__}: {err}); "
+            f"{_damaged_hint()}"
+        ) from err
 
 
 def _read_batch(path: Path, data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -107,8 +124,10 @@ def _read_batch(path: Path, data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
         raise UserError(f"CIFAR-10 file {path} lacks the b'data'/b'labels' entries of a CIFAR-10 batch; {redo}")
     data = np.asarray(batch[b"data"])
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != VALUES_PER_IMAGE:
-        raise UserError(f"CIFAR-10 file {path} holds {data.dtype} data of shape {data.shape}, expected uint8 rows "
-                        f"of {VALUES_PER_IMAGE} values (32x32x3 images); {redo}")
+        raise UserError(
+            f"CIFAR-10 file {path} holds {data.dtype} data of shape {data.shape}, expected uint8 rows "
+            f"of {VALUES_PER_IMAGE} values (32x32x3 images); {redo}"
+        )
     labels = np.asarray(batch[b"labels"], dtype=np.int64)
     if labels.shape != (len(data),):
         raise UserError(f"CIFAR-10 file {path} has {labels.size} labels for {len(data)} images; {redo}")
@@ -135,8 +154,10 @@ def load_test(data_dir: Path) -> LoadedSet:
     path = _folder(data_dir) / TEST_BATCH
     images, labels = _read_batch(path, Path(data_dir))
     if not len(images):
-        raise UserError(f"CIFAR-10 file {path} holds no images (0 rows); nothing to test on: put a test batch "
-                        f"with images there, or {_fix_hint(Path(data_dir))}")
+        raise UserError(
+            f"CIFAR-10 file {path} holds no images (0 rows); nothing to test on: put a test batch "
+            f"with images there, or {_fix_hint(Path(data_dir))}"
+        )
     return LoadedSet(images, labels, np.arange(len(images), dtype=np.int64))
 
 
@@ -158,19 +179,23 @@ def augment_layer(seed: int) -> keras.Sequential:
     Rotation uniform in +-15 degrees, width/height shift uniform in +-10 % of the size, horizontal flip
     with p=0.5; uncovered pixels repeat the nearest edge. Call with training=True to augment.
     """
-    return keras.Sequential([
-        keras.layers.RandomRotation(15 / 360, fill_mode="nearest", seed=seed),
-        keras.layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed + 1),
-        keras.layers.RandomFlip("horizontal", seed=seed + 2),
-    ], name="cifar10_augment")
+    return keras.Sequential(
+        [
+            keras.layers.RandomRotation(15 / 360, fill_mode="nearest", seed=seed),
+            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed + 1),
+            keras.layers.RandomFlip("horizontal", seed=seed + 2),
+        ],
+        name="cifar10_augment",
+    )
 
 
 def _as_float(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.cast(images, tf.float32), labels
 
 
-def train_dataset(images_uint8: np.ndarray, labels: np.ndarray, batch_size: int, augment: bool, seed: int,
-                  shuffle: bool = True) -> tf.data.Dataset:
+def train_dataset(
+    images_uint8: np.ndarray, labels: np.ndarray, batch_size: int, augment: bool, seed: int, shuffle: bool = True
+) -> tf.data.Dataset:
     """Batches of (float32 images (B, 32, 32, 3) in 0..255, labels (B,)), reshuffled every epoch.
 
     The last batch may be smaller. With `augment`, each image gets its own random `augment_layer` transform.

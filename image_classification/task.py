@@ -1,4 +1,5 @@
 """What the shared pipeline needs to know about image classification: CIFAR-10 on ResNet-8."""
+
 from common import backbones
 from common.download import mirror_url
 from common.models import Architecture
@@ -8,7 +9,10 @@ from image_classification import data
 NAME = "image_classification"
 TITLE = "ResNet-8 (CIFAR-10)"
 ARCHITECTURE = Architecture(
-    backbone=backbones.resnet8, input_shape=(32, 32, 3), num_classes=10, final_pool=(8, 8),
+    backbone=backbones.resnet8,
+    input_shape=(32, 32, 3),
+    num_classes=10,
+    final_pool=(8, 8),
     trecx=dict(tap="stack1", pointwise_filters=32, dw_kernel=2, dw_strides=2, pool=4),
     early_view=dict(channels=32, dw_kernel=2, dw_strides=2),
     sdn=(("stack1", 4), ("stack2", 4)),
@@ -27,28 +31,48 @@ DATA_LAYOUT = "cifar-10-batches-py/test_batch"
 
 # The paper's numbers (Table 1 and Table 2 of arXiv 2207.06613), shown beside the measured ones.
 PAPER = {
-    "table1": {"baseline_accuracy": 87.2, "baseline_mflops": 25.28, "baseline_params": 78_700,
-               "tradeoff_mflops": [20.04, 18.43, 17.59], "tradeoff_reduction_pct": [20.7, 27.1, 30.4],
-               "trecx_params": 89_700, "standalone_ee": 73.3, "standalone_ef": 87.4},
-    "table2": {"trecx_ev": {"params": 89_700, "accuracy": {"ee": 73.4, "ef": 87.4}},
-               "branchynet": {"params": 98_400, "accuracy": {"ee1": 72.4, "ee2": 79.7, "ef": 85.7}},
-               "sdn": {"params": 94_000, "accuracy": {"ee1": 63.3, "ee2": 75.0, "ef": 86.3}}},
+    "table1": {
+        "baseline_accuracy": 87.2,
+        "baseline_mflops": 25.28,
+        "baseline_params": 78_700,
+        "tradeoff_mflops": [20.04, 18.43, 17.59],
+        "tradeoff_reduction_pct": [20.7, 27.1, 30.4],
+        "trecx_params": 89_700,
+        "standalone_ee": 73.3,
+        "standalone_ef": 87.4,
+    },
+    "table2": {
+        "trecx_ev": {"params": 89_700, "accuracy": {"ee": 73.4, "ef": 87.4}},
+        "branchynet": {"params": 98_400, "accuracy": {"ee1": 72.4, "ee2": 79.7, "ef": 85.7}},
+        "sdn": {"params": 94_000, "accuracy": {"ee1": 63.3, "ee2": 75.0, "ef": 86.3}},
+    },
 }
 
 # Figure name -> title, {legend label: model}, log-scale y.
 FIGURES = {
-    "Fig4a": ("ResNet-8 (CIFAR-10): early-view assistance",
-              {"T-RecX with early view": "trecx_ev", "T-RecX without early view": "trecx_noev"}, False),
-    "Fig7a": ("ResNet-8 (CIFAR-10): T-RecX vs SDN and BranchyNet",
-              {"T-RecX": "trecx_ev", "SDN": "sdn", "BranchyNet": "branchynet"}, True),
+    "Fig4a": (
+        "ResNet-8 (CIFAR-10): early-view assistance",
+        {"T-RecX with early view": "trecx_ev", "T-RecX without early view": "trecx_noev"},
+        False,
+    ),
+    "Fig7a": (
+        "ResNet-8 (CIFAR-10): T-RecX vs SDN and BranchyNet",
+        {"T-RecX": "trecx_ev", "SDN": "sdn", "BranchyNet": "branchynet"},
+        True,
+    ),
 }
 
 
 def download(data_dir, mirror=None, split="all", force=False, verify_checksums=True):
     """`mirror`: a URL or folder holding cifar-10-python.tar.gz, instead of the official site. The one
     archive serves every `split` (test, train, all); `force` replaces existing files whose content differs."""
-    return data.download(data_dir, url=mirror_url(data.CIFAR10_URL, mirror), split=split, force=force,
-                         md5=data.CIFAR10_MD5 if verify_checksums else None)
+    return data.download(
+        data_dir,
+        url=mirror_url(data.CIFAR10_URL, mirror),
+        split=split,
+        force=force,
+        md5=data.CIFAR10_MD5 if verify_checksums else None,
+    )
 
 
 def load_test(data_dir):
@@ -83,7 +107,7 @@ def validation_set(data_dir):
     """
     images, labels = data.load_train(data_dir)
     n = _validation_count(len(images))
-    return data.to_model_input(images[len(images) - n:]), labels[len(images) - n:]
+    return data.to_model_input(images[len(images) - n :]), labels[len(images) - n :]
 
 
 def calibration_set(data_dir, n=500, seed=0):

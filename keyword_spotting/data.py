@@ -23,20 +23,31 @@ import os
 import shutil
 import sys
 import zipfile
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterable, NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
 from common import files
 from common.download import check_split, extract, fetch, merge_tree
-from common.progress import Progress
 from common.errors import UserError
+from common.progress import Progress
 from common.tasks import LoadedSet
-from keyword_spotting.sound import (CLIP_SAMPLES, FEATURE_SHAPE, INT16_FULL_SCALE, MFCC_CHUNK, SAMPLE_RATE,
-                                    WavReadError, compute_mfcc, mfcc, peak_divisor, read_wav)
+from keyword_spotting.sound import (
+    CLIP_SAMPLES,
+    FEATURE_SHAPE,
+    INT16_FULL_SCALE,
+    MFCC_CHUNK,
+    SAMPLE_RATE,
+    WavReadError,
+    compute_mfcc,
+    mfcc,
+    peak_divisor,
+    read_wav,
+)
 
 TRAIN_URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
 TEST_URL = "http://download.tensorflow.org/data/speech_commands_test_set_v0.02.tar.gz"
@@ -110,8 +121,12 @@ def _train_complete(folder: Path) -> bool:
     lists = [folder / name for name in (VALIDATION_LIST, TESTING_LIST)]
     if not all(path.is_file() for path in lists) or not (folder / BACKGROUND_NOISE).is_dir():
         return False
-    words = {line.strip().replace("\\", "/").split("/")[0] for path in lists
-             for line in path.read_text().splitlines() if line.strip()}
+    words = {
+        line.strip().replace("\\", "/").split("/")[0]
+        for path in lists
+        for line in path.read_text().splitlines()
+        if line.strip()
+    }
     return all((folder / word).is_dir() for word in words)
 
 
@@ -133,9 +148,11 @@ def _extract_into(archive: Path, folder: Path, complete: Callable[[Path], bool],
         root = entries[0]
     if not complete(root):
         shutil.rmtree(staging, ignore_errors=True)
-        raise UserError(f"{archive} did not unpack to the expected Speech Commands layout "
-                        f"(label folders{' and list files' if complete is _train_complete else ''}); "
-                        "check the URL, delete the archive and download again")
+        raise UserError(
+            f"{archive} did not unpack to the expected Speech Commands layout "
+            f"(label folders{' and list files' if complete is _train_complete else ''}); "
+            "check the URL, delete the archive and download again"
+        )
     try:
         if folder.exists():
             merge_tree(root, folder, force, str(archive))
@@ -145,9 +162,15 @@ def _extract_into(archive: Path, folder: Path, complete: Callable[[Path], bool],
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def download(data_dir: Path, train_url: str = TRAIN_URL, test_url: str = TEST_URL,
-             train_sha256: str | None = TRAIN_SHA256, test_sha256: str | None = TEST_SHA256,
-             split: str = "all", force: bool = False) -> Path:
+def download(
+    data_dir: Path,
+    train_url: str = TRAIN_URL,
+    test_url: str = TEST_URL,
+    train_sha256: str | None = TRAIN_SHA256,
+    test_sha256: str | None = TEST_SHA256,
+    split: str = "all",
+    force: bool = False,
+) -> Path:
     """Fetch the archives `split` needs into `data_dir` (resumable, SHA-256-checked, kept for re-runs) and
     unpack them: "train" the train archive to `data_dir`/speech_commands_v0.02, "test" the official test
     archive to `data_dir`/speech_commands_test_set_v0.02, "all" both.
@@ -158,8 +181,10 @@ def download(data_dir: Path, train_url: str = TRAIN_URL, test_url: str = TEST_UR
     check_split(split)
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    parts = {"train": (train_url, train_sha256, TRAIN_FOLDER, _train_complete),
-             "test": (test_url, test_sha256, TEST_FOLDER, _test_complete)}
+    parts = {
+        "train": (train_url, train_sha256, TRAIN_FOLDER, _train_complete),
+        "test": (test_url, test_sha256, TEST_FOLDER, _test_complete),
+    }
     for url, sha256, folder_name, complete in (parts[name] for name in parts if split in (name, "all")):
         folder = data_dir / folder_name
         if complete(folder):
@@ -179,8 +204,9 @@ def download(data_dir: Path, train_url: str = TRAIN_URL, test_url: str = TEST_UR
 def _read_list(path: Path, data_hint: str) -> set[str]:
     if not path.is_file():
         raise UserError(f"Speech Commands list {path} not found; the train folder is incomplete, {data_hint}")
-    return {str(PurePosixPath(line.strip().replace("\\", "/"))) for line in path.read_text().splitlines()
-            if line.strip()}
+    return {
+        str(PurePosixPath(line.strip().replace("\\", "/"))) for line in path.read_text().splitlines() if line.strip()
+    }
 
 
 def _wav_names(folder: Path) -> list[str]:
@@ -227,8 +253,9 @@ def split_files(train_root: Path) -> dict[str, list[Example]]:
             found.add(path)
             if folder.name == BACKGROUND_NOISE:
                 split = "validation" if path in validation or name in VALIDATION_NOISE_FILES else "train"
-                splits[split].extend(Example(path, SILENCE_INDEX, start)
-                                     for start in noise_windows(_wav_length(folder / name)))
+                splits[split].extend(
+                    Example(path, SILENCE_INDEX, start) for start in noise_windows(_wav_length(folder / name))
+                )
             elif path in validation:
                 splits["validation"].append(Example(path, label_index(folder.name)))
             elif path not in testing:
@@ -254,19 +281,23 @@ def list_test_clips(test_root: Path) -> list[Example]:
     folders = [(folder, _wav_names(folder)) for folder in _word_folders(test_root)]
     unknown = [folder for folder, names in folders if names and folder.name not in LABELS]
     if unknown:
-        raise UserError(f"Test folder {unknown[0]} is not one of the 12 labels"
-                        f"{f' (nor are {len(unknown) - 1} more)' if len(unknown) > 1 else ''}; label folders "
-                        f"under {test_root} must be named {', '.join(LABELS)}: rename or move it")
-    return sorted(Example(f"{folder.name}/{name}", LABELS.index(folder.name))
-                  for folder, names in folders for name in names)
+        raise UserError(
+            f"Test folder {unknown[0]} is not one of the 12 labels"
+            f"{f' (nor are {len(unknown) - 1} more)' if len(unknown) > 1 else ''}; label folders "
+            f"under {test_root} must be named {', '.join(LABELS)}: rename or move it"
+        )
+    return sorted(
+        Example(f"{folder.name}/{name}", LABELS.index(folder.name)) for folder, names in folders for name in names
+    )
 
 
 # ------------------------------------------------------------------------------------------------
 # Reading many clips
 
 
-def _read_segments(root: Path, examples: Sequence[Example], label: str,
-                   consume: Callable[[int, np.ndarray], None]) -> list[tuple[int, str]]:
+def _read_segments(
+    root: Path, examples: Sequence[Example], label: str, consume: Callable[[int, np.ndarray], None]
+) -> list[tuple[int, str]]:
     """Read the 1 s segment of every example (whole clips: the first 16,000 samples; windows:
     [start, start + 16000)) and call consume(row, float32 samples) in the calling thread.
 
@@ -288,7 +319,7 @@ def _read_segments(root: Path, examples: Sequence[Example], label: str,
     progress = Progress(label, len(examples))
     with concurrent.futures.ThreadPoolExecutor(READ_THREADS) as pool:
         for begin in range(0, len(paths), READ_BLOCK):  # blocks bound the clips held in memory
-            for path, samples in pool.map(load, paths[begin:begin + READ_BLOCK]):
+            for path, samples in pool.map(load, paths[begin : begin + READ_BLOCK]):
                 rows = rows_of[path]
                 if isinstance(samples, WavReadError):
                     sys.stderr.write(f"\nskipping {root / path}: {samples}\n")
@@ -296,7 +327,7 @@ def _read_segments(root: Path, examples: Sequence[Example], label: str,
                 else:
                     for row in rows:
                         start = examples[row].start or 0
-                        consume(row, samples[start:start + CLIP_SAMPLES])
+                        consume(row, samples[start : start + CLIP_SAMPLES])
                 progress.advance(len(rows))
     progress.finish()
     return skipped
@@ -305,8 +336,10 @@ def _read_segments(root: Path, examples: Sequence[Example], label: str,
 def _report_skipped(skipped: list[tuple[int, str]], what: str) -> np.ndarray:
     """Print how many `what` files were skipped (stderr); return the skipped rows."""
     if skipped:
-        print(f"Skipped {len(skipped)} unreadable, damaged or empty {what} file{'s' if len(skipped) != 1 else ''}",
-              file=sys.stderr)
+        print(
+            f"Skipped {len(skipped)} unreadable, damaged or empty {what} file{'s' if len(skipped) != 1 else ''}",
+            file=sys.stderr,
+        )
     return np.array([row for row, _ in skipped], dtype=np.int64)
 
 
@@ -314,8 +347,10 @@ def _test_root(data_dir: Path) -> Path:
     data_dir = Path(data_dir)
     root = data_dir / TEST_FOLDER
     if not root.is_dir():
-        raise UserError(f"Speech Commands test folder {root} not found; {_download_hint(data_dir)} "
-                        f"or point --data-dir at a folder holding {TEST_FOLDER}/")
+        raise UserError(
+            f"Speech Commands test folder {root} not found; {_download_hint(data_dir)} "
+            f"or point --data-dir at a folder holding {TEST_FOLDER}/"
+        )
     return root
 
 
@@ -335,17 +370,23 @@ def load_test(data_dir: Path) -> LoadedSet:
     audio = np.zeros((len(examples), CLIP_SAMPLES), np.float32)
 
     def consume(row: int, segment: np.ndarray) -> None:
-        audio[row, :len(segment)] = segment / peak_divisor(segment)
+        audio[row, : len(segment)] = segment / peak_divisor(segment)
 
     skipped = sorted(_read_segments(root, examples, "Reading test clips", consume))
     keep = np.setdiff1d(np.arange(len(examples)), _report_skipped(skipped, "test"))
     if not keep.size:
-        raise UserError(f"None of the {len(examples)} .wav files under {root} could be read; "
-                        f"delete {root} and {_download_hint(Path(data_dir))}")
+        raise UserError(
+            f"None of the {len(examples)} .wav files under {root} could be read; "
+            f"delete {root} and {_download_hint(Path(data_dir))}"
+        )
     labels = np.array([examples[i].label for i in keep], dtype=np.int64)
     ids = np.array([f"{TEST_FOLDER}/{examples[i].key}" for i in keep], dtype=str)
-    return LoadedSet(compute_mfcc(audio[keep]), labels, ids,
-                     [(f"{TEST_FOLDER}/{examples[row].key}", reason) for row, reason in skipped])
+    return LoadedSet(
+        compute_mfcc(audio[keep]),
+        labels,
+        ids,
+        [(f"{TEST_FOLDER}/{examples[row].key}", reason) for row, reason in skipped],
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -354,8 +395,13 @@ def load_test(data_dir: Path) -> LoadedSet:
 
 CACHE_FILES = {
     "train": ("train_audio.npy", "train_divisor.npy", "train_labels.npy", "train_ids.npy"),
-    "validation": ("validation_audio.npy", "validation_divisor.npy", "validation_labels.npy",
-                   "validation_ids.npy", "validation_mfcc.npy"),
+    "validation": (
+        "validation_audio.npy",
+        "validation_divisor.npy",
+        "validation_labels.npy",
+        "validation_ids.npy",
+        "validation_mfcc.npy",
+    ),
     "noise": ("noise.npz",),
 }
 
@@ -383,8 +429,10 @@ def _npy_rows(path: Path) -> int:
         expected = f.tell() + math.prod(shape) * dtype.itemsize
     size = path.stat().st_size
     if size != expected:
-        raise ValueError(f"its header declares {dtype} {shape}, {expected} bytes, but it holds {size}"
-                         f"{': truncated' if size < expected else ''}")
+        raise ValueError(
+            f"its header declares {dtype} {shape}, {expected} bytes, but it holds {size}"
+            f"{': truncated' if size < expected else ''}"
+        )
     return shape[0] if shape else 0
 
 
@@ -424,13 +472,12 @@ def _cache_split(train_root: Path, cache: Path, split: str, examples: list[Examp
     """Write <split>_audio.npy int16 (N, 16000) (cut/zero-padded raw samples), <split>_divisor.npy
     float32 (N,), labels int64, ids str; for validation also its MFCCs. The audio is written last."""
     with files.atomic_output(cache / f"{split}_audio.npy") as tmp_audio:
-        audio = np.lib.format.open_memmap(tmp_audio, mode="w+", dtype=np.int16,
-                                          shape=(len(examples), CLIP_SAMPLES))
+        audio = np.lib.format.open_memmap(tmp_audio, mode="w+", dtype=np.int16, shape=(len(examples), CLIP_SAMPLES))
         divisor = np.ones(len(examples), np.float32)
 
         def consume(row: int, segment: np.ndarray) -> None:
             rounded = np.clip(np.rint(segment), -32768, 32767).astype(np.int16)
-            audio[row, :len(rounded)] = rounded
+            audio[row, : len(rounded)] = rounded
             divisor[row] = peak_divisor(rounded.astype(np.float32))
 
         skipped = _read_segments(train_root, examples, f"Reading {split} clips", consume)
@@ -447,9 +494,11 @@ def _cache_split(train_root: Path, cache: Path, split: str, examples: list[Examp
             print(f"Computing MFCCs of {len(keep)} validation clips")
             features = np.empty((len(keep), *FEATURE_SHAPE), np.float32)
             for begin in range(0, len(keep), MFCC_CHUNK):
-                block = (np.asarray(audio[begin:begin + MFCC_CHUNK], dtype=np.float32)
-                         / divisor[begin:begin + MFCC_CHUNK, None])
-                features[begin:begin + MFCC_CHUNK] = compute_mfcc(block)
+                block = (
+                    np.asarray(audio[begin : begin + MFCC_CHUNK], dtype=np.float32)
+                    / divisor[begin : begin + MFCC_CHUNK, None]
+                )
+                features[begin : begin + MFCC_CHUNK] = compute_mfcc(block)
             files.save_npy(cache / "validation_mfcc.npy", features)
         for name, array in (("divisor", divisor), ("labels", labels), ("ids", ids)):
             files.save_npy(cache / f"{split}_{name}.npy", array)
@@ -461,7 +510,7 @@ def _cache_noise(train_root: Path, cache: Path) -> None:
     each as int16 / 32768 (the [-1, 1) scale tf.audio.decode_wav gives the reference), lengths (K,)."""
     folder = train_root / BACKGROUND_NOISE
     names, clips = [], []
-    for name in (_wav_names(folder) if folder.is_dir() else []):
+    for name in _wav_names(folder) if folder.is_dir() else []:
         try:
             samples = read_wav(folder / name)
         except WavReadError as err:
@@ -472,9 +521,12 @@ def _cache_noise(train_root: Path, cache: Path) -> None:
             continue
         names.append(name)
         clips.append(samples / np.float32(INT16_FULL_SCALE))
-    files.save_npz(cache / "noise.npz", names=np.array(names, dtype=str),
-                   audio=np.concatenate(clips) if clips else np.zeros(0, np.float32),
-                   lengths=np.array([len(c) for c in clips], dtype=np.int64))
+    files.save_npz(
+        cache / "noise.npz",
+        names=np.array(names, dtype=str),
+        audio=np.concatenate(clips) if clips else np.zeros(0, np.float32),
+        lengths=np.array([len(c) for c in clips], dtype=np.int64),
+    )
     print(f"Cached {len(names)} background-noise clips")
 
 
@@ -524,8 +576,10 @@ def _cache_path(data_dir: Path, name: str) -> Path:
 
 
 def _damaged_cache(path: Path, data_dir: Path, err: Exception) -> UserError:
-    return UserError(f"Keyword-spotting cache file {path} is damaged ({err}); "
-                     f"{_preprocess_hint(Path(data_dir))} again, which rebuilds it")
+    return UserError(
+        f"Keyword-spotting cache file {path} is damaged ({err}); "
+        f"{_preprocess_hint(Path(data_dir))} again, which rebuilds it"
+    )
 
 
 def _load_cached(data_dir: Path, name: str, mmap: bool = False) -> np.ndarray:
@@ -602,18 +656,21 @@ def augment_clips(audio: tf.Tensor, noise_clips: NoiseBank | Sequence[np.ndarray
         return tf.clip_by_value(shifted, -1.0, 1.0)
     which = tf.random.stateless_uniform([batch], seeds[1], 0, n_clips, dtype=tf.int32)
     span = tf.gather(tf.convert_to_tensor(bank.lengths, tf.int64), which) - CLIP_SAMPLES + 1  # window starts
-    offset = tf.cast(tf.floor(tf.random.stateless_uniform([batch], seeds[2], dtype=tf.float64)
-                              * tf.cast(span, tf.float64)), tf.int64)
+    offset = tf.cast(
+        tf.floor(tf.random.stateless_uniform([batch], seeds[2], dtype=tf.float64) * tf.cast(span, tf.float64)), tf.int64
+    )
     first = tf.gather(tf.convert_to_tensor(bank.starts, tf.int64), which) + tf.minimum(offset, span - 1)
-    noise = tf.gather(tf.convert_to_tensor(bank.audio, tf.float32),
-                      first[:, None] + tf.range(CLIP_SAMPLES, dtype=tf.int64)[None, :])
+    noise = tf.gather(
+        tf.convert_to_tensor(bank.audio, tf.float32), first[:, None] + tf.range(CLIP_SAMPLES, dtype=tf.int64)[None, :]
+    )
     mixed = tf.random.stateless_uniform([batch], seeds[3]) < NOISE_PROBABILITY
     volume = tf.where(mixed, tf.random.stateless_uniform([batch], seeds[4], 0.0, NOISE_MAX_VOLUME), 0.0)
     return tf.clip_by_value(shifted + volume[:, None] * noise, -1.0, 1.0)
 
 
-def train_dataset(data_dir: Path, batch_size: int, augment: bool, seed: int, shuffle: bool = True,
-                  drop_remainder: bool = False) -> tf.data.Dataset:
+def train_dataset(
+    data_dir: Path, batch_size: int, augment: bool, seed: int, shuffle: bool = True, drop_remainder: bool = False
+) -> tf.data.Dataset:
     """Batches of (MFCC float32 (B, 49, 10, 1), label int64 (B,)) from the cached train audio.
 
     Reshuffled every epoch (with `shuffle`); with `augment`, each sample gets its own random
@@ -624,8 +681,10 @@ def train_dataset(data_dir: Path, batch_size: int, augment: bool, seed: int, shu
     divisor = _load_cached(data_dir, "train_divisor.npy")
     labels = _load_cached(data_dir, "train_labels.npy")
     if len(audio) != len(labels) or len(divisor) != len(labels):
-        raise UserError(f"Keyword-spotting train cache in {data_dir / CACHE_FOLDER} is inconsistent; "
-                        f"delete it and {_preprocess_hint(data_dir)}")
+        raise UserError(
+            f"Keyword-spotting train cache in {data_dir / CACHE_FOLDER} is inconsistent; "
+            f"delete it and {_preprocess_hint(data_dir)}"
+        )
     # eager tensors, so the map function captures the noise instead of embedding it as a constant
     bank = NoiseBank(*(tf.constant(a) for a in NoiseBank.from_clips(load_noise(data_dir)))) if augment else None
     rows = tf.data.Dataset.range(len(labels))

@@ -12,8 +12,8 @@ official data has none).
 import io
 import math
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import scipy.io.wavfile
@@ -56,15 +56,15 @@ def _to_int16_scale(data: np.ndarray) -> np.ndarray:
 
 
 def _truncation(raw: bytes) -> str | None:
-    """"truncated header" when a RIFF file ends before its data chunk starts, "truncated" when the data
+    """ "truncated header" when a RIFF file ends before its data chunk starts, "truncated" when the data
     chunk holds fewer bytes than its header declares, else None (also for what is not RIFF at all)."""
     if raw[:4] not in (b"RIFF", b"RIFX", b"RF64"):
         return None
     order = "big" if raw[:4] == b"RIFX" else "little"
     offset = 12
     while offset + 8 <= len(raw):
-        size = int.from_bytes(raw[offset + 4:offset + 8], order)
-        if raw[offset:offset + 4] == b"data":
+        size = int.from_bytes(raw[offset + 4 : offset + 8], order)
+        if raw[offset : offset + 4] == b"data":
             return "truncated" if size != 0xFFFFFFFF and size > len(raw) - offset - 8 else None
         offset += 8 + size + (size & 1)
     return "truncated header"
@@ -89,29 +89,34 @@ def read_wav(path: Path) -> np.ndarray:
     truncated = _truncation(raw)
     if truncated:
         where = "inside its header" if truncated == "truncated header" else "before the end of its samples"
-        raise WavReadError(f"Cannot read {path}: the WAV file is truncated, it ends {where} ({len(raw)} bytes); {fix}",
-                           truncated)
+        raise WavReadError(
+            f"Cannot read {path}: the WAV file is truncated, it ends {where} ({len(raw)} bytes); {fix}", truncated
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", scipy.io.wavfile.WavFileWarning)
             rate, data = scipy.io.wavfile.read(io.BytesIO(raw))
         samples = _to_int16_scale(np.asarray(data))
     except Exception as err:  # malformed headers fail inside scipy in many ways (ValueError, struct.error...)
-        raise WavReadError(f"Cannot read {path} as a WAV file ({type(err).__name__}: {err}); {fix}",
-                           "not a readable WAV file") from err
+        raise WavReadError(
+            f"Cannot read {path} as a WAV file ({type(err).__name__}: {err}); {fix}", "not a readable WAV file"
+        ) from err
     if samples.ndim == 2:
         samples = samples[:, 0] if samples.shape[1] else samples.reshape(-1)
     if samples.size == 0:
         raise WavReadError(f"WAV file {path} holds no samples; delete or replace it", "no samples")
     if not np.isfinite(samples).all():
-        raise WavReadError(f"WAV file {path} holds {np.count_nonzero(~np.isfinite(samples))} NaN or infinite "
-                           f"samples; {fix}", "non-finite samples")
+        raise WavReadError(
+            f"WAV file {path} holds {np.count_nonzero(~np.isfinite(samples))} NaN or infinite samples; {fix}",
+            "non-finite samples",
+        )
     if rate != SAMPLE_RATE:
         if rate <= 0:
             raise WavReadError(f"WAV file {path} declares sample rate {rate}; delete or replace it", "bad sample rate")
         divisor = math.gcd(SAMPLE_RATE, int(rate))
-        samples = scipy.signal.resample_poly(samples.astype(np.float64), SAMPLE_RATE // divisor,
-                                             int(rate) // divisor).astype(np.float32)
+        samples = scipy.signal.resample_poly(
+            samples.astype(np.float64), SAMPLE_RATE // divisor, int(rate) // divisor
+        ).astype(np.float32)
     return np.ascontiguousarray(samples, dtype=np.float32)
 
 
@@ -137,22 +142,28 @@ def normalize_and_pad(audio: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         peak[fallback] = np.abs(clips[fallback]).max(axis=1)
         peak[peak <= 0] = 1.0
         out = np.zeros((len(clips), CLIP_SAMPLES), np.float32)
-        out[:, :clips.shape[1]] = clips / peak[:, None]
+        out[:, : clips.shape[1]] = clips / peak[:, None]
         return out
     out = np.zeros((len(audio), CLIP_SAMPLES), np.float32)
     for row, clip in enumerate(audio):
         clip = np.asarray(clip, dtype=np.float32).reshape(-1)[:CLIP_SAMPLES]
-        out[row, :len(clip)] = clip / peak_divisor(clip)
+        out[row, : len(clip)] = clip / peak_divisor(clip)
     return out
 
 
 @tf.function(input_signature=[tf.TensorSpec([None, CLIP_SAMPLES], tf.float32)])
 def mfcc(audio: tf.Tensor) -> tf.Tensor:
     """MFCCs (N, 49, 10, 1) float32 of normalised, padded clips (N, 16000), as the reference computes them."""
-    spectrogram = tf.abs(tf.signal.stft(audio, frame_length=FRAME_LENGTH, frame_step=FRAME_STEP,
-                                        fft_length=FFT_LENGTH, window_fn=tf.signal.hann_window))
-    mel_matrix = tf.signal.linear_to_mel_weight_matrix(N_MEL, FFT_LENGTH // 2 + 1, SAMPLE_RATE,
-                                                       MEL_LOW_HZ, MEL_HIGH_HZ)
+    spectrogram = tf.abs(
+        tf.signal.stft(
+            audio,
+            frame_length=FRAME_LENGTH,
+            frame_step=FRAME_STEP,
+            fft_length=FFT_LENGTH,
+            window_fn=tf.signal.hann_window,
+        )
+    )
+    mel_matrix = tf.signal.linear_to_mel_weight_matrix(N_MEL, FFT_LENGTH // 2 + 1, SAMPLE_RATE, MEL_LOW_HZ, MEL_HIGH_HZ)
     log_mel = tf.math.log(tf.tensordot(spectrogram, mel_matrix, 1) + LOG_OFFSET)
     coefficients = tf.signal.mfccs_from_log_mel_spectrograms(log_mel)[..., :N_MFCC]
     return tf.reshape(coefficients, [-1, *FEATURE_SHAPE])
@@ -162,5 +173,5 @@ def compute_mfcc(audio: np.ndarray, chunk: int = MFCC_CHUNK) -> np.ndarray:
     """`mfcc` of a numpy float32 (N, 16000) array, in chunks of `chunk` clips: float32 (N, 49, 10, 1)."""
     out = np.empty((len(audio), *FEATURE_SHAPE), np.float32)
     for begin in range(0, len(audio), chunk):
-        out[begin:begin + chunk] = mfcc(np.asarray(audio[begin:begin + chunk], dtype=np.float32)).numpy()
+        out[begin : begin + chunk] = mfcc(np.asarray(audio[begin : begin + chunk], dtype=np.float32)).numpy()
     return out

@@ -1,4 +1,5 @@
 """What the shared pipeline needs to know about keyword spotting: Speech Commands v2 on DS-CNN."""
+
 import numpy as np
 
 from common import backbones
@@ -11,10 +12,22 @@ TITLE = "DS-CNN (Speech Commands)"
 # The authors' code pools the final 25x5 map with (24, 5) (dropping a row); the shipped MLPerf base
 # model pools (25, 5). Both are kept, since the weights were trained that way.
 ARCHITECTURE = Architecture(
-    backbone=backbones.ds_cnn, input_shape=(49, 10, 1), num_classes=12, final_pool=(24, 5),
-    base_final_pool=(25, 5), final_names=("average_pooling2d_1", "flatten"),
-    trecx=dict(tap="ds2", slice_channels=32, dw_kernel=3, dw_strides=2, pool=2, separate_softmax=True,
-               pool_name="average_pooling2d", flatten_name="flatten_ee1"),
+    backbone=backbones.ds_cnn,
+    input_shape=(49, 10, 1),
+    num_classes=12,
+    final_pool=(24, 5),
+    base_final_pool=(25, 5),
+    final_names=("average_pooling2d_1", "flatten"),
+    trecx=dict(
+        tap="ds2",
+        slice_channels=32,
+        dw_kernel=3,
+        dw_strides=2,
+        pool=2,
+        separate_softmax=True,
+        pool_name="average_pooling2d",
+        flatten_name="flatten_ee1",
+    ),
     early_view=dict(channels=32, dw_kernel=3, dw_strides=1, pool=(13, 3)),
     eefmaps_concat=dict(pool=(13, 3)),
     sdn=(("ds1", 4), ("ds2", 4), ("ds3", 4)),
@@ -34,23 +47,44 @@ DATA_LAYOUT = "speech_commands_test_set_v0.02/<label>/*.wav"
 
 # The paper's numbers (Table 1 and Table 2 of arXiv 2207.06613), shown beside the measured ones.
 PAPER = {
-    "table1": {"baseline_accuracy": 92.2, "baseline_mflops": 5.54, "baseline_params": 24_900,
-               "tradeoff_mflops": [3.45, 3.31, 3.18], "tradeoff_reduction_pct": [37.7, 40.2, 42.5],
-               "trecx_params": 28_200, "standalone_ee": 88.5, "standalone_ef": 92.37},
-    "table2": {"trecx_ev": {"params": 28_200, "accuracy": {"ee": 88.8, "ef": 92.3}},
-               "branchynet": {"params": 62_600, "accuracy": {"ee1": 85.0, "ee2": 87.6, "ef": 90.9}},
-               "sdn": {"params": 38_700, "accuracy": {"ee1": 63.7, "ee2": 81.7, "ee3": 89.0, "ef": 91.8}}},
+    "table1": {
+        "baseline_accuracy": 92.2,
+        "baseline_mflops": 5.54,
+        "baseline_params": 24_900,
+        "tradeoff_mflops": [3.45, 3.31, 3.18],
+        "tradeoff_reduction_pct": [37.7, 40.2, 42.5],
+        "trecx_params": 28_200,
+        "standalone_ee": 88.5,
+        "standalone_ef": 92.37,
+    },
+    "table2": {
+        "trecx_ev": {"params": 28_200, "accuracy": {"ee": 88.8, "ef": 92.3}},
+        "branchynet": {"params": 62_600, "accuracy": {"ee1": 85.0, "ee2": 87.6, "ef": 90.9}},
+        "sdn": {"params": 38_700, "accuracy": {"ee1": 63.7, "ee2": 81.7, "ee3": 89.0, "ef": 91.8}},
+    },
 }
 
 # Figure name -> title, {legend label: model}, log-scale y.
 FIGURES = {
-    "Fig4b": ("DS-CNN (Speech Commands): early-view assistance",
-              {"T-RecX with early view": "trecx_ev", "T-RecX without early view": "trecx_noev"}, False),
-    "Fig6": ("DS-CNN (Speech Commands): early view vs EE-fmaps concat",
-             {"with weight transfer (early view)": "trecx_ev", "without weight transfer": "trecx_noev",
-              "EE-fmaps concat": "eefmaps_concat"}, False),
-    "Fig7b": ("DS-CNN (Speech Commands): T-RecX vs SDN and BranchyNet",
-              {"T-RecX": "trecx_ev", "SDN": "sdn", "BranchyNet": "branchynet"}, True),
+    "Fig4b": (
+        "DS-CNN (Speech Commands): early-view assistance",
+        {"T-RecX with early view": "trecx_ev", "T-RecX without early view": "trecx_noev"},
+        False,
+    ),
+    "Fig6": (
+        "DS-CNN (Speech Commands): early view vs EE-fmaps concat",
+        {
+            "with weight transfer (early view)": "trecx_ev",
+            "without weight transfer": "trecx_noev",
+            "EE-fmaps concat": "eefmaps_concat",
+        },
+        False,
+    ),
+    "Fig7b": (
+        "DS-CNN (Speech Commands): T-RecX vs SDN and BranchyNet",
+        {"T-RecX": "trecx_ev", "SDN": "sdn", "BranchyNet": "branchynet"},
+        True,
+    ),
 }
 
 
@@ -59,8 +93,14 @@ def download(data_dir, mirror=None, split="all", force=False, verify_checksums=T
     only the official test archive, "train" only the train archive, "all" both; `force` replaces existing
     files whose content differs."""
     checksums = {} if verify_checksums else {"train_sha256": None, "test_sha256": None}
-    return data.download(data_dir, train_url=mirror_url(data.TRAIN_URL, mirror),
-                         test_url=mirror_url(data.TEST_URL, mirror), split=split, force=force, **checksums)
+    return data.download(
+        data_dir,
+        train_url=mirror_url(data.TRAIN_URL, mirror),
+        test_url=mirror_url(data.TEST_URL, mirror),
+        split=split,
+        force=force,
+        **checksums,
+    )
 
 
 def preprocess(data_dir):
@@ -72,8 +112,10 @@ load_test = data.load_test  # (MFCCs float32 (N, 49, 10, 1), labels (N,), ids = 
 
 def training_data(config, data_dir):
     """(train batches, validation batches), from the cache that preprocess.sh writes."""
-    return (data.train_dataset(data_dir, config.batch_size, config.augment, config.seed),
-            data.validation_dataset(data_dir, config.batch_size))
+    return (
+        data.train_dataset(data_dir, config.batch_size, config.augment, config.seed),
+        data.validation_dataset(data_dir, config.batch_size),
+    )
 
 
 # Deployment (common/deploy/): a validation split to choose rho on, and int8 calibration inputs.

@@ -1,4 +1,5 @@
 """Reading back the C arrays common/deploy/export.py writes, for the tests (not a test module)."""
+
 import re
 
 

@@ -40,11 +40,14 @@ def write_cifar(root: Path, n_test: int, n_train_per_batch: int, seed: int = 0) 
     for i in range(1, 6):
         write_pickle(folder / f"data_batch_{i}", random_batch(rng, n_train_per_batch, f"training batch {i} of 5"))
     write_pickle(folder / "test_batch", random_batch(rng, n_test, "testing batch 1 of 1"))
-    write_pickle(folder / "batches.meta", {
-        b"num_cases_per_batch": n_train_per_batch,
-        b"label_names": [name.encode() for name in CLASS_NAMES],
-        b"num_vis": 3072,
-    })
+    write_pickle(
+        folder / "batches.meta",
+        {
+            b"num_cases_per_batch": n_train_per_batch,
+            b"label_names": [name.encode() for name in CLASS_NAMES],
+            b"num_vis": 3072,
+        },
+    )
     return folder
 
 

@@ -136,5 +136,9 @@ def make_archives(root: Path, per_label: int = 2) -> tuple[Path, Path, TrainLayo
     root = Path(root)
     layout = write_train_tree(root / "source_train")
     test = write_test_tree(root / "source_test", per_label=per_label)
-    return (tar_folder(root / "source_train", root / TRAIN_ARCHIVE),
-            tar_folder(root / "source_test", root / TEST_ARCHIVE), layout, test)
+    return (
+        tar_folder(root / "source_train", root / TRAIN_ARCHIVE),
+        tar_folder(root / "source_test", root / TEST_ARCHIVE),
+        layout,
+        test,
+    )

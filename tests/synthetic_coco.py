@@ -16,10 +16,15 @@ import numpy as np
 from PIL import Image
 
 PERSON_CATEGORY_ID = 7  # deliberately not COCO's 1: the builder must look the id up by name
-OTHER_CATEGORIES = [{"supercategory": "animal", "id": 1, "name": "dog"},
-                    {"supercategory": "vehicle", "id": 3, "name": "car"}]
-TRAIN_ARCHIVE, IMAGES_ARCHIVE, ANNOTATIONS_ARCHIVE = ("vw_coco2014_96.tar.gz", "val2017.zip",
-                                                      "annotations_trainval2017.zip")
+OTHER_CATEGORIES = [
+    {"supercategory": "animal", "id": 1, "name": "dog"},
+    {"supercategory": "vehicle", "id": 3, "name": "car"},
+]
+TRAIN_ARCHIVE, IMAGES_ARCHIVE, ANNOTATIONS_ARCHIVE = (
+    "vw_coco2014_96.tar.gz",
+    "val2017.zip",
+    "annotations_trainval2017.zip",
+)
 
 
 @dataclass(frozen=True)
@@ -95,16 +100,37 @@ def write_coco(root: Path, cases: tuple[CocoCase, ...] = COCO_CASES, seed: int =
     images, annotations = [], []
     for case in cases:
         save_image(root / "val2017" / case.file_name, _pixels(rng, case.width, case.height, case.mode), quality=90)
-        images.append({"license": 1, "file_name": case.file_name, "coco_url": "", "height": case.height,
-                       "width": case.width, "date_captured": "2013-11-14 17:02:52", "flickr_url": "",
-                       "id": case.image_id})
+        images.append(
+            {
+                "license": 1,
+                "file_name": case.file_name,
+                "coco_url": "",
+                "height": case.height,
+                "width": case.width,
+                "date_captured": "2013-11-14 17:02:52",
+                "flickr_url": "",
+                "id": case.image_id,
+            }
+        )
         for box in case.boxes:
-            annotations.append({"segmentation": [[0, 0, box.w, 0, box.w, box.h]], "area": box.w * box.h * 0.6,
-                                "iscrowd": box.iscrowd, "image_id": case.image_id, "bbox": [1.0, 2.0, box.w, box.h],
-                                "category_id": box.category_id, "id": 900000 + len(annotations)})
-    coco = {"info": {"description": "synthetic COCO 2017"}, "licenses": [{"id": 1, "name": "test"}],
-            "images": images, "annotations": annotations,
-            "categories": [*OTHER_CATEGORIES, {"supercategory": "person", "id": PERSON_CATEGORY_ID, "name": "person"}]}
+            annotations.append(
+                {
+                    "segmentation": [[0, 0, box.w, 0, box.w, box.h]],
+                    "area": box.w * box.h * 0.6,
+                    "iscrowd": box.iscrowd,
+                    "image_id": case.image_id,
+                    "bbox": [1.0, 2.0, box.w, box.h],
+                    "category_id": box.category_id,
+                    "id": 900000 + len(annotations),
+                }
+            )
+    coco = {
+        "info": {"description": "synthetic COCO 2017"},
+        "licenses": [{"id": 1, "name": "test"}],
+        "images": images,
+        "annotations": annotations,
+        "categories": [*OTHER_CATEGORIES, {"supercategory": "person", "id": PERSON_CATEGORY_ID, "name": "person"}],
+    }
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     (root / "annotations" / "instances_val2017.json").write_text(json.dumps(coco))
     return root
@@ -112,8 +138,9 @@ def write_coco(root: Path, cases: tuple[CocoCase, ...] = COCO_CASES, seed: int =
 
 def expected_minival(cases: tuple[CocoCase, ...] = COCO_CASES) -> dict[str, list[str]]:
     """{"person": [...], "non_person": [...]} sorted file names the minival builder must write."""
-    return {label: sorted(case.file_name for case in cases if case.expected == label)
-            for label in ("person", "non_person")}
+    return {
+        label: sorted(case.file_name for case in cases if case.expected == label) for label in ("person", "non_person")
+    }
 
 
 def write_vww_train(root: Path, n_non_person: int, n_person: int, seed: int = 0) -> Path:
@@ -145,8 +172,11 @@ def make_archives(root: Path, n_non_person: int = 12, n_person: int = 15, seed: 
     write_coco(source, seed=seed)
     (source / "annotations" / "captions_val2017.json").write_text('{"annotations": []}')
     train_folder = write_vww_train(source, n_non_person, n_person, seed=seed + 1)
-    archives = {"train": root / TRAIN_ARCHIVE, "images": root / IMAGES_ARCHIVE,
-                "annotations": root / ANNOTATIONS_ARCHIVE}
+    archives = {
+        "train": root / TRAIN_ARCHIVE,
+        "images": root / IMAGES_ARCHIVE,
+        "annotations": root / ANNOTATIONS_ARCHIVE,
+    }
     with tarfile.open(archives["train"], "w:gz") as tar:
         tar.add(train_folder, arcname="vw_coco2014_96")
     for key, folder in (("images", "val2017"), ("annotations", "annotations")):

@@ -10,6 +10,7 @@ their real inputs, so that activation ranges (and hence int8 quantisation) are r
 - visual wake words: 96x96 RGB in [0, 1], smooth random colour fields (bilinear upsampling of a
   coarse random grid) with mild noise.
 """
+
 import numpy as np
 
 from tests import synthetic  # tests/ as a package: benchmarks import this module too
@@ -42,7 +43,7 @@ def word_clips(rng, n):
         voice = sum(np.sin(2 * np.pi * k * pitch * t + rng.uniform(0, 2 * np.pi)) / k for k in (1, 2, 3))
         clips[row] += rng.uniform(0.2, 0.9) * envelope * voice + envelope * rng.normal(0.0, 0.03, RATE)
         if rng.random() < 0.3:  # a recording shorter than 1 s, zero-padded as the feature pipeline pads
-            clips[row, int(RATE * max(start + length, rng.uniform(0.7, 0.95))):] = 0.0
+            clips[row, int(RATE * max(start + length, rng.uniform(0.7, 0.95))) :] = 0.0
     return np.clip(clips, -1.0, 1.0).astype(np.float32), labels.astype(np.int64)
 
 
@@ -68,8 +69,11 @@ def smooth_images(rng, n, size=96, grid=6):
     return np.clip(images, 0.0, 1.0).astype(np.float32), rng.integers(0, 2, n).astype(np.int64)
 
 
-GENERATORS = {"image_classification": cifar_images, "keyword_spotting": mfcc_features,
-              "visual_wake_words": smooth_images}
+GENERATORS = {
+    "image_classification": cifar_images,
+    "keyword_spotting": mfcc_features,
+    "visual_wake_words": smooth_images,
+}
 
 
 def model_inputs(task, n, seed=0):

@@ -2,6 +2,7 @@
 naming the problem and the fix and a non-zero exit, or succeeds saying what it did; files that were there
 before are byte-identical after. (Data and training cases: test_bad_input_data.py and
 test_bad_input_training.py.)"""
+
 import errno
 import json
 import os
@@ -14,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from synthetic import write_cifar
 
 from common import config as config_lib
 from common import files
 from common.tasks import config_path
 from common.weights import load_weights, pretrained_path, save_weights
-from synthetic import write_cifar
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TASK = "image_classification"
@@ -28,8 +29,14 @@ TASK = "image_classification"
 def run(script, *args, cwd, timeout=300):
     env = dict(os.environ)
     env.setdefault("PYTHON", sys.executable)
-    return subprocess.run(["bash", str(REPO_ROOT / TASK / script), *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        ["bash", str(REPO_ROOT / TASK / script), *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def assert_clean_failure(proc, *named):
@@ -68,9 +75,11 @@ def cifar(tmp_path_factory):
 def test_results_dir_that_is_a_file(cifar, tmp_path, script):
     user_file = tmp_path / "results"
     user_file.write_text("my notes\n")
-    proc = run(script, "--data-dir", cifar / "data", "--results-dir", user_file, "--rho", "0.5",
-               cwd=tmp_path) if script == "deploy.sh" else run(script, "--data-dir", cifar / "data",
-                                                                 "--results-dir", user_file, cwd=tmp_path)
+    proc = (
+        run(script, "--data-dir", cifar / "data", "--results-dir", user_file, "--rho", "0.5", cwd=tmp_path)
+        if script == "deploy.sh"
+        else run(script, "--data-dir", cifar / "data", "--results-dir", user_file, cwd=tmp_path)
+    )
     assert_clean_failure(proc, user_file, "is a file")
     assert user_file.read_text() == "my notes\n"
 
@@ -83,8 +92,7 @@ def test_results_dir_that_cannot_be_written(cifar, tmp_path):
 def test_models_dir_that_is_a_file_for_trained_models(cifar, tmp_path):
     user_file = tmp_path / "models"
     user_file.write_text("not a folder\n")
-    proc = run("test.sh", "--data-dir", cifar / "data", "--models", "trained", "--models-dir", user_file,
-               cwd=tmp_path)
+    proc = run("test.sh", "--data-dir", cifar / "data", "--models", "trained", "--models-dir", user_file, cwd=tmp_path)
     assert_clean_failure(proc, "no trained", user_file)
     assert user_file.read_text() == "not a folder\n"
 
@@ -95,8 +103,19 @@ def test_truncated_trained_weights(cifar, tmp_path):
     weights = models / TASK / "base" / "weights.npz"
     weights.write_bytes(weights.read_bytes()[:5000])
     before = snapshot(models)
-    proc = run("test.sh", "--data-dir", cifar / "data", "--models", "trained", "base", "--models-dir", models,
-               "--results-dir", tmp_path / "out", cwd=tmp_path)
+    proc = run(
+        "test.sh",
+        "--data-dir",
+        cifar / "data",
+        "--models",
+        "trained",
+        "base",
+        "--models-dir",
+        models,
+        "--results-dir",
+        tmp_path / "out",
+        cwd=tmp_path,
+    )
     assert_clean_failure(proc, weights, "cannot read weights file")
     assert snapshot(models) == before and not (tmp_path / "out").exists()
 
@@ -105,8 +124,12 @@ def test_truncated_summary_given_to_report(tmp_path):
     summary = tmp_path / "results" / TASK / "summary.json"
     summary.parent.mkdir(parents=True)
     summary.write_text('{"task": "image_classification", "models": {"base": {"acc')
-    proc = subprocess.run([sys.executable, "-m", "common.cli", "report", "--results-root", tmp_path / "results"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "common.cli", "report", "--results-root", tmp_path / "results"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert_clean_failure(proc, summary, "damaged", "test.sh")
     assert summary.read_text().endswith('"acc')
 
@@ -117,11 +140,33 @@ def trained_subset(cifar, tmp_path_factory):
     root = tmp_path_factory.mktemp("subset")
     models = root / "models"
     fake_trained(models, "trecx_ev")
-    only_ev = run("test.sh", "--data-dir", cifar / "data", "--models", "trained", "--models-dir", models,
-                  "--results-dir", root / "only_ev", cwd=root)
+    only_ev = run(
+        "test.sh",
+        "--data-dir",
+        cifar / "data",
+        "--models",
+        "trained",
+        "--models-dir",
+        models,
+        "--results-dir",
+        root / "only_ev",
+        cwd=root,
+    )
     fake_trained(models, "base")
-    named = run("test.sh", "--data-dir", cifar / "data", "--models", "trained", "trecx_ev", "base",
-                "--models-dir", models, "--results-dir", root / "named", cwd=root)
+    named = run(
+        "test.sh",
+        "--data-dir",
+        cifar / "data",
+        "--models",
+        "trained",
+        "trecx_ev",
+        "base",
+        "--models-dir",
+        models,
+        "--results-dir",
+        root / "named",
+        cwd=root,
+    )
     return root, only_ev, named
 
 
@@ -148,8 +193,18 @@ def test_named_trained_models_with_a_trained_base(trained_subset):
 def test_named_trained_model_that_is_missing(cifar, tmp_path):
     models = tmp_path / "models"
     fake_trained(models, "trecx_ev")
-    proc = run("test.sh", "--data-dir", cifar / "data", "--models", "trained", "trecx_ev", "sdn",
-               "--models-dir", models, cwd=tmp_path)
+    proc = run(
+        "test.sh",
+        "--data-dir",
+        cifar / "data",
+        "--models",
+        "trained",
+        "trecx_ev",
+        "sdn",
+        "--models-dir",
+        models,
+        cwd=tmp_path,
+    )
     assert_clean_failure(proc, "no trained sdn model(s)", "train.sh sdn")
 
 
@@ -160,13 +215,26 @@ def test_a_new_run_replaces_the_earlier_results_as_a_whole(cifar, tmp_path, trai
     assert first.returncode == 0, first.stderr[-3000:]
     (out / "my_notes.txt").write_text("kept")
     first_figure = (out / "Fig4a.png").read_bytes()
-    second = run("test.sh", "--data-dir", cifar / "data", "--models", "trained", "trecx_ev",
-                 "--models-dir", root / "models", "--results-dir", out, cwd=tmp_path)
+    second = run(
+        "test.sh",
+        "--data-dir",
+        cifar / "data",
+        "--models",
+        "trained",
+        "trecx_ev",
+        "--models-dir",
+        root / "models",
+        "--results-dir",
+        out,
+        cwd=tmp_path,
+    )
     assert second.returncode == 0, second.stderr[-3000:]
     # Only this run's traces, curves and figures remain beside the user's own file.
     assert sorted(p.name for p in (out / "traces").iterdir()) == ["base.npz", "trecx_ev.npz"]
-    assert sorted(p.name for p in out.glob("benefit_curve_*.csv")) == ["benefit_curve_base.csv",
-                                                                       "benefit_curve_trecx_ev.csv"]
+    assert sorted(p.name for p in out.glob("benefit_curve_*.csv")) == [
+        "benefit_curve_base.csv",
+        "benefit_curve_trecx_ev.csv",
+    ]
     assert (out / "Fig4a.png").read_bytes() != first_figure  # redrawn: now without trecx_noev
     assert (out / "my_notes.txt").read_text() == "kept"
 
@@ -178,9 +246,14 @@ def test_an_interrupted_run_leaves_the_earlier_results_as_they_were(cifar, tmp_p
     before = snapshot(out)
     env = dict(os.environ)
     env.setdefault("PYTHON", sys.executable)
-    proc = subprocess.Popen(["bash", str(REPO_ROOT / TASK / "test.sh"), "--data-dir", str(cifar / "data"),
-                             "--results-dir", str(out)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        ["bash", str(REPO_ROOT / TASK / "test.sh"), "--data-dir", str(cifar / "data"), "--results-dir", str(out)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in proc.stdout:  # interrupt while the models run, after some traces are written
         if line.startswith("trecx_noev: predicting"):
             time.sleep(0.5)
@@ -215,8 +288,9 @@ def small_disk(tmp_path):
     """A 4 MB tmpfs (root can mount one on the machines this project runs on)."""
     mount_point = tmp_path / "disk"
     mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     yield mount_point

@@ -2,6 +2,7 @@
 imported, `report` over damaged or misplaced results, options that would do nothing or that are only a
 prefix of another, and install_mcu_toolchain.sh's own arguments. Each ends in one message naming the
 problem and the fix, exit 2, no traceback, files untouched. (The MCU build cache: tests/test_mcu.py.)"""
+
 import json
 import os
 import subprocess
@@ -17,14 +18,21 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 def cli(*args, cwd, **environment):
     env = {**os.environ, **environment}
-    return subprocess.run([sys.executable, "-m", "common.cli", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "common.cli", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def script(name, *args, cwd, **environment):
     env = {**os.environ, "PYTHON": os.environ.get("PYTHON", sys.executable), **environment}
-    return subprocess.run(["bash", str(REPO_ROOT / name), *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        ["bash", str(REPO_ROOT / name), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def one_message(proc, *named):
@@ -54,12 +62,15 @@ def extra_tasks(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("package, named", [
-    ("not_installed_anywhere", ["task package not_installed_anywhere", "is not installed", "PYTHONPATH"]),
-    ("no_task_module", ["task package no_task_module", "has no task module (no_task_module/task.py)"]),
-    ("broken_syntax", ["has a syntax error", "broken_syntax/task.py, line 2"]),
-    ("missing_import", ["missing_import.task", "needs a_package_nobody_installed"]),
-])
+@pytest.mark.parametrize(
+    "package, named",
+    [
+        ("not_installed_anywhere", ["task package not_installed_anywhere", "is not installed", "PYTHONPATH"]),
+        ("no_task_module", ["task package no_task_module", "has no task module (no_task_module/task.py)"]),
+        ("broken_syntax", ["has a syntax error", "broken_syntax/task.py, line 2"]),
+        ("missing_import", ["missing_import.task", "needs a_package_nobody_installed"]),
+    ],
+)
 def test_tasks_names_an_extra_task_that_cannot_be_imported(extra_tasks, package, named):
     proc = cli("tasks", cwd=extra_tasks, **{EXTRA_TASKS_VARIABLE: package})
     one_message(proc, *named, EXTRA_TASKS_VARIABLE)
@@ -79,15 +90,32 @@ def test_report_over_results_of_a_task_whose_package_is_gone(tmp_path):
 
 
 def good_summary(task="image_classification"):
-    tradeoff = [{"drop": d, "accuracy": 86.0, "mflops": 20.0 - d, "reduction_pct": 20.0 + d, "rho": 0.8}
-                for d in (1, 2, 3)]
-    return {"task": task, "num_samples": 10,
-            "inputs": {"found": 10, "scored": 10, "skipped": []}, "source": "pretrained",
-            "baseline": {"model": "base", "source": "pretrained"},
-            "models": {"base": {"exits": ["ef"], "accuracy": {"ef": 87.0}, "mflops": {"ef": 25.27}, "params": 78666,
-                                "tradeoff": tradeoff},
-                       "trecx_ev": {"exits": ["ee", "ef"], "accuracy": {"ee": 73.0, "ef": 87.4},
-                                    "mflops": {"ee": 11.66, "ef": 26.46}, "params": 89780, "tradeoff": tradeoff}}}
+    tradeoff = [
+        {"drop": d, "accuracy": 86.0, "mflops": 20.0 - d, "reduction_pct": 20.0 + d, "rho": 0.8} for d in (1, 2, 3)
+    ]
+    return {
+        "task": task,
+        "num_samples": 10,
+        "inputs": {"found": 10, "scored": 10, "skipped": []},
+        "source": "pretrained",
+        "baseline": {"model": "base", "source": "pretrained"},
+        "models": {
+            "base": {
+                "exits": ["ef"],
+                "accuracy": {"ef": 87.0},
+                "mflops": {"ef": 25.27},
+                "params": 78666,
+                "tradeoff": tradeoff,
+            },
+            "trecx_ev": {
+                "exits": ["ee", "ef"],
+                "accuracy": {"ee": 73.0, "ef": 87.4},
+                "mflops": {"ee": 11.66, "ef": 26.46},
+                "params": 89780,
+                "tradeoff": tradeoff,
+            },
+        },
+    }
 
 
 def damage(summary, path, value=KeyError):
@@ -102,14 +130,17 @@ def damage(summary, path, value=KeyError):
     return summary
 
 
-@pytest.mark.parametrize("path, value, named", [
-    (("models", "base", "params"), KeyError, "models.base.params is missing"),
-    (("models",), KeyError, "models is missing"),
-    (("models", "base", "accuracy", "ef"), "87", "models.base.accuracy.ef is str, expected a number"),
-    (("models", "trecx_ev", "tradeoff"), [], "models.trecx_ev.tradeoff is empty"),
-    (("models", "trecx_ev", "tradeoff"), {"drop": 1}, "models.trecx_ev.tradeoff is dict, expected a list"),
-    (("inputs", "skipped"), [{"id": 3}], "inputs.skipped.0.id is int, expected a string"),
-])
+@pytest.mark.parametrize(
+    "path, value, named",
+    [
+        (("models", "base", "params"), KeyError, "models.base.params is missing"),
+        (("models",), KeyError, "models is missing"),
+        (("models", "base", "accuracy", "ef"), "87", "models.base.accuracy.ef is str, expected a number"),
+        (("models", "trecx_ev", "tradeoff"), [], "models.trecx_ev.tradeoff is empty"),
+        (("models", "trecx_ev", "tradeoff"), {"drop": 1}, "models.trecx_ev.tradeoff is dict, expected a list"),
+        (("inputs", "skipped"), [{"id": 3}], "inputs.skipped.0.id is int, expected a string"),
+    ],
+)
 def test_report_refuses_a_damaged_summary_naming_file_and_key(tmp_path, path, value, named):
     summary_file = tmp_path / "results" / "image_classification" / "summary.json"
     summary_file.parent.mkdir(parents=True)
@@ -148,12 +179,15 @@ def test_mcu_samples_without_mcu_is_refused(tmp_path):
     one_message(proc, "--mcu-samples", "needs --mcu")
 
 
-@pytest.mark.parametrize("command, args, prefix", [
-    ("reproduce.sh", ["--data", "somewhere"], "--data"),
-    ("image_classification/test.sh", ["--results", "out"], "--results"),
-    ("image_classification/deploy.sh", ["--calibration", "x", "--rho", "0.5"], "--calibration"),
-    ("keyword_spotting/download.sh", ["--mirr", "x"], "--mirr"),
-])
+@pytest.mark.parametrize(
+    "command, args, prefix",
+    [
+        ("reproduce.sh", ["--data", "somewhere"], "--data"),
+        ("image_classification/test.sh", ["--results", "out"], "--results"),
+        ("image_classification/deploy.sh", ["--calibration", "x", "--rho", "0.5"], "--calibration"),
+        ("keyword_spotting/download.sh", ["--mirr", "x"], "--mirr"),
+    ],
+)
 def test_an_option_prefix_is_an_error_not_another_option(tmp_path, command, args, prefix):
     proc = script(command, *args, cwd=tmp_path)
     assert proc.returncode == 2 and f"unrecognized arguments: {prefix}" in proc.stderr, proc.stderr
@@ -172,8 +206,9 @@ def test_install_mcu_toolchain_home_that_is_a_file(tmp_path):
 
 
 def test_install_mcu_toolchain_sources_that_do_not_exist(tmp_path):
-    proc = script("install_mcu_toolchain.sh", "--sources", tmp_path / "nowhere", "--home", tmp_path / "home",
-                  cwd=tmp_path)
+    proc = script(
+        "install_mcu_toolchain.sh", "--sources", tmp_path / "nowhere", "--home", tmp_path / "home", cwd=tmp_path
+    )
     one_message(proc, f"--sources {tmp_path / 'nowhere'}: no such folder")
     assert proc.stderr.count("\n") == 1 and not (tmp_path / "home").exists()
 

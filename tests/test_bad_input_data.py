@@ -3,6 +3,7 @@ message naming the file or folder and a non-zero exit, or are skipped, named and
 files that were there before are byte-identical after; download --split fetches only what it needs. The
 script runs go two at a time from one fixture. Below them, the image modes of visual wake words and the
 minival builder in process."""
+
 import json
 import os
 import shutil
@@ -15,12 +16,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
+from synthetic import random_batch, write_cifar, write_pickle
+from synthetic_audio import tone_clip, write_test_tree, write_train_tree, write_wav
+from synthetic_coco import COCO_CASES, save_image, write_coco, write_vww_train
+from synthetic_coco import make_archives as make_vww_archives
 
 from common.errors import UserError
 from keyword_spotting import data as kws
-from synthetic import random_batch, write_cifar, write_pickle
-from synthetic_audio import tone_clip, write_test_tree, write_train_tree, write_wav
-from synthetic_coco import COCO_CASES, make_archives as make_vww_archives, save_image, write_coco, write_vww_train
 from visual_wake_words import data as vww
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -47,9 +49,11 @@ def kws_damaged_clips(tmp):
     (root / "go" / "cut_in_data.wav").write_bytes(whole[:20000])
     (root / "go" / "cut_in_header.wav").write_bytes(whole[:30])
     write_wav(root / "up" / "nan.wav", np.where(np.arange(16000) == 5, np.nan, 0.1).astype(np.float32))
-    skipped = [(f"{KWS_TEST}/go/cut_in_data.wav", "truncated"),
-               (f"{KWS_TEST}/go/cut_in_header.wav", "truncated header"),
-               (f"{KWS_TEST}/up/nan.wav", "non-finite samples")]
+    skipped = [
+        (f"{KWS_TEST}/go/cut_in_data.wav", "truncated"),
+        (f"{KWS_TEST}/go/cut_in_header.wav", "truncated header"),
+        (f"{KWS_TEST}/up/nan.wav", "non-finite samples"),
+    ]
     return "keyword_spotting/test.sh", ["--data-dir", tmp / "data", "--results-dir", tmp / "out"], {"skipped": skipped}
 
 
@@ -72,7 +76,7 @@ def kws_cache(tmp_path_factory) -> Path:
 
 def _truncate(path: Path) -> bytes:
     whole = path.read_bytes()
-    path.write_bytes(whole[:len(whole) // 2])
+    path.write_bytes(whole[: len(whole) // 2])
     return whole
 
 
@@ -87,8 +91,11 @@ def kws_cache_preprocess(tmp, kws_cache):
 def kws_cache_train(tmp, kws_cache):
     shutil.copytree(kws_cache, tmp / "data")
     _truncate(tmp / "data" / "cache" / "train_audio.npy")
-    return "keyword_spotting/train.sh", ["base", "--data-dir", tmp / "data", "--models-dir", tmp / "models",
-                                         "--set", "epochs=1"], {}
+    return (
+        "keyword_spotting/train.sh",
+        ["base", "--data-dir", tmp / "data", "--models-dir", tmp / "models", "--set", "epochs=1"],
+        {},
+    )
 
 
 def picture(rng=None) -> tuple[np.ndarray, np.ndarray]:
@@ -106,19 +113,30 @@ def mode_versions(folder: Path) -> dict[str, str]:
     rgb, grey = picture()
     alpha = np.random.default_rng(6).integers(0, 256, (96, 96), dtype=np.uint8)
     palette = Image.fromarray(rgb).quantize(64)
-    images = {"rgb.png": Image.fromarray(rgb), "rgba.png": Image.fromarray(np.dstack([rgb, alpha]), "RGBA"),
-              "grey_rgb.png": Image.fromarray(np.dstack([grey] * 3)), "l.png": Image.fromarray(grey),
-              "la.png": Image.fromarray(np.dstack([grey, alpha]), "LA"),
-              "i16.png": Image.fromarray(grey.astype(np.uint16) * 257),
-              "p_rgb.png": palette.convert("RGB"), "one.png": Image.fromarray(grey > 128),
-              "one_rgb.png": Image.fromarray(np.dstack([np.where(grey > 128, 255, 0).astype(np.uint8)] * 3))}
+    images = {
+        "rgb.png": Image.fromarray(rgb),
+        "rgba.png": Image.fromarray(np.dstack([rgb, alpha]), "RGBA"),
+        "grey_rgb.png": Image.fromarray(np.dstack([grey] * 3)),
+        "l.png": Image.fromarray(grey),
+        "la.png": Image.fromarray(np.dstack([grey, alpha]), "LA"),
+        "i16.png": Image.fromarray(grey.astype(np.uint16) * 257),
+        "p_rgb.png": palette.convert("RGB"),
+        "one.png": Image.fromarray(grey > 128),
+        "one_rgb.png": Image.fromarray(np.dstack([np.where(grey > 128, 255, 0).astype(np.uint8)] * 3)),
+    }
     folder.mkdir(parents=True, exist_ok=True)
     for name, image in images.items():
         image.save(folder / name)
     palette.save(folder / "p.png", transparency=0)
     assert Image.open(folder / "i16.png").mode == "I;16" and Image.open(folder / "p.png").mode == "P"
-    return {"rgba.png": "rgb.png", "l.png": "grey_rgb.png", "la.png": "grey_rgb.png", "i16.png": "grey_rgb.png",
-            "p.png": "p_rgb.png", "one.png": "one_rgb.png"}
+    return {
+        "rgba.png": "rgb.png",
+        "l.png": "grey_rgb.png",
+        "la.png": "grey_rgb.png",
+        "i16.png": "grey_rgb.png",
+        "p.png": "p_rgb.png",
+        "one.png": "one_rgb.png",
+    }
 
 
 @case
@@ -143,8 +161,11 @@ def vww_train_empty_image(tmp):
     write_vww_train(tmp / "data", 4, 4)
     empty = tmp / "data" / vww.TRAIN_FOLDER / "person" / "COCO_train2014_zzzz.jpg"
     empty.write_bytes(b"")
-    return "visual_wake_words/train.sh", ["base", "--data-dir", tmp / "data", "--models-dir", tmp / "models",
-                                          "--set", "epochs=1"], {"file": empty.name}
+    return (
+        "visual_wake_words/train.sh",
+        ["base", "--data-dir", tmp / "data", "--models-dir", tmp / "models", "--set", "epochs=1"],
+        {"file": empty.name},
+    )
 
 
 @case
@@ -162,31 +183,43 @@ def cifar_download_keeps_own_test_batch(tmp):
     write_cifar(tmp / "own", n_test=5, n_train_per_batch=1)
     (tmp / "data" / "cifar-10-batches-py").mkdir(parents=True)
     shutil.copy(tmp / "own" / "cifar-10-batches-py" / "test_batch", tmp / "data" / "cifar-10-batches-py")
-    return "image_classification/download.sh", ["--data-dir", tmp / "data", "--mirror", tmp / "mirror",
-                                                "--split", "test"], {}
+    return (
+        "image_classification/download.sh",
+        ["--data-dir", tmp / "data", "--mirror", tmp / "mirror", "--split", "test"],
+        {},
+    )
 
 
 @case
 def kws_download_test_split(tmp):
     write_test_tree(tmp / "data" / KWS_TEST, per_label=1)
     (tmp / "mirror").mkdir()  # holds nothing: the train archive must not be asked for
-    return "keyword_spotting/download.sh", ["--data-dir", tmp / "data", "--mirror", tmp / "mirror",
-                                            "--split", "test"], {}
+    return (
+        "keyword_spotting/download.sh",
+        ["--data-dir", tmp / "data", "--mirror", tmp / "mirror", "--split", "test"],
+        {},
+    )
 
 
 @case
 def vww_download_test_split(tmp):
     write_coco(tmp / "data", cases=COCO_CASES[:3])
     (tmp / "mirror").mkdir()
-    return "visual_wake_words/download.sh", ["--data-dir", tmp / "data", "--mirror", tmp / "mirror",
-                                             "--split", "test"], {}
+    return (
+        "visual_wake_words/download.sh",
+        ["--data-dir", tmp / "data", "--mirror", tmp / "mirror", "--split", "test"],
+        {},
+    )
 
 
 @case
 def vww_download_train_split(tmp):
     make_vww_archives(tmp / "mirror", 2, 2)  # not the official files: the checksum refuses the one fetched
-    return "visual_wake_words/download.sh", ["--data-dir", tmp / "data", "--mirror", tmp / "mirror",
-                                             "--split", "train"], {}
+    return (
+        "visual_wake_words/download.sh",
+        ["--data-dir", tmp / "data", "--mirror", tmp / "mirror", "--split", "train"],
+        {},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -197,8 +230,12 @@ def runs(tmp_path_factory, kws_cache) -> dict:
     for name, setup in CASES.items():
         tmp = tmp_path_factory.mktemp(name)
         script, args, context = setup(tmp, kws_cache) if "kws_cache" in name else setup(tmp)
-        prepared[name] = (tmp, ["bash", str(REPO_ROOT / script), *map(str, args)], context,
-                          snapshot(tmp / "data") if (tmp / "data").exists() else {})
+        prepared[name] = (
+            tmp,
+            ["bash", str(REPO_ROOT / script), *map(str, args)],
+            context,
+            snapshot(tmp / "data") if (tmp / "data").exists() else {},
+        )
 
     def run(name):
         tmp, argv, _, _ = prepared[name]
@@ -225,10 +262,13 @@ def inputs_of(tmp: Path) -> dict:
 def test_kws_damaged_clips_are_skipped_named_and_counted(runs) -> None:
     output = ended(runs, "kws_damaged_clips", 0)
     _, tmp, _, context, _ = runs["kws_damaged_clips"]
-    for name, reason in context["skipped"]:
+    for name, _ in context["skipped"]:
         assert name.split("/")[-1] in output
-    assert inputs_of(tmp) == {"found": 15, "scored": 12,
-                              "skipped": [{"id": name, "reason": reason} for name, reason in context["skipped"]]}
+    assert inputs_of(tmp) == {
+        "found": 15,
+        "scored": 12,
+        "skipped": [{"id": name, "reason": reason} for name, reason in context["skipped"]],
+    }
     with np.load(tmp / "out" / "traces" / "base.npz") as traces:
         assert len(traces["ids"]) == 12 and np.isfinite(traces["ef"]).all()
 
@@ -256,15 +296,22 @@ def test_kws_truncated_cache_stops_training_with_the_fix(runs) -> None:
 def test_vww_every_image_mode_scores_as_its_8_bit_rgb_version(runs) -> None:
     ended(runs, "vww_modes", 0)
     _, tmp, _, context, _ = runs["vww_modes"]
-    assert inputs_of(tmp) == {"found": 12, "scored": 11,
-                              "skipped": [{"id": "person/empty.png", "reason": "empty file"}]}
+    assert inputs_of(tmp) == {
+        "found": 12,
+        "scored": 11,
+        "skipped": [{"id": "person/empty.png", "reason": "empty file"}],
+    }
     for model in ("base", "trecx_ev"):
         with np.load(tmp / "out" / "traces" / f"{model}.npz") as traces:
             row = {name: i for i, name in enumerate(traces["ids"])}
             for exit_name in (key for key in traces.files if key not in ("ids", "labels")):
                 for version, reference in context["pairs"].items():
-                    np.testing.assert_allclose(traces[exit_name][row[f"person/{version}"]],
-                                               traces[exit_name][row[f"person/{reference}"]], atol=1e-6, rtol=0)
+                    np.testing.assert_allclose(
+                        traces[exit_name][row[f"person/{version}"]],
+                        traces[exit_name][row[f"person/{reference}"]],
+                        atol=1e-6,
+                        rtol=0,
+                    )
 
 
 def test_vww_failed_minival_build_loses_no_file(runs) -> None:
@@ -362,11 +409,16 @@ def test_minival_build_never_deletes_a_file_it_did_not_write(tmp_path) -> None:
 
 def test_download_fetches_only_what_the_split_needs(tmp_path) -> None:
     archives = make_vww_archives(tmp_path / "mirror", 2, 2)
-    urls = dict(train_url=archives["train"].as_uri(), images_url=archives["images"].as_uri(),
-                annotations_url=archives["annotations"].as_uri(), verify_checksums=False)
+    urls = dict(
+        train_url=archives["train"].as_uri(),
+        images_url=archives["images"].as_uri(),
+        annotations_url=archives["annotations"].as_uri(),
+        verify_checksums=False,
+    )
     vww.download(tmp_path / "test", split="test", **urls)
     assert sorted(p.name for p in (tmp_path / "test").iterdir()) == sorted(
-        ["annotations", "annotations_trainval2017.zip", "val2017", "val2017.zip"])
+        ["annotations", "annotations_trainval2017.zip", "val2017", "val2017.zip"]
+    )
     vww.download(tmp_path / "train", split="train", **urls)
     assert sorted(p.name for p in (tmp_path / "train").iterdir()) == ["vw_coco2014_96", "vw_coco2014_96.tar.gz"]
 

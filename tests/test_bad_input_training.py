@@ -5,6 +5,7 @@ that the files there before are byte-identical after. The runs start together in
 imports TensorFlow: about 10 s), and the assertions share them. Faults that need an in-process hook (a disk
 that fills up during training, a loss that becomes NaN at a chosen batch) are in test_training.py.
 """
+
 import concurrent.futures
 import os
 import subprocess
@@ -12,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from synthetic import write_cifar
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -23,8 +23,14 @@ DAMAGED_H5 = b"\x89HDF\r\n\x1a\n" + bytes(4000)  # an HDF5 signature, then what 
 
 def train_sh(*args, cwd):
     env = dict(os.environ, PYTHON=os.environ.get("PYTHON", sys.executable))
-    return subprocess.run(["bash", str(REPO_ROOT / "image_classification" / "train.sh"), *map(str, args)],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        ["bash", str(REPO_ROOT / "image_classification" / "train.sh"), *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def snapshot(folder):
@@ -47,16 +53,24 @@ def unwritable_models_dir(tmp):
 
 
 ERRORS = {  # name: (arguments beyond --data-dir, or a function of the case's folder giving them; message parts)
-    "nan-learning-rate": (SHORT + ["--set", "learning_rate.initial=.nan"],
-                          ["--set learning_rate.initial=.nan: learning_rate.initial must be a finite number"]),
-    "zero-steps": (SHORT + ["--set", "steps_per_epoch=0"], ["--set steps_per_epoch=0: steps_per_epoch must be at "
-                                                            "least 1, got 0"]),
+    "nan-learning-rate": (
+        SHORT + ["--set", "learning_rate.initial=.nan"],
+        ["--set learning_rate.initial=.nan: learning_rate.initial must be a finite number"],
+    ),
+    "zero-steps": (
+        SHORT + ["--set", "steps_per_epoch=0"],
+        ["--set steps_per_epoch=0: steps_per_epoch must be at least 1, got 0"],
+    ),
     "negative-seed": (SHORT + ["--set", "seed=-1"], ["--set seed=-1: seed must be between 0 and"]),
     "bad-config-file": (bad_config_file, ["bad.yaml: batch_size must be at least 1, got 0"]),
-    "models-dir-is-a-file": (models_dir_is_a_file, ["--models-dir", "models.txt is a file, not a folder",
-                                                    "choose another --models-dir"]),
-    "unwritable-models-dir": (unwritable_models_dir, ["--models-dir /proc/trecx_models", "cannot write in",
-                                                      "choose another --models-dir"]),
+    "models-dir-is-a-file": (
+        models_dir_is_a_file,
+        ["--models-dir", "models.txt is a file, not a folder", "choose another --models-dir"],
+    ),
+    "unwritable-models-dir": (
+        unwritable_models_dir,
+        ["--models-dir /proc/trecx_models", "cannot write in", "choose another --models-dir"],
+    ),
 }
 
 
@@ -69,8 +83,9 @@ def finish_then_fail_under_force(tmp, data):
     common = ["base", "--data-dir", data, "--models-dir", tmp / "models", *SHORT]
     first = train_sh(*common, cwd=tmp)
     before = snapshot(tmp / "models" / RUN)
-    second = train_sh(*common, "--force", "--set", "learning_rate.initial=1.0e30", "--set", "steps_per_epoch=3",
-                      cwd=tmp)
+    second = train_sh(
+        *common, "--force", "--set", "learning_rate.initial=1.0e30", "--set", "steps_per_epoch=3", cwd=tmp
+    )
     return first, before, second
 
 
@@ -100,7 +115,7 @@ def assert_clean_error(proc, parts):
     output = proc.stdout + proc.stderr
     assert proc.returncode == 2, f"{proc.returncode}\n{output}"
     assert "Traceback" not in output, output
-    message = proc.stderr[proc.stderr.index("error: "):]
+    message = proc.stderr[proc.stderr.index("error: ") :]
     assert len(message.strip().splitlines()) == 1, message
     for part in parts:
         assert part in message, f"{part!r} not in {message!r}"
@@ -136,8 +151,15 @@ def test_the_log_shows_the_config_one_line_per_epoch_and_a_summary(runs):
 
 def test_a_diverging_run_under_force_keeps_the_finished_model(runs):
     _, before, proc = runs["sequence"]
-    assert_clean_error(proc, ["training diverged: loss became nan in epoch 1, batch 2", "the model was not saved",
-                              "retrain keeps log.csv", "--set learning_rate.initial="])
+    assert_clean_error(
+        proc,
+        [
+            "training diverged: loss became nan in epoch 1, batch 2",
+            "the model was not saved",
+            "retrain keeps log.csv",
+            "--set learning_rate.initial=",
+        ],
+    )
     run = Path(proc.stderr.split("the model was not saved. ")[1].split(" keeps")[0]).parent
     assert {p: b for p, b in snapshot(run).items() if p.parts[0] != "retrain"} == before
     assert not (run / "retrain" / "weights.npz").exists()
@@ -150,10 +172,28 @@ def test_a_training_image_that_cannot_be_decoded_stops_with_one_message(tmp_path
     damaged = sorted((folder / "person").iterdir())[0]
     damaged.write_bytes(damaged.read_bytes()[:300])  # a JPEG header, then nothing: undecodable, not empty
     env = dict(os.environ, PYTHON=os.environ.get("PYTHON", sys.executable))
-    proc = subprocess.run(["bash", str(REPO_ROOT / "visual_wake_words" / "train.sh"), "base", "--data-dir",
-                           str(tmp_path / "data"), "--models-dir", str(tmp_path / "models"), "--set", "epochs=1",
-                           "--set", "batch_size=4", "--set", "augment=false"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            "bash",
+            str(REPO_ROOT / "visual_wake_words" / "train.sh"),
+            "base",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--models-dir",
+            str(tmp_path / "models"),
+            "--set",
+            "epochs=1",
+            "--set",
+            "batch_size=4",
+            "--set",
+            "augment=false",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 2, output[-3000:]
     assert "Traceback" not in output, output[-3000:]

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from synthetic import make_cifar_archive, random_batch, write_cifar, write_pickle
 
 from common.download import md5sum
 from common.errors import UserError
 from image_classification import data
-from synthetic import make_cifar_archive, random_batch, write_cifar, write_pickle
 
 N_TEST = 150  # not a multiple of 100 (nor of the batch sizes below)
 N_TRAIN_PER_BATCH = 20

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from synthetic import write_cifar, write_pickle
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -36,8 +35,14 @@ def run_script(script: str, *args, cwd: Path, timeout: float = 300) -> subproces
     """`bash image_classification/SCRIPT ARGS` from `cwd` with the caller's environment."""
     env = dict(os.environ)
     env.setdefault("PYTHON", sys.executable)  # the interpreter running the tests has TensorFlow
-    return subprocess.run(["bash", str(SCRIPTS / script), *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        ["bash", str(SCRIPTS / script), *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def read_synthetic_labels(data_dir: Path) -> np.ndarray:
@@ -66,8 +71,7 @@ def evaluation(tmp_path_factory: pytest.TempPathFactory) -> dict:
     summary = None
     if (out / "summary.json").is_file():
         summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    return {"proc": proc, "out": out, "summary": summary, "labels": read_synthetic_labels(data_dir),
-            "cwd": cwd}
+    return {"proc": proc, "out": out, "summary": summary, "labels": read_synthetic_labels(data_dir), "cwd": cwd}
 
 
 def _ok(evaluation: dict) -> dict:
@@ -132,8 +136,10 @@ def test_traces_match_labels_and_summary(evaluation) -> None:
                 assert np.all(np.isfinite(probs)) and np.all(probs >= 0), (name, exit_name)
                 np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
                 recomputed = 100.0 * np.mean(probs.argmax(axis=1) == labels)
-                assert summary["models"][name]["accuracy"][exit_name] == pytest.approx(recomputed, abs=1e-9), \
-                    (name, exit_name)
+                assert summary["models"][name]["accuracy"][exit_name] == pytest.approx(recomputed, abs=1e-9), (
+                    name,
+                    exit_name,
+                )
 
 
 def test_benefit_curves_and_tradeoff_consistency(evaluation) -> None:
@@ -152,8 +158,7 @@ def test_benefit_curves_and_tradeoff_consistency(evaluation) -> None:
             cost = sum(row[f"exit_fraction_{e}"] * models[name]["mflops"][e] for e in exits)
             assert row["mflops"] == pytest.approx(cost, rel=1e-6), name
         for entry in models[name]["tradeoff"]:
-            qualifying = [r["mflops"] for r in rows
-                          if r["accuracy_pct"] >= base_accuracy - entry["drop"] - ACC_EPS]
+            qualifying = [r["mflops"] for r in rows if r["accuracy_pct"] >= base_accuracy - entry["drop"] - ACC_EPS]
             if entry["mflops"] is None:
                 assert qualifying == [], f"{name} drop {entry['drop']}: a curve point qualifies"
                 assert entry["accuracy"] is None and entry["rho"] is None
@@ -205,8 +210,10 @@ def _corrupt_test_batch(tmp: Path) -> list:
 
 def _short_rows(tmp: Path) -> list:
     folder = write_cifar(tmp / "data", n_test=5, n_train_per_batch=1)
-    write_pickle(folder / "test_batch", {b"data": np.zeros((4, 3000), np.uint8), b"labels": [0, 1, 2, 3],
-                                         b"batch_label": b"testing batch 1 of 1"})
+    write_pickle(
+        folder / "test_batch",
+        {b"data": np.zeros((4, 3000), np.uint8), b"labels": [0, 1, 2, 3], b"batch_label": b"testing batch 1 of 1"},
+    )
     return ["--data-dir", tmp / "data"]
 
 
@@ -216,14 +223,24 @@ def _trained_missing(tmp: Path) -> list:
     return ["--data-dir", tmp / "data", "--models", "trained", "--models-dir", tmp / "models"]
 
 
-@pytest.mark.parametrize("make_args, expected", [
-    (_no_data_dir, ["does-not-exist", "not found", "download.sh"]),
-    (_no_cifar_folder, ["cifar-10-batches-py", "not found", "download.sh"]),
-    (_corrupt_test_batch, ["test_batch", "not a valid pickle"]),
-    (_short_rows, ["test_batch", "(4, 3000)", "3072"]),
-    (_trained_missing, ["no trained base, trecx_ev, trecx_noev, sdn, branchynet model(s)",
-                        "train.sh base trecx_ev trecx_noev sdn branchynet", "--models pretrained"]),
-], ids=["no-data-dir", "no-cifar-folder", "corrupt-test-batch", "short-rows", "trained-missing"])
+@pytest.mark.parametrize(
+    "make_args, expected",
+    [
+        (_no_data_dir, ["does-not-exist", "not found", "download.sh"]),
+        (_no_cifar_folder, ["cifar-10-batches-py", "not found", "download.sh"]),
+        (_corrupt_test_batch, ["test_batch", "not a valid pickle"]),
+        (_short_rows, ["test_batch", "(4, 3000)", "3072"]),
+        (
+            _trained_missing,
+            [
+                "no trained base, trecx_ev, trecx_noev, sdn, branchynet model(s)",
+                "train.sh base trecx_ev trecx_noev sdn branchynet",
+                "--models pretrained",
+            ],
+        ),
+    ],
+    ids=["no-data-dir", "no-cifar-folder", "corrupt-test-batch", "short-rows", "trained-missing"],
+)
 def test_test_sh_user_errors(tmp_path, make_args, expected) -> None:
     args = make_args(tmp_path)
     out = tmp_path / "results"
@@ -231,7 +248,7 @@ def test_test_sh_user_errors(tmp_path, make_args, expected) -> None:
     assert proc.returncode == 2, f"{proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, proc.stderr
     assert "error:" in proc.stderr
-    message = proc.stderr[proc.stderr.index("error:"):]
+    message = proc.stderr[proc.stderr.index("error:") :]
     for part in expected:
         assert part in message, f"{part!r} not in {message!r}"
     assert "predicting" not in proc.stdout  # failed before inference
@@ -252,12 +269,15 @@ def test_train_sh_unknown_model_lists_valid_ones(tmp_path) -> None:
 # --help
 
 
-@pytest.mark.parametrize("script, options", [
-    ("download.sh", ["--data-dir", "--mirror"]),
-    ("train.sh", ["--data-dir", "--set", "--models-dir", "--force"]),
-    ("test.sh", ["--data-dir", "--results-dir", "--models", "--models-dir"]),
-    ("deploy.sh", ["--data-dir", "--rho", "--calibration-data", "--kernels"]),
-])
+@pytest.mark.parametrize(
+    "script, options",
+    [
+        ("download.sh", ["--data-dir", "--mirror"]),
+        ("train.sh", ["--data-dir", "--set", "--models-dir", "--force"]),
+        ("test.sh", ["--data-dir", "--results-dir", "--models", "--models-dir"]),
+        ("deploy.sh", ["--data-dir", "--rho", "--calibration-data", "--kernels"]),
+    ],
+)
 def test_help(tmp_path, script, options) -> None:
     proc = run_script(script, "--help", cwd=tmp_path, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -274,14 +294,18 @@ def test_download_sh_from_a_mirror_folder(tmp_path) -> None:
     """download.sh --mirror DIR takes the archive from DIR, checks its md5, and skips a second time."""
     import hashlib
 
-    from image_classification import data
     from synthetic import make_cifar_archive
+
+    from image_classification import data
 
     archive = make_cifar_archive(tmp_path / "mirror", n_test=7, n_train_per_batch=3)
     real_md5 = data.CIFAR10_MD5
     script = REPO_ROOT / "image_classification" / "download.sh"
-    result = subprocess.run(["bash", str(script), "--data-dir", str(tmp_path / "data"), "--mirror",
-                             str(archive.parent)], capture_output=True, text=True)
+    result = subprocess.run(
+        ["bash", str(script), "--data-dir", str(tmp_path / "data"), "--mirror", str(archive.parent)],
+        capture_output=True,
+        text=True,
+    )
     # The synthetic archive is not the official file, so its md5 cannot match: a clear refusal.
     assert hashlib.md5(archive.read_bytes()).hexdigest() != real_md5
     assert result.returncode == 2 and "md5" in result.stderr.lower() and "Traceback" not in result.stderr

@@ -1,4 +1,5 @@
 """YAML configs: every shipped config loads; bad keys and types are reported with file and key."""
+
 import pathlib
 
 import pytest
@@ -30,8 +31,10 @@ def write(tmp_path, text):
     return path
 
 
-BASE = "task: image_classification\nmodel: base\nepochs: 2\nbatch_size: 4\n" \
-       "learning_rate: {schedule: constant, initial: 0.001}\nloss_weights: {ef: 1.0}\n"
+BASE = (
+    "task: image_classification\nmodel: base\nepochs: 2\nbatch_size: 4\n"
+    "learning_rate: {schedule: constant, initial: 0.001}\nloss_weights: {ef: 1.0}\n"
+)
 
 
 def test_unknown_key_names_file_and_key(tmp_path):
@@ -68,6 +71,7 @@ def test_overrides_are_validated_too(tmp_path):
 
 def test_saved_config_reads_back_identical(tmp_path):
     import yaml
+
     config = load_config(REPO_ROOT / "image_classification/configs/sdn.yaml")
     assert load_config(write(tmp_path, yaml.safe_dump(to_dict(config)))) == config
 
@@ -85,8 +89,10 @@ BAD_OVERRIDES = [  # (override, what the message says after "--set OVERRIDE: ")
     ("learning_rate.initial=1.0e39", "learning_rate.initial must be a finite number"),  # inf in float32
     ("learning_rate.decay=0", "learning_rate.decay must be a finite number above 0"),
     ("learning_rate.decay=.inf", "learning_rate.decay must be a finite number above 0"),
-    ("learning_rate={schedule: step, boundaries: [5, 5], values: [1, 2, 3]}",
-     r"learning_rate.boundaries\[1\] must be at least 6, got 5"),
+    (
+        "learning_rate={schedule: step, boundaries: [5, 5], values: [1, 2, 3]}",
+        r"learning_rate.boundaries\[1\] must be at least 6, got 5",
+    ),
     ("learning_rate={schedule: step, boundaries: [5], values: [0.1, -1]}", r"learning_rate.values\[1\] must be"),
     ("steps_per_epoch=0", "steps_per_epoch must be at least 1, got 0"),
     ("steps_per_epoch=-1", "steps_per_epoch must be at least 1, got -1"),
@@ -108,6 +114,7 @@ BAD_OVERRIDES = [  # (override, what the message says after "--set OVERRIDE: ")
 @pytest.mark.parametrize("override, message", BAD_OVERRIDES, ids=[o for o, _ in BAD_OVERRIDES])
 def test_out_of_range_override_is_refused_naming_the_override(tmp_path, override, message):
     import re
+
     with pytest.raises(UserError, match=re.escape(f"--set {override}: ") + message):
         load_config(write(tmp_path, BASE), [override])
 
@@ -128,9 +135,16 @@ def test_exponent_without_a_dot_reads_as_a_number(tmp_path):
 
 def test_summary_is_a_compact_block_of_every_key():
     from common.config import summary
+
     config = load_config(REPO_ROOT / "visual_wake_words/configs/trecx_ev.yaml")
     text = summary(config)
     assert len(text.splitlines()) <= 6 and all(len(line) <= 120 for line in text.splitlines())
-    for item in ("model: trecx_ev", "epochs: 50", "boundaries: [20, 30]", "optimizer_restarts: [20, 30]",
-                 "steps_per_epoch: null", "augment: true"):
+    for item in (
+        "model: trecx_ev",
+        "epochs: 50",
+        "boundaries: [20, 30]",
+        "optimizer_restarts: [20, 30]",
+        "steps_per_epoch: null",
+        "augment: true",
+    ):
         assert item in text

@@ -5,6 +5,7 @@ Offline, with the shipped pretrained weights and synthetic inputs in each task's
 (tests/synthetic_inputs.py). Conversions are the slow part, so each task's models are converted once
 (module-scoped fixture).
 """
+
 import functools
 import json
 import os
@@ -15,28 +16,37 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from c_arrays import parse_c_array, parse_c_defines
+from synthetic import write_cifar
+from synthetic_inputs import model_inputs
+
 from common import flops, sweep
 from common.deploy import export, pipeline, profile, runtime
 from common.errors import UserError
 from common.models import build_model
 from common.tasks import TASKS
 from common.weights import load_weights, pretrained_path
-from synthetic import write_cifar
-from synthetic_inputs import model_inputs
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_GOLDEN_DIR = REPO_ROOT.parent / "shared" / "data" / "kws_golden"  # 24 real clips, when present
-MLPERF_RESNET_INT8 = (REPO_ROOT.parent / "shared" / "reference_models" / "mlperf_tiny" / "benchmark" / "training" /
-                     "image_classification" / "trained_models" / "pretrainedResnet_quant.tflite")  # when present
+MLPERF_RESNET_INT8 = (
+    REPO_ROOT.parent
+    / "shared"
+    / "reference_models"
+    / "mlperf_tiny"
+    / "benchmark"
+    / "training"
+    / "image_classification"
+    / "trained_models"
+    / "pretrainedResnet_quant.tflite"
+)  # when present
 N_CALIBRATION = 100
 N_TEST = 300
 FLOAT_TOLERANCE = 1e-5
 MIN_INT8_AGREEMENT = 0.97
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def pretrained(task, variant):
     net = build_model(task, variant)
     load_weights(net.model, pretrained_path(task, variant))
@@ -54,14 +64,22 @@ def exported(request):
     return export_task(request.param)
 
 
-@functools.lru_cache(maxsize=None)  # once per task, whichever tests ask (parametrized or indirect)
+@functools.cache  # once per task, whichever tests ask (parametrized or indirect)
 def export_task(task):
     net, base = pretrained(task, "trecx_ev"), pretrained(task, "base")
     calibration, _ = model_inputs(task, N_CALIBRATION, seed=1)
     x, labels = model_inputs(task, N_TEST, seed=2)
     models = export.export_models(net, base, calibration, log=lambda *_: None)
-    return {"task": task, "net": net, "base": base, "models": models, "x": x, "labels": labels,
-            "keras": keras_outputs(net, x), "keras_base": keras_outputs(base, x)[0]}
+    return {
+        "task": task,
+        "net": net,
+        "base": base,
+        "models": models,
+        "x": x,
+        "labels": labels,
+        "keras": keras_outputs(net, x),
+        "keras_base": keras_outputs(base, x)[0],
+    }
 
 
 def full_trace(models, x):
@@ -148,8 +166,9 @@ def test_int8_predictions_agree_with_float32(exported):
         assert agreement >= MIN_INT8_AGREEMENT, f"{exported['task']} {name}: {agreement:.3f}"
     # The early-exit model's own predictions at a threshold where about half the samples exit.
     rho = float(np.median(float_trace.softmax["ee"].max(axis=1)))
-    at_rho = [runtime.EarlyExitRunner(m["stage1"], m["stage2"], rho).run(x, warmup=0)
-              for m in (float_models, int8_models)]
+    at_rho = [
+        runtime.EarlyExitRunner(m["stage1"], m["stage2"], rho).run(x, warmup=0) for m in (float_models, int8_models)
+    ]
     assert np.mean(at_rho[0].predictions == at_rho[1].predictions) >= MIN_INT8_AGREEMENT
 
 
@@ -273,10 +292,15 @@ def test_every_kernel_set_computes_the_same_model(exported):
     float, the others in fixed point, and a step's difference can grow through the layers), hence the
     same predictions but for near-ties."""
     x = exported["x"]
-    traces = {kernels: {precision: runtime.EarlyExitRunner(models["stage1"], models["stage2"], runtime.NEVER_EXIT,
-                                                          runtime.Runtime(kernels=kernels)).run(x, warmup=0)
-                        for precision, models in exported["models"].items()}
-              for kernels in runtime.KERNELS}
+    traces = {
+        kernels: {
+            precision: runtime.EarlyExitRunner(
+                models["stage1"], models["stage2"], runtime.NEVER_EXIT, runtime.Runtime(kernels=kernels)
+            ).run(x, warmup=0)
+            for precision, models in exported["models"].items()
+        }
+        for kernels in runtime.KERNELS
+    }
     ee, ef = exported["keras"]
     int8_ef_scale = runtime.model_tensors(exported["models"]["int8"]["stage2"], "stage2")[1]["ef"].scale
     for kernels, trace in traces.items():
@@ -296,12 +320,14 @@ def test_single_op_models_compute_what_the_operator_computes_in_the_model(export
 
     data = exported["models"][precision]["base"]
     builtin = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    whole = Interpreter(model_content=data, experimental_op_resolver_type=builtin,
-                        experimental_preserve_all_tensors=True)
+    whole = Interpreter(
+        model_content=data, experimental_op_resolver_type=builtin, experimental_preserve_all_tensors=True
+    )
     whole.allocate_tensors()
     source = whole.get_input_details()[0]
-    spec = runtime.TensorSpec("input", 0, source["index"], tuple(source["shape"]), np.dtype(source["dtype"]).name,
-                             *source["quantization"])
+    spec = runtime.TensorSpec(
+        "input", 0, source["index"], tuple(source["shape"]), np.dtype(source["dtype"]).name, *source["quantization"]
+    )
     whole.set_tensor(spec.index, spec.quantize(exported["x"][:1]))
     whole.invoke()
     ops = profile.single_op_models(data)
@@ -333,8 +359,12 @@ def test_runtime_refuses_unknown_kernels_and_threads():
 
 def test_choose_rho_takes_the_cheapest_point_within_the_drop():
     rho = np.array([0.2, 0.5, 0.8, 1.0])
-    curve = sweep.Curve(rho=rho, accuracy=np.array([80.0, 88.5, 89.5, 90.0]), mflops=np.array([5.0, 6.0, 7.0, 9.0]),
-                        exit_fraction=np.zeros((4, 2)))
+    curve = sweep.Curve(
+        rho=rho,
+        accuracy=np.array([80.0, 88.5, 89.5, 90.0]),
+        mflops=np.array([5.0, 6.0, 7.0, 9.0]),
+        exit_fraction=np.zeros((4, 2)),
+    )
     point = pipeline.choose_rho(curve, base_accuracy=90.0, base_mflops=10.0, drop=1.0)
     assert point["rho"] == 0.8 and point["met"] and point["reduction_pct"] == pytest.approx(30.0)
     assert pipeline.choose_rho(curve, 90.0, 10.0, drop=2.0)["rho"] == 0.5
@@ -391,8 +421,14 @@ def test_c_array_of_arbitrary_bytes_round_trips():
 def run_deploy_sh(*args, cwd, **environment):
     env = {**os.environ, **environment}
     env.setdefault("PYTHON", sys.executable)
-    return subprocess.run(["bash", str(REPO_ROOT / "image_classification" / "deploy.sh"), *map(str, args)],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        ["bash", str(REPO_ROOT / "image_classification" / "deploy.sh"), *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -424,9 +460,23 @@ def check_summary(summary, rho_source):
 
 def test_deploy_sh_with_given_rho_needs_no_validation_data(cifar):
     out = cifar / "out_given"
-    proc = run_deploy_sh("--data-dir", cifar / "data", "--results-dir", out, "--rho", "0.8",
-                      "--train-data-dir", cifar / "nowhere", "--calibration-data", cifar / "data",
-                      "--calibration-samples", "50", "--kernels", "builtin", cwd=cifar / "cwd")
+    proc = run_deploy_sh(
+        "--data-dir",
+        cifar / "data",
+        "--results-dir",
+        out,
+        "--rho",
+        "0.8",
+        "--train-data-dir",
+        cifar / "nowhere",
+        "--calibration-data",
+        cifar / "data",
+        "--calibration-samples",
+        "50",
+        "--kernels",
+        "builtin",
+        cwd=cifar / "cwd",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "INFO:" not in proc.stderr
     summary = json.loads((out / "deploy.json").read_text())
@@ -446,8 +496,17 @@ def test_deploy_sh_with_given_rho_needs_no_validation_data(cifar):
 
 def test_deploy_sh_chooses_rho_on_the_validation_split(cifar):
     out = cifar / "out_validation"
-    proc = run_deploy_sh("--data-dir", cifar / "data", "--train-data-dir", cifar / "data", "--results-dir", out,
-                      "--calibration-samples", "50", cwd=cifar / "cwd")
+    proc = run_deploy_sh(
+        "--data-dir",
+        cifar / "data",
+        "--train-data-dir",
+        cifar / "data",
+        "--results-dir",
+        out,
+        "--calibration-samples",
+        "50",
+        cwd=cifar / "cwd",
+    )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((out / "deploy.json").read_text())
     check_summary(summary, "validation")
@@ -459,54 +518,97 @@ def test_deploy_sh_chooses_rho_on_the_validation_split(cifar):
     assert "chosen on 30 validation samples" in (out / "deploy.md").read_text()
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--data-dir", "{root}/nowhere", "--rho", "0.5"], "nowhere not found; run bash image_classification/download.sh"),
-    (["--data-dir", "{root}/data", "--train-data-dir", "{root}/nowhere"],
-     "nowhere not found; run bash image_classification/download.sh"),
-    (["--data-dir", "{root}/data", "--model", "sdn", "--rho", "0.5"], "no T-RecX early exit"),
-    (["--data-dir", "{root}/data", "--model", "resnet", "--rho", "0.5"], "valid models"),
-    (["--data-dir", "{root}/data", "--rho", "1.5"], "--rho must lie in"),
-    (["--data-dir", "{root}/data", "--rho", "0.5", "--threads", "0"], "--threads must be at least 1"),
-    (["--data-dir", "{root}/data", "--rho", "0.5", "--models", "trained", "--models-dir", "{root}/nowhere"],
-     "no trained"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["--data-dir", "{root}/nowhere", "--rho", "0.5"],
+            "nowhere not found; run bash image_classification/download.sh",
+        ),
+        (
+            ["--data-dir", "{root}/data", "--train-data-dir", "{root}/nowhere"],
+            "nowhere not found; run bash image_classification/download.sh",
+        ),
+        (["--data-dir", "{root}/data", "--model", "sdn", "--rho", "0.5"], "no T-RecX early exit"),
+        (["--data-dir", "{root}/data", "--model", "resnet", "--rho", "0.5"], "valid models"),
+        (["--data-dir", "{root}/data", "--rho", "1.5"], "--rho must lie in"),
+        (["--data-dir", "{root}/data", "--rho", "0.5", "--threads", "0"], "--threads must be at least 1"),
+        (
+            ["--data-dir", "{root}/data", "--rho", "0.5", "--models", "trained", "--models-dir", "{root}/nowhere"],
+            "no trained",
+        ),
+    ],
+)
 def test_deploy_user_errors_exit_2_with_the_fix(cifar, args, message, tmp_path):
     proc = run_deploy_sh(*(a.format(root=cifar) for a in args), cwd=tmp_path)
     assert proc.returncode == 2
     assert message in proc.stderr
 
 
-@pytest.mark.parametrize("options,message", [
-    ({"model": "resnet", "rho": 0.5}, "valid models"),
-    ({"rho": 1.5}, "--rho must lie in"),
-    ({"rho": 0.5, "calibration_samples": 0}, "--calibration-samples and --threads must be at least 1"),
-    ({"rho": 0.5, "drop": -1.0}, "--drop at least 0"),
-    ({"model": "sdn", "rho": 0.5}, "no T-RecX early exit"),
-    ({"rho": 0.5, "data_dir": "{root}/nowhere"}, "nowhere not found; run bash image_classification/download.sh"),
-    ({"rho": 0.5, "mcu": "cortex-m4,cortex-m3"}, "--mcu: unknown target 'cortex-m3'"),
-    ({"rho": 0.5, "mcu": "cortex-m4:fast"}, "--mcu: unknown target 'cortex-m4:fast'"),
-    ({"rho": 0.5, "mcu": " , "}, "--mcu needs at least one target"),
-    ({"rho": 0.5, "mcu": "cortex-m4", "mcu_samples": 0}, "--mcu-samples must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        ({"model": "resnet", "rho": 0.5}, "valid models"),
+        ({"rho": 1.5}, "--rho must lie in"),
+        ({"rho": 0.5, "calibration_samples": 0}, "--calibration-samples and --threads must be at least 1"),
+        ({"rho": 0.5, "drop": -1.0}, "--drop at least 0"),
+        ({"model": "sdn", "rho": 0.5}, "no T-RecX early exit"),
+        ({"rho": 0.5, "data_dir": "{root}/nowhere"}, "nowhere not found; run bash image_classification/download.sh"),
+        ({"rho": 0.5, "mcu": "cortex-m4,cortex-m3"}, "--mcu: unknown target 'cortex-m3'"),
+        ({"rho": 0.5, "mcu": "cortex-m4:fast"}, "--mcu: unknown target 'cortex-m4:fast'"),
+        ({"rho": 0.5, "mcu": " , "}, "--mcu needs at least one target"),
+        ({"rho": 0.5, "mcu": "cortex-m4", "mcu_samples": 0}, "--mcu-samples must be at least 1"),
+    ],
+)
 def test_run_deploy_refuses_bad_options_before_reading_data(cifar, options, message):
-    options = {"model": "trecx_ev", **{k: v.format(root=cifar) if isinstance(v, str) else v
-                                      for k, v in options.items()}}
+    options = {
+        "model": "trecx_ev",
+        **{k: v.format(root=cifar) if isinstance(v, str) else v for k, v in options.items()},
+    }
     with pytest.raises(UserError, match=re.escape(message)):
-        pipeline.run_deploy("image_classification", options.pop("model"), models_dir=cifar / "nowhere",
-                            results_dir=cifar / "never", log=lambda *_: None, **options)
+        pipeline.run_deploy(
+            "image_classification",
+            options.pop("model"),
+            models_dir=cifar / "nowhere",
+            results_dir=cifar / "never",
+            log=lambda *_: None,
+            **options,
+        )
     assert not (cifar / "never").exists()
 
 
 def test_deploy_mcu_without_the_toolchain_is_one_message_before_any_work(cifar, tmp_path):
     empty = {"TRECX_MCU_HOME": str(tmp_path / "empty_mcu_home")}
-    proc = run_deploy_sh("--data-dir", cifar / "data", "--results-dir", tmp_path / "out", "--rho", "0.5", "--mcu",
-                         "cortex-m4,cortex-m55", cwd=tmp_path, **empty)
+    proc = run_deploy_sh(
+        "--data-dir",
+        cifar / "data",
+        "--results-dir",
+        tmp_path / "out",
+        "--rho",
+        "0.5",
+        "--mcu",
+        "cortex-m4,cortex-m55",
+        cwd=tmp_path,
+        **empty,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "the TensorFlow Lite Micro tree in" in proc.stderr and "bash install_mcu_toolchain.sh" in proc.stderr
     assert not (tmp_path / "out").exists()
     # Without --mcu the same command needs none of it: it gets past the check to the missing weights.
-    proc = run_deploy_sh("--data-dir", cifar / "data", "--rho", "0.5", "--models", "trained", "--models-dir",
-                         cifar / "nowhere", "--results-dir", tmp_path / "out", cwd=tmp_path, **empty)
+    proc = run_deploy_sh(
+        "--data-dir",
+        cifar / "data",
+        "--rho",
+        "0.5",
+        "--models",
+        "trained",
+        "--models-dir",
+        cifar / "nowhere",
+        "--results-dir",
+        tmp_path / "out",
+        cwd=tmp_path,
+        **empty,
+    )
     assert proc.returncode == 2 and "no trained" in proc.stderr
 
 
@@ -534,8 +636,9 @@ def test_cifar_validation_is_the_last_training_images_and_calibration_comes_befo
 
 
 def test_kws_validation_and_calibration_sets(tmp_path):
-    from keyword_spotting import data, task
     from synthetic_audio import write_test_tree, write_train_tree
+
+    from keyword_spotting import data, task
 
     with pytest.raises(UserError, match="preprocess.sh"):
         task.validation_set(tmp_path)
@@ -552,6 +655,7 @@ def test_kws_validation_and_calibration_sets(tmp_path):
 
 def test_vww_validation_and_calibration_sets(tmp_path):
     from synthetic_coco import write_vww_train
+
     from visual_wake_words import data, task
 
     with pytest.raises(UserError, match=str(tmp_path / data.TRAIN_FOLDER)):
@@ -590,15 +694,27 @@ def test_mcu_targets_and_a_disagreement_with_litert_is_named_by_sample():
 
     from common.deploy import mcu_measure
 
-    assert mcu_measure.parse_targets("all") == [("cortex-m4", "cmsis-nn"), ("cortex-m4", "reference"),
-                                                ("cortex-m7", "cmsis-nn"), ("cortex-m55", "cmsis-nn")]
+    assert mcu_measure.parse_targets("all") == [
+        ("cortex-m4", "cmsis-nn"),
+        ("cortex-m4", "reference"),
+        ("cortex-m7", "cmsis-nn"),
+        ("cortex-m55", "cmsis-nn"),
+    ]
     assert mcu_measure.parse_targets("cortex-m55, cortex-m4:reference,cortex-m55") == [
-        ("cortex-m55", "cmsis-nn"), ("cortex-m4", "reference")]
-    result = SimpleNamespace(exits=np.array([0, 1, 1, 0]), classes=np.array([3, 4, 5, 6]),
-                             model_classes={"base": np.array([3, 4, 5, 7])})
+        ("cortex-m55", "cmsis-nn"),
+        ("cortex-m4", "reference"),
+    ]
+    result = SimpleNamespace(
+        exits=np.array([0, 1, 1, 0]), classes=np.array([3, 4, 5, 6]), model_classes={"base": np.array([3, 4, 5, 7])}
+    )
     litert = (np.array([0, 1, 0, 0]), np.array([3, 4, 5, 6]), np.array([3, 4, 5, 6]))
-    assert mcu_measure.agreement(result, litert) == {"exits": 3, "classes": 4, "base_classes": 3, "samples": 4,
-                                                     "differing_samples": [2, 3]}
+    assert mcu_measure.agreement(result, litert) == {
+        "exits": 3,
+        "classes": 4,
+        "base_classes": 3,
+        "samples": 4,
+        "differing_samples": [2, 3],
+    }
 
 
 def test_mcu_build_cache_keeps_the_most_recently_used_programs_only(tmp_path, monkeypatch):
@@ -613,20 +729,33 @@ def test_mcu_build_cache_keeps_the_most_recently_used_programs_only(tmp_path, mo
     (tmp_path / "build" / "prog-unfinished").mkdir()  # a build in progress has no info.json yet
     mcu_build._prune("prog", 2)
     assert sorted(p.name for p in (tmp_path / "build").iterdir() if p.is_dir()) == [
-        "lib-x", "prog-d", "prog-e", "prog-unfinished"]
+        "lib-x",
+        "prog-d",
+        "prog-e",
+        "prog-unfinished",
+    ]
 
 
 def test_stage1_shares_split_stage1_where_it_leaves_the_base_models_path():
     from common.deploy.mcu_measure import stage1_shares
 
     def row(model, operator, macs, outputs, instructions):
-        return {"model": model, "operator": operator, "macs": macs, "output_elements": outputs,
-                "instructions": instructions}
+        return {
+            "model": model,
+            "operator": operator,
+            "macs": macs,
+            "output_elements": outputs,
+            "instructions": instructions,
+        }
 
     shared = [("CONV_2D", 100, 10, 300.0), ("CONV_2D", 200, 10, 500.0)]
-    rows = ([row("stage1", *op) for op in shared] + [row("stage1", "CONV_2D", 100, 5, 250.0),
-                                                     row("stage1", "(between operators)", 0, 0, 9.0)]
-            + [row("base", *op) for op in shared] + [row("base", "CONV_2D", 700, 10, 1190.0),
-                                                   row("base", "(between operators)", 0, 0, 10.0)])
-    assert stage1_shares(rows) == {"backbone": {"instructions_pct": 40.0, "macs_pct": 30.0},
-                                   "branch": {"instructions_pct": 12.5, "macs_pct": 10.0}}
+    rows = (
+        [row("stage1", *op) for op in shared]
+        + [row("stage1", "CONV_2D", 100, 5, 250.0), row("stage1", "(between operators)", 0, 0, 9.0)]
+        + [row("base", *op) for op in shared]
+        + [row("base", "CONV_2D", 700, 10, 1190.0), row("base", "(between operators)", 0, 0, 10.0)]
+    )
+    assert stage1_shares(rows) == {
+        "backbone": {"instructions_pct": 40.0, "macs_pct": 30.0},
+        "branch": {"instructions_pct": 12.5, "macs_pct": 10.0},
+    }

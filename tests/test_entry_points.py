@@ -7,6 +7,7 @@ entry point, the tests that run it: a script or command added without a test fai
 `test_every_entry_point_has_a_test`, so an argument mismatch between a script and the library (as once
 broke reproduce.sh) cannot land unnoticed.
 """
+
 import json
 import os
 import stat
@@ -28,10 +29,14 @@ TESTS = Path(__file__).resolve().parent
 # Entry point -> the tests ("module::function") that run it through the real script or command line.
 TASK_SCRIPTS = ["test_entry_points.py::test_task_scripts_in_the_order_a_user_runs_them"]
 RUN_BY = {
-    "reproduce.sh": ["test_reproduce.py::test_reproduce_from_an_empty_data_root_through_a_mirror",
-                     "test_reproduce.py::test_reproduce_with_the_test_sets_in_place_fetches_nothing"],
-    "install_mcu_toolchain.sh": ["test_entry_points.py::test_install_mcu_toolchain_help_and_a_wrong_option",
-                                 "test_mcu.py::test_install_mcu_toolchain_again_changes_nothing"],
+    "reproduce.sh": [
+        "test_reproduce.py::test_reproduce_from_an_empty_data_root_through_a_mirror",
+        "test_reproduce.py::test_reproduce_with_the_test_sets_in_place_fetches_nothing",
+    ],
+    "install_mcu_toolchain.sh": [
+        "test_entry_points.py::test_install_mcu_toolchain_help_and_a_wrong_option",
+        "test_mcu.py::test_install_mcu_toolchain_again_changes_nothing",
+    ],
     "install_conda_packages.sh": ["test_entry_points.py::test_install_conda_packages_with_a_stand_in_conda"],
     **{f"{task}/{script.name}": TASK_SCRIPTS for task in TASKS for script in (REPO_ROOT / task).glob("*.sh")},
     "cli download": TASK_SCRIPTS,
@@ -66,8 +71,14 @@ def test_every_entry_point_has_a_test():
 def run(command, *args, cwd, env=None, timeout=600):
     """`bash REPO_ROOT/COMMAND ARGS` from `cwd`, with the test's Python."""
     env = {**os.environ, "PYTHON": os.environ.get("PYTHON", sys.executable), **(env or {})}
-    return subprocess.run(["bash", str(REPO_ROOT / command), *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        ["bash", str(REPO_ROOT / command), *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def assert_ok(proc):
@@ -93,26 +104,65 @@ def test_task_scripts_in_the_order_a_user_runs_them(task, tmp_path):
     assert_ok(run(f"{task}/download.sh", "--data-dir", data, "--mirror", mirror, "--skip-checksums", cwd=tmp_path))
     if (REPO_ROOT / task / "preprocess.sh").is_file():
         assert_ok(run(f"{task}/preprocess.sh", "--data-dir", data, cwd=tmp_path))
-    trained = run(f"{task}/train.sh", "base", "--data-dir", data, "--models-dir", models, "--set", "epochs=1",
-                  "--set", "batch_size=8", cwd=tmp_path)
+    trained = run(
+        f"{task}/train.sh",
+        "base",
+        "--data-dir",
+        data,
+        "--models-dir",
+        models,
+        "--set",
+        "epochs=1",
+        "--set",
+        "batch_size=8",
+        cwd=tmp_path,
+    )
     assert_ok(trained)
     assert (models / task / "base" / "weights.npz").is_file()
     test_dir = data / {"visual_wake_words": "minival"}.get(task, "")
-    tested = run(f"{task}/test.sh", "--data-dir", test_dir, "--models", "trained", "base", "--models-dir", models,
-                 "--results-dir", results / "test", cwd=tmp_path)
+    tested = run(
+        f"{task}/test.sh",
+        "--data-dir",
+        test_dir,
+        "--models",
+        "trained",
+        "base",
+        "--models-dir",
+        models,
+        "--results-dir",
+        results / "test",
+        cwd=tmp_path,
+    )
     assert_ok(tested)
     summary = json.loads((results / "test" / "summary.json").read_text())
     assert summary["source"] == "trained" and list(summary["models"]) == ["base"] and summary["num_samples"] > 0
-    deployed = run(f"{task}/deploy.sh", "--data-dir", test_dir, "--rho", "0.5", "--calibration-data", data,
-                   "--calibration-samples", "8", "--results-dir", results / "deploy", cwd=tmp_path)
+    deployed = run(
+        f"{task}/deploy.sh",
+        "--data-dir",
+        test_dir,
+        "--rho",
+        "0.5",
+        "--calibration-data",
+        data,
+        "--calibration-samples",
+        "8",
+        "--results-dir",
+        results / "deploy",
+        cwd=tmp_path,
+    )
     assert_ok(deployed)
     report = json.loads((results / "deploy" / "deploy.json").read_text())
     assert report["rho"] == 0.5 and (results / "deploy" / "deploy.md").is_file()
 
 
 def test_flops_prints_every_exit_path(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "common.cli", "flops", "image_classification", "trecx_ev"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "common.cli", "flops", "image_classification", "trecx_ev"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert_ok(proc)
     assert "trecx_ev, path to exit ee: 11.660 MFLOPs" in proc.stdout
     assert "trecx_ev, path to exit ef: 26.459 MFLOPs" in proc.stdout
@@ -131,14 +181,16 @@ def test_install_conda_packages_with_a_stand_in_conda(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     conda = bin_dir / "conda"
-    conda.write_text(f'#!/usr/bin/env bash\necho "$PWD: $*" >> {tmp_path / "calls.log"}\n')
+    conda.write_text(f'#!/usr/bin/env bash\necho "$PWD: $*" >> {tmp_path / "calls.log"}\n'
+                     '[[ "$*" == *" -c "* ]] && echo 2.20.1 || true\n')  # the installed TensorFlow's version
     conda.chmod(conda.stat().st_mode | stat.S_IXUSR)
     path = f"{bin_dir}:{os.environ['PATH']}"
     assert_ok(run("install_conda_packages.sh", "mine", "--gpu", cwd=tmp_path, env={"PATH": path}))
     calls = (tmp_path / "calls.log").read_text().splitlines()
     assert calls[0].endswith("create -y -n mine python=3.11 pip")
-    assert "run -n mine python -m pip install tensorflow[and-cuda]" in calls[1]
-    assert calls[2] == f"{REPO_ROOT}: run -n mine python -m pip install -r requirements.txt"
+    assert calls[1] == f"{REPO_ROOT}: run -n mine python -m pip install -r requirements.txt"
+    assert "run -n mine python -c" in calls[2] and "tensorflow" in calls[2]
+    assert calls[3].endswith("run -n mine python -m pip install tensorflow[and-cuda]==2.20.1")
     helped = run("install_conda_packages.sh", "--help", cwd=tmp_path)
     assert_ok(helped)
     assert "Usage: bash install_conda_packages.sh" in helped.stdout

@@ -1,4 +1,5 @@
 """FLOPs from the Keras graph against the counts keras-flops gives on the authors' TF 2.3 graphs."""
+
 import keras
 import pytest
 
@@ -14,8 +15,7 @@ EXPECTED = {
     ("image_classification", "trecx_ev"): ([11_659_612, 26_459_416], [5_723_136, 13_070_976]),
     ("image_classification", "trecx_noev"): ([11_659_612, 26_444_568], [5_723_136, 13_063_808]),
     ("image_classification", "sdn"): ([10_522_972, 17_947_416, 25_326_420], [5_171_200, 8_846_336, 12_516_992]),
-    ("image_classification", "branchynet"): ([15_257_948, 25_036_568, 32_415_572],
-                                             [7_530_496, 12_382_720, 16_053_376]),
+    ("image_classification", "branchynet"): ([15_257_948, 25_036_568, 32_415_572], [7_530_496, 12_382_720, 16_053_376]),
     ("keyword_spotting", "base"): ([5.541], [2_656_768]),
     ("keyword_spotting", "trecx_ev"): ([3.127, 5.648], [1_501_536, 2_706_688]),
     ("keyword_spotting", "trecx_noev"): ([3.127, 5.570], [1_501_536, 2_670_304]),
@@ -39,9 +39,14 @@ def test_paths_match_the_authors_graphs(task, variant):
     assert [sum(c.macs for c in p) for p in paths] == expected_macs
 
 
-@pytest.mark.parametrize("task,base,ee,ef", [("image_classification", 25.27, 11.66, 26.46),
-                                             ("keyword_spotting", 5.54, 3.13, 5.65),
-                                             ("visual_wake_words", 15.69, 7.09, 18.19)])
+@pytest.mark.parametrize(
+    "task,base,ee,ef",
+    [
+        ("image_classification", 25.27, 11.66, 26.46),
+        ("keyword_spotting", 5.54, 3.13, 5.65),
+        ("visual_wake_words", 15.69, 7.09, 18.19),
+    ],
+)
 def test_paper_headline_numbers(task, base, ee, ef):
     assert round(flops.path_mflops(build_model(task, "base").model)[0], 2) == base
     measured = flops.path_mflops(build_model(task, "trecx_ev").model)
@@ -50,11 +55,11 @@ def test_paper_headline_numbers(task, base, ee, ef):
 
 def test_hand_counted_small_network():
     inputs = keras.Input((8, 8, 3))
-    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", name="c")(inputs)   # 4x4x4
+    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", name="c")(inputs)  # 4x4x4
     x = BatchNorm(name="bn")(x)
     y = keras.layers.DepthwiseConv2D(2, padding="same", use_bias=False, name="dw")(x)
     x = keras.layers.Add(name="add")([x, y])
-    x = keras.layers.AveragePooling2D(2, name="pool")(x)                           # 2x2x4
+    x = keras.layers.AveragePooling2D(2, name="pool")(x)  # 2x2x4
     x = keras.layers.Flatten()(x)
     x = keras.layers.Dense(5, activation="softmax", name="d")(x)
     costs = {c.name: c for c in flops.path_costs(keras.Model(inputs, x))[0]}

@@ -12,12 +12,20 @@ import numpy as np
 import pytest
 import scipy.signal
 import tensorflow as tf
+from synthetic_audio import (
+    LISTED_NOISE,
+    NOISE_FILES,
+    TEST_LABELS,
+    make_archives,
+    tone_clip,
+    write_test_tree,
+    write_train_tree,
+    write_wav,
+)
 
 from common.download import sha256sum
 from common.errors import UserError
 from keyword_spotting import data, sound
-from synthetic_audio import (LISTED_NOISE, NOISE_FILES, TEST_LABELS, make_archives, tone_clip,
-                             write_test_tree, write_train_tree, write_wav)
 
 GOLDEN_DIR = Path(__file__).parent / "data" / "kws_golden"
 SHARED_GOLDEN_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "kws_golden"
@@ -47,7 +55,7 @@ def test_all_shared_golden_clips_match_reference_mfcc() -> None:
 def test_mfcc_is_batch_independent() -> None:
     clips = sound.normalize_and_pad([tone_clip(np.random.default_rng(i), 300.0 + 100 * i) for i in range(3)])
     together = sound.mfcc(clips).numpy()
-    alone = np.concatenate([sound.mfcc(clips[i:i + 1]).numpy() for i in range(3)])
+    alone = np.concatenate([sound.mfcc(clips[i : i + 1]).numpy() for i in range(3)])
     assert together.shape == (3, 49, 10, 1)
     np.testing.assert_allclose(together, alone, atol=1e-5)
 
@@ -99,11 +107,14 @@ def test_read_wav_resamples_other_rates(tmp_path) -> None:
     np.testing.assert_allclose(samples, scipy.signal.resample_poly(clip.astype(np.float64), 2, 1), atol=1e-2)
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "Cannot read"),
-    (b"this is not a wav file at all, just text", "Cannot read"),
-    (None, "holds no samples"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "Cannot read"),
+        (b"this is not a wav file at all, just text", "Cannot read"),
+        (None, "holds no samples"),
+    ],
+)
 def test_read_wav_rejects_bad_files_naming_them(tmp_path, content, message) -> None:
     path = tmp_path / "bad.wav"
     if content is None:
@@ -161,22 +172,29 @@ def test_split_files_counts_labels_and_lists(train_tree) -> None:
     assert not train_paths & validation_paths
     assert not (train_paths | validation_paths) & layout.testing
     assert train_paths | validation_paths | layout.testing == set(layout.files) | {
-        f"_background_noise_/{name}" for name in NOISE_FILES}
+        f"_background_noise_/{name}" for name in NOISE_FILES
+    }
 
 
 def test_split_files_cuts_background_noise_into_windows(train_tree) -> None:
     root, _ = train_tree
     splits = data.split_files(root)
-    windows = {split: Counter(e.path.split("/")[1] for e in examples if e.label == SILENCE)
-               for split, examples in splits.items()}
+    windows = {
+        split: Counter(e.path.split("/")[1] for e in examples if e.label == SILENCE)
+        for split, examples in splits.items()
+    }
     assert windows["train"] == {"white_noise.wav": 4}  # 48000 samples: TFDS gives 4, not 5
     assert windows["validation"] == {LISTED_NOISE: 6, "running_tap.wav": 5}  # listed; TFDS's hand-added file
     for name, n in (("dude_miaowing.wav", 59200), ("running_tap.wav", 52800)):
         assert windows["validation"][name] == math.floor((n - 16000) / 8000) + 1
     starts = [e.start for e in splits["validation"] if e.path.endswith(LISTED_NOISE)]
     assert starts == [0, 8000, 16000, 24000, 32000, 40000]
-    assert all(e.start + 16000 <= NOISE_FILES[e.path.split("/")[1]]
-               for examples in splits.values() for e in examples if e.label == SILENCE)
+    assert all(
+        e.start + 16000 <= NOISE_FILES[e.path.split("/")[1]]
+        for examples in splits.values()
+        for e in examples
+        if e.label == SILENCE
+    )
     window = next(e for e in splits["train"] if e.label == SILENCE and e.start == 8000)
     assert window.key == "_background_noise_/white_noise.wav#8000"
     clip = next(e for e in splits["train"] if e.label != SILENCE)
@@ -213,8 +231,13 @@ def archives(tmp_path_factory):
 
 def _download(archives, data_dir: Path) -> Path:
     train_archive, test_archive, _, _ = archives
-    return data.download(data_dir, train_url=train_archive.as_uri(), test_url=test_archive.as_uri(),
-                         train_sha256=sha256sum(train_archive), test_sha256=sha256sum(test_archive))
+    return data.download(
+        data_dir,
+        train_url=train_archive.as_uri(),
+        test_url=test_archive.as_uri(),
+        train_sha256=sha256sum(train_archive),
+        test_sha256=sha256sum(test_archive),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -230,7 +253,8 @@ def test_download_extracts_both_archives(archives, prepared) -> None:
     train_root, test_root = prepared / data.TRAIN_FOLDER, prepared / data.TEST_FOLDER
     assert (train_root / "validation_list.txt").is_file() and (train_root / "LICENSE").is_file()
     assert {p.relative_to(train_root).as_posix() for p in train_root.glob("*/*.wav")} == set(layout.files) | {
-        f"_background_noise_/{name}" for name in NOISE_FILES}
+        f"_background_noise_/{name}" for name in NOISE_FILES
+    }
     assert sorted(p.relative_to(test_root).as_posix() for p in test_root.glob("*/*.wav")) == [p for p, _ in test]
     assert not list(prepared.glob(".*"))  # no staging folders left behind
 
@@ -256,16 +280,22 @@ def test_download_unwraps_a_test_archive_with_a_top_folder(archives, prepared, t
 def test_download_checksum_mismatch_is_user_error(archives, tmp_path) -> None:
     train_archive, test_archive, _, _ = archives
     with pytest.raises(UserError, match="Checksum mismatch"):
-        data.download(tmp_path / "data", train_url=train_archive.as_uri(), test_url=test_archive.as_uri(),
-                      train_sha256="0" * 64)
+        data.download(
+            tmp_path / "data", train_url=train_archive.as_uri(), test_url=test_archive.as_uri(), train_sha256="0" * 64
+        )
     assert not (tmp_path / "data" / data.TRAIN_FOLDER).exists()
 
 
 def test_download_rejects_archive_without_the_layout(archives, tmp_path) -> None:
     train_archive, _, _, _ = archives
     with pytest.raises(UserError, match="did not unpack"):
-        data.download(tmp_path / "data", train_url=train_archive.as_uri(), test_url=train_archive.as_uri(),
-                      train_sha256=None, test_sha256=None)
+        data.download(
+            tmp_path / "data",
+            train_url=train_archive.as_uri(),
+            test_url=train_archive.as_uri(),
+            train_sha256=None,
+            test_sha256=None,
+        )
     assert not (tmp_path / "data" / data.TEST_FOLDER).exists()
 
 
@@ -327,7 +357,7 @@ def test_preprocess_repairs_a_truncated_cache_and_loading_it_says_so(prepared, t
     shutil.copytree(prepared, data_dir)
     audio = data_dir / "cache" / "train_audio.npy"
     whole = audio.read_bytes()
-    audio.write_bytes(whole[:len(whole) // 2])
+    audio.write_bytes(whole[: len(whole) // 2])
     with pytest.raises(UserError, match=f"{audio} is damaged.*truncated.*preprocess.sh --data-dir .* again"):
         data.load_cached_audio(data_dir, "train")
     with pytest.raises(UserError, match="train_audio.npy is damaged"):
@@ -344,8 +374,12 @@ def test_preprocess_repairs_a_truncated_cache_and_loading_it_says_so(prepared, t
 
 def test_download_fetches_only_what_the_split_needs(archives, tmp_path) -> None:
     train_archive, test_archive, _, _ = archives
-    urls = dict(train_url=train_archive.as_uri(), test_url=test_archive.as_uri(),
-                train_sha256=sha256sum(train_archive), test_sha256=sha256sum(test_archive))
+    urls = dict(
+        train_url=train_archive.as_uri(),
+        test_url=test_archive.as_uri(),
+        train_sha256=sha256sum(train_archive),
+        test_sha256=sha256sum(test_archive),
+    )
     data.download(tmp_path / "test_only", split="test", **urls)
     assert {p.name for p in (tmp_path / "test_only").iterdir()} == {data.TEST_FOLDER, test_archive.name}
     data.download(tmp_path / "train_only", split="train", **urls)
@@ -381,7 +415,7 @@ def test_train_dataset_reshuffles_each_epoch(prepared) -> None:
 def test_train_dataset_augment_changes_features_keeps_labels(prepared) -> None:
     clean = data.train_dataset(prepared, batch_size=24, augment=False, seed=0, shuffle=False)
     noisy = data.train_dataset(prepared, batch_size=24, augment=True, seed=0, shuffle=False)
-    (clean_x, clean_y), = list(clean)
+    ((clean_x, clean_y),) = list(clean)
     epochs = [next(iter(noisy)) for _ in range(2)]
     for noisy_x, noisy_y in epochs:
         np.testing.assert_array_equal(noisy_y.numpy(), clean_y.numpy())
@@ -431,8 +465,10 @@ def test_load_test_handles_rates_lengths_and_bad_files(tmp_path, capsys) -> None
     assert "empty.wav" in err and "garbage.wav" in err and "Skipped 2 " in err
     assert features.shape == (len(written) + 3, 49, 10, 1) and features.dtype == np.float32
     assert labels.dtype == np.int64 and np.isfinite(features).all()
-    expected_ids = sorted([f"{data.TEST_FOLDER}/{p}" for p, _ in written]
-                          + [f"{data.TEST_FOLDER}/{p}" for p in ("yes/eight_khz.wav", "no/short.wav", "up/long.wav")])
+    expected_ids = sorted(
+        [f"{data.TEST_FOLDER}/{p}" for p, _ in written]
+        + [f"{data.TEST_FOLDER}/{p}" for p in ("yes/eight_khz.wav", "no/short.wav", "up/long.wav")]
+    )
     assert list(ids) == expected_ids
     assert all((data_dir / i).is_file() for i in ids)
     np.testing.assert_array_equal(labels, [data.LABELS.index(i.split("/")[1]) for i in ids])
@@ -441,10 +477,12 @@ def test_load_test_handles_rates_lengths_and_bad_files(tmp_path, capsys) -> None
         return features[list(ids).index(path.relative_to(data_dir).as_posix())]
 
     resampled = scipy.signal.resample_poly(slow_clip.astype(np.float64), 2, 1)
-    np.testing.assert_allclose(features_of(slow), sound.compute_mfcc(sound.normalize_and_pad([resampled]))[0],
-                               atol=1e-3)
-    np.testing.assert_allclose(features_of(short), sound.compute_mfcc(
-        sound.normalize_and_pad([sound.read_wav(short)]))[0], atol=1e-5)
+    np.testing.assert_allclose(
+        features_of(slow), sound.compute_mfcc(sound.normalize_and_pad([resampled]))[0], atol=1e-3
+    )
+    np.testing.assert_allclose(
+        features_of(short), sound.compute_mfcc(sound.normalize_and_pad([sound.read_wav(short)]))[0], atol=1e-5
+    )
     first_second = long_clip[:16000].astype(np.float32)
     cut = np.zeros((1, 16000), np.float32)
     cut[0] = first_second / first_second.max()
@@ -462,8 +500,12 @@ def _damaged_wavs(root: Path) -> dict[str, str]:
     nan[100] = np.nan
     write_wav(root / "up" / "nan.wav", nan)
     write_wav(root / "up" / "inf.wav", np.full(16000, np.inf, np.float32))
-    return {"go/cut_in_data.wav": "truncated", "go/cut_in_header.wav": "truncated header",
-            "up/inf.wav": "non-finite samples", "up/nan.wav": "non-finite samples"}
+    return {
+        "go/cut_in_data.wav": "truncated",
+        "go/cut_in_header.wav": "truncated header",
+        "up/inf.wav": "non-finite samples",
+        "up/nan.wav": "non-finite samples",
+    }
 
 
 def test_read_wav_names_truncated_and_non_finite_files(tmp_path) -> None:
@@ -511,7 +553,7 @@ def _shift_of(original: np.ndarray, shifted: np.ndarray) -> int:
     for s in range(-1600, 1601):
         expected = np.zeros_like(original)
         if s >= 0:
-            expected[s:] = original[:16000 - s]
+            expected[s:] = original[: 16000 - s]
         else:
             expected[:s] = original[-s:]
         if np.array_equal(expected, shifted):
@@ -545,7 +587,7 @@ def test_augment_adds_noise_windows_per_sample() -> None:
         volume = slope / scale
         position = round(intercept / slope) - 1
         k, offset = divmod(position, 100000)
-        np.testing.assert_allclose(row, volume * clips[k][offset:offset + 16000], rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(row, volume * clips[k][offset : offset + 16000], rtol=1e-4, atol=1e-7)
         volumes.append(volume)
         sources.append((k, offset))
     assert 0 < min(volumes) and max(volumes) < 0.1 + 1e-6

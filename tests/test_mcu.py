@@ -7,6 +7,7 @@ ahead); then the module takes 25-80 s on 2 cores, mostly converting the models: 
 small model built here; keyword spotting's pretrained trecx_ev stages and base model) and a few samples
 each on the emulator.
 """
+
 import os
 import pathlib
 
@@ -16,9 +17,11 @@ import pytest
 from common.deploy import export, mcu, mcu_build, mcu_measure, runtime
 from common.errors import UserError
 
-pytestmark = pytest.mark.skipif(bool(mcu_build.missing_prerequisites()),
-                                reason="the MCU toolchain is not installed (run bash install_mcu_toolchain.sh): "
-                                       + "; ".join(mcu_build.missing_prerequisites()))
+pytestmark = pytest.mark.skipif(
+    bool(mcu_build.missing_prerequisites()),
+    reason="the MCU toolchain is not installed (run bash install_mcu_toolchain.sh): "
+    + "; ".join(mcu_build.missing_prerequisites()),
+)
 CORE, KERNELS = "cortex-m4", "cmsis-nn"
 # More (core, kernel set) pairs to check against the M4 with CMSIS-NN, e.g.
 # TRECX_MCU_EXTRA=cortex-m4:reference,cortex-m7:cmsis-nn,cortex-m55:cmsis-nn (each builds TFLM once).
@@ -64,8 +67,12 @@ def tiny(tmp_path_factory):
     data = export.to_tflite(model, calibration)
     folder = tmp_path_factory.mktemp("tiny_export")
     export.write_export(folder, "mcu_test", "tiny", {"int8": {"base": data}}, log=quiet)
-    return {"dir": folder, "tflite": data, "x": rng.uniform(-1, 1, (N_TINY, 12, 12, 3)).astype(np.float32),
-            "model": mcu.read_exported(folder / "base_int8.h", "base")}
+    return {
+        "dir": folder,
+        "tflite": data,
+        "x": rng.uniform(-1, 1, (N_TINY, 12, 12, 3)).astype(np.float32),
+        "model": mcu.read_exported(folder / "base_int8.h", "base"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +83,12 @@ def kws(tmp_path_factory):
     exported = export_task("keyword_spotting")
     folder = tmp_path_factory.mktemp("kws_export")
     export.write_export(folder, "keyword_spotting", "trecx_ev", {"int8": exported["models"]["int8"]}, log=quiet)
-    return {"dir": folder, "tflite": exported["models"]["int8"], "x": exported["x"][:N_KWS],
-            "models": {m.name: m for m in mcu.exported_models(folder, "trecx_ev")}}
+    return {
+        "dir": folder,
+        "tflite": exported["models"]["int8"],
+        "x": exported["x"][:N_KWS],
+        "models": {m.name: m for m in mcu.exported_models(folder, "trecx_ev")},
+    }
 
 
 def test_missing_toolchain_is_one_message_naming_the_install_script(monkeypatch, tmp_path):
@@ -115,16 +126,18 @@ def test_counts_are_identical_across_runs_and_for_the_same_input(tiny):
 
 def test_a_model_that_does_not_fit_its_arena_is_a_clear_error(tiny):
     with pytest.raises(UserError, match=r"model base does not fit its 2,048-byte arena"):
-        mcu.run_on_mcu(tiny["dir"], None, tiny["x"], core=CORE, kernels=KERNELS, samples=1,
-                       arena_bytes={"base": 2048}, log=quiet)
+        mcu.run_on_mcu(
+            tiny["dir"], None, tiny["x"], core=CORE, kernels=KERNELS, samples=1, arena_bytes={"base": 2048}, log=quiet
+        )
 
 
 def rho_splitting(kws):
     """A rho between the early-exit top scores of the samples, so that some exit and some do not."""
     ee = kws["models"]["stage1"].outputs["ee"]
     q = mcu.quantize(kws["x"], kws["models"]["stage1"].input)
-    tops = sorted(int(litert_by_name(kws["models"]["stage1"], kws["tflite"]["stage1"], q[i])["ee"].max())
-                  for i in range(N_KWS))
+    tops = sorted(
+        int(litert_by_name(kws["models"]["stage1"], kws["tflite"]["stage1"], q[i])["ee"].max()) for i in range(N_KWS)
+    )
     middle = N_KWS // 2
     assert tops[middle - 1] < tops[middle], "synthetic inputs give one early-exit score; no test"
     return ee.scale * ((tops[middle - 1] + tops[middle]) / 2 - ee.zero_point)
@@ -164,8 +177,7 @@ def test_keyword_spotting_early_exit_equals_litert_reference(kws):
 
 
 def test_stage2_never_runs_when_every_sample_exits(kws):
-    result = mcu.run_on_mcu(kws["dir"], "trecx_ev", kws["x"], rho=0.0, core=CORE, kernels=KERNELS, samples=3,
-                            log=quiet)
+    result = mcu.run_on_mcu(kws["dir"], "trecx_ev", kws["x"], rho=0.0, core=CORE, kernels=KERNELS, samples=3, log=quiet)
     assert (result.exits == 0).all() and result.invocations["stage2"] == 0
     assert not result.ran["stage2"].any()
 
@@ -207,20 +219,42 @@ def test_deploy_sh_mcu_checks_the_emulated_core_against_litert_and_reports_instr
     import json
 
     from test_deploy import run_deploy_sh
+
     from tests.synthetic import write_cifar
 
     k = 6
     write_cifar(tmp_path / "data", n_test=60, n_train_per_batch=20, seed=5)
     out = tmp_path / "out"
-    proc = run_deploy_sh("--data-dir", tmp_path / "data", "--results-dir", out, "--rho", "0.8", "--calibration-data",
-                         tmp_path / "data", "--calibration-samples", "40", "--kernels", "builtin", "--mcu", "cortex-m4",
-                         "--mcu-samples", k, cwd=tmp_path)
+    proc = run_deploy_sh(
+        "--data-dir",
+        tmp_path / "data",
+        "--results-dir",
+        out,
+        "--rho",
+        "0.8",
+        "--calibration-data",
+        tmp_path / "data",
+        "--calibration-samples",
+        "40",
+        "--kernels",
+        "builtin",
+        "--mcu",
+        "cortex-m4",
+        "--mcu-samples",
+        k,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((out / "deploy.json").read_text())
     (target,) = summary["mcu"]["targets"]
     assert (target["core"], target["kernels"], target["samples"]) == (CORE, KERNELS, k)
-    assert target["agreement_with_litert_int8"] == {"exits": k, "classes": k, "base_classes": k, "samples": k,
-                                                    "differing_samples": []}
+    assert target["agreement_with_litert_int8"] == {
+        "exits": k,
+        "classes": k,
+        "base_classes": k,
+        "samples": k,
+        "differing_samples": [],
+    }
     assert target["stage2_invocations"] == target["samples_not_exited"] == round((1 - target["exit_rate_samples"]) * k)
     counts = target["instructions"]
     assert counts["stage1"]["samples"] == counts["base"]["samples"] == k
@@ -248,18 +282,33 @@ def test_deploy_sh_mcu_checks_the_emulated_core_against_litert_and_reports_instr
     shares = target["stage1_shares"]
     assert 0 < shares["backbone"]["macs_pct"] < 100 and shares["branch"]["instructions_pct"] > 0
     assert shares["backbone"]["instructions_pct"] + shares["branch"]["instructions_pct"] == pytest.approx(
-        100 * counts["stage1"]["mean"] / counts["base"]["mean"], abs=0.1)
+        100 * counts["stage1"]["mean"] / counts["base"]["mean"], abs=0.1
+    )
     assert (out / "mcu_benefit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = (out / "deploy.md").read_text()
-    assert "not cycles" in text and f"| equal to LiteRT int8 (reference kernels): exits / classes / base classes | " \
-                                    f"{k} / {k} / {k} of {k} |" in text
+    assert (
+        "not cycles" in text
+        and f"| equal to LiteRT int8 (reference kernels): exits / classes / base classes | {k} / {k} / {k} of {k} |"
+        in text
+    )
 
 
 def test_measure_target_counts_stage2_even_when_every_sample_exits(kws):
     x = kws["x"][:4]
     reference = mcu_measure.litert_reference(kws["tflite"], x, 0.0)
-    summary, layers = mcu_measure.measure_target(kws["dir"], "trecx_ev", kws["tflite"], x, 0.0, CORE, KERNELS,
-                                                 reference, test_exit_rate=0.75, flops_saving_pct=30.0, log=quiet)
+    summary, layers = mcu_measure.measure_target(
+        kws["dir"],
+        "trecx_ev",
+        kws["tflite"],
+        x,
+        0.0,
+        CORE,
+        KERNELS,
+        reference,
+        test_exit_rate=0.75,
+        flops_saving_pct=30.0,
+        log=quiet,
+    )
     assert summary["exit_rate_samples"] == 1.0 and summary["stage2_invocations"] == 0
     assert summary["agreement_with_litert_int8"]["differing_samples"] == []
     # Stage 2's count then comes from a run in which it ran, and enters the expected count as a quarter.
@@ -275,9 +324,19 @@ def test_install_mcu_toolchain_again_changes_nothing(tmp_path):
 
     tflm = mcu_build.mcu_home() / "tflm"
     stamp = (tflm / ".trecx-sources").read_bytes()
-    proc = subprocess.run(["bash", str(pathlib.Path(__file__).resolve().parent.parent / "install_mcu_toolchain.sh"), "--skip-packages",
-                           "--home", str(mcu_build.mcu_home())], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [
+            "bash",
+            str(pathlib.Path(__file__).resolve().parent.parent / "install_mcu_toolchain.sh"),
+            "--skip-packages",
+            "--home",
+            str(mcu_build.mcu_home()),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "toolchain: arm-none-eabi-gcc" in proc.stdout and "TFLM sources: up to date" in proc.stdout
     assert (tflm / ".trecx-sources").read_bytes() == stamp
@@ -291,8 +350,9 @@ def test_a_truncated_plugin_or_program_is_rebuilt(tiny):
     first = mcu.run_on_mcu(tiny["dir"], None, tiny["x"], core=CORE, kernels=KERNELS, log=quiet)
     lib = mcu_build.library(CORE, KERNELS, log=quiet)
     plugin = pathlib.Path(mcu_build.plugin(log=quiet))
-    program = pathlib.Path(mcu_build.program(lib, [mcu._build_entry(tiny["model"], "standalone")],
-                                             mcu.ARENA_POOL_BYTES, log=quiet)["elf"])
+    program = pathlib.Path(
+        mcu_build.program(lib, [mcu._build_entry(tiny["model"], "standalone")], mcu.ARENA_POOL_BYTES, log=quiet)["elf"]
+    )
     for damaged in (plugin, program):
         damaged.write_bytes(damaged.read_bytes()[:1000])
     said = []
@@ -305,8 +365,9 @@ def test_a_truncated_plugin_or_program_is_rebuilt(tiny):
 def deploy_mcu(tmp_path, home):
     from test_deploy import run_deploy_sh
 
-    return run_deploy_sh("--rho", "0.5", "--mcu", "cortex-m4", "--data-dir", tmp_path / "nowhere", cwd=tmp_path,
-                         TRECX_MCU_HOME=str(home))
+    return run_deploy_sh(
+        "--rho", "0.5", "--mcu", "cortex-m4", "--data-dir", tmp_path / "nowhere", cwd=tmp_path, TRECX_MCU_HOME=str(home)
+    )
 
 
 def fake_tree(home, manifest):
@@ -319,8 +380,10 @@ def test_a_damaged_tflm_tree_is_one_message_before_any_work(tmp_path):
     fake_tree(tmp_path / "home", "tensorflow/lite/micro/tools/make/Makefile 1234\n")
     proc = deploy_mcu(tmp_path, tmp_path / "home")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
-    assert (f"the TensorFlow Lite Micro tree in {tmp_path / 'home' / 'tflm'} is damaged "
-            "(tensorflow/lite/micro/tools/make/Makefile is missing)") in proc.stderr
+    assert (
+        f"the TensorFlow Lite Micro tree in {tmp_path / 'home' / 'tflm'} is damaged "
+        "(tensorflow/lite/micro/tools/make/Makefile is missing)"
+    ) in proc.stderr
     assert "bash install_mcu_toolchain.sh" in proc.stderr and "test samples" not in proc.stdout
 
 
@@ -329,8 +392,9 @@ def test_a_read_only_build_cache_is_called_read_only_before_any_work(tmp_path):
 
     home = tmp_path / "home"
     home.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(home)], capture_output=True,
-                             text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(home)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     try:
@@ -352,9 +416,21 @@ def test_install_mcu_toolchain_names_a_truncated_tarball(tmp_path):
     if not (tarball / "tflite-micro.tar.gz").is_file():
         pytest.skip("the TFLM source tarballs (../shared/third_party/tflm) are not beside the repository")
     (sources / "tflite-micro.tar.gz").write_bytes((tarball / "tflite-micro.tar.gz").read_bytes()[:100_000])
-    proc = subprocess.run(["bash", str(pathlib.Path(__file__).resolve().parent.parent / "install_mcu_toolchain.sh"),
-                           "--skip-packages", "--sources", str(sources), "--home", str(tmp_path / "home")],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            "bash",
+            str(pathlib.Path(__file__).resolve().parent.parent / "install_mcu_toolchain.sh"),
+            "--skip-packages",
+            "--sources",
+            str(sources),
+            "--home",
+            str(tmp_path / "home"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr
     assert f"{sources / 'tflite-micro.tar.gz'} is truncated or corrupt" in proc.stderr
     assert "tar:" not in proc.stderr and not (tmp_path / "home" / "tflm").exists()

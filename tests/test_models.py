@@ -1,4 +1,5 @@
 """Every registered network builds with the authors' parameter counts and well-formed exits."""
+
 import numpy as np
 import pytest
 
@@ -23,10 +24,17 @@ PARAMS = {
     ("visual_wake_words", "trecx_ev"): 226_276,
     ("visual_wake_words", "trecx_noev"): 225_380,
 }
-EXITS = {("image_classification", "sdn"): ("ee1", "ee2", "ef"),
-         ("keyword_spotting", "sdn"): ("ee1", "ee2", "ee3", "ef")}
-DEFAULT_EXITS = {"base": ("ef",), "trecx_ev": ("ee", "ef"), "trecx_noev": ("ee", "ef"),
-                 "eefmaps_concat": ("ee", "ef"), "branchynet": ("ee1", "ee2", "ef")}
+EXITS = {
+    ("image_classification", "sdn"): ("ee1", "ee2", "ef"),
+    ("keyword_spotting", "sdn"): ("ee1", "ee2", "ee3", "ef"),
+}
+DEFAULT_EXITS = {
+    "base": ("ef",),
+    "trecx_ev": ("ee", "ef"),
+    "trecx_noev": ("ee", "ef"),
+    "eefmaps_concat": ("ee", "ef"),
+    "branchynet": ("ee1", "ee2", "ef"),
+}
 REGISTRY = [(task, v) for task in TASKS for v in load_task(task).ARCHITECTURE.variants()]
 
 

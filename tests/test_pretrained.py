@@ -1,4 +1,5 @@
 """The converted weights give the authors' outputs, and weights files are checked on load."""
+
 import shutil
 
 import keras
@@ -28,8 +29,7 @@ class DepthwiseConv2DKeras2(keras.layers.DepthwiseConv2D):
 def authors_outputs(path, x, tmp_path):
     """{output layer name: softmax} from the authors' model file."""
     if path.suffix == ".h5":
-        model = keras.models.load_model(path, compile=False,
-                                        custom_objects={"DepthwiseConv2D": DepthwiseConv2DKeras2})
+        model = keras.models.load_model(path, compile=False, custom_objects={"DepthwiseConv2D": DepthwiseConv2DKeras2})
         return {model.output_names[0]: model.predict(x, batch_size=BATCH, verbose=0)}
     # Models saved with Adam's slot variables fail to load in TF 2.21: drop the slot references.
     copy = tmp_path / path.name
@@ -40,7 +40,7 @@ def authors_outputs(path, x, tmp_path):
         del node.slot_variables[:]
     (copy / "saved_model.pb").write_bytes(proto.SerializeToString())
     serve = tf.saved_model.load(str(copy)).signatures["serving_default"]
-    batches = [serve(input_1=tf.constant(x[i:i + BATCH])) for i in range(0, len(x), BATCH)]
+    batches = [serve(input_1=tf.constant(x[i : i + BATCH])) for i in range(0, len(x), BATCH)]
     return {k: np.concatenate([b[k].numpy() for b in batches]) for k in batches[0]}
 
 
@@ -78,4 +78,3 @@ def test_weights_of_another_model_are_refused(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not an archive")
     with pytest.raises(UserError, match="cannot read weights file"):
         load_weights(build_model("image_classification", "base").model, tmp_path / "bad.npz")
-

@@ -38,8 +38,15 @@ def test_json_round_trip_with_numpy_types(tmp_path):
     assert "\n  " in text  # indented
     back = json.loads(text)
     assert back == {
-        "acc": 91.5, "n": 7, "ok": True, "arr": [0, 1, 2], "mat": [[1.0, 0.0], [0.0, 1.0]],
-        "tup": [1, 2.5], "nan": None, "3": "int key", "nested": [{"x": 0.1}],
+        "acc": 91.5,
+        "n": 7,
+        "ok": True,
+        "arr": [0, 1, 2],
+        "mat": [[1.0, 0.0], [0.0, 1.0]],
+        "tup": [1, 2.5],
+        "nan": None,
+        "3": "int key",
+        "nested": [{"x": 0.1}],
     }
     assert type(back["acc"]) is float and type(back["n"]) is int
     write_json(path, {"curve": CURVE})  # dataclasses are written field by field

@@ -6,6 +6,7 @@ fetched: the mirror given then is empty). Both must give the numbers test.sh giv
 output fit for a log file. The archives are synthetic, so their checksums cannot be the official ones:
 the mirror run passes --skip-checksums, and a run without it must refuse them.
 """
+
 import json
 import os
 import shutil
@@ -58,8 +59,18 @@ def mirror(tmp_path_factory):
 @pytest.fixture(scope="module")
 def from_mirror(tmp_path_factory, mirror):
     root = tmp_path_factory.mktemp("from_mirror")
-    proc = run("reproduce.sh", "--data-root", root / "data", "--results-root", root / "results", "--mirror", mirror,
-               "--skip-checksums", cwd=root, log_dir=root / "logs")
+    proc = run(
+        "reproduce.sh",
+        "--data-root",
+        root / "data",
+        "--results-root",
+        root / "results",
+        "--mirror",
+        mirror,
+        "--skip-checksums",
+        cwd=root,
+        log_dir=root / "logs",
+    )
     return proc, root
 
 
@@ -76,8 +87,17 @@ def in_place(tmp_path_factory, from_mirror):
         shutil.copytree(source / "data" / task / folder, data / task / folder)
     (root / "empty_mirror").mkdir()
     before = sorted(path.relative_to(data) for path in data.rglob("*"))
-    proc = run("reproduce.sh", "--data-root", data, "--results-root", root / "results", "--mirror",
-               root / "empty_mirror", cwd=root, log_dir=root / "logs")
+    proc = run(
+        "reproduce.sh",
+        "--data-root",
+        data,
+        "--results-root",
+        root / "results",
+        "--mirror",
+        root / "empty_mirror",
+        cwd=root,
+        log_dir=root / "logs",
+    )
     return proc, root, before
 
 
@@ -85,10 +105,16 @@ def test_reproduce_from_an_empty_data_root_through_a_mirror(from_mirror, mirror)
     proc, root = from_mirror
     assert_ok(proc)
     assert "--skip-checksums" in proc.stderr and "not checked" in proc.stderr
-    fetched = {path.name for path in (root / "data").rglob("*.tar.gz")} | {p.name for p in (root / "data").rglob("*.zip")}
+    fetched = {path.name for path in (root / "data").rglob("*.tar.gz")} | {
+        p.name for p in (root / "data").rglob("*.zip")
+    }
     # The test split only: no training archive is fetched.
-    assert fetched == {"cifar-10-python.tar.gz", "speech_commands_test_set_v0.02.tar.gz", "val2017.zip",
-                       "annotations_trainval2017.zip"}
+    assert fetched == {
+        "cifar-10-python.tar.gz",
+        "speech_commands_test_set_v0.02.tar.gz",
+        "val2017.zip",
+        "annotations_trainval2017.zip",
+    }
     assert (root / "data" / "visual_wake_words" / VWW_TEST_FOLDER / "person").is_dir()  # built from COCO
     for task in TASKS:
         summary = json.loads((root / "results" / task / "summary.json").read_text())
@@ -143,15 +169,29 @@ def test_reproduce_output_reads_well_in_a_log_file(run_name, request):
 def test_report_reprints_table1(in_place):
     proc, root, _ = in_place
     assert_ok(proc)
-    report = subprocess.run([sys.executable, "-m", "common.cli", "report", "--results-root", root / "results"],
-                            capture_output=True, text=True, cwd=root, timeout=300)
+    report = subprocess.run(
+        [sys.executable, "-m", "common.cli", "report", "--results-root", root / "results"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=300,
+    )
     assert_ok(report)
     assert report.stdout.strip() == (root / "results" / "table1.md").read_text().strip()
 
 
 def test_reproduce_refuses_unofficial_archives_without_skip_checksums(mirror, tmp_path):
-    proc = run("reproduce.sh", "image_classification", "--data-root", tmp_path / "data", "--results-root",
-               tmp_path / "results", "--mirror", mirror, cwd=tmp_path)
+    proc = run(
+        "reproduce.sh",
+        "image_classification",
+        "--data-root",
+        tmp_path / "data",
+        "--results-root",
+        tmp_path / "results",
+        "--mirror",
+        mirror,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "md5" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "results").exists()

@@ -123,8 +123,13 @@ def test_tradeoff_picks_lowest_mflops_qualifying_point():
     curve = make_curve([85.0, 87.5, 88.0, 89.0, 90.0], [2.0, 4.0, 5.0, 7.0, 9.0])
     points = tradeoff_points(curve, base_accuracy=90.0, base_mflops=10.0)
     assert [p["drop"] for p in points] == [1, 2, 3]
-    assert points[0] == {"drop": 1, "accuracy": 89.0, "mflops": 7.0, "reduction_pct": pytest.approx(30.0),
-                         "rho": pytest.approx(0.4)}
+    assert points[0] == {
+        "drop": 1,
+        "accuracy": 89.0,
+        "mflops": 7.0,
+        "reduction_pct": pytest.approx(30.0),
+        "rho": pytest.approx(0.4),
+    }
     assert points[1]["mflops"] == 5.0 and points[1]["accuracy"] == 88.0  # 88.0 == 90 - 2 qualifies
     assert points[2]["mflops"] == 4.0 and points[2]["reduction_pct"] == pytest.approx(60.0)
     assert all(type(p[k]) is float for p in points for k in ("accuracy", "mflops", "reduction_pct", "rho"))

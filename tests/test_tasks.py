@@ -1,6 +1,7 @@
 """The task registry and its protocol: a throw-away fourth task, written into a temporary folder through
 the protocol documented in common/tasks.py, trains and is evaluated end to end by `python3 -m common.cli`;
 and importing the library changes neither the environment nor matplotlib's backend."""
+
 import json
 import os
 import subprocess
@@ -79,10 +80,14 @@ def write_toy_task(root):
     (package / "configs").mkdir(parents=True)
     (package / "__init__.py").write_text("")
     (package / "task.py").write_text(TOY_TASK)
-    for model, weights, transfer in (("base", "ef: 1.0", 0), ("trecx_ev", "ee: 0.5, ef: 1.0", 1),
-                                     ("trecx_noev", "ee: 0.5, ef: 1.0", 0)):
+    for model, weights, transfer in (
+        ("base", "ef: 1.0", 0),
+        ("trecx_ev", "ee: 0.5, ef: 1.0", 1),
+        ("trecx_noev", "ee: 0.5, ef: 1.0", 0),
+    ):
         (package / "configs" / f"{model}.yaml").write_text(
-            TOY_CONFIG.format(model=model, weights=weights, transfer=transfer))
+            TOY_CONFIG.format(model=model, weights=weights, transfer=transfer)
+        )
     rng = np.random.default_rng(0)
     data = root / "data"
     data.mkdir()
@@ -96,8 +101,14 @@ def write_toy_task(root):
 def cli(root, *args):
     """`python3 -m common.cli ARGS` in `root` (where the toy package is importable), the toy task registered."""
     env = dict(os.environ, **{EXTRA_TASKS_VARIABLE: TOY})
-    return subprocess.run([sys.executable, "-m", "common.cli", *map(str, args)], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "common.cli", *map(str, args)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +117,9 @@ def toy(tmp_path_factory):
     data = write_toy_task(root)
     models, results = root / "trained", root / "results"
     train = cli(root, "train", TOY, "--data-dir", data, "--models-dir", models)
-    test = cli(root, "test", TOY, "--models", "trained", "--models-dir", models, "--data-dir", data,
-               "--results-dir", results)
+    test = cli(
+        root, "test", TOY, "--models", "trained", "--models-dir", models, "--data-dir", data, "--results-dir", results
+    )
     return {"root": root, "train": train, "test": test, "results": results}
 
 
@@ -134,8 +146,11 @@ def test_the_fourth_task_is_listed_and_needs_no_preprocessing(toy):
     listed = cli(toy["root"], "tasks")
     assert listed.stdout.split() == [*TASKS, TOY]
     proc = cli(toy["root"], "preprocess", TOY)
-    assert proc.returncode == 0 and proc.stdout.strip() == f"{TOY} needs no preprocessing: " \
-        f"bash {TOY}/test.sh and train.sh read the downloaded data"
+    assert (
+        proc.returncode == 0
+        and proc.stdout.strip()
+        == f"{TOY} needs no preprocessing: bash {TOY}/test.sh and train.sh read the downloaded data"
+    )
 
 
 def test_registry_refuses_unknown_tasks_and_incomplete_task_modules(tmp_path, monkeypatch):
@@ -152,11 +167,17 @@ def test_registry_refuses_unknown_tasks_and_incomplete_task_modules(tmp_path, mo
 
 
 def test_preprocess_of_a_task_without_preprocessing_says_so_in_one_line():
-    proc = subprocess.run([sys.executable, "-m", "common.cli", "preprocess", "image_classification"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "common.cli", "preprocess", "image_classification"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == ["image_classification needs no preprocessing: bash "
-                                        "image_classification/test.sh and train.sh read the downloaded data"]
+    assert proc.stdout.splitlines() == [
+        "image_classification needs no preprocessing: bash "
+        "image_classification/test.sh and train.sh read the downloaded data"
+    ]
 
 
 IMPORT_EVERY_MODULE = textwrap.dedent("""
@@ -177,7 +198,8 @@ IMPORT_EVERY_MODULE = textwrap.dedent("""
 
 def test_importing_the_library_changes_neither_environment_nor_matplotlib_backend():
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    proc = subprocess.run([sys.executable, "-c", IMPORT_EVERY_MODULE], env=env, cwd="/", capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", IMPORT_EVERY_MODULE], env=env, cwd="/", capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split("\n")[-2] == "changed [] backend True"

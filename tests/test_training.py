@@ -1,4 +1,5 @@
 """Training: every variant trains, saves and reloads; resume, schedules and early-view transfer."""
+
 import csv
 import pathlib
 
@@ -27,8 +28,10 @@ def cifar(tmp_path_factory):
 
 def config(name, *overrides):
     from conftest import REPO_ROOT
-    return load_config(REPO_ROOT / CONFIGS / f"{name}.yaml",
-                       ["epochs=1", "steps_per_epoch=2", "batch_size=8", *overrides])
+
+    return load_config(
+        REPO_ROOT / CONFIGS / f"{name}.yaml", ["epochs=1", "steps_per_epoch=2", "batch_size=8", *overrides]
+    )
 
 
 def batches(cifar, cfg, shuffle=True):
@@ -69,7 +72,9 @@ def test_every_variant_trains_saves_reloads_and_evaluates(cifar, tmp_path):
     for name, net in nets.items():
         before = trained[name].model.predict(inputs, verbose=0)
         after = net.model.predict(inputs, verbose=0)
-        for a, b in zip(before if isinstance(before, list) else [before], after if isinstance(after, list) else [after]):
+        for a, b in zip(
+            before if isinstance(before, list) else [before], after if isinstance(after, list) else [after]
+        ):
             np.testing.assert_array_equal(a, b)
 
     summary = evaluate_models(task, nets, inputs, labels, ids, tmp_path / "results", log=lambda *_: None)
@@ -108,8 +113,9 @@ def test_an_interrupted_run_resumes_where_it_stopped(cifar, tmp_path):
 def test_sdn_loss_weights_follow_their_schedule(cifar, tmp_path):
     # Learning rate 0 and a fixed batch: the cross-entropy stays the same, so the logged weighted
     # loss of each exit is proportional to its weight in the compiled train step.
-    cfg = config("sdn", "epochs=3", "steps_per_epoch=null", "augment=false",
-                 "learning_rate={schedule: constant, initial: 0.0}")
+    cfg = config(
+        "sdn", "epochs=3", "steps_per_epoch=null", "augment=false", "learning_rate={schedule: constant, initial: 0.0}"
+    )
     weights = Record(lambda trainer, epoch: float(trainer.loss_weights["ee2"].numpy()))
     train(cfg, batches(cifar, cfg, shuffle=False).take(1), tmp_path / "run", callbacks=[weights], verbose=0)
     expected = [0.01 + epoch * 0.66 / 3 for epoch in range(3)]
@@ -119,24 +125,32 @@ def test_sdn_loss_weights_follow_their_schedule(cifar, tmp_path):
 
 
 def kernels(trainer, epoch):
-    return {name: trainer.net.get_layer(name).kernel.numpy().copy()
-            for name in ("depth_conv_ee_1", "depth_conv_eefinal_out")}
+    return {
+        name: trainer.net.get_layer(name).kernel.numpy().copy()
+        for name in ("depth_conv_ee_1", "depth_conv_eefinal_out")
+    }
 
 
 def test_early_view_kernel_follows_the_early_exit_then_trains_alone(cifar, tmp_path):
     # Learning rate 0: the only change is the copy, so after transfer epochs the kernels are equal.
-    cfg = config("trecx_ev", "epochs=2", "weight_transfer_epochs=1",
-                 "learning_rate={schedule: constant, initial: 0.0}")
+    cfg = config("trecx_ev", "epochs=2", "weight_transfer_epochs=1", "learning_rate={schedule: constant, initial: 0.0}")
     seen = Record(kernels)
     net = train(cfg, batches(cifar, cfg), tmp_path / "copy", callbacks=[seen], verbose=0)
     assert not np.array_equal(seen.seen[0]["depth_conv_ee_1"], seen.seen[0]["depth_conv_eefinal_out"])
-    np.testing.assert_array_equal(net.model.get_layer("depth_conv_ee_1").kernel.numpy(),
-                                  net.model.get_layer("depth_conv_eefinal_out").kernel.numpy())
+    np.testing.assert_array_equal(
+        net.model.get_layer("depth_conv_ee_1").kernel.numpy(),
+        net.model.get_layer("depth_conv_eefinal_out").kernel.numpy(),
+    )
 
     # Early-exit loss weight 0: the early exit's kernel gets no gradient from the final loss through
     # the copy, so it stays as initialised, while the early-view kernel trains once transfer stops.
-    cfg = config("trecx_ev", "epochs=2", "weight_transfer_epochs=1", "loss_weights={ee: 0.0, ef: 1.0}",
-                 "learning_rate={schedule: constant, initial: 0.01}")
+    cfg = config(
+        "trecx_ev",
+        "epochs=2",
+        "weight_transfer_epochs=1",
+        "loss_weights={ee: 0.0, ef: 1.0}",
+        "learning_rate={schedule: constant, initial: 0.01}",
+    )
     seen = Record(kernels)
     net = train(cfg, batches(cifar, cfg), tmp_path / "grad", callbacks=[seen], verbose=0)
     start, after_transfer, end = seen.seen
@@ -153,8 +167,15 @@ def test_config_naming_an_absent_exit_is_refused(cifar, tmp_path):
 def test_optimizer_restarts_zero_adam_state(cifar, tmp_path):
     # The authors' staged VWW training compiles a fresh Adam per stage: step count and moments restart.
     cfg = config("base", "epochs=3", "optimizer_restarts=[2]")
-    state = Record(lambda trainer, epoch: (epoch, int(trainer.optimizer.iterations.numpy()), float(sum(
-        float(keras.ops.sum(keras.ops.abs(v))) for v in trainer.optimizer.variables if "momentum" in v.path))))
+    state = Record(
+        lambda trainer, epoch: (
+            epoch,
+            int(trainer.optimizer.iterations.numpy()),
+            float(
+                sum(float(keras.ops.sum(keras.ops.abs(v))) for v in trainer.optimizer.variables if "momentum" in v.path)
+            ),
+        )
+    )
     train(cfg, batches(cifar, cfg), tmp_path / "run", callbacks=[state], verbose=0)
     (e0, it0, m0), (e1, it1, m1), (e2, it2, m2), (end, it_end, _) = state.seen
     assert (it0, it1, it2, it_end) == (0, 2, 0, 2)
@@ -177,6 +198,7 @@ class Interrupt(keras.callbacks.Callback):
 
 def test_a_damaged_checkpoint_falls_back_to_the_previous_one_or_restarts(cifar, tmp_path, capsys):
     import shutil
+
     cfg = config("trecx_noev", "epochs=3")
     with pytest.raises(KeyboardInterrupt):
         train(cfg, batches(cifar, cfg), tmp_path / "run", callbacks=[Interrupt(2)], verbose=0)
@@ -193,7 +215,7 @@ def test_a_damaged_checkpoint_falls_back_to_the_previous_one_or_restarts(cifar, 
         return capsys.readouterr().out
 
     def truncate(path):  # as a full disk leaves a file
-        path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
 
     out = resumed("newest", lambda backup: truncate(backup / "epoch-0002.weights.h5"), 1, 2)
     assert "epoch-0002.weights.h5 is damaged" in out and "resuming after epoch 1 of 3" in out
@@ -212,7 +234,9 @@ def test_a_damaged_checkpoint_falls_back_to_the_previous_one_or_restarts(cifar, 
 
 def test_a_full_disk_keeps_the_last_checkpoint_and_the_run_resumes(cifar, tmp_path, monkeypatch):
     import errno
+
     from common.training import EarlyExitTrainer
+
     cfg = config("base", "epochs=2")
     real_save = EarlyExitTrainer.save_weights
 
@@ -223,8 +247,11 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_the_run_resumes(cifar, tmp_pa
         real_save(self, path, **kwargs)
 
     monkeypatch.setattr(EarlyExitTrainer, "save_weights", save_then_fill_the_disk)
-    with pytest.raises(UserError, match=r"No space left on device.*free some space, then run the same command "
-                                        r"again to resume from .*epoch-0001\.weights\.h5 \(epoch 1\), which is intact"):
+    with pytest.raises(
+        UserError,
+        match=r"No space left on device.*free some space, then run the same command "
+        r"again to resume from .*epoch-0001\.weights\.h5 \(epoch 1\), which is intact",
+    ):
         train(cfg, batches(cifar, cfg), tmp_path / "run", verbose=0)
     assert checkpoints(tmp_path / "run") == ["epoch-0001.weights.h5"] and not (tmp_path / "run/weights.npz").exists()
     monkeypatch.undo()
@@ -250,8 +277,11 @@ def test_a_nan_loss_stops_the_run_and_force_keeps_the_finished_model(cifar, tmp_
     finished = {name: (run / name).read_bytes() for name in ("weights.npz", "config.yaml", "log.csv")}
 
     cfg2 = config("base", "epochs=2")
-    with pytest.raises(UserError, match=r"training diverged: loss became nan in epoch 2, batch 1; the model was not "
-                                        r"saved\. .*retrain keeps log\.csv and backup/, the checkpoint of epoch 1"):
+    with pytest.raises(
+        UserError,
+        match=r"training diverged: loss became nan in epoch 2, batch 1; the model was not "
+        r"saved\. .*retrain keeps log\.csv and backup/, the checkpoint of epoch 1",
+    ):
         train(cfg2, batches(cifar, cfg2), run, force=True, callbacks=[PoisonWeights()], verbose=0)
     assert {name: (run / name).read_bytes() for name in finished} == finished
     assert checkpoints(run / "retrain") == ["epoch-0001.weights.h5"] and not (run / "retrain/weights.npz").exists()
@@ -275,10 +305,12 @@ def test_models_dir_is_checked_before_training(tmp_path, monkeypatch):
     import errno
     import shutil
     import tempfile
+
     from common.training import MIN_FREE_MB
 
     def check_models_dir(folder):
         return files.check_output_folder(folder, "--models-dir", MIN_FREE_MB)
+
     (tmp_path / "file").write_text("mine")
     for bad in (tmp_path / "file", tmp_path / "file" / "below"):
         with pytest.raises(UserError, match=f"--models-dir {bad}: .*file is a file, not a folder"):
@@ -325,9 +357,14 @@ def test_early_view_transfer_under_a_two_replica_mirrored_strategy(cifar, tmp_pa
     import sys
 
     from conftest import REPO_ROOT
+
     shutil.copytree(cifar, tmp_path / "data")
-    result = subprocess.run([sys.executable, "-c", MIRRORED_RUN, str(tmp_path / "data"),
-                             str(REPO_ROOT / CONFIGS / "trecx_ev.yaml")],
-                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", MIRRORED_RUN, str(tmp_path / "data"), str(REPO_ROOT / CONFIGS / "trecx_ev.yaml")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "replicas 2 equal True" in result.stdout

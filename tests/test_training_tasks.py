@@ -1,5 +1,6 @@
 """Keyword spotting and visual wake words: every variant trains a short epoch on synthetic data, with
 and without augmentation, and the trained models reload and evaluate through the shared pipeline."""
+
 import pytest
 from synthetic_audio import write_test_tree, write_train_tree
 from synthetic_coco import write_coco, write_vww_train
@@ -30,8 +31,10 @@ def visual_wake_words_data(root):
     return root, root / "minival"
 
 
-DATA_MAKERS = {"keyword_spotting": (keyword_spotting.task, speech_commands),
-               "visual_wake_words": (visual_wake_words.task, visual_wake_words_data)}
+DATA_MAKERS = {
+    "keyword_spotting": (keyword_spotting.task, speech_commands),
+    "visual_wake_words": (visual_wake_words.task, visual_wake_words_data),
+}
 
 
 @pytest.fixture(scope="module", params=sorted(DATA_MAKERS))
@@ -43,11 +46,14 @@ def prepared(request, tmp_path_factory):
 
 def test_every_variant_trains_with_and_without_augmentation(prepared):
     from conftest import REPO_ROOT
+
     task, data_dir, _, models_dir = prepared
     for augment in ("true", "false"):
         for name in task.MODELS:
-            config = load_config(REPO_ROOT / task.NAME / "configs" / f"{name}.yaml",
-                                 ["epochs=1", "steps_per_epoch=2", "batch_size=8", f"augment={augment}"])
+            config = load_config(
+                REPO_ROOT / task.NAME / "configs" / f"{name}.yaml",
+                ["epochs=1", "steps_per_epoch=2", "batch_size=8", f"augment={augment}"],
+            )
             train_data, validation_data = task.training_data(config, data_dir)
             run_dir = models_dir / augment / task.NAME / name
             train(config, train_data, run_dir, validation_data, verbose=0)

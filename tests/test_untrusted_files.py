@@ -2,6 +2,7 @@
 YAML config that would run a command on load is refused with one message (exit 2, no traceback) and the
 command did not run (the file it would write does not exist); archives never write outside their target
 folder; a weights file of the wrong dtype is refused. The script runs go two at a time from one fixture."""
+
 import io
 import os
 import subprocess
@@ -77,8 +78,17 @@ def weights_run_code(tmp):
     first = next(iter(arrays))
     arrays[first] = np.array([RunsACommand(tmp / "marker")], dtype=object)
     np.savez(weights, **arrays)  # an object array: stored as a pickle
-    return f"{CIFAR}/test.sh", ["--data-dir", tmp / "data", "--models", "trained", "base", "--models-dir",
-                                tmp / "models", "--results-dir", tmp / "out"]
+    return f"{CIFAR}/test.sh", [
+        "--data-dir",
+        tmp / "data",
+        "--models",
+        "trained",
+        "base",
+        "--models-dir",
+        tmp / "models",
+        "--results-dir",
+        tmp / "out",
+    ]
 
 
 @case
@@ -87,25 +97,43 @@ def weights_of_another_dtype(tmp):
     with np.load(weights) as stored:
         arrays = {key: value.astype(np.float64) for key, value in stored.items()}
     np.savez(weights, **arrays)
-    return f"{CIFAR}/test.sh", ["--data-dir", tmp / "data", "--models", "trained", "base", "--models-dir",
-                                tmp / "models", "--results-dir", tmp / "out"]
+    return f"{CIFAR}/test.sh", [
+        "--data-dir",
+        tmp / "data",
+        "--models",
+        "trained",
+        "base",
+        "--models-dir",
+        tmp / "models",
+        "--results-dir",
+        tmp / "out",
+    ]
 
 
 @case
 def yaml_runs_code(tmp):
     write_cifar(tmp / "data", n_test=6, n_train_per_batch=2)
-    (tmp / "data" / "evil.yaml").write_text(f'task: !!python/object/apply:os.system ["touch {tmp / "marker"}"]\n'
-                                            "model: base\n")
-    return f"{CIFAR}/train.sh", ["--config", tmp / "data" / "evil.yaml", "--data-dir", tmp / "data",
-                                 "--models-dir", tmp / "out"]
+    (tmp / "data" / "evil.yaml").write_text(
+        f'task: !!python/object/apply:os.system ["touch {tmp / "marker"}"]\nmodel: base\n'
+    )
+    return f"{CIFAR}/train.sh", [
+        "--config",
+        tmp / "data" / "evil.yaml",
+        "--data-dir",
+        tmp / "data",
+        "--models-dir",
+        tmp / "out",
+    ]
 
 
 def escaping_tar(tmp, add_member):
     """A CIFAR-10 archive under its official name with one member added by `add_member(tar)`."""
     make_cifar_archive(tmp / "source", n_test=4, n_train_per_batch=2)
     (tmp / "mirror").mkdir()
-    with tarfile.open(tmp / "source" / "cifar-10-python.tar.gz") as good, \
-            tarfile.open(tmp / "mirror" / "cifar-10-python.tar.gz", "w:gz") as bad:
+    with (
+        tarfile.open(tmp / "source" / "cifar-10-python.tar.gz") as good,
+        tarfile.open(tmp / "mirror" / "cifar-10-python.tar.gz", "w:gz") as bad,
+    ):
         for member in good.getmembers():
             bad.addfile(member, good.extractfile(member) if member.isfile() else None)
         add_member(bad)
@@ -145,8 +173,15 @@ def zip_dotdot(tmp):
     with zipfile.ZipFile(tmp / "mirror" / "annotations_trainval2017.zip", "w") as zipped:
         zipped.writestr("annotations/instances_val2017.json", "{}")
         zipped.writestr("annotations/../../escaped.txt", "escaped\n")
-    return "visual_wake_words/download.sh", ["--data-dir", tmp / "data", "--mirror", tmp / "mirror", "--split",
-                                             "test", "--skip-checksums"]
+    return "visual_wake_words/download.sh", [
+        "--data-dir",
+        tmp / "data",
+        "--mirror",
+        tmp / "mirror",
+        "--split",
+        "test",
+        "--skip-checksums",
+    ]
 
 
 @case
@@ -190,8 +225,9 @@ def refused(runs, name, *named):
     return tmp
 
 
-@pytest.mark.parametrize("name, file", [("cifar_test_batch_runs_code", "test_batch"),
-                                        ("train_batch_runs_code", "data_batch_3")])
+@pytest.mark.parametrize(
+    "name, file", [("cifar_test_batch_runs_code", "test_batch"), ("train_batch_runs_code", "data_batch_3")]
+)
 def test_a_cifar_pickle_that_calls_a_function_is_refused_unrun(runs, name, file):
     tmp = refused(runs, name, "{tmp}/data/cifar-10-batches-py/" + file, "posix.system", "could run code")
     assert not (tmp / "marker").exists()

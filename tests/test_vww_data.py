@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from synthetic_coco import COCO_CASES, expected_minival, make_archives, save_image, write_coco, write_vww_train
 
 from common.errors import UserError
-from synthetic_coco import COCO_CASES, expected_minival, make_archives, save_image, write_coco, write_vww_train
 from visual_wake_words import data
 
 CASES = {case.name: case for case in COCO_CASES}
@@ -46,37 +46,46 @@ def test_minival_rules_put_each_image_in_its_folder(coco_dir) -> None:
     assert _folder_names(minival / "person") == expected["person"]
     assert _folder_names(minival / "non_person") == expected["non_person"]
     skipped = sorted(case.file_name for case in COCO_CASES if case.expected is None)
-    assert counts == {"person": len(expected["person"]), "non_person": len(expected["non_person"]),
-                      "skipped": len(skipped)}
+    assert counts == {
+        "person": len(expected["person"]),
+        "non_person": len(expected["non_person"]),
+        "skipped": len(skipped),
+    }
     assert counts["person"] == len(list((minival / "person").iterdir()))
     assert counts["non_person"] == len(list((minival / "non_person").iterdir()))
 
 
-@pytest.mark.parametrize("name, folder", [
-    ("just above 2.5 %", "person"),
-    ("exactly 2.5 %", None),
-    ("just below 2.5 %", None),
-    ("crowd only", "non_person"),
-    ("large crowd, small non-crowd person", None),
-    ("no annotations", "non_person"),
-    ("other category only", "non_person"),
-    ("one small one large person", "person"),
-])
+@pytest.mark.parametrize(
+    "name, folder",
+    [
+        ("just above 2.5 %", "person"),
+        ("exactly 2.5 %", None),
+        ("just below 2.5 %", None),
+        ("crowd only", "non_person"),
+        ("large crowd, small non-crowd person", None),
+        ("no annotations", "non_person"),
+        ("other category only", "non_person"),
+        ("one small one large person", "person"),
+    ],
+)
 def test_minival_rule(coco_dir, name, folder) -> None:
     case = CASES[name]
     assert case.expected == folder  # the synthetic case states what the rule must give
     data.build_minival(coco_dir)
-    found = [label for label in ("person", "non_person")
-             if (coco_dir / "minival" / label / case.file_name).is_file()]
+    found = [label for label in ("person", "non_person") if (coco_dir / "minival" / label / case.file_name).is_file()]
     assert found == ([folder] if folder else [])
 
 
 def test_minival_labels_threshold_is_exact() -> None:
-    coco = {"categories": [{"id": 3, "name": "person"}],
-            "images": [{"id": i, "file_name": f"{i}.jpg", "width": 100, "height": 10} for i in range(3)],
-            "annotations": [{"image_id": 0, "category_id": 3, "bbox": [0, 0, 5, 5.0], "iscrowd": 0},  # 25 = 2.5 %
-                            {"image_id": 1, "category_id": 3, "bbox": [0, 0, 5, 5.000001]},
-                            {"image_id": 2, "category_id": 3, "bbox": [0, 0, 5, 4.999999]}]}
+    coco = {
+        "categories": [{"id": 3, "name": "person"}],
+        "images": [{"id": i, "file_name": f"{i}.jpg", "width": 100, "height": 10} for i in range(3)],
+        "annotations": [
+            {"image_id": 0, "category_id": 3, "bbox": [0, 0, 5, 5.0], "iscrowd": 0},  # 25 = 2.5 %
+            {"image_id": 1, "category_id": 3, "bbox": [0, 0, 5, 5.000001]},
+            {"image_id": 2, "category_id": 3, "bbox": [0, 0, 5, 4.999999]},
+        ],
+    }
     assert data.minival_labels(coco) == {"0.jpg": None, "1.jpg": "person", "2.jpg": None}
 
 
@@ -120,9 +129,9 @@ def test_minival_out_dir_and_skip_when_complete(coco_dir, tmp_path, capsys) -> N
     assert "already complete" in capsys.readouterr().out
     assert first.stat().st_mtime_ns == stamp
 
-    first.unlink()                                   # an image lost,
+    first.unlink()  # an image lost,
     save_image(person / "stray.jpg", np.zeros((96, 96, 3), np.uint8))  # one that does not belong,
-    (person / f".{first.name}.123.tmp").write_bytes(b"half")           # a temporary file left behind
+    (person / f".{first.name}.123.tmp").write_bytes(b"half")  # a temporary file left behind
     (person / "notes.txt").write_text("kept")
     assert data.build_minival(coco_dir, out_dir=out) == counts
     assert _folder_names(person) == sorted([*expected_minival()["person"], "notes.txt"])
@@ -162,8 +171,16 @@ def test_minival_unreadable_image_is_user_error(coco_dir) -> None:
 
 def test_download_then_minival_then_load_test(archives, tmp_path, capsys) -> None:
     data_dir = tmp_path / "data"
-    assert data.download(data_dir, train_url=archives["train"].as_uri(), images_url=archives["images"].as_uri(),
-                         annotations_url=archives["annotations"].as_uri(), verify_checksums=False) == data_dir
+    assert (
+        data.download(
+            data_dir,
+            train_url=archives["train"].as_uri(),
+            images_url=archives["images"].as_uri(),
+            annotations_url=archives["annotations"].as_uri(),
+            verify_checksums=False,
+        )
+        == data_dir
+    )
     assert len(_folder_names(data_dir / "vw_coco2014_96" / "person")) == 15
     assert len(_folder_names(data_dir / "vw_coco2014_96" / "non_person")) == 12
     assert _folder_names(data_dir / "val2017") == sorted(case.file_name for case in COCO_CASES)
@@ -172,8 +189,9 @@ def test_download_then_minival_then_load_test(archives, tmp_path, capsys) -> Non
     counts = data.build_minival(data_dir)
     images, labels, ids = data.load_test(data_dir / "minival")
     expected = expected_minival()
-    assert list(ids) == sorted([f"non_person/{name}" for name in expected["non_person"]]
-                               + [f"person/{name}" for name in expected["person"]])
+    assert list(ids) == sorted(
+        [f"non_person/{name}" for name in expected["non_person"]] + [f"person/{name}" for name in expected["person"]]
+    )
     np.testing.assert_array_equal(labels, [1 if i.startswith("person/") else 0 for i in ids])
     assert labels.dtype == np.int64 and int(labels.sum()) == counts["person"] == len(expected["person"])
     assert images.shape == (len(ids), 96, 96, 3) and images.dtype == np.float32
@@ -212,8 +230,12 @@ def test_a_minival_in_place_is_the_test_split(coco_dir, tmp_path, capsys) -> Non
 
 def test_download_repairs_incomplete_images_folder(archives, tmp_path) -> None:
     data_dir = tmp_path / "data"
-    urls = dict(train_url=archives["train"].as_uri(), images_url=archives["images"].as_uri(),
-                annotations_url=archives["annotations"].as_uri(), verify_checksums=False)
+    urls = dict(
+        train_url=archives["train"].as_uri(),
+        images_url=archives["images"].as_uri(),
+        annotations_url=archives["annotations"].as_uri(),
+        verify_checksums=False,
+    )
     data.download(data_dir, **urls)
     (data_dir / "val2017" / CASES["crowd only"].file_name).unlink()
     (data_dir / "val2017.zip").unlink()  # forces a fresh fetch, which must happen
@@ -312,8 +334,8 @@ def test_split_train_is_deterministic_per_class_ten_percent(train_dir) -> None:
         names = sorted(os.listdir(train_dir / "vw_coco2014_96" / class_name))
         names = [name for name in names if name.endswith(".jpg")]
         paths = [f"vw_coco2014_96/{class_name}/{name}" for name in names]
-        assert [p for p, y in validation if y == label] == paths[:n // 10]
-        assert [p for p, y in train if y == label] == paths[n // 10:]
+        assert [p for p, y in validation if y == label] == paths[: n // 10]
+        assert [p for p, y in train if y == label] == paths[n // 10 :]
         assert all(path.split("/")[1] == class_name for path, y in train + validation if y == label)
     assert len(validation) == 2 + 3 and len(train) == 27 + 28
     assert all((train_dir / path).is_file() for path, _ in train + validation)

@@ -33,9 +33,9 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path, PurePosixPath
-from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -44,12 +44,11 @@ from PIL import Image
 
 from common import files
 from common.download import check_split, extract, fetch
-from common.progress import Progress
 from common.errors import UserError
+from common.progress import Progress
 from common.tasks import LoadedSet
 
-TRAIN_URL = ("https://www.silabs.com/public/files/github/machine_learning/benchmarks/datasets/"
-             "vw_coco2014_96.tar.gz")
+TRAIN_URL = "https://www.silabs.com/public/files/github/machine_learning/benchmarks/datasets/vw_coco2014_96.tar.gz"
 # SHA-1 published by Silicon Labs, the archive's host, in its MLTK model definition
 # (github.com/SiliconLabs/mltk, mltk/models/tinyml/visual_wake_words.py: download_verify_extract(...,
 # file_hash='A5A465082D3F396407F8B5ABAF824DD5B28439C4'); a 40-digit hash there is a SHA-1). No MD5 or
@@ -96,9 +95,11 @@ def _download_hint(data_dir: Path) -> str:
 
 def _listed_images(folder: Path) -> list[str]:
     """Sorted names of the .png/.jpg/.jpeg files (any case) directly in `folder`, hidden files excluded."""
-    return sorted(entry.name for entry in os.scandir(folder)
-                  if entry.name.lower().endswith(IMAGE_SUFFIXES) and not entry.name.startswith(".")
-                  and entry.is_file())
+    return sorted(
+        entry.name
+        for entry in os.scandir(folder)
+        if entry.name.lower().endswith(IMAGE_SUFFIXES) and not entry.name.startswith(".") and entry.is_file()
+    )
 
 
 def _train_complete(data_dir: Path) -> bool:
@@ -129,9 +130,15 @@ def minival_present(data_dir: Path) -> bool:
     return all((root / name).is_dir() and _listed_images(root / name) for name in CLASS_NAMES)
 
 
-def download(data_dir: Path, train_url: str = TRAIN_URL, images_url: str = COCO_IMAGES_URL,
-             annotations_url: str = COCO_ANNOTATIONS_URL, verify_checksums: bool = True, split: str = "all",
-             force: bool = False) -> Path:
+def download(
+    data_dir: Path,
+    train_url: str = TRAIN_URL,
+    images_url: str = COCO_IMAGES_URL,
+    annotations_url: str = COCO_ANNOTATIONS_URL,
+    verify_checksums: bool = True,
+    split: str = "all",
+    force: bool = False,
+) -> Path:
     """Fetch and unpack what `split` needs into `data_dir`: "train" the training archive, "test" COCO
     val2017 images and annotations (the minival is built from them), "all" the three.
 
@@ -151,10 +158,20 @@ def download(data_dir: Path, train_url: str = TRAIN_URL, images_url: str = COCO_
     # Annotations before images: the images' completeness check reads them.
     parts: tuple[tuple[str, str, str, Callable[[Path], bool], dict[str, str]], ...] = (
         ("training set", train_url, TRAIN_FOLDER, _train_complete, {"sha1": TRAIN_SHA1}),
-        ("COCO val2017 annotations", annotations_url, ANNOTATIONS_FILE, _annotations_complete,
-         {"md5": COCO_ANNOTATIONS_MD5, "sha256": COCO_ANNOTATIONS_SHA256}),
-        ("COCO val2017 images", images_url, IMAGES_FOLDER, _images_complete,
-         {"md5": COCO_IMAGES_MD5, "sha256": COCO_IMAGES_SHA256}),
+        (
+            "COCO val2017 annotations",
+            annotations_url,
+            ANNOTATIONS_FILE,
+            _annotations_complete,
+            {"md5": COCO_ANNOTATIONS_MD5, "sha256": COCO_ANNOTATIONS_SHA256},
+        ),
+        (
+            "COCO val2017 images",
+            images_url,
+            IMAGES_FOLDER,
+            _images_complete,
+            {"md5": COCO_IMAGES_MD5, "sha256": COCO_IMAGES_SHA256},
+        ),
     )
     test_in_place = minival_present(data_dir)
     if test_in_place and split != "train":
@@ -173,8 +190,10 @@ def download(data_dir: Path, train_url: str = TRAIN_URL, images_url: str = COCO_
         print(f"Extracting {archive} into {data_dir}")
         extract(archive, data_dir, force=force)
         if not complete(data_dir):
-            raise UserError(f"{archive} did not unpack to a complete {data_dir / target}; check that the URL "
-                            f"points at the {what} archive, delete {archive} and re-run")
+            raise UserError(
+                f"{archive} did not unpack to a complete {data_dir / target}; check that the URL "
+                f"points at the {what} archive, delete {archive} and re-run"
+            )
     return data_dir
 
 
@@ -200,8 +219,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
         cmyk = np.asarray(image).astype(np.uint16)
         return Image.fromarray(((255 - cmyk[..., :3]) * (255 - cmyk[..., 3:]) // 255).astype(np.uint8), "RGB")
     if mode in ("F", "RGBa", "La"):
-        raise ValueError(f"image mode {mode} has no 8-bit RGB equivalent TensorFlow would decode to; "
-                         "save the image as 8-bit RGB or grey")
+        raise ValueError(
+            f"image mode {mode} has no 8-bit RGB equivalent TensorFlow would decode to; "
+            "save the image as 8-bit RGB or grey"
+        )
     if mode == "PA":
         image = image.convert("RGBA")
     return image if mode == "RGB" else image.convert("RGB")
@@ -285,8 +306,14 @@ def load_test(data_dir: Path) -> LoadedSet:
     for row, error in failures:
         print(f"skipping unreadable image {data_dir / ids[row]} ({error})", file=sys.stderr)
         keep[row] = False
-        skipped.append((ids[row], "empty file" if (data_dir / ids[row]).stat().st_size == 0
-                        else f"unreadable image ({error.split(':')[0]})"))
+        skipped.append(
+            (
+                ids[row],
+                "empty file"
+                if (data_dir / ids[row]).stat().st_size == 0
+                else f"unreadable image ({error.split(':')[0]})",
+            )
+        )
     if failures:
         print(f"{len(failures)} of {len(ids)} test images could not be read and were skipped", file=sys.stderr)
         if not keep.any():
@@ -308,8 +335,9 @@ def _read_annotations(path: Path, data_dir: Path) -> dict:
             coco = json.load(f)
     except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise UserError(f"COCO annotations {path} are not readable JSON ({err}); {redo}") from err
-    if not isinstance(coco, dict) or not all(isinstance(coco.get(key), list)
-                                             for key in ("images", "annotations", "categories")):
+    if not isinstance(coco, dict) or not all(
+        isinstance(coco.get(key), list) for key in ("images", "annotations", "categories")
+    ):
         raise UserError(f"{path} lacks the images/annotations/categories lists of a COCO instances file; {redo}")
     return coco
 
@@ -347,8 +375,10 @@ def minival_labels(coco: dict, source: str = "the annotations") -> dict[str, str
             else:
                 labels[image["file_name"]] = None
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
-        raise UserError(f"{source} are not in the COCO instances format "
-                        f"({type(err).__name__}: {err}); use the official instances_val2017.json") from err
+        raise UserError(
+            f"{source} are not in the COCO instances format "
+            f"({type(err).__name__}: {err}); use the official instances_val2017.json"
+        ) from err
     return labels
 
 
@@ -358,8 +388,10 @@ def _write_jpeg(source: Path, target: Path) -> None:
         with Image.open(source) as image:
             small = _to_model_size(image)
     except Exception as err:  # corrupt files fail inside Pillow's decoders in many ways
-        raise UserError(f"Cannot read COCO image {source} ({type(err).__name__}: {err}); delete "
-                        f"{source.parent} and {_download_hint(source.parent.parent)}") from err
+        raise UserError(
+            f"Cannot read COCO image {source} ({type(err).__name__}: {err}); delete "
+            f"{source.parent} and {_download_hint(source.parent.parent)}"
+        ) from err
     with files.atomic_output(target) as temporary:
         small.save(temporary, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
 
@@ -399,10 +431,15 @@ def build_minival(data_dir: Path, out_dir: Path | None = None) -> dict[str, int]
         counts[label or SKIPPED] += 1
         if label is not None:
             targets[f"{label}/{name}"] = data_dir / IMAGES_FOLDER / name
-    strays = [entry for class_name in CLASS_NAMES if (root / class_name).is_dir()
-              for entry in sorted((root / class_name).iterdir())
-              if entry.name.lower().endswith((*IMAGE_SUFFIXES, ".tmp")) and entry.is_file()
-              and f"{class_name}/{entry.name}" not in targets]
+    strays = [
+        entry
+        for class_name in CLASS_NAMES
+        if (root / class_name).is_dir()
+        for entry in sorted((root / class_name).iterdir())
+        if entry.name.lower().endswith((*IMAGE_SUFFIXES, ".tmp"))
+        and entry.is_file()
+        and f"{class_name}/{entry.name}" not in targets
+    ]
     todo = [(source, target) for target, source in targets.items() if not (root / target).is_file()]
     summary = f"{counts[PERSON]} person, {counts[NON_PERSON]} non_person, {counts[SKIPPED]} skipped (small persons)"
     if not todo and not strays:
@@ -410,8 +447,10 @@ def build_minival(data_dir: Path, out_dir: Path | None = None) -> dict[str, int]
         return counts
     missing = [source for source, _ in todo if not source.is_file()]
     if missing:
-        raise UserError(f"{len(missing)} images named in {annotations} are missing from {data_dir / IMAGES_FOLDER} "
-                        f"(first: {missing[0].name}); {_download_hint(data_dir)}")
+        raise UserError(
+            f"{len(missing)} images named in {annotations} are missing from {data_dir / IMAGES_FOLDER} "
+            f"(first: {missing[0].name}); {_download_hint(data_dir)}"
+        )
     staging = root.with_name(f".{root.name}.building")
     for class_name in CLASS_NAMES:
         (staging / class_name).mkdir(parents=True, exist_ok=True)
@@ -465,8 +504,9 @@ def split_train(data_dir: Path) -> tuple[list[tuple[str, int]], list[tuple[str, 
         validation += [(path, label) for path in paths[:n_validation]]
         train += [(path, label) for path in paths[n_validation:]]
     if not train:
-        raise UserError(f"No .png/.jpg/.jpeg images under {root}/{{person,non_person}}/; "
-                        f"{_download_hint(Path(data_dir))}")
+        raise UserError(
+            f"No .png/.jpg/.jpeg images under {root}/{{person,non_person}}/; {_download_hint(Path(data_dir))}"
+        )
     return train, validation
 
 
@@ -479,26 +519,34 @@ def augment_layer(seed: int) -> keras.Sequential:
     [0.9, 1.1], drawn independently for height and width as ImageDataGenerator does, flip with p=0.5;
     uncovered pixels repeat the nearest edge, sampling is bilinear.
     """
-    return keras.Sequential([
-        keras.layers.RandomRotation(10 / 360, fill_mode="nearest", seed=seed),
-        keras.layers.RandomTranslation(0.05, 0.05, fill_mode="nearest", seed=seed + 1),
-        keras.layers.RandomZoom((-0.1, 0.1), (-0.1, 0.1), fill_mode="nearest", seed=seed + 2),
-        keras.layers.RandomFlip("horizontal", seed=seed + 3),
-    ], name="vww_augment")
+    return keras.Sequential(
+        [
+            keras.layers.RandomRotation(10 / 360, fill_mode="nearest", seed=seed),
+            keras.layers.RandomTranslation(0.05, 0.05, fill_mode="nearest", seed=seed + 1),
+            keras.layers.RandomZoom((-0.1, 0.1), (-0.1, 0.1), fill_mode="nearest", seed=seed + 2),
+            keras.layers.RandomFlip("horizontal", seed=seed + 3),
+        ],
+        name="vww_augment",
+    )
 
 
 def _decode(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """float32 (96, 96, 3) pixel values in [0, 255] of one PNG/JPEG file, and its label."""
     raw = tf.io.read_file(path)
-    image = tf.cond(tf.io.is_jpeg(raw),
-                    lambda: tf.io.decode_jpeg(raw, channels=3, dct_method="INTEGER_ACCURATE"),
-                    lambda: tf.io.decode_image(raw, channels=3, expand_animations=False))
+    image = tf.cond(
+        tf.io.is_jpeg(raw),
+        lambda: tf.io.decode_jpeg(raw, channels=3, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_image(raw, channels=3, expand_animations=False),
+    )
     image = tf.cast(image, tf.float32)
     shape = tf.shape(image)
-    image = tf.cond(tf.logical_and(tf.equal(shape[0], IMAGE_SIZE), tf.equal(shape[1], IMAGE_SIZE)),
-                    lambda: image,
-                    lambda: tf.clip_by_value(tf.round(tf.image.resize(
-                        image, (IMAGE_SIZE, IMAGE_SIZE), method="bilinear", antialias=True)), 0.0, 255.0))
+    image = tf.cond(
+        tf.logical_and(tf.equal(shape[0], IMAGE_SIZE), tf.equal(shape[1], IMAGE_SIZE)),
+        lambda: image,
+        lambda: tf.clip_by_value(
+            tf.round(tf.image.resize(image, (IMAGE_SIZE, IMAGE_SIZE), method="bilinear", antialias=True)), 0.0, 255.0
+        ),
+    )
     return tf.ensure_shape(image, IMAGE_SHAPE), label
 
 
@@ -513,6 +561,7 @@ IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a",
 def _check_decodable(paths: Sequence[str]) -> None:
     """UserError naming the first of `paths` that is empty or not a JPEG/PNG/GIF/BMP file by its first
     bytes, which tf.data would only fail on, deep inside training."""
+
     def problem(path: str) -> str | None:
         try:
             with open(path, "rb") as f:
@@ -527,8 +576,10 @@ def _check_decodable(paths: Sequence[str]) -> None:
         bad = [(path, error) for path, error in zip(paths, pool.map(problem, paths, chunksize=256)) if error]
     if bad:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise UserError(f"Training image {bad[0][0]} {bad[0][1]}{more}; delete or replace it, or download "
-                        f"the training set again (bash visual_wake_words/download.sh)")
+        raise UserError(
+            f"Training image {bad[0][0]} {bad[0][1]}{more}; delete or replace it, or download "
+            f"the training set again (bash visual_wake_words/download.sh)"
+        )
 
 
 def _file_dataset(data_dir: Path, examples: list[tuple[str, int]]) -> tf.data.Dataset:
@@ -538,8 +589,7 @@ def _file_dataset(data_dir: Path, examples: list[tuple[str, int]]) -> tf.data.Da
     return tf.data.Dataset.from_tensor_slices((paths, labels))
 
 
-def train_dataset(data_dir: Path, batch_size: int, augment: bool, seed: int,
-                  shuffle: bool = True) -> tf.data.Dataset:
+def train_dataset(data_dir: Path, batch_size: int, augment: bool, seed: int, shuffle: bool = True) -> tf.data.Dataset:
     """Batches of (float32 images (B, 96, 96, 3) in [0, 1], int64 labels (B,)) from the train split
     of `split_train`, decoded from disk in the pipeline, reshuffled every epoch (seeded by `seed`).
 

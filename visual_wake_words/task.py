@@ -1,4 +1,5 @@
 """What the shared pipeline needs to know about visual wake words: VWW on MobileNetV1-0.25."""
+
 import pathlib
 
 import numpy as np
@@ -15,10 +16,22 @@ TITLE = "MobileNetV1-0.25 (VWW)"
 # The early-view conv runs on 64 channels of which only 32 are used, as in the authors' graph (whose
 # FLOPs count the other 32 too).
 ARCHITECTURE = Architecture(
-    backbone=backbones.mobilenet_v1, input_shape=(96, 96, 3), num_classes=2, final_pool=(3, 3),
+    backbone=backbones.mobilenet_v1,
+    input_shape=(96, 96, 3),
+    num_classes=2,
+    final_pool=(3, 3),
     final_names=("average_pooling2d_1", "flatten_2"),
-    trecx=dict(tap="ds3", pointwise_filters=64, dw_kernel=2, dw_strides=2, pool=4, separate_softmax=True,
-               pointwise_name="pointwise_conv_ee1", pool_name="average_pooling2d", flatten_name="flatten"),
+    trecx=dict(
+        tap="ds3",
+        pointwise_filters=64,
+        dw_kernel=2,
+        dw_strides=2,
+        pool=4,
+        separate_softmax=True,
+        pointwise_name="pointwise_conv_ee1",
+        pool_name="average_pooling2d",
+        flatten_name="flatten",
+    ),
     early_view=dict(channels=64, dw_kernel=2, dw_strides=1, keep_channels=32),
 )
 MODELS = ARCHITECTURE.variants()  # base, trecx_ev, trecx_noev
@@ -34,16 +47,26 @@ TEST_SUBDIR = "minival"  # test.sh's default --data-dir is data/visual_wake_word
 # The paper's numbers (Table 1 of arXiv 2207.06613, and the int8 size reduction of the early-exit
 # MobileNet it reports), shown beside the measured ones.
 PAPER = {
-    "table1": {"baseline_accuracy": 85.81, "baseline_mflops": 15.69, "baseline_params": 221_700,
-               "tradeoff_mflops": [9.99, 8.97, 8.36], "tradeoff_reduction_pct": [36.3, 42.8, 46.7],
-               "trecx_params": 226_200, "standalone_ee": 80.46, "standalone_ef": 86.44},
+    "table1": {
+        "baseline_accuracy": 85.81,
+        "baseline_mflops": 15.69,
+        "baseline_params": 221_700,
+        "tradeoff_mflops": [9.99, 8.97, 8.36],
+        "tradeoff_reduction_pct": [36.3, 42.8, 46.7],
+        "trecx_params": 226_200,
+        "standalone_ee": 80.46,
+        "standalone_ef": 86.44,
+    },
     "int8_size_reduction_pct": 70.4,
 }
 
 # Figure name -> title, {legend label: model}, log-scale y.
 FIGURES = {
-    "Fig4c": ("MobileNetV1-0.25 (VWW): early-view assistance",
-              {"T-RecX with early view": "trecx_ev", "T-RecX without early view": "trecx_noev"}, False),
+    "Fig4c": (
+        "MobileNetV1-0.25 (VWW): early-view assistance",
+        {"T-RecX with early view": "trecx_ev", "T-RecX without early view": "trecx_noev"},
+        False,
+    ),
 }
 
 
@@ -52,10 +75,15 @@ def download(data_dir, mirror=None, split="all", force=False, verify_checksums=T
     COCO val2017 and its annotations (the minival is built from them) unless a minival is in place,
     "train" the training set vw_coco2014_96, "all" the three; `force` replaces existing files whose
     content differs."""
-    return data.download(data_dir, train_url=mirror_url(data.TRAIN_URL, mirror),
-                         images_url=mirror_url(data.COCO_IMAGES_URL, mirror),
-                         annotations_url=mirror_url(data.COCO_ANNOTATIONS_URL, mirror), split=split, force=force,
-                         verify_checksums=verify_checksums)
+    return data.download(
+        data_dir,
+        train_url=mirror_url(data.TRAIN_URL, mirror),
+        images_url=mirror_url(data.COCO_IMAGES_URL, mirror),
+        annotations_url=mirror_url(data.COCO_ANNOTATIONS_URL, mirror),
+        split=split,
+        force=force,
+        verify_checksums=verify_checksums,
+    )
 
 
 def preprocess(data_dir):
@@ -77,8 +105,10 @@ load_test = data.load_test
 
 def training_data(config, data_dir):
     """(train batches, validation batches): the 90 % / 10 % per-class split of vw_coco2014_96."""
-    return (data.train_dataset(data_dir, config.batch_size, config.augment, config.seed),
-            data.validation_dataset(data_dir, config.batch_size))
+    return (
+        data.train_dataset(data_dir, config.batch_size, config.augment, config.seed),
+        data.validation_dataset(data_dir, config.batch_size),
+    )
 
 
 # Deployment (common/deploy/): a validation split to choose rho on, and int8 calibration inputs.
@@ -86,8 +116,10 @@ def validation_set(data_dir):
     """(images float32 (N, 96, 96, 3) in [0, 1], labels (N,)): the 10 % validation split of vw_coco2014_96."""
     _, validation = data.split_train(data_dir)
     if not validation:
-        raise UserError(f"the training folder under {data_dir} is too small for a validation split (10 % per "
-                        "class); pass --rho R, or run bash visual_wake_words/download.sh")
+        raise UserError(
+            f"the training folder under {data_dir} is too small for a validation split (10 % per "
+            "class); pass --rho R, or run bash visual_wake_words/download.sh"
+        )
     images = data.load_images([pathlib.Path(data_dir) / path for path, _ in validation])
     return images, np.array([label for _, label in validation], np.int64)
 

@@ -10,6 +10,7 @@ score is not above the int8 threshold derived from rho, as in the README's TFLM 
 executed instructions on an emulator, not cycles. Building is cached (mcu_build.py); what is missing
 to run at all is named by one UserError with the command that installs it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,6 +34,7 @@ HARNESS_VERSION = 2  # of in.bin's layout: the same as kVersion in mcu_src/harne
 @dataclasses.dataclass(frozen=True)
 class Tensor:
     """An input or output as an exported header describes it: real = scale * (q - zero_point)."""
+
     name: str
     position: int
     shape: tuple
@@ -45,6 +47,7 @@ class Tensor:
 @dataclasses.dataclass(frozen=True)
 class ExportedModel:
     """One exported model: its C array (source, header, symbol), builtin ops, input and outputs."""
+
     name: str  # "stage1", "stage2", "base", or a model's own name
     source: pathlib.Path
     header: pathlib.Path
@@ -67,15 +70,33 @@ def read_exported(header_path, name=None):
     for kind, tensor_name, dtype, shape in re.findall(r"// (input|output) '(\w+)': (\w+) ([0-9x]+)", text):
         prefix = symbol.upper() + ("_INPUT" if kind == "input" else f"_OUTPUT_{tensor_name.upper()}")
         literal = defines[f"{prefix}_SCALE"]
-        tensors.append((kind, Tensor(tensor_name, int(defines[f"{prefix}_INDEX"]),
-                                     tuple(int(d) for d in shape.split("x")), dtype == "int8",
-                                     float(literal.rstrip("f")), literal, int(defines[f"{prefix}_ZERO_POINT"]))))
+        tensors.append(
+            (
+                kind,
+                Tensor(
+                    tensor_name,
+                    int(defines[f"{prefix}_INDEX"]),
+                    tuple(int(d) for d in shape.split("x")),
+                    dtype == "int8",
+                    float(literal.rstrip("f")),
+                    literal,
+                    int(defines[f"{prefix}_ZERO_POINT"]),
+                ),
+            )
+        )
     inputs = [t for kind, t in tensors if kind == "input"]
     outputs = {t.name: t for kind, t in tensors if kind == "output"}
     if len(inputs) != 1 or not all(t.is_int8 for t in [*inputs, *outputs.values()]):
         raise UserError(f"{header} is not a single-input int8 model; the MCU harness runs the int8 exports")
-    return ExportedModel(name or header.stem, header.with_suffix(".cc"), header, symbol,
-                         tuple(o.strip() for o in ops.group(1).split(",")) if ops else (), inputs[0], outputs)
+    return ExportedModel(
+        name or header.stem,
+        header.with_suffix(".cc"),
+        header,
+        symbol,
+        tuple(o.strip() for o in ops.group(1).split(",")) if ops else (),
+        inputs[0],
+        outputs,
+    )
 
 
 def exported_models(export_dir, model_name="trecx_ev", base=True):
@@ -91,12 +112,20 @@ def exported_models(export_dir, model_name="trecx_ev", base=True):
 
 
 def _build_entry(model, role):
-    entry = {"name": model.name, "role": role, "symbol": model.symbol, "source": str(model.source),
-             "header": str(model.header), "ops": list(model.ops), "input_position": model.input.position}
+    entry = {
+        "name": model.name,
+        "role": role,
+        "symbol": model.symbol,
+        "source": str(model.source),
+        "header": str(model.header),
+        "ops": list(model.ops),
+        "input_position": model.input.position,
+    }
     if role == "stage1":
         ee, tap = model.outputs["ee"], model.outputs["tap"]
-        entry.update(ee_position=ee.position, tap_position=tap.position, ee_scale=ee.scale_literal,
-                     ee_zero_point=ee.zero_point)
+        entry.update(
+            ee_position=ee.position, tap_position=tap.position, ee_scale=ee.scale_literal, ee_zero_point=ee.zero_point
+        )
     return entry
 
 
@@ -104,8 +133,9 @@ def _roles(models):
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise UserError(f"model names must differ: {names}")
-    roles = {m.name: ("stage1" if "tap" in m.outputs else "stage2" if m.name == "stage2" else "standalone")
-             for m in models}
+    roles = {
+        m.name: ("stage1" if "tap" in m.outputs else "stage2" if m.name == "stage2" else "standalone") for m in models
+    }
     if sorted(r for r in roles.values() if r != "standalone") not in ([], ["stage1", "stage2"]):
         raise UserError("an early-exit pair needs exactly one stage 1 (outputs ee, tap) and one model named stage2")
     if "stage1" in roles.values():
@@ -113,8 +143,10 @@ def _roles(models):
         into = next(m for m in models if roles[m.name] == "stage2").input
         codes = np.arange(-128, 128)  # the map crosses as it is: requantising it must change no value
         if tap.shape != into.shape or not np.array_equal(quantize(tap.scale * (codes - tap.zero_point), into), codes):
-            raise UserError("stage 1's tapped feature map does not fit stage 2's input as it is (shape or "
-                            "quantisation differ); re-export the models with deploy.sh")
+            raise UserError(
+                "stage 1's tapped feature map does not fit stage 2's input as it is (shape or "
+                "quantisation differ); re-export the models with deploy.sh"
+            )
     return roles
 
 
@@ -145,6 +177,7 @@ class McuResult:
     instructions of each operator (its kernel and TFLM's bookkeeping around it), 0 where the model did
     not run}; their hooks add a few instructions per operator to `instructions`. Empty otherwise.
     """
+
     core: str
     kernels: str
     board: str
@@ -229,8 +262,19 @@ def _parse(out_text, counts_text, models):
     return parsed
 
 
-def run_models(models, inputs, rho=None, core="cortex-m4", kernels="cmsis-nn", samples=None, arena_bytes=None,
-               probes=(), profile=False, timeout=None, log=print):
+def run_models(
+    models,
+    inputs,
+    rho=None,
+    core="cortex-m4",
+    kernels="cmsis-nn",
+    samples=None,
+    arena_bytes=None,
+    probes=(),
+    profile=False,
+    timeout=None,
+    log=print,
+):
     """Run `ExportedModel`s on the emulated MCU; see `run_on_mcu`. A model with outputs ee and tap is
     stage 1 and needs one named "stage2"; any other model runs on its own on every sample."""
     roles = _roles(models)
@@ -244,42 +288,64 @@ def run_models(models, inputs, rho=None, core="cortex-m4", kernels="cmsis-nn", s
         raise UserError(f"arena_bytes names models that are not run: {', '.join(sorted(unknown))}")
     arenas.update(arena_bytes or {})
     if sum(arenas.values()) > ARENA_POOL_BYTES:
-        raise UserError(f"the arenas ({sum(arenas.values()):,} bytes) exceed the harness's pool "
-                        f"({ARENA_POOL_BYTES:,} bytes); give smaller arena_bytes")
+        raise UserError(
+            f"the arenas ({sum(arenas.values()):,} bytes) exceed the harness's pool "
+            f"({ARENA_POOL_BYTES:,} bytes); give smaller arena_bytes"
+        )
     if len(probes) > MAX_PROBES or any(int(p) < 1 for p in probes):
         raise UserError(f"at most {MAX_PROBES} probes, each of at least one iteration")
     payload = _input_bytes(models, roles, inputs, n)
     lib = mcu_build.library(core, kernels, log=log)
     counter = mcu_build.plugin(log=log)
     prog = mcu_build.program(lib, [_build_entry(m, roles[m.name]) for m in models], ARENA_POOL_BYTES, log=log)
-    header = (b"TRXI" + struct.pack("<IIfI", HARNESS_VERSION, n, float(rho or 0.0), len(models))
-              + struct.pack(f"<{len(models)}I", *(arenas[m.name] for m in models))
-              + struct.pack(f"<I{len(probes)}I", len(probes), *(int(p) for p in probes))
-              + struct.pack("<I", int(bool(profile))))
+    header = (
+        b"TRXI"
+        + struct.pack("<IIfI", HARNESS_VERSION, n, float(rho or 0.0), len(models))
+        + struct.pack(f"<{len(models)}I", *(arenas[m.name] for m in models))
+        + struct.pack(f"<I{len(probes)}I", len(probes), *(int(p) for p in probes))
+        + struct.pack("<I", int(bool(profile)))
+    )
     with tempfile.TemporaryDirectory(prefix="trecx_mcu_") as tmp:
         tmp = pathlib.Path(tmp)
         (tmp / "in.bin").write_bytes(header + payload)
         markers = f"begin={prog['begin']:#x},end={prog['end']:#x}" + (
-            f",layer_begin={prog['layer_begin']:#x},layer_end={prog['layer_end']:#x}" if profile else "")
-        command = ["qemu-system-arm", "-M", prog["board"], "-display", "none", "-monitor", "none", "-serial", "null",
-                   "-semihosting-config", "enable=on,target=native", "-kernel", prog["elf"],
-                   "-plugin", f"{counter},{markers},out={tmp / 'counts.txt'}"]
+            f",layer_begin={prog['layer_begin']:#x},layer_end={prog['layer_end']:#x}" if profile else ""
+        )
+        command = [
+            "qemu-system-arm",
+            "-M",
+            prog["board"],
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "null",
+            "-semihosting-config",
+            "enable=on,target=native",
+            "-kernel",
+            prog["elf"],
+            "-plugin",
+            f"{counter},{markers},out={tmp / 'counts.txt'}",
+        ]
         try:
-            run = subprocess.run(command, cwd=tmp, capture_output=True, text=True,
-                                 timeout=timeout or 120 + 20 * n)
+            run = subprocess.run(command, cwd=tmp, capture_output=True, text=True, timeout=timeout or 120 + 20 * n)
         except subprocess.TimeoutExpired:
             raise RuntimeError(f"the emulated {core} did not finish within {timeout or 120 + 20 * n} s") from None
         out = (tmp / "out.txt").read_text() if (tmp / "out.txt").is_file() else ""
         counts = (tmp / "counts.txt").read_text() if (tmp / "counts.txt").is_file() else ""
     if not out or (not counts and "ERROR" not in out):
-        raise RuntimeError(f"the emulated {core} wrote no results (exit {run.returncode}):\n"
-                           f"{(run.stdout + run.stderr)[-3000:]}")
+        raise RuntimeError(
+            f"the emulated {core} wrote no results (exit {run.returncode}):\n{(run.stdout + run.stderr)[-3000:]}"
+        )
     parsed = _parse(out, counts, models)
     if "error" in parsed:
         what, name, value = (parsed["error"] + ["", "", ""])[1:4]
         if what == "allocate":
-            raise UserError(f"model {name} does not fit its {int(value):,}-byte arena on the emulated {core} "
-                            f"(TFLM's AllocateTensors failed); give it more with arena_bytes")
+            raise UserError(
+                f"model {name} does not fit its {int(value):,}-byte arena on the emulated {core} "
+                f"(TFLM's AllocateTensors failed); give it more with arena_bytes"
+            )
         raise RuntimeError(f"the MCU harness failed ({what} {name} {value}): {(run.stdout + run.stderr)[-2000:]}")
     return _result(parsed, models, roles, n, rho, prog, arenas)
 
@@ -309,17 +375,44 @@ def _result(parsed, models, roles, n, rho, prog, arenas):
             layer_instructions.setdefault(name, np.zeros((n, len(ops)), np.int64))[i] = [c for _, c in layers]
     stage1 = next((m for m in models if roles[m.name] == "stage1"), None)
     return McuResult(
-        core=prog["core"], kernels=prog["kernels"], board=prog["board"], rho=rho,
-        threshold=ee_threshold(rho, stage1.outputs["ee"]) if stage1 else None, exits=exits, classes=classes,
-        model_classes=model_classes, outputs=outputs, ran=ran, instructions=instructions,
-        invocations=parsed["invokes"], arena_used_bytes=parsed["models"], arena_bytes=arenas,
-        flash_bytes={**prog["model_bytes"], "program": prog["flash_bytes"]}, ram_bytes=prog["ram_bytes"],
-        probes={k: v for k, v in parsed["probes"].items()}, total_instructions=parsed["total"],
-        layer_ops=layer_ops, layer_instructions=layer_instructions)
+        core=prog["core"],
+        kernels=prog["kernels"],
+        board=prog["board"],
+        rho=rho,
+        threshold=ee_threshold(rho, stage1.outputs["ee"]) if stage1 else None,
+        exits=exits,
+        classes=classes,
+        model_classes=model_classes,
+        outputs=outputs,
+        ran=ran,
+        instructions=instructions,
+        invocations=parsed["invokes"],
+        arena_used_bytes=parsed["models"],
+        arena_bytes=arenas,
+        flash_bytes={**prog["model_bytes"], "program": prog["flash_bytes"]},
+        ram_bytes=prog["ram_bytes"],
+        probes={k: v for k, v in parsed["probes"].items()},
+        total_instructions=parsed["total"],
+        layer_ops=layer_ops,
+        layer_instructions=layer_instructions,
+    )
 
 
-def run_on_mcu(export_dir, model_name="trecx_ev", inputs=None, rho=None, core="cortex-m4", kernels="cmsis-nn",
-               samples=None, base=True, arena_bytes=None, probes=(), profile=False, timeout=None, log=print):
+def run_on_mcu(
+    export_dir,
+    model_name="trecx_ev",
+    inputs=None,
+    rho=None,
+    core="cortex-m4",
+    kernels="cmsis-nn",
+    samples=None,
+    base=True,
+    arena_bytes=None,
+    probes=(),
+    profile=False,
+    timeout=None,
+    log=print,
+):
     """Run an export folder's int8 models (model_name's stage 1 and 2, and the base model when `base`)
     on the emulated `core` with `kernels`; returns an `McuResult`.
 

@@ -10,6 +10,7 @@ that goes into it (sources, flags, kernel list, models), and reused while that i
   KEPT_PROGRAMS most recently used are kept).
 Cores and kernel sets are table entries (`CORES`, `KERNEL_SETS`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,9 +31,15 @@ from common.progress import Progress
 
 SRC_DIR = pathlib.Path(__file__).resolve().parent / "mcu_src"
 INSTALL_HINT = "bash install_mcu_toolchain.sh (from the repository root; see its --help)"
-TOOLS = {"arm-none-eabi-gcc": "gcc-arm-none-eabi", "arm-none-eabi-g++": "gcc-arm-none-eabi",
-         "arm-none-eabi-nm": "gcc-arm-none-eabi", "arm-none-eabi-objdump": "gcc-arm-none-eabi",
-         "qemu-system-arm": "qemu-system-arm", "gcc": "gcc", "make": "make"}
+TOOLS = {
+    "arm-none-eabi-gcc": "gcc-arm-none-eabi",
+    "arm-none-eabi-g++": "gcc-arm-none-eabi",
+    "arm-none-eabi-nm": "gcc-arm-none-eabi",
+    "arm-none-eabi-objdump": "gcc-arm-none-eabi",
+    "qemu-system-arm": "qemu-system-arm",
+    "gcc": "gcc",
+    "make": "make",
+}
 MAKEFILE = "tensorflow/lite/micro/tools/make/Makefile"
 BUILD_VERSION = 1  # bump when the build steps change, to retire old caches
 PROGRESS_POLL_S = 1.0  # how often a build's progress is counted
@@ -45,11 +52,12 @@ class Core:
     """One emulated core: its QEMU board, TFLM's TARGET_ARCH, extra make variables, and where the
     harness puts its vector table (where the core reads it at reset), what a device keeps in flash and
     what it keeps in RAM ((origin, length) on that board)."""
+
     board: str
     arch: str
     make_vars: tuple = ()
     vectors: tuple = (0x00000000, 0x00000400)
-    flash: tuple = (0x00000400, 0x001ffc00)
+    flash: tuple = (0x00000400, 0x001FFC00)
     ram: tuple = (0x00200000, 0x00200000)
 
 
@@ -60,9 +68,14 @@ CORES = {
     "cortex-m7": Core("mps2-an500", "cortex-m7"),
     # SSE-300 (boots Secure): vectors in the ITCM (0x10000000), code and constants in the 2 MB SRAM
     # (0x11000000), data in the DDR (0x70000000). CMSIS-NN uses MVE only with hard float.
-    "cortex-m55": Core("mps3-an547", "cortex-m55",
-                       (f"PLATFORM_FLAGS=-mcpu=cortex-m55 -mfloat-abi=hard -mfpu=auto {_PLATFORM}",),
-                       (0x10000000, 0x00000400), (0x11000000, 0x00200000), (0x70000000, 0x00400000)),
+    "cortex-m55": Core(
+        "mps3-an547",
+        "cortex-m55",
+        (f"PLATFORM_FLAGS=-mcpu=cortex-m55 -mfloat-abi=hard -mfpu=auto {_PLATFORM}",),
+        (0x10000000, 0x00000400),
+        (0x11000000, 0x00200000),
+        (0x70000000, 0x00400000),
+    ),
 }
 KERNEL_SETS = {"cmsis-nn": "cmsis_nn", "reference": ""}  # name -> TFLM's OPTIMIZED_KERNEL_DIR
 
@@ -124,12 +137,17 @@ def check_prerequisites():
     """Raise one UserError naming everything missing, or what is damaged in the TFLM tree, and the fix."""
     missing = missing_prerequisites()
     if missing:
-        raise UserError("running models on an emulated microcontroller needs " + "; ".join(missing)
-                        + f". Install them with: {INSTALL_HINT}")
+        raise UserError(
+            "running models on an emulated microcontroller needs "
+            + "; ".join(missing)
+            + f". Install them with: {INSTALL_HINT}"
+        )
     damage = tree_damage()
     if damage:
-        raise UserError(f"the TensorFlow Lite Micro tree in {tflm_root()} is damaged ({damage}); lay it out again "
-                        f"with: {INSTALL_HINT}")
+        raise UserError(
+            f"the TensorFlow Lite Micro tree in {tflm_root()} is damaged ({damage}); lay it out again "
+            f"with: {INSTALL_HINT}"
+        )
 
 
 def check_cache_writable():
@@ -142,8 +160,10 @@ def check_cache_writable():
     except OSError as err:
         read_only = err.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
         problem = "is read-only" if read_only else f"cannot be written ({err.strerror})"
-        raise UserError(f"the MCU build cache {build} {problem}; make it writable, or set TRECX_MCU_HOME to a "
-                        f"writable folder and run {INSTALL_HINT} there") from None
+        raise UserError(
+            f"the MCU build cache {build} {problem}; make it writable, or set TRECX_MCU_HOME to a "
+            f"writable folder and run {INSTALL_HINT} there"
+        ) from None
 
 
 def _digest(*parts):
@@ -180,9 +200,12 @@ def _run(command, log_file, cwd=None, what="build step", progress=None):
         returncode = process.wait()
     if returncode != 0:
         tail = pathlib.Path(log_file).read_text(encoding="utf-8", errors="replace").splitlines()[-8:]
-        raise UserError(f"{what} failed (exit {returncode}); the end of its log {log_file}:\n  "
-                        + "\n  ".join(tail) + f"\nDelete {pathlib.Path(log_file).parent} and run again; if it fails "
-                        f"again, lay the TFLM tree out anew: delete {tflm_root()} and run {INSTALL_HINT}")
+        raise UserError(
+            f"{what} failed (exit {returncode}); the end of its log {log_file}:\n  "
+            + "\n  ".join(tail)
+            + f"\nDelete {pathlib.Path(log_file).parent} and run again; if it fails "
+            f"again, lay the TFLM tree out anew: delete {tflm_root()} and run {INSTALL_HINT}"
+        )
 
 
 class _Lock:
@@ -239,8 +262,10 @@ def _cached_build(kind, key, build, products, log, resume=False):
             try:
                 shutil.rmtree(folder)
             except OSError as err:
-                raise UserError(f"the cached {kind} build in {folder} is damaged ({damage}) and cannot be deleted "
-                                f"({err.strerror}); delete {folder} and run again") from None
+                raise UserError(
+                    f"the cached {kind} build in {folder} is damaged ({damage}) and cannot be deleted "
+                    f"({err.strerror}); delete {folder} and run again"
+                ) from None
         if not info_file.is_file():
             if folder.exists() and not resume:
                 shutil.rmtree(folder)
@@ -273,8 +298,12 @@ def kernel_sources(kernels):
     base = "tensorflow/lite/micro/kernels"
     optimized = KERNEL_SETS[kernels]
     names = dict.fromkeys(COMMON_KERNEL_SRCS + tuple(src for _, srcs in OPS.values() for src in srcs))
-    return [f"{base}/{optimized}/{name}" if optimized and (tflm_root() / base / optimized / name).is_file()
-            else f"{base}/{name}" for name in names]
+    return [
+        f"{base}/{optimized}/{name}"
+        if optimized and (tflm_root() / base / optimized / name).is_file()
+        else f"{base}/{name}"
+        for name in names
+    ]
 
 
 def _check_choice(core, kernels):
@@ -288,9 +317,14 @@ def _make_vars(core, kernels, gen):
     spec = CORES[core]
     # release_with_logs: NDEBUG, so no debug checks run inside the kernels' loops (TFLM's make says it
     # is the build for profiling and benchmarking); error strings stay, and with them the profiler hooks.
-    values = ["TARGET=cortex_m_qemu", f"TARGET_ARCH={spec.arch}", f"BASE_GENDIR={gen}", "BUILD_TYPE=release_with_logs",
-              *spec.make_vars,
-              f"MICROLITE_CC_KERNEL_SRCS={' '.join(kernel_sources(kernels))}"]
+    values = [
+        "TARGET=cortex_m_qemu",
+        f"TARGET_ARCH={spec.arch}",
+        f"BASE_GENDIR={gen}",
+        "BUILD_TYPE=release_with_logs",
+        *spec.make_vars,
+        f"MICROLITE_CC_KERNEL_SRCS={' '.join(kernel_sources(kernels))}",
+    ]
     return values + ([f"OPTIMIZED_KERNEL_DIR={KERNEL_SETS[kernels]}"] if KERNEL_SETS[kernels] else [])
 
 
@@ -300,34 +334,64 @@ def library(core="cortex-m4", kernels="cmsis-nn", log=print):
     check_prerequisites()
     root = tflm_root()
     stamp = (root / ".trecx-sources").read_text()
-    key = f"{core}-{kernels}-" + _digest(BUILD_VERSION, stamp, _make_vars(core, kernels, "GEN"),
-                                         _version("arm-none-eabi-gcc"))
+    key = f"{core}-{kernels}-" + _digest(
+        BUILD_VERSION, stamp, _make_vars(core, kernels, "GEN"), _version("arm-none-eabi-gcc")
+    )
 
     def build(folder):
         gen = folder / "gen"
         make = ["make", "-f", MAKEFILE, *_make_vars(core, kernels, gen)]
-        printed = subprocess.run(make + ["print-CXXFLAGS", "print-CCFLAGS", "print-INCLUDES", "print-GENDIR",
-                                         "print-MICROLITE_LIB_NAME", "print-MICROLITE_LIBS"],
-                                 cwd=root, capture_output=True, text=True)
-        found = dict(line.split("=", 1) for line in printed.stdout.splitlines() if "=" in line and " " not in
-                     line.split("=", 1)[0])
+        printed = subprocess.run(
+            make
+            + [
+                "print-CXXFLAGS",
+                "print-CCFLAGS",
+                "print-INCLUDES",
+                "print-GENDIR",
+                "print-MICROLITE_LIB_NAME",
+                "print-MICROLITE_LIBS",
+            ],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )
+        found = dict(
+            line.split("=", 1)
+            for line in printed.stdout.splitlines()
+            if "=" in line and " " not in line.split("=", 1)[0]
+        )
         if printed.returncode != 0 or "GENDIR" not in found:
-            raise UserError(f"TFLM's make could not configure {core}/{kernels} ({printed.stderr.strip()[-500:]}); "
-                            f"lay the TFLM tree out anew: delete {root} and run {INSTALL_HINT}")
+            raise UserError(
+                f"TFLM's make could not configure {core}/{kernels} ({printed.stderr.strip()[-500:]}); "
+                f"lay the TFLM tree out anew: delete {root} and run {INSTALL_HINT}"
+            )
         planned = subprocess.run(make + ["-n", "microlite"], cwd=root, capture_output=True, text=True).stdout
         total = sum(1 for line in planned.splitlines() if " -c " in line)
-        log(f"building TFLM for {core} with {kernels} kernels: {total} files, about {BUILD_MINUTES} minutes on "
-            f"2 cores, once; log: {folder / 'build.log'}")
+        log(
+            f"building TFLM for {core} with {kernels} kernels: {total} files, about {BUILD_MINUTES} minutes on "
+            f"2 cores, once; log: {folder / 'build.log'}"
+        )
         objects = pathlib.Path(found["GENDIR"])
-        _run(make + [f"-j{os.cpu_count() or 2}", "microlite"], folder / "build.log", cwd=root, what="TFLM build",
-             progress=(f"TFLM {core} {kernels}: files compiled", total,
-                       lambda: sum(1 for _ in objects.rglob("*.o"))))
-        includes = [f"-I{p if os.path.isabs(p) else root / p}"
-                    for p in (flag[2:] for flag in found["INCLUDES"].split()) if p]
-        return {"core": core, "kernels": kernels, "key": key,
-                "lib": str(pathlib.Path(found["GENDIR"]) / "lib" / found["MICROLITE_LIB_NAME"]),
-                "cxxflags": found["CXXFLAGS"].split(), "ccflags": found["CCFLAGS"].split(),
-                "includes": includes, "libs": found.get("MICROLITE_LIBS", "-lm").split()}
+        _run(
+            make + [f"-j{os.cpu_count() or 2}", "microlite"],
+            folder / "build.log",
+            cwd=root,
+            what="TFLM build",
+            progress=(f"TFLM {core} {kernels}: files compiled", total, lambda: sum(1 for _ in objects.rglob("*.o"))),
+        )
+        includes = [
+            f"-I{p if os.path.isabs(p) else root / p}" for p in (flag[2:] for flag in found["INCLUDES"].split()) if p
+        ]
+        return {
+            "core": core,
+            "kernels": kernels,
+            "key": key,
+            "lib": str(pathlib.Path(found["GENDIR"]) / "lib" / found["MICROLITE_LIB_NAME"]),
+            "cxxflags": found["CXXFLAGS"].split(),
+            "ccflags": found["CCFLAGS"].split(),
+            "includes": includes,
+            "libs": found.get("MICROLITE_LIBS", "-lm").split(),
+        }
 
     return _cached_build("lib", key, build, lambda info: [info["lib"]], log, resume=True)
 
@@ -344,8 +408,24 @@ def plugin(log=print):
 
     def build(folder):
         target = folder / "insn_counter.so"
-        _run(["gcc", "-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-Wall", "-Wextra", "-I", SRC_DIR,
-              "-o", target, sources[0]], folder / "build.log", what="plugin build")
+        _run(
+            [
+                "gcc",
+                "-O2",
+                "-shared",
+                "-fPIC",
+                "-fvisibility=hidden",
+                "-Wall",
+                "-Wextra",
+                "-I",
+                SRC_DIR,
+                "-o",
+                target,
+                sources[0],
+            ],
+            folder / "build.log",
+            what="plugin build",
+        )
         return {"plugin": str(target)}
 
     return _cached_build("plugin", key, build, lambda info: [info["plugin"]], log)["plugin"]
@@ -356,19 +436,26 @@ def _models_header(models, pool_bytes):
     ops = sorted({op for model in models for op in model["ops"]})
     unknown = [op for op in ops if op not in OPS]
     if unknown:
-        raise UserError(f"the models use operators the MCU harness does not build: {', '.join(unknown)} "
-                        f"(known: {', '.join(OPS)}); add them to OPS in {__name__}")
+        raise UserError(
+            f"the models use operators the MCU harness does not build: {', '.join(unknown)} "
+            f"(known: {', '.join(OPS)}); add them to OPS in {__name__}"
+        )
     roles = {"standalone": 0, "stage1": 1, "stage2": 2}
-    lines = ["// Generated by common/deploy/mcu_build.py (T-RecX): the models of one harness program.",
-             f"#define TRECX_MODEL_COUNT {len(models)}", f"#define TRECX_OP_COUNT {len(ops)}",
-             f"#define TRECX_ARENA_POOL_BYTES {int(pool_bytes)}u",
-             "#define TRECX_ADD_OPS(r) do { " + " ".join(f"r.{OPS[op][0]}();" for op in ops) + " } while (0)"]
+    lines = [
+        "// Generated by common/deploy/mcu_build.py (T-RecX): the models of one harness program.",
+        f"#define TRECX_MODEL_COUNT {len(models)}",
+        f"#define TRECX_OP_COUNT {len(ops)}",
+        f"#define TRECX_ARENA_POOL_BYTES {int(pool_bytes)}u",
+        "#define TRECX_ADD_OPS(r) do { " + " ".join(f"r.{OPS[op][0]}();" for op in ops) + " } while (0)",
+    ]
     lines += [f"extern const unsigned char {model['symbol']}[];" for model in models]
     lines.append("static const TrecxModel kModels[TRECX_MODEL_COUNT] = {")
     for model in models:
-        lines.append(f'  {{"{model["name"]}", {model["symbol"]}, {roles[model["role"]]}, {model["input_position"]}, '
-                     f'{model.get("ee_position", -1)}, {model.get("tap_position", -1)}, '
-                     f'{model.get("ee_scale", "0.0f")}, {model.get("ee_zero_point", 0)}}},')
+        lines.append(
+            f'  {{"{model["name"]}", {model["symbol"]}, {roles[model["role"]]}, {model["input_position"]}, '
+            f"{model.get('ee_position', -1)}, {model.get('tap_position', -1)}, "
+            f"{model.get('ee_scale', '0.0f')}, {model.get('ee_zero_point', 0)}}},"
+        )
     return "\n".join(lines + ["};", ""])
 
 
@@ -406,15 +493,19 @@ def program(lib, models, pool_bytes, log=print):
     header = _models_header(models, pool_bytes)
     harness = sorted(SRC_DIR.glob("*"))
     exported = [pathlib.Path(m[k]) for m in models for k in ("source", "header")]
-    key = f"{lib['core']}-{lib['kernels']}-" + _digest(BUILD_VERSION, lib["key"], header, _file_digest(harness),
-                                                       _file_digest(exported))
+    key = f"{lib['core']}-{lib['kernels']}-" + _digest(
+        BUILD_VERSION, lib["key"], header, _file_digest(harness), _file_digest(exported)
+    )
     spec = CORES[lib["core"]]
 
     def build(folder):
         build_log = folder / "build.log"
         files.write_text(folder / "trecx_models.h", header)
-        layout = {f"@{region.upper()}_{field}@": value for region in ("vectors", "flash", "ram")
-                  for field, value in zip(("ORIGIN", "LENGTH"), getattr(spec, region))}
+        layout = {
+            f"@{region.upper()}_{field}@": value
+            for region in ("vectors", "flash", "ram")
+            for field, value in zip(("ORIGIN", "LENGTH"), getattr(spec, region))
+        }
         script = (SRC_DIR / "link.ld.in").read_text()
         for field, value in layout.items():
             script = script.replace(field, f"0x{value:08x}")
@@ -424,26 +515,61 @@ def program(lib, models, pool_bytes, log=print):
         cxx = ["arm-none-eabi-g++", *lib["cxxflags"], *lib["includes"], f"-I{folder}", "-O2"]
         cc = ["arm-none-eabi-gcc", *lib["ccflags"], "-O2"]
         objects = []
-        for source, compiler in ([(SRC_DIR / "harness.cc", cxx), (SRC_DIR / "startup.c", cc),
-                                  (SRC_DIR / "markers.S", cc)]
-                                 + [(folder / pathlib.Path(m["source"]).name, cxx) for m in models]):
+        for source, compiler in [
+            (SRC_DIR / "harness.cc", cxx),
+            (SRC_DIR / "startup.c", cc),
+            (SRC_DIR / "markers.S", cc),
+        ] + [(folder / pathlib.Path(m["source"]).name, cxx) for m in models]:
             objects.append(folder / (source.name + ".o"))
             _run([*compiler, "-c", source, "-o", objects[-1]], build_log, what=f"compiling {source.name}")
         elf = folder / "harness.elf"
-        _run(["arm-none-eabi-g++", *lib["cxxflags"], "-nostartfiles", "-T", folder / "link.ld",
-              "-Wl,--gc-sections", "-Wl,--no-warn-rwx-segments", f"-Wl,-Map={folder / 'harness.map'}",
-              *objects, lib["lib"], *lib["libs"], "-o", elf], build_log, what="linking the harness")
+        _run(
+            [
+                "arm-none-eabi-g++",
+                *lib["cxxflags"],
+                "-nostartfiles",
+                "-T",
+                folder / "link.ld",
+                "-Wl,--gc-sections",
+                "-Wl,--no-warn-rwx-segments",
+                f"-Wl,-Map={folder / 'harness.map'}",
+                *objects,
+                lib["lib"],
+                *lib["libs"],
+                "-o",
+                elf,
+            ],
+            build_log,
+            what="linking the harness",
+        )
         symbols = _symbols(elf)
         sections = _sections(elf)
-        flash = sum(size for name, address, size in sections if name == ".data" or any(
-            origin <= address < origin + length for origin, length in (spec.vectors, spec.flash)))
-        return {"elf": str(elf), "board": spec.board, "core": lib["core"], "kernels": lib["kernels"],
-                **{key: symbols[f"trecx_{marker}"][0] & ~1 for key, marker in (
-                    ("begin", "mark_begin"), ("end", "mark_end"), ("layer_begin", "layer_begin"),
-                    ("layer_end", "layer_end"))},
-                "flash_bytes": flash, "ram_bytes": sum(size for name, address, size in sections
-                                                       if spec.ram[0] <= address < spec.ram[0] + spec.ram[1]),
-                "model_bytes": {m["name"]: symbols[m["symbol"]][1] for m in models}}
+        flash = sum(
+            size
+            for name, address, size in sections
+            if name == ".data"
+            or any(origin <= address < origin + length for origin, length in (spec.vectors, spec.flash))
+        )
+        return {
+            "elf": str(elf),
+            "board": spec.board,
+            "core": lib["core"],
+            "kernels": lib["kernels"],
+            **{
+                key: symbols[f"trecx_{marker}"][0] & ~1
+                for key, marker in (
+                    ("begin", "mark_begin"),
+                    ("end", "mark_end"),
+                    ("layer_begin", "layer_begin"),
+                    ("layer_end", "layer_end"),
+                )
+            },
+            "flash_bytes": flash,
+            "ram_bytes": sum(
+                size for name, address, size in sections if spec.ram[0] <= address < spec.ram[0] + spec.ram[1]
+            ),
+            "model_bytes": {m["name"]: symbols[m["symbol"]][1] for m in models},
+        }
 
     info = _cached_build("prog", key, build, lambda info: [info["elf"]], log)
     _prune("prog", KEPT_PROGRAMS)

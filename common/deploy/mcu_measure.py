@@ -10,6 +10,7 @@ and that saving against the base model beside the FLOPs saving. A second run wit
 hooks counts each operator (`layer_rows`), beside its MACs and output elements. Counts are executed
 instructions on an emulator, not cycles: QEMU models no pipeline, caches or flash wait states.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,10 +23,24 @@ from common.errors import UserError
 DEFAULT_SAMPLES = 50
 PROFILE_SAMPLES = 3  # per-operator counts hardly depend on the input: a few samples show them
 ALL_TARGETS = ("cortex-m4", "cortex-m4:reference", "cortex-m7", "cortex-m55")
-NOTE = ("executed instructions counted on an emulator (qemu-system-arm), not cycles: QEMU models no "
-        "pipeline, caches or flash wait states")
-LAYER_COLUMNS = ("core", "kernels", "model", "index", "operator", "macs", "output_elements", "instructions",
-                 "instructions_pct", "macs_pct", "instructions_per_mac", "instructions_per_output")
+NOTE = (
+    "executed instructions counted on an emulator (qemu-system-arm), not cycles: QEMU models no "
+    "pipeline, caches or flash wait states"
+)
+LAYER_COLUMNS = (
+    "core",
+    "kernels",
+    "model",
+    "index",
+    "operator",
+    "macs",
+    "output_elements",
+    "instructions",
+    "instructions_pct",
+    "macs_pct",
+    "instructions_per_mac",
+    "instructions_per_output",
+)
 
 
 def parse_targets(text):
@@ -36,9 +51,11 @@ def parse_targets(text):
     for name in names:
         core, _, kernels = name.partition(":")
         if core not in mcu_build.CORES or (kernels or "cmsis-nn") not in mcu_build.KERNEL_SETS:
-            raise UserError(f"--mcu: unknown target {name!r}; give CORE or CORE:KERNELS with CORE one of "
-                            f"{', '.join(mcu_build.CORES)} and KERNELS one of {', '.join(mcu_build.KERNEL_SETS)} "
-                            f"(default cmsis-nn), comma-separated, or all")
+            raise UserError(
+                f"--mcu: unknown target {name!r}; give CORE or CORE:KERNELS with CORE one of "
+                f"{', '.join(mcu_build.CORES)} and KERNELS one of {', '.join(mcu_build.KERNEL_SETS)} "
+                f"(default cmsis-nn), comma-separated, or all"
+            )
         if (core, kernels or "cmsis-nn") not in targets:
             targets.append((core, kernels or "cmsis-nn"))
     if not targets:
@@ -50,7 +67,12 @@ def _stats(values):
     values = np.asarray(values, np.float64)
     if values.size == 0:
         return None
-    return {"mean": float(values.mean()), "min": int(values.min()), "max": int(values.max()), "samples": int(values.size)}
+    return {
+        "mean": float(values.mean()),
+        "min": int(values.min()),
+        "max": int(values.max()),
+        "samples": int(values.size),
+    }
 
 
 def expected_cost(stage1, stage2, base, exit_rate):
@@ -71,13 +93,21 @@ def litert_reference(models, inputs, rho):
 def agreement(result, reference):
     """How the MCU's exits and classes compare with LiteRT's (`litert_reference`), sample by sample."""
     exits, classes, base_classes = reference
-    checks = {"exits": (result.exits, exits), "classes": (result.classes, classes),
-              "base_classes": (result.model_classes["base"], base_classes)}
-    equal = {name: np.asarray(mcu_values) == np.asarray(litert_values)
-             for name, (mcu_values, litert_values) in checks.items()}
+    checks = {
+        "exits": (result.exits, exits),
+        "classes": (result.classes, classes),
+        "base_classes": (result.model_classes["base"], base_classes),
+    }
+    equal = {
+        name: np.asarray(mcu_values) == np.asarray(litert_values)
+        for name, (mcu_values, litert_values) in checks.items()
+    }
     differ = np.flatnonzero(~np.logical_and.reduce(list(equal.values())))
-    return {**{name: int(same.sum()) for name, same in equal.items()}, "samples": int(len(exits)),
-            "differing_samples": differ.tolist()}
+    return {
+        **{name: int(same.sum()) for name, same in equal.items()},
+        "samples": int(len(exits)),
+        "differing_samples": differ.tolist(),
+    }
 
 
 def layer_rows(result, tflite_models):
@@ -90,23 +120,44 @@ def layer_rows(result, tflite_models):
         counts = result.layer_instructions[model][result.ran[model]]
         table = operators(tflite_models[model])
         if [name for name, _, _ in table] != list(ops):
-            raise RuntimeError(f"TFLM ran {model}'s operators as {list(ops)}, its .tflite lists "
-                               f"{[name for name, _, _ in table]}")
+            raise RuntimeError(
+                f"TFLM ran {model}'s operators as {list(ops)}, its .tflite lists {[name for name, _, _ in table]}"
+            )
         means = counts.mean(axis=0)
         total_macs = sum(macs for _, _, macs in table) or 1
         total = result.instructions[model][result.ran[model]].mean()
         base = {"core": result.core, "kernels": result.kernels, "model": model}
         for index, ((name, shape, macs), instructions) in enumerate(zip(table, means)):
             elements = int(np.prod(shape[1:]))
-            rows.append({**base, "index": index, "operator": name, "macs": macs, "output_elements": elements,
-                         "instructions": float(instructions), "instructions_pct": 100.0 * instructions / total,
-                         "macs_pct": 100.0 * macs / total_macs,
-                         "instructions_per_mac": instructions / macs if macs else None,
-                         "instructions_per_output": instructions / elements})
+            rows.append(
+                {
+                    **base,
+                    "index": index,
+                    "operator": name,
+                    "macs": macs,
+                    "output_elements": elements,
+                    "instructions": float(instructions),
+                    "instructions_pct": 100.0 * instructions / total,
+                    "macs_pct": 100.0 * macs / total_macs,
+                    "instructions_per_mac": instructions / macs if macs else None,
+                    "instructions_per_output": instructions / elements,
+                }
+            )
         between = total - means.sum()
-        rows.append({**base, "index": len(table), "operator": "(between operators)", "macs": 0,
-                     "output_elements": 0, "instructions": float(between), "instructions_pct": 100.0 * between / total,
-                     "macs_pct": 0.0, "instructions_per_mac": None, "instructions_per_output": None})
+        rows.append(
+            {
+                **base,
+                "index": len(table),
+                "operator": "(between operators)",
+                "macs": 0,
+                "output_elements": 0,
+                "instructions": float(between),
+                "instructions_pct": 100.0 * between / total,
+                "macs_pct": 0.0,
+                "instructions_per_mac": None,
+                "instructions_per_output": None,
+            }
+        )
     return rows
 
 
@@ -115,44 +166,79 @@ def stage1_shares(rows):
     {"backbone"|"branch": {"instructions_pct", "macs_pct"}}, each a share of the base model's
     instructions and MACs. The backbone is the operators stage 1 shares, in order, with the start of
     the base model (same operator, MACs and outputs); the rest of stage 1 is the early-exit branch."""
-    ops = {model: [row for row in rows if row["model"] == model and row["output_elements"]]
-           for model in ("stage1", "base")}
+    ops = {
+        model: [row for row in rows if row["model"] == model and row["output_elements"]] for model in ("stage1", "base")
+    }
     same = 0
     while same < min(len(ops["stage1"]), len(ops["base"])) and all(
-            ops["stage1"][same][key] == ops["base"][same][key] for key in ("operator", "macs", "output_elements")):
+        ops["stage1"][same][key] == ops["base"][same][key] for key in ("operator", "macs", "output_elements")
+    ):
         same += 1
     base_instructions = sum(row["instructions"] for row in rows if row["model"] == "base")
     base_macs = sum(row["macs"] for row in ops["base"]) or 1
 
     def share(part):
-        return {"instructions_pct": 100.0 * sum(row["instructions"] for row in part) / base_instructions,
-                "macs_pct": 100.0 * sum(row["macs"] for row in part) / base_macs}
+        return {
+            "instructions_pct": 100.0 * sum(row["instructions"] for row in part) / base_instructions,
+            "macs_pct": 100.0 * sum(row["macs"] for row in part) / base_macs,
+        }
 
     return {"backbone": share(ops["stage1"][:same]), "branch": share(ops["stage1"][same:])}
 
 
-def measure_target(export_dir, model_name, int8_models, inputs, rho, core, kernels, reference, test_exit_rate,
-                   flops_saving_pct, log=print):
+def measure_target(
+    export_dir,
+    model_name,
+    int8_models,
+    inputs,
+    rho,
+    core,
+    kernels,
+    reference,
+    test_exit_rate,
+    flops_saving_pct,
+    log=print,
+):
     """Run one target; `reference`: `litert_reference` on the same inputs. Returns (its summary in
     deploy.json's layout, its per-operator rows)."""
     n = len(inputs)
     log(f"{core} with {kernels} kernels: {n} samples on the emulator")
     run = mcu.run_on_mcu(export_dir, model_name, inputs, rho=rho, core=core, kernels=kernels, log=log)
     ran = {name: run.instructions[name][run.ran[name]] for name in ("stage1", "stage2", "base")}
-    profiled = mcu.run_on_mcu(export_dir, model_name, inputs[:PROFILE_SAMPLES], rho=NEVER_EXIT, core=core,
-                              kernels=kernels, profile=True, log=log)
+    profiled = mcu.run_on_mcu(
+        export_dir,
+        model_name,
+        inputs[:PROFILE_SAMPLES],
+        rho=NEVER_EXIT,
+        core=core,
+        kernels=kernels,
+        profile=True,
+        log=log,
+    )
     if ran["stage2"].size == 0:  # every sample exited: stage 2's count from samples that run it
-        ran["stage2"] = mcu.run_on_mcu(export_dir, model_name, inputs[:PROFILE_SAMPLES], rho=NEVER_EXIT, core=core,
-                                       kernels=kernels, base=False, log=log).instructions["stage2"]
+        ran["stage2"] = mcu.run_on_mcu(
+            export_dir,
+            model_name,
+            inputs[:PROFILE_SAMPLES],
+            rho=NEVER_EXIT,
+            core=core,
+            kernels=kernels,
+            base=False,
+            log=log,
+        ).instructions["stage2"]
     stats = {name: _stats(values) for name, values in ran.items()}
     stage1, stage2, base = (stats[name]["mean"] for name in ("stage1", "stage2", "base"))
     expected, saving = expected_cost(stage1, stage2, base, test_exit_rate)
     per_sample = run.instructions["stage1"] + run.instructions["stage2"]
     summary = {
-        "core": core, "kernels": kernels, "board": run.board, "samples": n,
+        "core": core,
+        "kernels": kernels,
+        "board": run.board,
+        "samples": n,
         "agreement_with_litert_int8": agreement(run, reference),
         "exit_rate_samples": float(np.mean(run.exits == 0)),
-        "stage2_invocations": int(run.invocations["stage2"]), "samples_not_exited": int(np.sum(run.exits == 1)),
+        "stage2_invocations": int(run.invocations["stage2"]),
+        "samples_not_exited": int(np.sum(run.exits == 1)),
         "instructions": stats,
         "early_exit_instructions_samples": _stats(per_sample),
         "exit_rate_test": test_exit_rate,
@@ -167,13 +253,17 @@ def measure_target(export_dir, model_name, int8_models, inputs, rho, core, kerne
     rows = layer_rows(profiled, int8_models)
     summary["stage1_shares"] = stage1_shares(rows)
     same = summary["agreement_with_litert_int8"]
-    log(f"  instructions per sample: stage 1 {stage1 / 1e6:.3f} M, stage 2 {stage2 / 1e6:.3f} M, base "
+    log(
+        f"  instructions per sample: stage 1 {stage1 / 1e6:.3f} M, stage 2 {stage2 / 1e6:.3f} M, base "
         f"{base / 1e6:.3f} M; expected at exit rate {test_exit_rate:.3f}: {expected / 1e6:.3f} M, saving "
         f"{saving:.1f} % (FLOPs {flops_saving_pct:.1f} %); LiteRT agreement: exits {same['exits']}/{n}, "
-        f"classes {same['classes']}/{n}, base {same['base_classes']}/{n}")
+        f"classes {same['classes']}/{n}, base {same['base_classes']}/{n}"
+    )
     if same["differing_samples"]:
-        log(f"  WARNING: the emulated {core} and LiteRT's int8 reference kernels differ on samples "
-            f"{same['differing_samples']} (see deploy.json)")
+        log(
+            f"  WARNING: the emulated {core} and LiteRT's int8 reference kernels differ on samples "
+            f"{same['differing_samples']} (see deploy.json)"
+        )
     return summary, rows
 
 
@@ -182,8 +272,21 @@ def measure_targets(export_dir, model_name, int8_models, inputs, rho, targets, i
     "note", "targets": [summaries]}, per-operator rows of all targets)."""
     log(f"LiteRT int8 with reference kernels on the same {len(inputs)} samples (the MCU's reference)")
     reference = litert_reference(int8_models, inputs, rho)
-    runs = {(core, kernels): measure_target(export_dir, model_name, int8_models, inputs, rho, core, kernels, reference,
-                                            int8_summary["exit_rate"], int8_summary["mflops_saving_pct"], log)
-            for core, kernels in targets}
+    runs = {
+        (core, kernels): measure_target(
+            export_dir,
+            model_name,
+            int8_models,
+            inputs,
+            rho,
+            core,
+            kernels,
+            reference,
+            int8_summary["exit_rate"],
+            int8_summary["mflops_saving_pct"],
+            log,
+        )
+        for core, kernels in targets
+    }
     summary = {"samples": int(len(inputs)), "note": NOTE, "targets": [summary for summary, _ in runs.values()]}
     return summary, [row for _, rows in runs.values() for row in rows]

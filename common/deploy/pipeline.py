@@ -9,6 +9,7 @@ writes deploy.json, deploy.md, the float32/int8 benefit figure and export/. With
 runs the int8 export on emulated Cortex-M cores (common/deploy/mcu_measure.py) and adds their
 instruction counts, the per-operator profile (mcu_layers.csv) and the benefit curve in instructions.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,8 +20,7 @@ import numpy as np
 from common import files, flops, plots, report, sweep, tasks, weights
 from common.deploy import mcu_build, mcu_measure
 from common.deploy.export import PRECISIONS, export_models, split_stages, weights_kb, write_export
-from common.deploy.runtime import (NEVER_EXIT, EarlyExitRunner, Runtime, SingleStageRunner, run_interleaved,
-                                   runtime_name)
+from common.deploy.runtime import NEVER_EXIT, EarlyExitRunner, Runtime, SingleStageRunner, run_interleaved, runtime_name
 from common.errors import UserError
 
 DEFAULT_DROP = 1.0  # accuracy points below the base model that rho may cost (on the validation split)
@@ -41,9 +41,14 @@ def choose_rho(curve, base_accuracy, base_mflops, drop=DEFAULT_DROP):
     if point["rho"] is not None:
         return {**point, "met": True}
     best = np.lexsort((curve.mflops, -curve.accuracy))[0]
-    return {"drop": point["drop"], "accuracy": float(curve.accuracy[best]), "mflops": float(curve.mflops[best]),
-            "reduction_pct": float(100.0 * (1.0 - curve.mflops[best] / base_mflops)),
-            "rho": float(curve.rho[best]), "met": False}
+    return {
+        "drop": point["drop"],
+        "accuracy": float(curve.accuracy[best]),
+        "mflops": float(curve.mflops[best]),
+        "reduction_pct": float(100.0 * (1.0 - curve.mflops[best] / base_mflops)),
+        "rho": float(curve.rho[best]),
+        "met": False,
+    }
 
 
 def trace_curve(trace, labels, path_mflops):
@@ -92,9 +97,11 @@ def evaluate_precision(models, test, rho, path_mflops, base_mflops, runtime=Runt
         "tap_transfer": "direct" if runner.direct_transfer else "requantized",
         "full_path_latency_ms": full.latency_ms(),
     }
-    log(f"  accuracy {result['accuracy']:.2f} % (base {result['base_accuracy']:.2f} %), exit rate "
+    log(
+        f"  accuracy {result['accuracy']:.2f} % (base {result['base_accuracy']:.2f} %), exit rate "
         f"{exit_rate:.3f}, latency {latency['mean']:.4f} ms (base {base_latency['mean']:.4f} ms), "
-        f"saving {latency_saving:.1f} % measured / {mflops_saving:.1f} % FLOPs")
+        f"saving {latency_saving:.1f} % measured / {mflops_saving:.1f} % FLOPs"
+    )
     return result, curve, (trace, base_trace)
 
 
@@ -105,26 +112,48 @@ def validation_rho(models, validation, path_mflops, base_mflops, drop, runtime=R
     base = SingleStageRunner(models["base"], runtime).run(inputs, warmup=0)
     base_accuracy = base.accuracy(labels)
     point = choose_rho(trace_curve(full, labels, path_mflops), base_accuracy, base_mflops, drop)
-    return point["rho"], {"num_samples": int(len(labels)), "base_accuracy": base_accuracy,
-                          "target_accuracy": base_accuracy - drop, **point}
+    return point["rho"], {
+        "num_samples": int(len(labels)),
+        "base_accuracy": base_accuracy,
+        "target_accuracy": base_accuracy - drop,
+        **point,
+    }
 
 
 def size_reduction(summary, key="size_kb"):
     """% saved by int8 against float32 in `key` ("size_kb": files, "weights_kb": constant tensors), for
     the early-exit model (stage 1 + stage 2) and the base model."""
+
     def early_exit(precision):
         return sum(summary[precision][key][part] for part in ("stage1", "stage2"))
 
-    return {"early_exit": _saving(early_exit("int8"), early_exit("float32")),
-            "base": _saving(summary["int8"][key]["base"], summary["float32"][key]["base"])}
+    return {
+        "early_exit": _saving(early_exit("int8"), early_exit("float32")),
+        "base": _saving(summary["int8"][key]["base"], summary["float32"][key]["base"]),
+    }
 
 
 # ------------------------------------------------------------------------------------------------
 # Deploying one model
 
 
-def deploy(task, model_name, net, base_net, test, results_dir, *, calibration, validation=None, rho=None,
-           drop=DEFAULT_DROP, runtime=Runtime(), mcu=(), mcu_samples=mcu_measure.DEFAULT_SAMPLES, log=print):
+def deploy(
+    task,
+    model_name,
+    net,
+    base_net,
+    test,
+    results_dir,
+    *,
+    calibration,
+    validation=None,
+    rho=None,
+    drop=DEFAULT_DROP,
+    runtime=Runtime(),
+    mcu=(),
+    mcu_samples=mcu_measure.DEFAULT_SAMPLES,
+    log=print,
+):
     """Export, run and report one T-RecX model of `task` (a name or task module) against its base model.
 
     test, validation: (inputs float32 (N, ...), labels (N,)); calibration: float32 inputs for int8.
@@ -138,15 +167,53 @@ def deploy(task, model_name, net, base_net, test, results_dir, *, calibration, v
     if rho is None and validation is None:
         raise UserError("no rho given and no validation split to choose it on; pass --rho R")
     # An earlier deploy.sh run's outputs are replaced as a whole, and only when this one has finished.
-    stale = ["deploy.json", "deploy.md", "int8_vs_float.png", "int8_vs_float.pdf", "export/*", "mcu_layers.csv",
-             "mcu_benefit.png", "mcu_benefit.pdf"]
+    stale = [
+        "deploy.json",
+        "deploy.md",
+        "int8_vs_float.png",
+        "int8_vs_float.pdf",
+        "export/*",
+        "mcu_layers.csv",
+        "mcu_benefit.png",
+        "mcu_benefit.pdf",
+    ]
     with files.staged_folder(results_dir, stale) as staging:
-        return _deploy(task, model_name, net, base_net, test, staging, calibration, validation, rho, drop,
-                       runtime, list(mcu), mcu_samples, log, shown_as=pathlib.Path(results_dir))
+        return _deploy(
+            task,
+            model_name,
+            net,
+            base_net,
+            test,
+            staging,
+            calibration,
+            validation,
+            rho,
+            drop,
+            runtime,
+            list(mcu),
+            mcu_samples,
+            log,
+            shown_as=pathlib.Path(results_dir),
+        )
 
 
-def _deploy(task, model_name, net, base_net, test, results_dir, calibration, validation, rho, drop, runtime,
-            mcu, mcu_samples, log, shown_as):
+def _deploy(
+    task,
+    model_name,
+    net,
+    base_net,
+    test,
+    results_dir,
+    calibration,
+    validation,
+    rho,
+    drop,
+    runtime,
+    mcu,
+    mcu_samples,
+    log,
+    shown_as,
+):
     path_mflops = flops.path_mflops(net.model)
     base_mflops = flops.path_mflops(base_net.model)[0]
     models = export_models(net, base_net, calibration, log)
@@ -158,29 +225,46 @@ def _deploy(task, model_name, net, base_net, test, results_dir, calibration, val
         log(f"choosing rho on {len(validation[1])} validation samples ({drop:g} point(s) below the base model)")
         rho, details = validation_rho(models["float32"], validation, path_mflops, base_mflops, drop, runtime)
         met = "" if details["met"] else " (target not reached: most accurate rho)"
-        log(f"  rho = {rho:.4f}: validation accuracy {details['accuracy']:.2f} % against base "
-            f"{details['base_accuracy']:.2f} %{met}")
-    summary = {"task": task.NAME, "model": model_name, "num_samples": int(len(test[1])), "rho": float(rho),
-               "rho_source": "given" if details is None else "validation"}
+        log(
+            f"  rho = {rho:.4f}: validation accuracy {details['accuracy']:.2f} % against base "
+            f"{details['base_accuracy']:.2f} %{met}"
+        )
+    summary = {
+        "task": task.NAME,
+        "model": model_name,
+        "num_samples": int(len(test[1])),
+        "rho": float(rho),
+        "rho_source": "given" if details is None else "validation",
+    }
     curves = {}
     for precision in PRECISIONS:
         log(f"{precision}: running {len(test[1])} test samples one at a time")
         summary[precision], curves[precision], _ = evaluate_precision(
-            models[precision], test, rho, path_mflops, base_mflops, runtime, log)
+            models[precision], test, rho, path_mflops, base_mflops, runtime, log
+        )
     summary.update(
-        validation=details, drop=drop, path_mflops={"ee": path_mflops[0], "ef": path_mflops[1]},
-        base_mflops=base_mflops, runtime=runtime_name(), kernels=runtime.kernels, num_threads=runtime.threads,
+        validation=details,
+        drop=drop,
+        path_mflops={"ee": path_mflops[0], "ef": path_mflops[1]},
+        base_mflops=base_mflops,
+        runtime=runtime_name(),
+        kernels=runtime.kernels,
+        num_threads=runtime.threads,
         int8_size_reduction_pct=size_reduction(summary, "size_kb"),
-        int8_weights_reduction_pct=size_reduction(summary, "weights_kb"))
+        int8_weights_reduction_pct=size_reduction(summary, "weights_kb"),
+    )
     if mcu:
-        summary["mcu"] = on_mcu(task, model_name, models["int8"], results_dir, test[0][:mcu_samples], rho, mcu,
-                                summary, curves["int8"], log)
+        summary["mcu"] = on_mcu(
+            task, model_name, models["int8"], results_dir, test[0][:mcu_samples], rho, mcu, summary, curves["int8"], log
+        )
     report.write_json(results_dir / "deploy.json", summary)
-    plots.benefit_figure({f"LiteRT {p}": curves[p] for p in PRECISIONS},
-                         (summary["float32"]["base_accuracy"], base_mflops),
-                         f"{task.TITLE}, {model_name}: LiteRT float32 vs int8\n(cross: float32 base "
-                         f"model; int8 base model {summary['int8']['base_accuracy']:.2f} %)",
-                         results_dir / "int8_vs_float")
+    plots.benefit_figure(
+        {f"LiteRT {p}": curves[p] for p in PRECISIONS},
+        (summary["float32"]["base_accuracy"], base_mflops),
+        f"{task.TITLE}, {model_name}: LiteRT float32 vs int8\n(cross: float32 base "
+        f"model; int8 base model {summary['int8']['base_accuracy']:.2f} %)",
+        results_dir / "int8_vs_float",
+    )
     files.write_text(results_dir / "deploy.md", report.deploy_markdown(summary, task))
     return summary
 
@@ -188,8 +272,9 @@ def _deploy(task, model_name, net, base_net, test, results_dir, calibration, val
 def on_mcu(task, model_name, int8_models, results_dir, inputs, rho, targets, summary, int8_curve, log):
     """Run the int8 export in results_dir/export on the MCU `targets`; writes mcu_layers.csv and
     mcu_benefit.png/.pdf there and returns deploy.json's "mcu" dict."""
-    mcu, layers = mcu_measure.measure_targets(results_dir / "export", model_name, int8_models, inputs, rho, targets,
-                                              summary["int8"], log)
+    mcu, layers = mcu_measure.measure_targets(
+        results_dir / "export", model_name, int8_models, inputs, rho, targets, summary["int8"], log
+    )
     report.write_rows_csv(results_dir / "mcu_layers.csv", layers, mcu_measure.LAYER_COLUMNS)
     # The benefit curve with the cost in instructions: each rho's exit fractions weigh the two paths.
     core, kernels = ("cortex-m4", "cmsis-nn") if ("cortex-m4", "cmsis-nn") in targets else targets[0]
@@ -198,12 +283,22 @@ def on_mcu(task, model_name, int8_models, results_dir, inputs, rho, targets, sum
     in_instructions = dataclasses.replace(int8_curve, mflops=int8_curve.exit_fraction @ [stage1, stage1 + stage2] / 1e6)
     base_accuracy = summary["int8"]["base_accuracy"]
     mcu["figure_target"] = f"{core} ({kernels})"
-    plots.benefit_panels([
-        {"curves": {"LiteRT int8": int8_curve}, "base_point": (base_accuracy, summary["base_mflops"]),
-         "title": f"{task.TITLE}, {model_name}, int8: FLOPs"},
-        {"curves": {f"TFLM int8, {core} ({kernels})": in_instructions}, "base_point": (base_accuracy, base / 1e6),
-         "title": f"executed instructions, emulated {core} (not cycles)", "unit": "M instructions"},
-    ], results_dir / "mcu_benefit")
+    plots.benefit_panels(
+        [
+            {
+                "curves": {"LiteRT int8": int8_curve},
+                "base_point": (base_accuracy, summary["base_mflops"]),
+                "title": f"{task.TITLE}, {model_name}, int8: FLOPs",
+            },
+            {
+                "curves": {f"TFLM int8, {core} ({kernels})": in_instructions},
+                "base_point": (base_accuracy, base / 1e6),
+                "title": f"executed instructions, emulated {core} (not cycles)",
+                "unit": "M instructions",
+            },
+        ],
+        results_dir / "mcu_benefit",
+    )
     return mcu
 
 
@@ -217,17 +312,34 @@ def calibration_inputs(task, folder, n):
         try:
             inputs = task.load_test(folder)[0]
         except UserError:
-            raise UserError(f"--calibration-data {folder} holds neither the training split nor a test set "
-                            f"({task.DATA_LAYOUT}): {training_error}") from None
+            raise UserError(
+                f"--calibration-data {folder} holds neither the training split nor a test set "
+                f"({task.DATA_LAYOUT}): {training_error}"
+            ) from None
     if len(inputs) == 0:
         raise UserError(f"--calibration-data {folder}: no input could be read")
     return inputs[tasks.sample_rows(len(inputs), n)], "the test-layout folder"
 
 
-def run_deploy(task, model, *, source="pretrained", models_dir, data_dir=None, train_data_dir=None,
-               calibration_data=None, calibration_samples=500, rho=None, drop=DEFAULT_DROP,
-               results_dir=None, threads=1, kernels="xnnpack", mcu=None, mcu_samples=mcu_measure.DEFAULT_SAMPLES,
-               log=print):
+def run_deploy(
+    task,
+    model,
+    *,
+    source="pretrained",
+    models_dir,
+    data_dir=None,
+    train_data_dir=None,
+    calibration_data=None,
+    calibration_samples=500,
+    rho=None,
+    drop=DEFAULT_DROP,
+    results_dir=None,
+    threads=1,
+    kernels="xnnpack",
+    mcu=None,
+    mcu_samples=mcu_measure.DEFAULT_SAMPLES,
+    log=print,
+):
     """What `deploy.sh` does: deploy `model` of `task` (a name or task module) against its base model.
 
     source: "pretrained" or "trained" (from `models_dir`/TASK/MODEL); data_dir: the test set (default:
@@ -247,8 +359,10 @@ def run_deploy(task, model, *, source="pretrained", models_dir, data_dir=None, t
     if rho is not None and not 0.0 <= rho <= 1.0:
         raise UserError(f"--rho must lie in [0, 1], got {rho}")
     if calibration_samples < 1 or threads < 1 or drop < 0:
-        raise UserError("--calibration-samples and --threads must be at least 1 and --drop at least 0, got "
-                        f"{calibration_samples}, {threads} and {drop}")
+        raise UserError(
+            "--calibration-samples and --threads must be at least 1 and --drop at least 0, got "
+            f"{calibration_samples}, {threads} and {drop}"
+        )
     runtime = Runtime(threads, kernels)
     targets = mcu_measure.parse_targets(mcu) if mcu is not None else []
     if mcu_samples is not None and mcu_samples < 1:
@@ -270,7 +384,20 @@ def run_deploy(task, model, *, source="pretrained", models_dir, data_dir=None, t
     calibration_dir = calibration_data or train_dir
     calibration, source = calibration_inputs(task, calibration_dir, calibration_samples)
     log(f"{len(calibration)} int8 calibration samples from {source} in {calibration_dir}")
-    summary = deploy(task, model, nets[model], nets["base"], (inputs, labels), out, calibration=calibration,
-                     validation=validation, rho=rho, drop=drop, runtime=runtime, mcu=targets, mcu_samples=mcu_samples,
-                     log=log)
+    summary = deploy(
+        task,
+        model,
+        nets[model],
+        nets["base"],
+        (inputs, labels),
+        out,
+        calibration=calibration,
+        validation=validation,
+        rho=rho,
+        drop=drop,
+        runtime=runtime,
+        mcu=targets,
+        mcu_samples=mcu_samples,
+        log=log,
+    )
     return summary, out

@@ -7,6 +7,7 @@ what it computes inside the whole model; `op_profile` times each of them alone o
 each operator's share of the time beside its share of the MACs. `operators` lists them without cutting
 (name, output shape, MACs), for profiles measured elsewhere (the MCU's, common/deploy/mcu_measure.py).
 """
+
 from __future__ import annotations
 
 import copy
@@ -27,6 +28,7 @@ class OpModel:
     name: builtin operator ("CONV_2D"); output_shape: its first output's shape; macs: multiply-accumulates
     (convolutions and fully connected layers; 0 for other operators); tflite: the one-operator model.
     """
+
     name: str
     output_shape: tuple
     macs: int
@@ -60,8 +62,10 @@ def _graph(tflite_bytes):
 def operators(tflite_bytes):
     """[(builtin name, first output's shape, MACs)] of a single-graph .tflite model, in execution order."""
     model, graph = _graph(tflite_bytes)
-    return [(name, tuple(int(d) for d in graph.tensors[op.outputs[0]].shape), _macs(name, op, graph.tensors))
-            for name, op in ((builtin_name(model.operatorCodes[op.opcodeIndex]), op) for op in graph.operators)]
+    return [
+        (name, tuple(int(d) for d in graph.tensors[op.outputs[0]].shape), _macs(name, op, graph.tensors))
+        for name, op in ((builtin_name(model.operatorCodes[op.opcodeIndex]), op) for op in graph.operators)
+    ]
 
 
 def single_op_models(tflite_bytes):
@@ -90,8 +94,7 @@ def median_invoke_us(interpreter, repeats, seed=0):
     rng = np.random.default_rng(seed)
     for detail in interpreter.get_input_details():
         dtype = np.dtype(detail["dtype"])
-        values = (rng.integers(-128, 128, detail["shape"]) if dtype == np.int8
-                  else rng.normal(0.0, 1.0, detail["shape"]))
+        values = rng.integers(-128, 128, detail["shape"]) if dtype == np.int8 else rng.normal(0.0, 1.0, detail["shape"])
         interpreter.set_tensor(detail["index"], values.astype(dtype))
     for _ in range(max(3, repeats // 10)):
         interpreter.invoke()
@@ -106,5 +109,4 @@ def median_invoke_us(interpreter, repeats, seed=0):
 def op_profile(tflite_bytes, runtime=Runtime(), repeats=100):
     """[(OpModel, median microseconds)] per operator of a .tflite model, each timed alone on `runtime`
     (element-wise cost does not depend on the values, so random inputs time it as real ones would)."""
-    return [(op, median_invoke_us(runtime.interpreter(op.tflite), repeats))
-            for op in single_op_models(tflite_bytes)]
+    return [(op, median_invoke_us(runtime.interpreter(op.tflite), repeats)) for op in single_op_models(tflite_bytes)]

@@ -9,6 +9,7 @@ by sample so that machine load hits them alike. Each sample is timed (`time.perf
 quantised input in the input tensor to the predicted class; quantising the input, copying it in and
 recording dequantised softmaxes stay outside the timed part, for every runner alike.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,7 +29,7 @@ KERNELS = {  # --kernels choice: what it runs, for reports
     "xnnpack": "LiteRT's default: optimised builtin kernels with the XNNPACK delegate (desktop/mobile SIMD)",
     "builtin": "LiteRT's optimised builtin kernels, no delegate",
     "reference": "LiteRT's reference kernels: the portable code TensorFlow Lite Micro's own kernels share, "
-                 "whose cost per op follows its arithmetic as a microcontroller's does",
+    "whose cost per op follows its arithmetic as a microcontroller's does",
 }
 
 
@@ -40,6 +41,7 @@ class TensorSpec:
     inputs or outputs (what TFLite Micro's `input(i)` / `output(i)` take); index: tensor index;
     scale, zero_point: real = scale * (q - zero_point) for int8 (0.0 and 0 for float32).
     """
+
     name: str
     position: int
     index: int
@@ -69,8 +71,9 @@ def _load_interpreter_class():
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
-        raise UserError("the LiteRT runtime is missing: pip install ai-edge-litert "
-                        "(or pip install -r requirements.txt)") from None
+        raise UserError(
+            "the LiteRT runtime is missing: pip install ai-edge-litert (or pip install -r requirements.txt)"
+        ) from None
     return Interpreter
 
 
@@ -85,6 +88,7 @@ def runtime_name():
 @dataclasses.dataclass(frozen=True)
 class Runtime:
     """How the LiteRT interpreters run: `threads` (1, as on a microcontroller) and `kernels` (a KERNELS key)."""
+
     threads: int = 1
     kernels: str = "xnnpack"
 
@@ -99,12 +103,15 @@ class Runtime:
         interpreter_class = _load_interpreter_class()
         from ai_edge_litert.interpreter import OpResolverType
 
-        resolver = {"xnnpack": OpResolverType.AUTO,
-                    "builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-                    "reference": OpResolverType.BUILTIN_REF}[self.kernels]
+        resolver = {
+            "xnnpack": OpResolverType.AUTO,
+            "builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+            "reference": OpResolverType.BUILTIN_REF,
+        }[self.kernels]
         with quiet_native_logs():
-            interpreter = interpreter_class(model_content=bytes(tflite_bytes), num_threads=self.threads,
-                                            experimental_op_resolver_type=resolver)
+            interpreter = interpreter_class(
+                model_content=bytes(tflite_bytes), num_threads=self.threads, experimental_op_resolver_type=resolver
+            )
             interpreter.allocate_tensors()
         return interpreter
 
@@ -112,14 +119,22 @@ class Runtime:
 def tensor_specs(interpreter, part):
     """({"input": TensorSpec}, {output name: TensorSpec}) of an allocated interpreter of `part`."""
     runner = interpreter.get_signature_runner()
-    positions = {"inputs": [d["index"] for d in interpreter.get_input_details()],
-                 "outputs": [d["index"] for d in interpreter.get_output_details()]}
+    positions = {
+        "inputs": [d["index"] for d in interpreter.get_input_details()],
+        "outputs": [d["index"] for d in interpreter.get_output_details()],
+    }
 
     def spec(name, detail, kind):
         scale, zero_point = detail["quantization"]
-        return TensorSpec(name, positions[kind].index(detail["index"]), int(detail["index"]),
-                          tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]).name,
-                          float(scale), int(zero_point))
+        return TensorSpec(
+            name,
+            positions[kind].index(detail["index"]),
+            int(detail["index"]),
+            tuple(int(d) for d in detail["shape"]),
+            np.dtype(detail["dtype"]).name,
+            float(scale),
+            int(zero_point),
+        )
 
     inputs = {"input": spec("input", runner.get_input_details()["input"], "inputs")}
     outputs = runner.get_output_details()
@@ -157,6 +172,7 @@ class Trace:
     dequantised; rows of a stage that did not run are NaN}; stage2_invocations: stage-2 runs counted
     by the interpreter wrapper during the timed loop (early-exit runners only).
     """
+
     exits: np.ndarray
     predictions: np.ndarray
     latency_ns: np.ndarray
@@ -208,12 +224,15 @@ class EarlyExitRunner(_Runner):
         self.ef = self.second.outputs["ef"]
         target = self.second.input
         if self.tap.shape != target.shape or self.tap.dtype != target.dtype:
-            raise ValueError(f"stage 1 feature map {self.tap.dtype}{self.tap.shape} does not fit stage 2's "
-                             f"input {target.dtype}{target.shape}")
+            raise ValueError(
+                f"stage 1 feature map {self.tap.dtype}{self.tap.shape} does not fit stage 2's "
+                f"input {target.dtype}{target.shape}"
+            )
         # int8: the feature map passes as it is when requantising it would change no value.
         codes = np.arange(-128, 128, dtype=np.int8)
-        self.direct_transfer = (not self.tap.quantized
-                                or np.array_equal(target.quantize(self.tap.dequantize(codes)), codes))
+        self.direct_transfer = not self.tap.quantized or np.array_equal(
+            target.quantize(self.tap.dequantize(codes)), codes
+        )
         # Accessors of the two buffers (numpy views are taken, and dropped, per sample: an interpreter
         # refuses to run while a view of its memory is alive).
         self._tap_buffer = self.first.interpreter.tensor(self.tap.index)
@@ -294,16 +313,19 @@ def run_interleaved(runners, inputs, warmup=WARMUP_SAMPLES):
     prepared = [runner.prepare(inputs) for runner in runners]
     for runner, x in zip(runners, prepared):
         for i in range(min(warmup, n)):
-            runner.load(x[i:i + 1])
+            runner.load(x[i : i + 1])
             runner._step()
     counts = [runner.stage2_invocations for runner in runners]
-    records = [(np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64), runner._record(n))
-               for runner in runners]
+    records = [
+        (np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64), runner._record(n)) for runner in runners
+    ]
     for i in range(n):
         for runner, x, (exits, predictions, latency, softmax) in zip(runners, prepared, records):
-            runner.load(x[i:i + 1])
+            runner.load(x[i : i + 1])
             exit_taken, prediction, elapsed, *outputs = runner._step()
             exits[i], predictions[i], latency[i] = exit_taken, prediction, elapsed
             runner._store(softmax, i, outputs)
-    return [Trace(*record, stage2_invocations=runner.stage2_invocations - count)
-            for runner, count, record in zip(runners, counts, records)]
+    return [
+        Trace(*record, stage2_invocations=runner.stage2_invocations - count)
+        for runner, count, record in zip(runners, counts, records)
+    ]
