@@ -92,7 +92,8 @@ def _count_or_all(text):
 
 
 def cmd_deploy(args):
-    from common.deploy.mcu_measure import DEFAULT_SAMPLES
+    from common.deploy.mcu_measure import parse_targets
+    from common.deploy.options import DeployOptions
     from common.deploy.pipeline import run_deploy
 
     if args.mcu_samples is not MCU_SAMPLES_UNSET and not args.mcu:
@@ -100,7 +101,16 @@ def cmd_deploy(args):
             "--mcu-samples sets how many test samples run on the emulated cores, so it needs --mcu "
             "TARGETS; add --mcu cortex-m4 (for example), or drop --mcu-samples"
         )
-    mcu_samples = DEFAULT_SAMPLES if args.mcu_samples is MCU_SAMPLES_UNSET else args.mcu_samples
+    chosen = {"mcu_samples": args.mcu_samples} if args.mcu_samples is not MCU_SAMPLES_UNSET else {}
+    options = DeployOptions(
+        rho=args.rho,
+        drop=args.drop,
+        calibration_samples=args.calibration_samples,
+        threads=args.threads,
+        kernels=args.kernels,
+        mcu=tuple(parse_targets(args.mcu)) if args.mcu is not None else (),
+        **chosen,
+    )
     _, results_dir = run_deploy(
         args.task,
         args.model,
@@ -109,14 +119,8 @@ def cmd_deploy(args):
         data_dir=args.data_dir,
         train_data_dir=args.train_data_dir,
         calibration_data=args.calibration_data,
-        calibration_samples=args.calibration_samples,
-        rho=args.rho,
-        drop=args.drop,
         results_dir=args.results_dir,
-        threads=args.threads,
-        kernels=args.kernels,
-        mcu=args.mcu,
-        mcu_samples=mcu_samples,
+        options=options,
     )
     print((results_dir / "deploy.md").read_text())
     return results_dir
@@ -160,7 +164,10 @@ def cmd_tasks(args):
 
 
 def build_parser():
-    from common.deploy.mcu_measure import DEFAULT_SAMPLES as MCU_SAMPLES
+    from common.deploy.options import DeployOptions
+    from common.deploy.runtime import KERNELS
+
+    defaults = DeployOptions()
 
     # allow_abbrev=False everywhere: an option's prefix (a typo) is an error, never another option.
     parser = argparse.ArgumentParser(
@@ -298,7 +305,7 @@ def build_parser():
     sub.add_argument(
         "--drop",
         type=float,
-        default=1.0,
+        default=defaults.drop,
         help="accuracy points below the base model that the validation choice of rho may cost (default: %(default)s)",
     )
     sub.add_argument(
@@ -315,16 +322,19 @@ def build_parser():
     sub.add_argument(
         "--calibration-samples",
         type=int,
-        default=500,
+        default=defaults.calibration_samples,
         help="size of the int8 representative set (default: %(default)s)",
     )
     sub.add_argument(
-        "--threads", type=int, default=1, help="interpreter threads; 1, as on a microcontroller (default: %(default)s)"
+        "--threads",
+        type=int,
+        default=defaults.threads,
+        help="interpreter threads; 1, as on a microcontroller (default: %(default)s)",
     )
     sub.add_argument(
         "--kernels",
-        choices=("xnnpack", "builtin", "reference"),
-        default="xnnpack",
+        choices=tuple(KERNELS),
+        default=defaults.kernels,
         help="LiteRT kernels: xnnpack (LiteRT's default, SIMD), builtin (optimised, no delegate) or "
         "reference (the portable kernels TensorFlow Lite Micro shares; slow, but their relative "
         "op costs are a microcontroller's) (default: %(default)s)",
@@ -342,7 +352,7 @@ def build_parser():
         type=_count_or_all,
         default=MCU_SAMPLES_UNSET,
         metavar="K",
-        help=f"test samples to run on each emulated core, or all; only with --mcu (default: {MCU_SAMPLES})",
+        help=f"test samples to run on each emulated core, or all; only with --mcu (default: {defaults.mcu_samples})",
     )
 
     sub = command(

@@ -14,12 +14,11 @@ inside its folder and replaces the finished model's files only once the new one 
 becomes NaN or infinite stops the run, which then saves nothing.
 """
 
-import contextlib
 import errno
-import json
 import math
 import os
 import pathlib
+import re
 import shutil
 import sys
 import time
@@ -125,15 +124,20 @@ class Checkpoints(keras.callbacks.Callback):
         super().__init__()
         self.folder = pathlib.Path(folder)
 
+    NAME = re.compile(r"epoch-(\d+)\.weights\.h5")  # the number: epochs finished
+
     @staticmethod
-    def found(folder):
+    def path(folder, epochs):
+        return pathlib.Path(folder) / f"epoch-{epochs:04d}.weights.h5"
+
+    @classmethod
+    def found(cls, folder):
         """[(epochs finished, path)], newest first."""
-        _adopt_keras_backup(pathlib.Path(folder))
-        numbered = ((path.name[6:-11], path) for path in pathlib.Path(folder).glob("epoch-*.weights.h5"))
-        return sorted(((int(n), path) for n, path in numbered if n.isdigit()), reverse=True)
+        numbered = ((cls.NAME.fullmatch(path.name), path) for path in pathlib.Path(folder).glob("epoch-*.weights.h5"))
+        return sorted(((int(match[1]), path) for match, path in numbered if match), reverse=True)
 
     def on_epoch_end(self, epoch, logs=None):
-        path = self.folder / f"epoch-{epoch + 1:04d}.weights.h5"
+        path = self.path(self.folder, epoch + 1)
         partial = self.folder / "partial.weights.h5"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -150,17 +154,6 @@ class Checkpoints(keras.callbacks.Callback):
             ) from None
         for _, old in self.found(self.folder)[2:]:
             old.unlink()
-
-
-def _adopt_keras_backup(folder):
-    """Rename the checkpoints of keras.callbacks.BackupAndRestore, which earlier versions used, to
-    epoch-NNNN.weights.h5 (one whose epoch is unreadable is dropped), so that such a run resumes."""
-    for suffix in ("", ".bkp"):
-        weights, metadata = folder / f"latest.weights.h5{suffix}", folder / f"training_metadata.json{suffix}"
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            os.replace(weights, folder / f"epoch-{int(json.loads(metadata.read_text())['epoch']):04d}.weights.h5")
-        metadata.unlink(missing_ok=True)
-        weights.unlink(missing_ok=True)
 
 
 class StopOnNonFinite(keras.callbacks.Callback):

@@ -45,6 +45,7 @@ from keyword_spotting.sound import (
     WavReadError,
     compute_mfcc,
     mfcc,
+    normalize,
     peak_divisor,
     read_wav,
 )
@@ -370,7 +371,7 @@ def load_test(data_dir: Path) -> LoadedSet:
     audio = np.zeros((len(examples), CLIP_SAMPLES), np.float32)
 
     def consume(row: int, segment: np.ndarray) -> None:
-        audio[row, : len(segment)] = segment / peak_divisor(segment)
+        audio[row, : len(segment)] = normalize(segment)
 
     skipped = sorted(_read_segments(root, examples, "Reading test clips", consume))
     keep = np.setdiff1d(np.arange(len(examples)), _report_skipped(skipped, "test"))

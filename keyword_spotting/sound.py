@@ -130,24 +130,20 @@ def peak_divisor(clip: np.ndarray) -> np.float32:
     return np.float32(peak if peak > 0 else 1.0)
 
 
+def normalize(clip: np.ndarray) -> np.ndarray:
+    """float32: a clip cut to its first 16,000 samples and divided by its `peak_divisor`: the one
+    normalisation of the pipeline (test.sh reads clips through it; the training cache keeps int16 samples
+    and their `peak_divisor`, which its pipeline divides by)."""
+    clip = np.asarray(clip, dtype=np.float32).reshape(-1)[:CLIP_SAMPLES]
+    return clip / peak_divisor(clip)
+
+
 def normalize_and_pad(audio: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-    """float32 (N, 16000): each clip cut to its first 16,000 samples, divided by its maximum (max|x|
-    when the maximum is <= 0; an all-zero clip stays zero), then zero-padded on the right."""
-    if isinstance(audio, np.ndarray) and audio.ndim == 2:
-        clips = audio[:, :CLIP_SAMPLES].astype(np.float32)
-        if clips.shape[1] == 0:
-            return np.zeros((len(clips), CLIP_SAMPLES), np.float32)
-        peak = clips.max(axis=1)
-        fallback = peak <= 0
-        peak[fallback] = np.abs(clips[fallback]).max(axis=1)
-        peak[peak <= 0] = 1.0
-        out = np.zeros((len(clips), CLIP_SAMPLES), np.float32)
-        out[:, : clips.shape[1]] = clips / peak[:, None]
-        return out
+    """float32 (N, 16000): each clip `normalize`d, then zero-padded on the right."""
     out = np.zeros((len(audio), CLIP_SAMPLES), np.float32)
     for row, clip in enumerate(audio):
-        clip = np.asarray(clip, dtype=np.float32).reshape(-1)[:CLIP_SAMPLES]
-        out[row, : len(clip)] = clip / peak_divisor(clip)
+        normalized = normalize(clip)
+        out[row, : len(normalized)] = normalized
     return out
 
 

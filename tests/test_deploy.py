@@ -561,18 +561,25 @@ def test_deploy_user_errors_exit_2_with_the_fix(cifar, args, message, tmp_path):
     ],
 )
 def test_run_deploy_refuses_bad_options_before_reading_data(cifar, options, message):
+    from common.deploy.mcu_measure import parse_targets
+    from common.deploy.options import DeployOptions
+
     options = {
         "model": "trecx_ev",
         **{k: v.format(root=cifar) if isinstance(v, str) else v for k, v in options.items()},
     }
+    model, data_dir = options.pop("model"), options.pop("data_dir", None)
     with pytest.raises(UserError, match=re.escape(message)):
+        if "mcu" in options:  # the command line reads --mcu's text into targets
+            options["mcu"] = tuple(parse_targets(options["mcu"]))
         pipeline.run_deploy(
             "image_classification",
-            options.pop("model"),
+            model,
             models_dir=cifar / "nowhere",
+            data_dir=data_dir,
             results_dir=cifar / "never",
+            options=DeployOptions(**options),
             log=lambda *_: None,
-            **options,
         )
     assert not (cifar / "never").exists()
 

@@ -181,8 +181,10 @@ def test_install_conda_packages_with_a_stand_in_conda(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     conda = bin_dir / "conda"
-    conda.write_text(f'#!/usr/bin/env bash\necho "$PWD: $*" >> {tmp_path / "calls.log"}\n'
-                     '[[ "$*" == *" -c "* ]] && echo 2.20.1 || true\n')  # the installed TensorFlow's version
+    conda.write_text(
+        f'#!/usr/bin/env bash\necho "$PWD: $*" >> {tmp_path / "calls.log"}\n'
+        '[[ "$*" == *" -c "* ]] && echo 2.20.1 || true\n'
+    )  # the installed TensorFlow's version
     conda.chmod(conda.stat().st_mode | stat.S_IXUSR)
     path = f"{bin_dir}:{os.environ['PATH']}"
     assert_ok(run("install_conda_packages.sh", "mine", "--gpu", cwd=tmp_path, env={"PATH": path}))

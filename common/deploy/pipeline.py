@@ -20,11 +20,9 @@ import numpy as np
 from common import files, flops, plots, report, sweep, tasks, weights
 from common.deploy import mcu_build, mcu_measure
 from common.deploy.export import PRECISIONS, export_models, split_stages, weights_kb, write_export
+from common.deploy.options import DEFAULT_DROP, DeployOptions
 from common.deploy.runtime import NEVER_EXIT, EarlyExitRunner, Runtime, SingleStageRunner, run_interleaved, runtime_name
 from common.errors import UserError
-
-DEFAULT_DROP = 1.0  # accuracy points below the base model that rho may cost (on the validation split)
-
 
 # ------------------------------------------------------------------------------------------------
 # Choosing rho and measuring
@@ -147,24 +145,18 @@ def deploy(
     *,
     calibration,
     validation=None,
-    rho=None,
-    drop=DEFAULT_DROP,
-    runtime=Runtime(),
-    mcu=(),
-    mcu_samples=mcu_measure.DEFAULT_SAMPLES,
+    options=DeployOptions(),
     log=print,
 ):
     """Export, run and report one T-RecX model of `task` (a name or task module) against its base model.
 
-    test, validation: (inputs float32 (N, ...), labels (N,)); calibration: float32 inputs for int8.
-    rho: given, or None to choose it on `validation` (float32 models, `drop` points below the base
-    model there). mcu: [(core, kernels)] to run the int8 export on (mcu_measure.parse_targets), on the
-    first `mcu_samples` test samples (None: all). Writes under `results_dir`: deploy.json, deploy.md,
-    int8_vs_float.png/.pdf and export/, and with `mcu` mcu_layers.csv and mcu_benefit.png/.pdf.
-    Returns the deploy.json dict.
+    test, validation: (inputs float32 (N, ...), labels (N,)); calibration: float32 inputs for int8;
+    options: `DeployOptions` (rho given, or None to choose it on `validation` with the float32 models).
+    Writes under `results_dir`: deploy.json, deploy.md, int8_vs_float.png/.pdf and export/, and with MCU
+    targets mcu_layers.csv and mcu_benefit.png/.pdf. Returns the deploy.json dict.
     """
     task = tasks.load_task(task)
-    if rho is None and validation is None:
+    if options.rho is None and validation is None:
         raise UserError("no rho given and no validation split to choose it on; pass --rho R")
     # An earlier deploy.sh run's outputs are replaced as a whole, and only when this one has finished.
     stale = [
@@ -187,33 +179,14 @@ def deploy(
             staging,
             calibration,
             validation,
-            rho,
-            drop,
-            runtime,
-            list(mcu),
-            mcu_samples,
+            options,
             log,
             shown_as=pathlib.Path(results_dir),
         )
 
 
-def _deploy(
-    task,
-    model_name,
-    net,
-    base_net,
-    test,
-    results_dir,
-    calibration,
-    validation,
-    rho,
-    drop,
-    runtime,
-    mcu,
-    mcu_samples,
-    log,
-    shown_as,
-):
+def _deploy(task, model_name, net, base_net, test, results_dir, calibration, validation, options, log, shown_as):
+    rho, runtime = options.rho, options.runtime
     path_mflops = flops.path_mflops(net.model)
     base_mflops = flops.path_mflops(base_net.model)[0]
     models = export_models(net, base_net, calibration, log)
@@ -222,8 +195,8 @@ def _deploy(
 
     details = None
     if rho is None:
-        log(f"choosing rho on {len(validation[1])} validation samples ({drop:g} point(s) below the base model)")
-        rho, details = validation_rho(models["float32"], validation, path_mflops, base_mflops, drop, runtime)
+        log(f"choosing rho on {len(validation[1])} validation samples ({options.drop:g} point(s) below the base model)")
+        rho, details = validation_rho(models["float32"], validation, path_mflops, base_mflops, options.drop, runtime)
         met = "" if details["met"] else " (target not reached: most accurate rho)"
         log(
             f"  rho = {rho:.4f}: validation accuracy {details['accuracy']:.2f} % against base "
@@ -244,7 +217,7 @@ def _deploy(
         )
     summary.update(
         validation=details,
-        drop=drop,
+        drop=options.drop,
         path_mflops={"ee": path_mflops[0], "ef": path_mflops[1]},
         base_mflops=base_mflops,
         runtime=runtime_name(),
@@ -253,9 +226,10 @@ def _deploy(
         int8_size_reduction_pct=size_reduction(summary, "size_kb"),
         int8_weights_reduction_pct=size_reduction(summary, "weights_kb"),
     )
-    if mcu:
+    if options.mcu:
+        inputs = test[0][: options.mcu_samples]
         summary["mcu"] = on_mcu(
-            task, model_name, models["int8"], results_dir, test[0][:mcu_samples], rho, mcu, summary, curves["int8"], log
+            task, model_name, models["int8"], results_dir, inputs, rho, list(options.mcu), summary, curves["int8"], log
         )
     report.write_json(results_dir / "deploy.json", summary)
     plots.benefit_figure(
@@ -330,44 +304,25 @@ def run_deploy(
     data_dir=None,
     train_data_dir=None,
     calibration_data=None,
-    calibration_samples=500,
-    rho=None,
-    drop=DEFAULT_DROP,
     results_dir=None,
-    threads=1,
-    kernels="xnnpack",
-    mcu=None,
-    mcu_samples=mcu_measure.DEFAULT_SAMPLES,
+    options=DeployOptions(),
     log=print,
 ):
     """What `deploy.sh` does: deploy `model` of `task` (a name or task module) against its base model.
 
     source: "pretrained" or "trained" (from `models_dir`/TASK/MODEL); data_dir: the test set (default:
     the task's); train_data_dir: the training and validation splits (default data/TASK), where rho is
-    chosen when `rho` is None; calibration_data: whose training split, or test-layout files, give the
-    `calibration_samples` int8 calibration inputs (default: train_data_dir); results_dir: default results/TASK; threads,
-    kernels: how the interpreters run (`Runtime`); mcu: --mcu's text (targets, see
-    mcu_measure.parse_targets) or None, run on the first `mcu_samples` test samples (None: all). Option
-    errors, a missing model, a model without an early exit or a missing MCU toolchain raise UserError
-    before any data is read.
+    chosen when `options.rho` is None; calibration_data: whose training split, or test-layout files, give
+    the int8 calibration inputs (default: train_data_dir); results_dir: default results/TASK; options:
+    `DeployOptions`. A missing model, a model without an early exit or a missing or damaged MCU toolchain
+    raise UserError before any data is read.
 
     Returns (the deploy.json dict, the results folder).
     """
     task = tasks.load_task(task)
     if model not in task.MODELS:
         raise UserError(f"unknown model {model!r} for {task.NAME}; valid models: {', '.join(task.MODELS)}")
-    if rho is not None and not 0.0 <= rho <= 1.0:
-        raise UserError(f"--rho must lie in [0, 1], got {rho}")
-    if calibration_samples < 1 or threads < 1 or drop < 0:
-        raise UserError(
-            "--calibration-samples and --threads must be at least 1 and --drop at least 0, got "
-            f"{calibration_samples}, {threads} and {drop}"
-        )
-    runtime = Runtime(threads, kernels)
-    targets = mcu_measure.parse_targets(mcu) if mcu is not None else []
-    if mcu_samples is not None and mcu_samples < 1:
-        raise UserError(f"--mcu-samples must be at least 1 (or all), got {mcu_samples}")
-    if targets:  # every check of the MCU path before the minutes of LiteRT work that precede it
+    if options.mcu:  # every check of the MCU path before the minutes of LiteRT work that precede it
         mcu_build.check_prerequisites()
         mcu_build.check_cache_writable()
     out = files.check_output_folder(tasks.results_dir(task, results_dir), "--results-dir")
@@ -378,11 +333,11 @@ def run_deploy(
     inputs, labels, _ = task.load_test(test_dir)
     log(f"{task.NAME}: {len(labels)} test samples from {test_dir}")
     validation = None
-    if rho is None:
+    if options.rho is None:
         validation = task.validation_set(train_dir)
         log(f"{len(validation[1])} validation samples from {train_dir}")
     calibration_dir = calibration_data or train_dir
-    calibration, source = calibration_inputs(task, calibration_dir, calibration_samples)
+    calibration, source = calibration_inputs(task, calibration_dir, options.calibration_samples)
     log(f"{len(calibration)} int8 calibration samples from {source} in {calibration_dir}")
     summary = deploy(
         task,
@@ -393,11 +348,7 @@ def run_deploy(
         out,
         calibration=calibration,
         validation=validation,
-        rho=rho,
-        drop=drop,
-        runtime=runtime,
-        mcu=targets,
-        mcu_samples=mcu_samples,
+        options=options,
         log=log,
     )
     return summary, out

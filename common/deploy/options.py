@@ -1,0 +1,49 @@
+"""deploy.sh's options, with their defaults: one frozen object that the command line builds and the
+deployment reads (a light module: the command line imports it before TensorFlow)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from common.deploy.mcu_measure import DEFAULT_SAMPLES as DEFAULT_MCU_SAMPLES
+from common.deploy.runtime import Runtime
+from common.errors import UserError
+
+DEFAULT_DROP = 1.0  # accuracy points below the base model that rho may cost (on the validation split)
+
+
+@dataclasses.dataclass(frozen=True)
+class DeployOptions:
+    """How deploy.sh deploys, with its defaults (the command line takes them from here).
+
+    rho: the early-exit threshold in [0, 1], or None to choose it on the validation split within `drop`
+    accuracy points of the base model there; calibration_samples: size of the int8 representative set;
+    threads, kernels: how the LiteRT interpreters run (`runtime`); mcu: (core, kernels) targets to run the
+    int8 export on (`mcu_measure.parse_targets` reads --mcu's text), on the first `mcu_samples` test
+    samples (None: all).
+    Values out of range raise UserError naming the option.
+    """
+
+    rho: float | None = None
+    drop: float = DEFAULT_DROP
+    calibration_samples: int = 500
+    threads: int = Runtime.threads
+    kernels: str = Runtime.kernels
+    mcu: tuple[tuple[str, str], ...] = ()
+    mcu_samples: int | None = DEFAULT_MCU_SAMPLES
+
+    def __post_init__(self):
+        if self.rho is not None and not 0.0 <= self.rho <= 1.0:
+            raise UserError(f"--rho must lie in [0, 1], got {self.rho}")
+        if self.calibration_samples < 1 or self.threads < 1 or self.drop < 0:
+            raise UserError(
+                "--calibration-samples and --threads must be at least 1 and --drop at least 0, got "
+                f"{self.calibration_samples}, {self.threads} and {self.drop}"
+            )
+        Runtime(self.threads, self.kernels)  # refuses an unknown kernel set
+        if self.mcu_samples is not None and self.mcu_samples < 1:
+            raise UserError(f"--mcu-samples must be at least 1 (or all), got {self.mcu_samples}")
+
+    @property
+    def runtime(self):
+        return Runtime(self.threads, self.kernels)
