@@ -3,7 +3,7 @@
 A task is a package (a folder with `__init__.py`) whose `task` module describes it; everything else
 in the pipeline (command line, training, evaluation, deployment, benchmarks, tests) asks this
 registry for the tasks and reads their facts from those modules. Adding a task means adding its
-folder and its name to `TASKS` (see the README's "Adding a task").
+folder and its name to `TASKS` (see docs/adding_a_task.md).
 
 A task module must define:
   NAME          the package name ("image_classification")

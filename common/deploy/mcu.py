@@ -6,7 +6,7 @@ bare-metal harness with TFLM and a kernel set (CMSIS-NN or TFLM's reference kern
 around every Invoke(), and returns per sample the early-exit decision, the predicted class, each
 model's int8 outputs and instruction counts, with the arena bytes each model used and the flash bytes
 of each model and of the whole program (`McuResult`). Stage 2 runs only when the early exit's int8 top
-score is not above the int8 threshold derived from rho, as in the README's TFLM snippet. Counts are
+score is not above the int8 threshold derived from rho, as in docs/deployment.md's TFLM snippet. Counts are
 executed instructions on an emulator, not cycles. Building is cached (mcu_build.py); what is missing
 to run at all is named by one UserError with the command that installs it.
 """

@@ -43,7 +43,8 @@ TOOLS = {
 MAKEFILE = "tensorflow/lite/micro/tools/make/Makefile"
 BUILD_VERSION = 1  # bump when the build steps change, to retire old caches
 PROGRESS_POLL_S = 1.0  # how often a build's progress is counted
-BUILD_MINUTES = "2-11"  # TFLM's library for one core on 2 cores, idle to busy (measured, README), for the first build
+# TFLM's library for one core on 2 cores, idle to busy (measured: docs/microcontroller.md), for the first build.
+BUILD_MINUTES = "2-11"
 KEPT_PROGRAMS = 32  # harness programs (one per set of exported models and target) kept, most recently used
 
 
