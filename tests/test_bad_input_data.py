@@ -98,6 +98,28 @@ def kws_cache_train(tmp, kws_cache):
     )
 
 
+class _RunsACommand:
+    """Pickles as a call of os.system: what a planted cache file would do if it were unpickled."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@case
+def kws_cache_pickle(tmp, kws_cache):
+    shutil.copytree(kws_cache, tmp / "data")
+    labels = tmp / "data" / "cache" / "train_labels.npy"
+    np.save(labels, np.array([_RunsACommand(tmp / "marker")] * len(np.load(labels)), dtype=object))
+    return (
+        "keyword_spotting/train.sh",
+        ["base", "--data-dir", tmp / "data", "--models-dir", tmp / "models", "--set", "epochs=1"],
+        {},
+    )
+
+
 def picture(rng=None) -> tuple[np.ndarray, np.ndarray]:
     """One 96x96 8-bit RGB picture (smooth gradients and noise) and a grey one."""
     rng = rng or np.random.default_rng(5)
@@ -293,6 +315,13 @@ def test_kws_truncated_cache_stops_training_with_the_fix(runs) -> None:
     assert "train_audio.npy is damaged" in output and "preprocess.sh --data-dir" in output and "again" in output
     _, tmp, _, _, before = runs["kws_cache_train"]
     assert snapshot(tmp / "data") == before
+
+
+def test_kws_cache_holding_a_pickle_is_refused_unrun(runs) -> None:
+    output = ended(runs, "kws_cache_pickle", 2)
+    _, tmp, _, _, before = runs["kws_cache_pickle"]
+    assert "train_labels.npy is damaged" in output and "preprocess.sh --data-dir" in output
+    assert not (tmp / "marker").exists() and snapshot(tmp / "data") == before
 
 
 def test_vww_every_image_mode_scores_as_its_8_bit_rgb_version(runs) -> None:

@@ -22,6 +22,7 @@ from synthetic_inputs import model_inputs
 
 from common import flops, sweep
 from common.deploy import export, pipeline, profile, runtime
+from common.deploy.manifest import read_manifest
 from common.errors import UserError
 from common.models import build_model
 from common.tasks import TASKS
@@ -488,6 +489,19 @@ def test_deploy_sh_with_given_rho_needs_no_validation_data(cifar):
         for precision in ("float32", "int8"):
             for suffix in (".tflite", ".h", ".cc"):
                 assert (out / "export" / f"{stem}_{precision}{suffix}").is_file()
+    # The manifest says what each exported model is, as the interpreter and the C header see it.
+    manifest = read_manifest(out / "export")
+    assert sorted(manifest) == sorted(
+        f"{s}_{p}" for s in ("trecx_ev_stage1", "trecx_ev_stage2", "base") for p in ("float32", "int8")
+    )
+    for model in manifest.values():
+        data = model.tflite.read_bytes()
+        assert (model.inputs, model.outputs) == runtime.model_tensors(data, model.part)
+        assert model.ops == tuple(export.builtin_ops(data)) and model.symbol == f"image_classification_{model.stem}"
+        defines = parse_c_defines(model.header.read_text())
+        for spec in model.outputs.values():
+            prefix = f"{model.symbol.upper()}_OUTPUT_{spec.name.upper()}"
+            assert defines[f"{prefix}_SCALE"] == spec.scale and int(defines[f"{prefix}_INDEX"]) == spec.position
     assert (out / "int8_vs_float.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "int8_vs_float.pdf").is_file()
     assert "| latency saving / FLOPs saving |" in (out / "deploy.md").read_text()

@@ -291,3 +291,18 @@ def test_progress_off_a_terminal_writes_whole_lines(monkeypatch) -> None:
     bar.advance(3)
     bar.finish()
     assert terminal.getvalue().startswith("\rlive") and terminal.getvalue().endswith("\n")
+
+
+def test_a_build_step_shows_its_files_compiled_of_the_total(tmp_path, monkeypatch, capsys) -> None:
+    """mcu_build._run counts a build's products while it runs (how TFLM's first build shows progress)."""
+    from common import progress
+    from common.deploy import mcu_build
+
+    monkeypatch.setattr(mcu_build, "PROGRESS_POLL_S", 0.05)
+    monkeypatch.setattr(progress, "LOG_MIN_GAP_S", 0.0)
+    script = f"for i in 1 2 3 4; do touch {tmp_path}/$i.o; sleep 0.3; done"
+    count = lambda: len(list(tmp_path.glob("*.o")))  # noqa: E731
+    mcu_build._run(["bash", "-c", script], tmp_path / "build.log", progress=("compiled", 4, count))
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1].startswith("compiled [##############################] 4/4")
+    assert len(lines) >= 3 and "\r" not in "".join(lines)  # several lines as it went, whole lines off a terminal

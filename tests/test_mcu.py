@@ -71,7 +71,7 @@ def tiny(tmp_path_factory):
         "dir": folder,
         "tflite": data,
         "x": rng.uniform(-1, 1, (N_TINY, 12, 12, 3)).astype(np.float32),
-        "model": mcu.read_exported(folder / "base_int8.h", "base"),
+        "model": mcu.read_exported(folder, "base_int8"),
     }
 
 
@@ -100,7 +100,7 @@ def test_missing_toolchain_is_one_message_naming_the_install_script(monkeypatch,
 def test_small_model_equals_litert_reference_bit_for_bit_and_counts_are_exact(tiny):
     probes = (1, 1000, 100000)
     result = mcu.run_on_mcu(tiny["dir"], None, tiny["x"], core=CORE, kernels=KERNELS, probes=probes, log=quiet)
-    q = mcu.quantize(tiny["x"], tiny["model"].input)
+    q = tiny["model"].input.quantize(tiny["x"])
     for i in range(N_TINY):
         expected = litert_by_name(tiny["model"], tiny["tflite"], q[i])["ef"]
         np.testing.assert_array_equal(result.outputs["base"]["ef"][i], expected)
@@ -134,7 +134,7 @@ def test_a_model_that_does_not_fit_its_arena_is_a_clear_error(tiny):
 def rho_splitting(kws):
     """A rho between the early-exit top scores of the samples, so that some exit and some do not."""
     ee = kws["models"]["stage1"].outputs["ee"]
-    q = mcu.quantize(kws["x"], kws["models"]["stage1"].input)
+    q = kws["models"]["stage1"].input.quantize(kws["x"])
     tops = sorted(
         int(litert_by_name(kws["models"]["stage1"], kws["tflite"]["stage1"], q[i])["ee"].max()) for i in range(N_KWS)
     )
@@ -147,8 +147,8 @@ def test_keyword_spotting_early_exit_equals_litert_reference(kws):
     rho = rho_splitting(kws)
     result = mcu.run_on_mcu(kws["dir"], "trecx_ev", kws["x"], rho=rho, core=CORE, kernels=KERNELS, log=quiet)
     models, tflite = kws["models"], kws["tflite"]
-    q1 = mcu.quantize(kws["x"], models["stage1"].input)
-    qb = mcu.quantize(kws["x"], models["base"].input)
+    q1 = models["stage1"].input.quantize(kws["x"])
+    qb = models["base"].input.quantize(kws["x"])
     for i in range(N_KWS):
         stage1 = litert_by_name(models["stage1"], tflite["stage1"], q1[i])
         for name in ("ee", "tap"):

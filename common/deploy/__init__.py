@@ -5,11 +5,14 @@ Import the module you need; this package re-exports nothing.
 - `export`: splits a T-RecX network at its tap into stage 1 (input -> early-exit softmax, feature map)
   and stage 2 (feature map -> final softmax), converts them and the base model to LiteRT in float32
   and int8, reads a flatbuffer back (weight bytes, builtin operators) and writes the models as
-  .tflite files and C arrays for TensorFlow Lite Micro.
-- `runtime`: LiteRT interpreters (`Runtime`: threads and kernel set), tensor quantisation
-  (`TensorSpec`), and the runners that execute a model one sample at a time as a microcontroller
-  would: `EarlyExitRunner` runs stage 2 only when the early exit is not confident enough, and each
-  sample is timed from its input tensor to its predicted class.
+  .tflite files and C arrays for TensorFlow Lite Micro, with a manifest of them.
+- `manifest`: what an export holds (`ExportedModel`: files, C symbol, operators, tensors; `TensorSpec`:
+  a tensor with its int8 quantisation), written as export/manifest.json and read by everything downstream.
+- `options`: deploy.sh's options and their defaults (`DeployOptions`).
+- `runtime`: LiteRT interpreters (`Runtime`: threads and kernel set), and the runners that execute a
+  model one sample at a time as a microcontroller would: `EarlyExitRunner` runs stage 2 only when the
+  early exit is not confident enough, and each sample is timed from its input tensor to its predicted
+  class.
 - `profile`: each operator of a model cut out as a model of its own and timed alone, to see where the
   time goes beside where the MACs go.
 - `pipeline`: choosing rho on a validation split, measuring both precisions against the base model,

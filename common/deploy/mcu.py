@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-import re
 import struct
 import subprocess
 import tempfile
@@ -23,6 +22,7 @@ import tempfile
 import numpy as np
 
 from common.deploy import mcu_build
+from common.deploy.manifest import read_manifest
 from common.errors import UserError
 
 ARENA_POOL_BYTES = 1536 * 1024  # static pool the models' arenas are carved from (fits every board's RAM)
@@ -31,84 +31,25 @@ MAX_PROBES = 16
 HARNESS_VERSION = 2  # of in.bin's layout: the same as kVersion in mcu_src/harness.cc
 
 
-@dataclasses.dataclass(frozen=True)
-class Tensor:
-    """An input or output as an exported header describes it: real = scale * (q - zero_point)."""
-
-    name: str
-    position: int
-    shape: tuple
-    is_int8: bool
-    scale: float
-    scale_literal: str  # the header's C float literal, as the harness compiles it
-    zero_point: int
-
-
-@dataclasses.dataclass(frozen=True)
-class ExportedModel:
-    """One exported model: its C array (source, header, symbol), builtin ops, input and outputs."""
-
-    name: str  # "stage1", "stage2", "base", or a model's own name
-    source: pathlib.Path
-    header: pathlib.Path
-    symbol: str
-    ops: tuple
-    input: Tensor
-    outputs: dict  # output name -> Tensor
-
-
-def read_exported(header_path, name=None):
-    """An `ExportedModel` from the .h that export.py writes (its .cc beside it)."""
-    header = pathlib.Path(header_path)
-    if not header.is_file() or not header.with_suffix(".cc").is_file():
-        raise UserError(f"no exported C array {header} (and its .cc): run deploy.sh to export the models")
-    text = header.read_text()
-    symbol = re.search(r"extern const unsigned char (\w+)\[\];", text).group(1)
-    ops = re.search(r"Builtin ops \([^)]*\): (.*)", text)
-    defines = dict(re.findall(r"#define (\w+) (\S+)", text))
-    tensors = []
-    for kind, tensor_name, dtype, shape in re.findall(r"// (input|output) '(\w+)': (\w+) ([0-9x]+)", text):
-        prefix = symbol.upper() + ("_INPUT" if kind == "input" else f"_OUTPUT_{tensor_name.upper()}")
-        literal = defines[f"{prefix}_SCALE"]
-        tensors.append(
-            (
-                kind,
-                Tensor(
-                    tensor_name,
-                    int(defines[f"{prefix}_INDEX"]),
-                    tuple(int(d) for d in shape.split("x")),
-                    dtype == "int8",
-                    float(literal.rstrip("f")),
-                    literal,
-                    int(defines[f"{prefix}_ZERO_POINT"]),
-                ),
-            )
-        )
-    inputs = [t for kind, t in tensors if kind == "input"]
-    outputs = {t.name: t for kind, t in tensors if kind == "output"}
-    if len(inputs) != 1 or not all(t.is_int8 for t in [*inputs, *outputs.values()]):
-        raise UserError(f"{header} is not a single-input int8 model; the MCU harness runs the int8 exports")
-    return ExportedModel(
-        name or header.stem,
-        header.with_suffix(".cc"),
-        header,
-        symbol,
-        tuple(o.strip() for o in ops.group(1).split(",")) if ops else (),
-        inputs[0],
-        outputs,
-    )
+def read_exported(export_dir, stem):
+    """The `manifest.ExportedModel` `stem` of an export folder, checked for the harness (its C array
+    written, a single int8 input, int8 outputs)."""
+    models = read_manifest(export_dir)
+    if stem not in models:
+        raise UserError(f"no exported model {stem} in {export_dir}: run deploy.sh to export the models")
+    model = models[stem]
+    if not model.header.is_file() or not model.source.is_file():
+        raise UserError(f"no exported C array {model.header} (and its .cc): run deploy.sh to export the models")
+    if len(model.inputs) != 1 or not all(t.quantized for t in [*model.inputs.values(), *model.outputs.values()]):
+        raise UserError(f"{model.header} is not a single-input int8 model; the MCU harness runs the int8 exports")
+    return model
 
 
 def exported_models(export_dir, model_name="trecx_ev", base=True):
     """The int8 models of an export folder: model_name's stage 1 and stage 2 (none if model_name is
     None), then the base model when `base`."""
-    export_dir = pathlib.Path(export_dir)
-    models = []
-    if model_name:
-        models += [read_exported(export_dir / f"{model_name}_{part}_int8.h", part) for part in ("stage1", "stage2")]
-    if base:
-        models.append(read_exported(export_dir / "base_int8.h", "base"))
-    return models
+    stems = [f"{model_name}_{part}_int8" for part in ("stage1", "stage2")] if model_name else []
+    return [read_exported(export_dir, stem) for stem in stems + (["base_int8"] if base else [])]
 
 
 def _build_entry(model, role):
@@ -124,7 +65,7 @@ def _build_entry(model, role):
     if role == "stage1":
         ee, tap = model.outputs["ee"], model.outputs["tap"]
         entry.update(
-            ee_position=ee.position, tap_position=tap.position, ee_scale=ee.scale_literal, ee_zero_point=ee.zero_point
+            ee_position=ee.position, tap_position=tap.position, ee_scale=ee.c_scale, ee_zero_point=ee.zero_point
         )
     return entry
 
@@ -142,18 +83,12 @@ def _roles(models):
         tap = next(m for m in models if roles[m.name] == "stage1").outputs["tap"]
         into = next(m for m in models if roles[m.name] == "stage2").input
         codes = np.arange(-128, 128)  # the map crosses as it is: requantising it must change no value
-        if tap.shape != into.shape or not np.array_equal(quantize(tap.scale * (codes - tap.zero_point), into), codes):
+        if tap.shape != into.shape or not np.array_equal(into.quantize(tap.dequantize(codes)), codes):
             raise UserError(
                 "stage 1's tapped feature map does not fit stage 2's input as it is (shape or "
                 "quantisation differ); re-export the models with deploy.sh"
             )
     return roles
-
-
-def quantize(x, tensor):
-    """float array -> int8 with a tensor's quantisation (round half to even, saturate)."""
-    q = np.round(np.asarray(x, np.float64) / tensor.scale) + tensor.zero_point
-    return np.clip(q, -128, 127).astype(np.int8)
 
 
 def ee_threshold(rho, ee):
@@ -207,7 +142,7 @@ def _input_bytes(models, roles, inputs, n):
     for m in fed:
         x = inputs[m.name] if isinstance(inputs, dict) else inputs
         x = np.asarray(x)[:n]
-        q = x if x.dtype == np.int8 else quantize(x, m.input)
+        q = x if x.dtype == np.int8 else m.input.quantize(x)
         if q.reshape(len(q), -1).shape[1] != int(np.prod(m.input.shape)):
             raise UserError(f"inputs of shape {x.shape[1:]} do not fit {m.name}'s input {m.input.shape}")
         per_model.append(q.reshape(len(q), -1))

@@ -1,7 +1,7 @@
 """Running exported .tflite models on LiteRT the way a microcontroller would, and timing them.
 
-`Runtime` says how interpreters are made (threads, kernel set); `TensorSpec` describes one input or
-output tensor with its int8 quantisation. `EarlyExitRunner` runs a sample through stage 1 and runs
+`Runtime` says how interpreters are made (threads, kernel set); `tensor_specs` reads a model's inputs and
+outputs as `manifest.TensorSpec`s. `EarlyExitRunner` runs a sample through stage 1 and runs
 stage 2, on the tapped feature map, only when the early exit's top softmax is not > rho; the int8 map
 crosses unchanged when both sides quantise it alike (checked, else it is requantised).
 `SingleStageRunner` runs the base model the same way, and `run_interleaved` alternates runners sample
@@ -18,6 +18,7 @@ from importlib import metadata
 
 import numpy as np
 
+from common.deploy.manifest import TensorSpec
 from common.errors import UserError
 from common.native_logs import quiet_native_logs
 
@@ -31,40 +32,6 @@ KERNELS = {  # --kernels choice: what it runs, for reports
     "reference": "LiteRT's reference kernels: the portable code TensorFlow Lite Micro's own kernels share, "
     "whose cost per op follows its arithmetic as a microcontroller's does",
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class TensorSpec:
-    """One input or output tensor of a .tflite model.
-
-    name: signature name ("input", "ee", "tap", "ef"); position: its place among the interpreter's
-    inputs or outputs (what TFLite Micro's `input(i)` / `output(i)` take); index: tensor index;
-    scale, zero_point: real = scale * (q - zero_point) for int8 (0.0 and 0 for float32).
-    """
-
-    name: str
-    position: int
-    index: int
-    shape: tuple
-    dtype: str
-    scale: float
-    zero_point: int
-
-    @property
-    def quantized(self):
-        return self.dtype == "int8"
-
-    def quantize(self, x):
-        """float array -> this tensor's dtype (round to nearest, saturate for int8)."""
-        if not self.quantized:
-            return np.asarray(x, np.float32)
-        q = np.round(np.asarray(x, np.float64) / self.scale) + self.zero_point
-        return np.clip(q, -128, 127).astype(np.int8)
-
-    def dequantize(self, q):
-        """This tensor's values as float64 (int8: scale * (q - zero_point), computed in float64)."""
-        q = np.asarray(q)
-        return (q.astype(np.float64) - self.zero_point) * self.scale if self.quantized else q.astype(np.float64)
 
 
 def _load_interpreter_class():
