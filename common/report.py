@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from common.deploy.runtime import KERNELS
 from common.files import atomic_output, write_text
 from common.sweep import Curve
 
@@ -67,7 +66,8 @@ def write_rows_csv(path: str | os.PathLike, rows: Sequence[dict], columns: Seque
         writer.writerows([cell(row[column]) for column in columns] for row in rows)
 
 
-def _num(value: float | None, decimals: int = 2) -> str:
+def number(value: float | None, decimals: int = 2) -> str:
+    """`value` with `decimals` decimals, or the missing-value mark."""
     return MISSING if value is None else f"{value:.{decimals}f}"
 
 
@@ -81,7 +81,7 @@ def _params(value: int | None) -> str:
 
 
 def _nums(values: Sequence[float | None] | None) -> str:
-    return MISSING if values is None else ", ".join(_num(v) for v in values)
+    return MISSING if values is None else ", ".join(number(v) for v in values)
 
 
 def _pair(measured: str, paper: str) -> str:
@@ -117,8 +117,8 @@ def table1_markdown(rows: list[dict]) -> str:
         m, p = row.get("measured", {}), row.get("paper", {})
         cells = [
             str(row["model"]).replace("|", "\\|"),
-            _pair(_num(m.get("baseline_accuracy")), _num(p.get("baseline_accuracy"))),
-            _pair(_num(m.get("baseline_mflops")), _num(p.get("baseline_mflops"))),
+            _pair(number(m.get("baseline_accuracy")), number(p.get("baseline_accuracy"))),
+            _pair(number(m.get("baseline_mflops")), number(p.get("baseline_mflops"))),
             _pair(_params(m.get("baseline_params")), _params(p.get("baseline_params"))),
             _pair(_nums(m.get("tradeoff_mflops")), _nums(p.get("tradeoff_mflops"))),
             _pair(_nums(m.get("tradeoff_reduction_pct")), _nums(p.get("tradeoff_reduction_pct"))),
@@ -130,172 +130,3 @@ def table1_markdown(rows: list[dict]) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def deploy_markdown(summary: dict, task: Any) -> str:
-    """deploy.md: the measured table of a deploy.json dict, and how it was measured.
-
-    task: the task module (its TITLE; its PAPER's "int8_size_reduction_pct", when it has one, is quoted
-    beside the measured int8 size reduction).
-    """
-    rho_note = (
-        "given on the command line"
-        if summary["rho_source"] == "given"
-        else f"chosen on {summary['validation']['num_samples']} validation samples, "
-        f"{summary['drop']:g} point(s) below the float32 base model there "
-        f"(validation accuracy {summary['validation']['accuracy']:.2f} % vs base "
-        f"{summary['validation']['base_accuracy']:.2f} %"
-        + ("" if summary["validation"]["met"] else "; target not reached, most accurate rho")
-        + ")"
-    )
-    threads = (
-        f"{summary['kernels']} kernels, {summary['num_threads']} interpreter "
-        f"thread{'s' if summary['num_threads'] > 1 else ''}"
-    )
-    lines = [
-        f"# Deployed early exit: {task.TITLE}, {summary['model']}",
-        "",
-        f"{summary['num_samples']} test samples, one at a time, {summary['runtime']} ({threads}); "
-        f"rho = {summary['rho']:.4f}, {rho_note}.",
-        "",
-        "| | float32 | int8 |",
-        "|---|---:|---:|",
-    ]
-    rows = [
-        (
-            "size KiB: stage 1 / stage 2 / base",
-            lambda r: " / ".join(_num(r["size_kb"][p], 1) for p in ("stage1", "stage2", "base")),
-        ),
-        (
-            "of which weights KiB",
-            lambda r: " / ".join(_num(r["weights_kb"][p], 1) for p in ("stage1", "stage2", "base")),
-        ),
-        ("accuracy % (base)", lambda r: f"{_num(r['accuracy'])} ({_num(r['base_accuracy'])})"),
-        ("exit rate", lambda r: _num(r["exit_rate"], 3)),
-        ("MFLOPs per sample (base)", lambda r: f"{_num(r['mflops'])} ({_num(r['base_mflops'])})"),
-        ("FLOPs saving %", lambda r: _num(r["mflops_saving_pct"], 1)),
-        (
-            "latency ms mean / p50 / p99",
-            lambda r: " / ".join(_num(r["latency_ms"][k], 4) for k in ("mean", "p50", "p99")),
-        ),
-        (
-            "base latency ms mean / p50 / p99",
-            lambda r: " / ".join(_num(r["base_latency_ms"][k], 4) for k in ("mean", "p50", "p99")),
-        ),
-        ("latency saving %", lambda r: _num(r["latency_saving_pct"], 1)),
-        ("latency saving / FLOPs saving", lambda r: _num(r["latency_over_flops_saving"])),
-        ("stage-1 feature map to stage 2", lambda r: r["tap_transfer"]),
-    ]
-    lines += [f"| {label} | {cell(summary['float32'])} | {cell(summary['int8'])} |" for label, cell in rows]
-    files, weights = summary["int8_size_reduction_pct"], summary["int8_weights_reduction_pct"]
-    paper = getattr(task, "PAPER", {}).get("int8_size_reduction_pct")
-    paper_note = "" if paper is None else f"; the paper reports {paper:.1f} % for this model"
-    lines += [
-        "",
-        f"int8 size reduction against float32: {files['early_exit']:.1f} % for stage 1 + stage 2, "
-        f"{files['base']:.1f} % for the base model (.tflite files; weights alone: "
-        f"{weights['early_exit']:.1f} % and {weights['base']:.1f} %{paper_note}). Per-channel int8 "
-        "quantisation parameters (a float32 scale and an int64 zero point per output channel) are what "
-        "keeps the files above a quarter of float32.",
-        "",
-        f"Kernels: {KERNELS[summary['kernels']]}.",
-        "",
-        "Latency per sample runs from the (quantised) input in the model's input tensor to the "
-        "predicted class: the invocation(s), the exit decision, copying the feature map into stage 2 "
-        "and the argmax; the base model runs interleaved with the early-exit model, sample by sample. "
-        "FLOPs savings use the exit rate measured here and the FLOPs of each exit path "
-        "(common/flops.py).",
-        "",
-        "Figure: int8_vs_float.png / .pdf (benefit curves of both precisions over rho). "
-        "Models: export/*.tflite, C arrays export/*.h and export/*.cc.",
-        "",
-    ]
-    if summary.get("mcu"):
-        lines += mcu_markdown(summary["mcu"])
-    return "\n".join(lines)
-
-
-def _millions(stats: dict | None) -> str:
-    if stats is None:
-        return MISSING
-    return f"{stats['mean'] / 1e6:.3f} M ({stats['min'] / 1e6:.3f}-{stats['max'] / 1e6:.3f})"
-
-
-def mcu_markdown(mcu: dict) -> list[str]:
-    """deploy.md's microcontroller section: one column per emulated target (deploy.json's "mcu")."""
-    targets = mcu["targets"]
-    lines = [
-        "## On emulated microcontrollers (TensorFlow Lite Micro)",
-        "",
-        f"The int8 models of export/ in TensorFlow Lite Micro, run on the first {mcu['samples']} test samples "
-        f"with the early-exit loop at the same rho. Counts are {mcu['note']}. Instructions per sample: mean "
-        "(range) over the samples a model ran on; the expected count combines stage 1 and stage 2 with the "
-        "int8 exit rate LiteRT measured on the whole test set, and its saving against the base model stands "
-        "beside the FLOPs saving at that exit rate.",
-        "",
-        "| | " + " | ".join(f"{t['core']}, {t['kernels']}" for t in targets) + " |",
-        "|---|" + "---:|" * len(targets),
-    ]
-
-    def agree(t):
-        a = t["agreement_with_litert_int8"]
-        return f"{a['exits']} / {a['classes']} / {a['base_classes']} of {a['samples']}"
-
-    rows = [
-        ("equal to LiteRT int8 (reference kernels): exits / classes / base classes", agree),
-        ("stage 1 instructions", lambda t: _millions(t["instructions"]["stage1"])),
-        ("stage 2 instructions", lambda t: _millions(t["instructions"]["stage2"])),
-        ("base instructions", lambda t: _millions(t["instructions"]["base"])),
-        (
-            "exit rate: these samples / whole test set (LiteRT int8)",
-            lambda t: f"{t['exit_rate_samples']:.3f} / {t['exit_rate_test']:.3f}",
-        ),
-        (
-            "stage 2 invocations counted on the MCU (samples not exited)",
-            lambda t: f"{t['stage2_invocations']} ({t['samples_not_exited']})",
-        ),
-        ("expected instructions per sample", lambda t: f"{t['expected_instructions'] / 1e6:.3f} M"),
-        (
-            "instruction saving % / FLOPs saving %",
-            lambda t: f"{t['instruction_saving_pct']:.1f} / {t['flops_saving_pct']:.1f}",
-        ),
-        ("instruction saving / FLOPs saving", lambda t: _num(t["instruction_over_flops_saving"])),
-        (
-            "stage 1's backbone to the tap: % of base instructions / MACs",
-            lambda t: (
-                f"{t['stage1_shares']['backbone']['instructions_pct']:.1f} / "
-                f"{t['stage1_shares']['backbone']['macs_pct']:.1f}"
-            ),
-        ),
-        (
-            "stage 1's early-exit branch: % of base instructions / MACs",
-            lambda t: (
-                f"{t['stage1_shares']['branch']['instructions_pct']:.1f} / "
-                f"{t['stage1_shares']['branch']['macs_pct']:.1f}"
-            ),
-        ),
-        (
-            "arena bytes used: stage 1 / stage 2 / base",
-            lambda t: " / ".join(f"{t['arena_used_bytes'][m]:,}" for m in ("stage1", "stage2", "base")),
-        ),
-        (
-            "flash bytes: stage 1 / stage 2 / base / whole program",
-            lambda t: " / ".join(f"{t['flash_bytes'][m]:,}" for m in ("stage1", "stage2", "base", "program")),
-        ),
-    ]
-    lines += [f"| {label} | " + " | ".join(cell(t) for t in targets) + " |" for label, cell in rows]
-    differing = [t for t in targets if t["agreement_with_litert_int8"]["differing_samples"]]
-    for t in differing:
-        lines += [
-            "",
-            f"**The emulated {t['core']} ({t['kernels']}) and LiteRT differ on samples "
-            f"{t['agreement_with_litert_int8']['differing_samples']}.**",
-        ]
-    lines += [
-        "",
-        "Per-operator instructions (TFLM's profiler hooks, beside each operator's MACs and output elements): "
-        "mcu_layers.csv. Figure: mcu_benefit.png / .pdf (the int8 benefit curve in MFLOPs and in "
-        f"{mcu['figure_target']} instructions).",
-        "",
-    ]
-    return lines

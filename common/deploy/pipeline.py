@@ -18,7 +18,7 @@ import pathlib
 import numpy as np
 
 from common import files, flops, plots, report, sweep, tasks, weights
-from common.deploy import mcu_build, mcu_measure
+from common.deploy import markdown, mcu_build, mcu_measure
 from common.deploy.export import PRECISIONS, export_models, split_stages, weights_kb, write_export
 from common.deploy.options import DEFAULT_DROP, DeployOptions
 from common.deploy.runtime import NEVER_EXIT, EarlyExitRunner, Runtime, SingleStageRunner, run_interleaved, runtime_name
@@ -239,7 +239,7 @@ def _deploy(task, model_name, net, base_net, test, results_dir, calibration, val
         f"model; int8 base model {summary['int8']['base_accuracy']:.2f} %)",
         results_dir / "int8_vs_float",
     )
-    files.write_text(results_dir / "deploy.md", report.deploy_markdown(summary, task))
+    files.write_text(results_dir / "deploy.md", markdown.deploy_markdown(summary, task))
     return summary
 
 
