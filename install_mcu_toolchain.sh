@@ -124,7 +124,7 @@ build_libraries() {
   for choice in ${BUILDS[@]+"${BUILDS[@]}"}; do
     (cd "$REPO_ROOT" && TRECX_MCU_HOME="$MCU_HOME" python3 -c \
       "import sys; from common.deploy import mcu_build; from common.errors import UserError
-try: print(mcu_build.library(sys.argv[1], sys.argv[2])['lib'])
+try: print(mcu_build.library(sys.argv[1], sys.argv[2]).lib)
 except UserError as e: sys.exit(f'install_mcu_toolchain.sh: {e}')" "${choice%%:*}" "${choice#*:}")
   done
 }

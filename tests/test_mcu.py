@@ -351,7 +351,7 @@ def test_a_truncated_plugin_or_program_is_rebuilt(tiny):
     lib = mcu_build.library(CORE, KERNELS, log=quiet)
     plugin = pathlib.Path(mcu_build.plugin(log=quiet))
     program = pathlib.Path(
-        mcu_build.program(lib, [mcu._build_entry(tiny["model"], "standalone")], mcu.ARENA_POOL_BYTES, log=quiet)["elf"]
+        mcu_build.program(lib, [mcu._build_entry(tiny["model"], "standalone")], mcu.ARENA_POOL_BYTES, log=quiet).elf
     )
     for damaged in (plugin, program):
         damaged.write_bytes(damaged.read_bytes()[:1000])

@@ -53,21 +53,23 @@ def exported_models(export_dir, model_name="trecx_ev", base=True):
 
 
 def _build_entry(model, role):
-    entry = {
-        "name": model.name,
-        "role": role,
-        "symbol": model.symbol,
-        "source": str(model.source),
-        "header": str(model.header),
-        "ops": list(model.ops),
-        "input_position": model.input.position,
-    }
+    """The `mcu_build.HarnessModel` of an exported model in `role`."""
+    stage1 = {}
     if role == "stage1":
         ee, tap = model.outputs["ee"], model.outputs["tap"]
-        entry.update(
+        stage1 = dict(
             ee_position=ee.position, tap_position=tap.position, ee_scale=ee.c_scale, ee_zero_point=ee.zero_point
         )
-    return entry
+    return mcu_build.HarnessModel(
+        model.name,
+        role,
+        model.symbol,
+        str(model.source),
+        str(model.header),
+        tuple(model.ops),
+        model.input.position,
+        **stage1,
+    )
 
 
 def _roles(models):
@@ -243,13 +245,13 @@ def run_models(
     with tempfile.TemporaryDirectory(prefix="trecx_mcu_") as tmp:
         tmp = pathlib.Path(tmp)
         (tmp / "in.bin").write_bytes(header + payload)
-        markers = f"begin={prog['begin']:#x},end={prog['end']:#x}" + (
-            f",layer_begin={prog['layer_begin']:#x},layer_end={prog['layer_end']:#x}" if profile else ""
+        markers = f"begin={prog.begin:#x},end={prog.end:#x}" + (
+            f",layer_begin={prog.layer_begin:#x},layer_end={prog.layer_end:#x}" if profile else ""
         )
         command = [
             "qemu-system-arm",
             "-M",
-            prog["board"],
+            prog.board,
             "-display",
             "none",
             "-monitor",
@@ -259,7 +261,7 @@ def run_models(
             "-semihosting-config",
             "enable=on,target=native",
             "-kernel",
-            prog["elf"],
+            prog.elf,
             "-plugin",
             f"{counter},{markers},out={tmp / 'counts.txt'}",
         ]
@@ -310,9 +312,9 @@ def _result(parsed, models, roles, n, rho, prog, arenas):
             layer_instructions.setdefault(name, np.zeros((n, len(ops)), np.int64))[i] = [c for _, c in layers]
     stage1 = next((m for m in models if roles[m.name] == "stage1"), None)
     return McuResult(
-        core=prog["core"],
-        kernels=prog["kernels"],
-        board=prog["board"],
+        core=prog.core,
+        kernels=prog.kernels,
+        board=prog.board,
         rho=rho,
         threshold=ee_threshold(rho, stage1.outputs["ee"]) if stage1 else None,
         exits=exits,
@@ -324,8 +326,8 @@ def _result(parsed, models, roles, n, rho, prog, arenas):
         invocations=parsed["invokes"],
         arena_used_bytes=parsed["models"],
         arena_bytes=arenas,
-        flash_bytes={**prog["model_bytes"], "program": prog["flash_bytes"]},
-        ram_bytes=prog["ram_bytes"],
+        flash_bytes={**prog.model_bytes, "program": prog.flash_bytes},
+        ram_bytes=prog.ram_bytes,
         probes={k: v for k, v in parsed["probes"].items()},
         total_instructions=parsed["total"],
         layer_ops=layer_ops,

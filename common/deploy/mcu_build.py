@@ -101,6 +101,62 @@ OPS = {
 COMMON_KERNEL_SRCS = ("kernel_util.cc",)
 
 
+@dataclasses.dataclass(frozen=True)
+class Library:
+    """TFLM's microlite library for one core and kernel set, and the flags a program is compiled with."""
+
+    core: str
+    kernels: str
+    key: str
+    lib: str
+    cxxflags: tuple
+    ccflags: tuple
+    includes: tuple
+    libs: tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class HarnessModel:
+    """One model of a harness program: its C array (symbol, source, header), builtin ops, role
+    ("standalone", "stage1", "stage2") and the positions the harness reads; for stage 1 also its
+    early exit's output and quantisation (ee_scale as a C float literal) and the tap's output."""
+
+    name: str
+    role: str
+    symbol: str
+    source: str
+    header: str
+    ops: tuple
+    input_position: int
+    ee_position: int = -1
+    tap_position: int = -1
+    ee_scale: str = "0.0f"
+    ee_zero_point: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+    """A linked harness: its ELF, the board and core it runs on, the marker addresses the counting plugin
+    watches, and the flash and RAM bytes it holds (of each model, by name, too)."""
+
+    elf: str
+    board: str
+    core: str
+    kernels: str
+    begin: int
+    end: int
+    layer_begin: int
+    layer_end: int
+    flash_bytes: int
+    ram_bytes: int
+    model_bytes: dict
+
+
+def _record(kind, info):
+    """A build's info.json dict as its dataclass (JSON's lists as tuples)."""
+    return kind(**{key: tuple(value) if isinstance(value, list) else value for key, value in info.items()})
+
+
 def mcu_home():
     """The build home: $TRECX_MCU_HOME, else ~/.cache/trecx-mcu."""
     return pathlib.Path(os.environ.get("TRECX_MCU_HOME") or pathlib.Path.home() / ".cache" / "trecx-mcu")
@@ -330,7 +386,7 @@ def _make_vars(core, kernels, gen):
 
 
 def library(core="cortex-m4", kernels="cmsis-nn", log=print):
-    """The cached TFLM microlite library for `core` and `kernels`: {"lib", "cxxflags", "ccflags", "key", ...}."""
+    """The cached TFLM microlite `Library` for `core` and `kernels`."""
     _check_choice(core, kernels)
     check_prerequisites()
     root = tflm_root()
@@ -394,7 +450,7 @@ def library(core="cortex-m4", kernels="cmsis-nn", log=print):
             "libs": found.get("MICROLITE_LIBS", "-lm").split(),
         }
 
-    return _cached_build("lib", key, build, lambda info: [info["lib"]], log, resume=True)
+    return _record(Library, _cached_build("lib", key, build, lambda info: [info["lib"]], log, resume=True))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -434,7 +490,7 @@ def plugin(log=print):
 
 def _models_header(models, pool_bytes):
     """trecx_models.h: the model table, the op count and the op registrations of one program."""
-    ops = sorted({op for model in models for op in model["ops"]})
+    ops = sorted({op for model in models for op in model.ops})
     unknown = [op for op in ops if op not in OPS]
     if unknown:
         raise UserError(
@@ -449,13 +505,12 @@ def _models_header(models, pool_bytes):
         f"#define TRECX_ARENA_POOL_BYTES {int(pool_bytes)}u",
         "#define TRECX_ADD_OPS(r) do { " + " ".join(f"r.{OPS[op][0]}();" for op in ops) + " } while (0)",
     ]
-    lines += [f"extern const unsigned char {model['symbol']}[];" for model in models]
+    lines += [f"extern const unsigned char {model.symbol}[];" for model in models]
     lines.append("static const TrecxModel kModels[TRECX_MODEL_COUNT] = {")
     for model in models:
         lines.append(
-            f'  {{"{model["name"]}", {model["symbol"]}, {roles[model["role"]]}, {model["input_position"]}, '
-            f"{model.get('ee_position', -1)}, {model.get('tap_position', -1)}, "
-            f"{model.get('ee_scale', '0.0f')}, {model.get('ee_zero_point', 0)}}},"
+            f'  {{"{model.name}", {model.symbol}, {roles[model.role]}, {model.input_position}, '
+            f"{model.ee_position}, {model.tap_position}, {model.ee_scale}, {model.ee_zero_point}}},"
         )
     return "\n".join(lines + ["};", ""])
 
@@ -485,19 +540,15 @@ def _symbols(elf):
 
 
 def program(lib, models, pool_bytes, log=print):
-    """The cached harness ELF for `models` on library `lib`: {"elf", "begin", "end", "flash_bytes", ...}.
-
-    `models`: dicts with name, role ("standalone", "stage1", "stage2"), symbol, source and header (the
-    exported .cc/.h), ops, input_position, and for stage 1 ee_position, tap_position, ee_scale (a C
-    float literal) and ee_zero_point. `pool_bytes`: the static arena pool the models' arenas come from.
-    """
+    """The cached harness `Program` for `models` (`HarnessModel`s) on the `Library` `lib`. `pool_bytes`:
+    the static arena pool the models' arenas come from."""
     header = _models_header(models, pool_bytes)
     harness = sorted(SRC_DIR.glob("*"))
-    exported = [pathlib.Path(m[k]) for m in models for k in ("source", "header")]
-    key = f"{lib['core']}-{lib['kernels']}-" + _digest(
-        BUILD_VERSION, lib["key"], header, _file_digest(harness), _file_digest(exported)
+    exported = [pathlib.Path(path) for m in models for path in (m.source, m.header)]
+    key = f"{lib.core}-{lib.kernels}-" + _digest(
+        BUILD_VERSION, lib.key, header, _file_digest(harness), _file_digest(exported)
     )
-    spec = CORES[lib["core"]]
+    spec = CORES[lib.core]
 
     def build(folder):
         build_log = folder / "build.log"
@@ -513,21 +564,21 @@ def program(lib, models, pool_bytes, log=print):
         files.write_text(folder / "link.ld", script)
         for path in exported:
             shutil.copyfile(path, folder / path.name)
-        cxx = ["arm-none-eabi-g++", *lib["cxxflags"], *lib["includes"], f"-I{folder}", "-O2"]
-        cc = ["arm-none-eabi-gcc", *lib["ccflags"], "-O2"]
+        cxx = ["arm-none-eabi-g++", *lib.cxxflags, *lib.includes, f"-I{folder}", "-O2"]
+        cc = ["arm-none-eabi-gcc", *lib.ccflags, "-O2"]
         objects = []
         for source, compiler in [
             (SRC_DIR / "harness.cc", cxx),
             (SRC_DIR / "startup.c", cc),
             (SRC_DIR / "markers.S", cc),
-        ] + [(folder / pathlib.Path(m["source"]).name, cxx) for m in models]:
+        ] + [(folder / pathlib.Path(m.source).name, cxx) for m in models]:
             objects.append(folder / (source.name + ".o"))
             _run([*compiler, "-c", source, "-o", objects[-1]], build_log, what=f"compiling {source.name}")
         elf = folder / "harness.elf"
         _run(
             [
                 "arm-none-eabi-g++",
-                *lib["cxxflags"],
+                *lib.cxxflags,
                 "-nostartfiles",
                 "-T",
                 folder / "link.ld",
@@ -535,8 +586,8 @@ def program(lib, models, pool_bytes, log=print):
                 "-Wl,--no-warn-rwx-segments",
                 f"-Wl,-Map={folder / 'harness.map'}",
                 *objects,
-                lib["lib"],
-                *lib["libs"],
+                lib.lib,
+                *lib.libs,
                 "-o",
                 elf,
             ],
@@ -554,8 +605,8 @@ def program(lib, models, pool_bytes, log=print):
         return {
             "elf": str(elf),
             "board": spec.board,
-            "core": lib["core"],
-            "kernels": lib["kernels"],
+            "core": lib.core,
+            "kernels": lib.kernels,
             **{
                 key: symbols[f"trecx_{marker}"][0] & ~1
                 for key, marker in (
@@ -569,9 +620,9 @@ def program(lib, models, pool_bytes, log=print):
             "ram_bytes": sum(
                 size for name, address, size in sections if spec.ram[0] <= address < spec.ram[0] + spec.ram[1]
             ),
-            "model_bytes": {m["name"]: symbols[m["symbol"]][1] for m in models},
+            "model_bytes": {m.name: symbols[m.symbol][1] for m in models},
         }
 
-    info = _cached_build("prog", key, build, lambda info: [info["elf"]], log)
+    info = _record(Program, _cached_build("prog", key, build, lambda info: [info["elf"]], log))
     _prune("prog", KEPT_PROGRAMS)
     return info
