@@ -3,7 +3,7 @@
 For each task, the pretrained `trecx_ev` (split into two LiteRT stages) and `base` models are exported
 in float32 and int8 (common.deploy.export; int8 calibrated on synthetic inputs of another seed) and run
 one sample at a time, interleaved sample by sample, on synthetic inputs in the task's real input range
-(tests/synthetic_inputs.py), and on the real test set too when it is present under --data-root. rho is
+(each task's `synthetic_inputs`), and on the real test set too when it is present under --data-root. rho is
 set so that a chosen fraction of the samples leaves at the early exit (a quantile of the float32
 early-exit confidences); the int8 runner uses the same rho, so its exit rate may differ slightly.
 
@@ -136,7 +136,6 @@ def main(argv=None):
     from common.errors import UserError
     from common.tasks import load_task
     from common.weights import load_nets
-    from tests.synthetic_inputs import model_inputs
 
     try:
         runtimes = [Runtime(args.threads, k) for k in kernels]
@@ -159,7 +158,7 @@ def main(argv=None):
     for name in args.tasks:
         task = load_task(name)
         nets = load_nets(task, "pretrained", None, ("trecx_ev", "base"))
-        calibration, _ = model_inputs(name, args.calibration_samples, seed=1)
+        calibration, _ = task.synthetic_inputs(args.calibration_samples, seed=1)
         print(f"{name}: exporting (calibration: {len(calibration)} synthetic inputs)", flush=True)
         models = export_models(nets["trecx_ev"], nets["base"], calibration, log=lambda *_: None)
         sizes[name] = {
@@ -171,7 +170,7 @@ def main(argv=None):
         }
         path_mflops = flops.path_mflops(nets["trecx_ev"].model)
         base_mflops = flops.path_mflops(nets["base"].model)[0]
-        x, labels = model_inputs(name, args.num_samples, seed=2)
+        x, labels = task.synthetic_inputs(args.num_samples, seed=2)
         rows += measure_all("synthetic", x, labels)
         real_dir = args.data_root / name / getattr(task, "TEST_SUBDIR", "")
         if real_dir.is_dir():

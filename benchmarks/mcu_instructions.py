@@ -51,8 +51,8 @@ def main(argv=None):
     )
     from common.deploy.runtime import NEVER_EXIT
     from common.native_logs import import_tensorflow_quietly
+    from common.tasks import load_task
     from common.weights import load_nets
-    from tests.synthetic_inputs import model_inputs
 
     targets = parse_targets(args.mcu)
     import_tensorflow_quietly()
@@ -65,8 +65,8 @@ def main(argv=None):
     print("|---|---|---:|---:|---:|---:|" + "---:|" * len(EXIT_RATES) + "---:|---:|")
     for task in args.tasks:
         nets = load_nets(task, "pretrained", None, ["base", "trecx_ev"])
-        calibration, _ = model_inputs(task, 200, seed=1)
-        inputs, _ = model_inputs(task, args.samples, seed=2)
+        calibration, _ = load_task(task).synthetic_inputs(200, seed=1)
+        inputs, _ = load_task(task).synthetic_inputs(args.samples, seed=2)
         ee_mflops, ef_mflops = flops.path_mflops(nets["trecx_ev"].model)
         base_mflops = flops.path_mflops(nets["base"].model)[0]
         layers = []

@@ -3,7 +3,7 @@
 Early exit saves the layers after its tap; its measured time saving follows its FLOPs saving only if
 a layer's time follows its MACs. This benchmark tests that, operator by operator. For each task the
 pretrained base model is exported to LiteRT float32 and int8 (common.deploy.export.to_tflite; int8
-calibrated on synthetic inputs, tests/synthetic_inputs.py), each operator is cut out as a model of its
+calibrated on synthetic inputs, each task's `synthetic_inputs`), each operator is cut out as a model of its
 own on the same tensors (common.deploy.profile.single_op_models) and timed alone (median of --repeats
 invocations, batch 1, one thread), with LiteRT's default XNNPACK kernels and its reference kernels (the
 portable code TensorFlow Lite Micro's kernels share).
@@ -76,8 +76,8 @@ def main(argv=None):
     from common.deploy.runtime import Runtime, runtime_name
     from common.errors import UserError
     from common.models import build_model
+    from common.tasks import load_task
     from common.weights import load_nets
-    from tests.synthetic_inputs import model_inputs
 
     try:
         runtimes = [Runtime(1, k) for k in args.kernels.split(",")]
@@ -87,7 +87,7 @@ def main(argv=None):
     print(f"operator latency: {runtime_name()}, 1 interpreter thread\n")
     for name in args.tasks:
         net = load_nets(name, "pretrained", None, ("base",))["base"]
-        calibration, _ = model_inputs(name, args.calibration_samples, seed=1)
+        calibration, _ = load_task(name).synthetic_inputs(args.calibration_samples, seed=1)
         models = {"float32": to_tflite(net.model), "int8": to_tflite(net.model, calibration)}
         ops, times = {}, {}
         for runtime, precision in configs:

@@ -21,6 +21,10 @@ A task module must define:
 
 and may define:
   PAPER           the paper's numbers, shown beside the measured ones ({"table1": {...}, ...})
+  AUTHORS_PARAMS  {model: parameter count of the authors' saved model}, which the built networks must have
+  synthetic_inputs(n, seed=0) -> (inputs float32 (n, *input shape), labels (n,)): inputs in the real
+                  inputs' range that look like them to the networks (labels meaningless), for tests,
+                  benchmarks and int8 checks without a dataset
   FIGURES         {figure name: (title, {legend label: model}, log-scale y)}: test.sh's figures
   AUTHORS_MODELS  {model: path under the authors' models folder}, for `python -m common.pretrained`
   PRETRAINED_DIR  the folder of its pretrained MODEL.npz (default: pretrained/NAME in the repository)

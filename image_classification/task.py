@@ -1,5 +1,7 @@
 """What the shared pipeline needs to know about image classification: CIFAR-10 on ResNet-8."""
 
+import numpy as np
+
 from common import backbones
 from common.download import mirror_url
 from common.models import Architecture
@@ -47,6 +49,9 @@ PAPER = {
         "sdn": {"params": 94_000, "accuracy": {"ee1": 63.3, "ee2": 75.0, "ef": 86.3}},
     },
 }
+
+# Parameter counts of the authors' models (their saved graphs), which the networks built here must have.
+AUTHORS_PARAMS = {"base": 78_666, "trecx_ev": 89_780, "trecx_noev": 84_500, "sdn": 94_046, "branchynet": 98_430}
 
 # Figure name -> title, {legend label: model}, log-scale y.
 FIGURES = {
@@ -116,3 +121,16 @@ def calibration_set(data_dir, n=500, seed=0):
     images, _ = data.load_train(data_dir)
     pool = len(images) - _validation_count(len(images))
     return data.to_model_input(images[sample_rows(pool, n, seed)])
+
+
+# Tests and benchmarks: inputs that look like the real ones to the networks, labels meaningless.
+SYNTHETIC_CLASS_RGB = np.random.default_rng(1234).integers(40, 216, size=(10, 3))
+
+
+def synthetic_inputs(n, seed=0):
+    """(float32 (n, 32, 32, 3) in [0, 255], labels (n,)): a class's mean colour plus Gaussian noise (std 25),
+    rounded to 8 bits as a CIFAR-10 image is."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, size=n)
+    images = SYNTHETIC_CLASS_RGB[labels][:, None, None, :] + rng.normal(0.0, 25.0, size=(n, 32, 32, 3))
+    return np.clip(np.rint(images), 0, 255).astype(np.uint8).astype(np.float32), labels.astype(np.int64)

@@ -2,7 +2,7 @@
 float32 and int8, C arrays, the early-exit runtime and the deploy command end to end.
 
 Offline, with the shipped pretrained weights and synthetic inputs in each task's real input range
-(tests/synthetic_inputs.py). Conversions are the slow part, so each task's models are converted once
+(each task's `synthetic_inputs`). Conversions are the slow part, so each task's models are converted once
 (module-scoped fixture).
 """
 
@@ -18,14 +18,13 @@ import numpy as np
 import pytest
 from c_arrays import parse_c_array, parse_c_defines
 from synthetic import write_cifar
-from synthetic_inputs import model_inputs
 
 from common import flops, sweep
 from common.deploy import export, pipeline, profile, runtime
 from common.deploy.manifest import read_manifest
 from common.errors import UserError
 from common.models import build_model
-from common.tasks import TASKS
+from common.tasks import TASKS, load_task
 from common.weights import load_weights, pretrained_path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -68,8 +67,8 @@ def exported(request):
 @functools.cache  # once per task, whichever tests ask (parametrized or indirect)
 def export_task(task):
     net, base = pretrained(task, "trecx_ev"), pretrained(task, "base")
-    calibration, _ = model_inputs(task, N_CALIBRATION, seed=1)
-    x, labels = model_inputs(task, N_TEST, seed=2)
+    calibration, _ = load_task(task).synthetic_inputs(N_CALIBRATION, seed=1)
+    x, labels = load_task(task).synthetic_inputs(N_TEST, seed=2)
     models = export.export_models(net, base, calibration, log=lambda *_: None)
     return {
         "task": task,
@@ -96,7 +95,7 @@ def full_trace(models, x):
 def test_stages_reproduce_the_keras_model(task, variant):
     net = pretrained(task, variant)
     stage1, stage2 = export.split_stages(net)
-    x, _ = model_inputs(task, 64, seed=3)
+    x, _ = load_task(task).synthetic_inputs(64, seed=3)
     ee, ef = keras_outputs(net, x)
     stage1_ee, tap = stage1.predict(x, verbose=0)
     stage2_ef = stage2.predict(tap, verbose=0)

@@ -60,6 +60,9 @@ PAPER = {
     "int8_size_reduction_pct": 70.4,
 }
 
+# Parameter counts of the authors' models (their saved graphs), which the networks built here must have.
+AUTHORS_PARAMS = {"base": 221_794, "trecx_ev": 226_276, "trecx_noev": 225_380}
+
 # Figure name -> title, {legend label: model}, log-scale y.
 FIGURES = {
     "Fig4c": (
@@ -129,3 +132,19 @@ def calibration_set(data_dir, n=500, seed=0):
     representative set of int8 quantisation."""
     train, _ = data.split_train(data_dir)
     return data.load_images([pathlib.Path(data_dir) / train[row][0] for row in sample_rows(len(train), n, seed)])
+
+
+# Tests and benchmarks: inputs that look like the real ones to the networks, labels meaningless.
+def synthetic_inputs(n, seed=0, grid=6):
+    """(float32 (n, 96, 96, 3) in [0, 1], labels (n,) in {0, 1}): bilinear upsampling of a (grid, grid, 3)
+    random colour field plus mild noise."""
+    rng, size = np.random.default_rng(seed), data.IMAGE_SIZE
+    coarse = rng.uniform(0.0, 1.0, (n, grid, grid, 3))
+    position = np.linspace(0, grid - 1, size)
+    low = np.minimum(position.astype(int), grid - 2)
+    frac = (position - low)[None, :, None, None]
+    rows = coarse[:, low] * (1 - frac) + coarse[:, low + 1] * frac
+    frac = frac.reshape(1, 1, size, 1)
+    images = rows[:, :, low] * (1 - frac) + rows[:, :, low + 1] * frac
+    images += rng.normal(0.0, 0.03, images.shape)
+    return np.clip(images, 0.0, 1.0).astype(np.float32), rng.integers(0, 2, n).astype(np.int64)
