@@ -30,33 +30,6 @@ KERAS_DEFAULT_BATCH = 32
 TIME_LIMIT_S = 120.0  # the evaluation should finish within two minutes on a small CPU machine
 
 
-# Task -> size of its real test set (the synthetic one is written at this size).
-TEST_SET_SIZE = {"image_classification": 10_000, "keyword_spotting": 4_890, "visual_wake_words": 4_448}
-
-
-def write_test_set(task, folder, n):
-    """A synthetic test set of `n` samples in the task's real format; returns test.sh's --data-dir."""
-    if task == "image_classification":
-        from tests.synthetic import write_cifar
-
-        write_cifar(folder, n_test=n, n_train_per_batch=1, seed=0)
-        return folder
-    if task == "keyword_spotting":
-        from tests.synthetic_audio import write_test_tree
-
-        write_test_tree(folder / "speech_commands_test_set_v0.02", per_label=-(-n // 12))
-        return folder
-    import numpy as np
-
-    from tests.synthetic_coco import save_image
-
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        label = "person" if i % 2 else "non_person"
-        save_image(folder / label / f"{i:06d}.jpg", rng.integers(0, 256, (96, 96, 3), dtype=np.uint8), quality=95)
-    return folder
-
-
 def run_test_sh(task, data_dir, results_dir):
     """Wall seconds of one full test.sh run, and the seconds test.sh reports itself (None if absent)."""
     env = dict(os.environ)
@@ -95,8 +68,11 @@ def time_predicts(nets, inputs, batch_size, repeats):
 
 def measure(task_name, tmp, scale, repeats):
     """Rows of (label, seconds or ratio) for one task."""
-    n = max(1, round(TEST_SET_SIZE[task_name] * scale))
-    data_dir = write_test_set(task_name, tmp / task_name, n)
+    from common.tasks import load_task
+
+    task = load_task(task_name)
+    n = max(1, round(task.TEST_SET_SIZE * scale))
+    data_dir = task.write_synthetic_test_set(tmp / task_name, n)
 
     # 1. The whole command, in a subprocess, so nothing else of ours competes for the cores.
     runs = [run_test_sh(task_name, data_dir, tmp / f"results_{task_name}{i}") for i in range(repeats)]
@@ -104,7 +80,6 @@ def measure(task_name, tmp, scale, repeats):
 
     # 2. Bare predict in this process.
     from common.evaluation import PREDICT_BATCH
-    from common.tasks import load_task
     from common.weights import load_nets
 
     task = load_task(task_name)
@@ -142,13 +117,15 @@ def measure(task_name, tmp, scale, repeats):
 
 
 def main(argv=None):
+    from common.tasks import task_names
+
     parser = argparse.ArgumentParser(
         allow_abbrev=False,
         description=__doc__.split("\n")[0],
         epilog="Prints a table of seconds per task; no assertions on time.",
     )
     parser.add_argument(
-        "tasks", nargs="*", metavar="TASK", help=f"tasks to measure: {', '.join(TEST_SET_SIZE)} (default: all)"
+        "tasks", nargs="*", metavar="TASK", help=f"tasks to measure: {', '.join(task_names())} (default: all)"
     )
     parser.add_argument(
         "--scale", type=float, default=1.0, help="test-set size as a fraction of the real one (default: %(default)s)"
@@ -159,9 +136,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.scale <= 0 or args.repeats < 1:
         parser.error("--scale must be positive and --repeats at least 1")
-    unknown = sorted(set(args.tasks) - set(TEST_SET_SIZE))
+    unknown = sorted(set(args.tasks) - set(task_names()))
     if unknown:
-        parser.error(f"unknown task {unknown[0]}; choose from {', '.join(TEST_SET_SIZE)}")
+        parser.error(f"unknown task {unknown[0]}; choose from {', '.join(task_names())}")
     from common.native_logs import import_tensorflow_quietly
 
     import_tensorflow_quietly()
@@ -169,7 +146,7 @@ def main(argv=None):
 
     tf.get_logger().setLevel("ERROR")  # several models' predict functions trip a retracing warning
 
-    for task_name in args.tasks or list(TEST_SET_SIZE):
+    for task_name in args.tasks or task_names():
         with tempfile.TemporaryDirectory(prefix="evaluation_speed_") as tmp:
             n, test_sh_s, rows = measure(task_name, pathlib.Path(tmp), args.scale, args.repeats)
         width = max(len(label) for label, _ in rows)

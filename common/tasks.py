@@ -25,6 +25,9 @@ and may define:
   synthetic_inputs(n, seed=0) -> (inputs float32 (n, *input shape), labels (n,)): inputs in the real
                   inputs' range that look like them to the networks (labels meaningless), for tests,
                   benchmarks and int8 checks without a dataset
+  TEST_SET_SIZE   samples in the real test set
+  write_synthetic_test_set(folder, n, seed=0) -> the folder test.sh reads: n synthetic samples written
+                  in the test set's real layout and file formats
   FIGURES         {figure name: (title, {legend label: model}, log-scale y)}: test.sh's figures
   AUTHORS_MODELS  {model: path under the authors' models folder}, for `python -m common.pretrained`
   PRETRAINED_DIR  the folder of its pretrained MODEL.npz (default: pretrained/NAME in the repository)

@@ -1,5 +1,8 @@
 """What the shared pipeline needs to know about image classification: CIFAR-10 on ResNet-8."""
 
+import pathlib
+import pickle
+
 import numpy as np
 
 from common import backbones
@@ -30,6 +33,7 @@ AUTHORS_MODELS = {
     "branchynet": "image_classification/trained_models/model_branchynet",
 }
 DATA_LAYOUT = "cifar-10-batches-py/test_batch"
+TEST_SET_SIZE = 10_000  # images in the official test batch
 
 # The paper's numbers (Table 1 and Table 2 of arXiv 2207.06613), shown beside the measured ones.
 PAPER = {
@@ -134,3 +138,21 @@ def synthetic_inputs(n, seed=0):
     labels = rng.integers(0, 10, size=n)
     images = SYNTHETIC_CLASS_RGB[labels][:, None, None, :] + rng.normal(0.0, 25.0, size=(n, 32, 32, 3))
     return np.clip(np.rint(images), 0, 255).astype(np.uint8).astype(np.float32), labels.astype(np.int64)
+
+
+def write_synthetic_test_set(folder, n, seed=0):
+    """`synthetic_inputs` as `folder`/cifar-10-batches-py/test_batch, the official pickle layout (uint8
+    (n, 3072) channel-first rows); returns the folder test.sh reads (`folder`)."""
+    images, labels = synthetic_inputs(n, seed)
+    rows = images.astype(np.uint8).transpose(0, 3, 1, 2).reshape(n, -1)
+    batch = {
+        b"batch_label": b"synthetic test batch",
+        b"labels": labels.tolist(),
+        b"data": rows,
+        b"filenames": [f"synthetic_{i:05d}.png".encode() for i in range(n)],
+    }
+    target = pathlib.Path(folder) / data.FOLDER / data.TEST_BATCH
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "wb") as f:
+        pickle.dump(batch, f, protocol=2)  # as the official (Python 2) files are
+    return pathlib.Path(folder)

@@ -1,6 +1,9 @@
 """What the shared pipeline needs to know about keyword spotting: Speech Commands v2 on DS-CNN."""
 
+import pathlib
+
 import numpy as np
+import scipy.io.wavfile
 
 from common import backbones
 from common.download import mirror_url
@@ -44,6 +47,7 @@ AUTHORS_MODELS = {
     "branchynet": "keyword_spotting/trained_models/model_branchynet",
 }
 DATA_LAYOUT = "speech_commands_test_set_v0.02/<label>/*.wav"
+TEST_SET_SIZE = 4_890  # clips in the official test archive
 
 # The paper's numbers (Table 1 and Table 2 of arXiv 2207.06613), shown beside the measured ones.
 PAPER = {
@@ -171,3 +175,14 @@ def synthetic_inputs(n, seed=0):
     pipeline, so that quiet and padded frames reach the strongly negative values real recordings give."""
     clips, labels = synthetic_clips(np.random.default_rng(seed), n)
     return sound.compute_mfcc(sound.normalize_and_pad(clips)), labels
+
+
+def write_synthetic_test_set(folder, n, seed=0):
+    """`synthetic_clips` as 16-bit WAV files in `folder`/speech_commands_test_set_v0.02/<label>/, the
+    official test archive's layout (label = the clip's pitch band); returns the folder test.sh reads."""
+    clips, labels = synthetic_clips(np.random.default_rng(seed), n)
+    for i, (clip, label) in enumerate(zip(clips, labels)):
+        path = pathlib.Path(folder) / data.TEST_FOLDER / data.LABELS[label] / f"synthetic{i:05d}_nohash_0.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scipy.io.wavfile.write(path, sound.SAMPLE_RATE, np.round(clip * 32767).astype(np.int16))
+    return pathlib.Path(folder)

@@ -3,6 +3,7 @@
 import pathlib
 
 import numpy as np
+from PIL import Image
 
 from common import backbones
 from common.download import mirror_url
@@ -42,6 +43,7 @@ AUTHORS_MODELS = {
     "trecx_noev": "visual_wake_words/trained_models/model_without_ev_assist",
 }
 DATA_LAYOUT = "person/ and non_person/ image folders (e.g. DATA/minival from preprocess.sh)"
+TEST_SET_SIZE = 4_448  # images in the minival built from COCO val2017 (the authors' VWW test set)
 TEST_SUBDIR = "minival"  # test.sh's default --data-dir is data/visual_wake_words/minival
 
 # The paper's numbers (Table 1 of arXiv 2207.06613, and the int8 size reduction of the early-exit
@@ -148,3 +150,14 @@ def synthetic_inputs(n, seed=0, grid=6):
     images = rows[:, :, low] * (1 - frac) + rows[:, :, low + 1] * frac
     images += rng.normal(0.0, 0.03, images.shape)
     return np.clip(images, 0.0, 1.0).astype(np.float32), rng.integers(0, 2, n).astype(np.int64)
+
+
+def write_synthetic_test_set(folder, n, seed=0):
+    """`synthetic_inputs` as 96x96 JPEG files (as the minival builder writes them) in `folder`/person/ and `folder`/non_person/ by
+    label, the minival's layout; returns the folder test.sh reads (`folder`)."""
+    images, labels = synthetic_inputs(n, seed)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        path = pathlib.Path(folder) / data.CLASS_NAMES[label] / f"synthetic_{i:06d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.round(image * 255).astype(np.uint8)).save(path, quality=data.JPEG_QUALITY, subsampling=0)
+    return pathlib.Path(folder)
