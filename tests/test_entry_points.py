@@ -13,6 +13,7 @@ import os
 import stat
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -97,62 +98,78 @@ def make_mirror(task, folder):
     return folder
 
 
-@pytest.mark.parametrize("task", TASKS)
-def test_task_scripts_in_the_order_a_user_runs_them(task, tmp_path):
-    data, models, results = tmp_path / "data", tmp_path / "models", tmp_path / "results"
-    mirror = make_mirror(task, tmp_path / "mirror")
-    assert_ok(run(f"{task}/download.sh", "--data-dir", data, "--mirror", mirror, "--skip-checksums", cwd=tmp_path))
-    if (REPO_ROOT / task / "preprocess.sh").is_file():
-        assert_ok(run(f"{task}/preprocess.sh", "--data-dir", data, cwd=tmp_path))
-    trained = run(
-        f"{task}/train.sh",
-        "base",
-        "--data-dir",
-        data,
-        "--models-dir",
-        models,
-        "--set",
-        "epochs=1",
-        "--set",
-        "batch_size=8",
-        cwd=tmp_path,
-    )
-    assert_ok(trained)
-    assert (models / task / "base" / "weights.npz").is_file()
+def user_session(task, tmp):
+    """The task's scripts in a user's order on a mirror of its archives: [(step, process)], stopping at the
+    first that fails."""
+    data, models, results = tmp / "data", tmp / "models", tmp / "results"
+    mirror = make_mirror(task, tmp / "mirror")
     test_dir = data / {"visual_wake_words": "minival"}.get(task, "")
-    tested = run(
-        f"{task}/test.sh",
-        "--data-dir",
-        test_dir,
-        "--models",
-        "trained",
-        "base",
-        "--models-dir",
-        models,
-        "--results-dir",
-        results / "test",
-        cwd=tmp_path,
-    )
-    assert_ok(tested)
-    summary = json.loads((results / "test" / "summary.json").read_text())
+    steps = [("download", ["--data-dir", data, "--mirror", mirror, "--skip-checksums"])]
+    if (REPO_ROOT / task / "preprocess.sh").is_file():
+        steps.append(("preprocess", ["--data-dir", data]))
+    steps += [
+        ("train", ["base", "--data-dir", data, "--models-dir", models, "--set", "epochs=1", "--set", "batch_size=8"]),
+        (
+            "test",
+            [
+                "--data-dir",
+                test_dir,
+                "--models",
+                "trained",
+                "base",
+                "--models-dir",
+                models,
+                "--results-dir",
+                results / "test",
+            ],
+        ),
+        (
+            "deploy",
+            [
+                "--data-dir",
+                test_dir,
+                "--rho",
+                "0.5",
+                "--calibration-data",
+                data,
+                "--calibration-samples",
+                "8",
+                "--results-dir",
+                results / "deploy",
+            ],
+        ),
+    ]
+    done = []
+    for step, args in steps:
+        done.append((step, run(f"{task}/{step}.sh", *args, cwd=tmp)))
+        if done[-1][1].returncode != 0:
+            break
+    return done
+
+
+@pytest.fixture(scope="module")
+def sessions(tmp_path_factory):
+    """{task: (steps run, its folder)}: the three tasks' sessions, two at a time."""
+    folders = {task: tmp_path_factory.mktemp(task) for task in TASKS}
+    with ThreadPoolExecutor(2) as pool:
+        runs = dict(zip(TASKS, pool.map(lambda task: user_session(task, folders[task]), TASKS)))
+    return {task: (runs[task], folders[task]) for task in TASKS}
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_task_scripts_in_the_order_a_user_runs_them(task, sessions):
+    steps, tmp = sessions[task]
+    for _, proc in steps:
+        assert_ok(proc)
+    expected = ["download", "train", "test", "deploy"]
+    if (REPO_ROOT / task / "preprocess.sh").is_file():
+        expected.insert(1, "preprocess")
+    assert [step for step, _ in steps] == expected
+    assert (tmp / "models" / task / "base" / "weights.npz").is_file()
+    summary = json.loads((tmp / "results" / "test" / "summary.json").read_text())
     assert summary["source"] == "trained" and list(summary["models"]) == ["base"] and summary["num_samples"] > 0
-    deployed = run(
-        f"{task}/deploy.sh",
-        "--data-dir",
-        test_dir,
-        "--rho",
-        "0.5",
-        "--calibration-data",
-        data,
-        "--calibration-samples",
-        "8",
-        "--results-dir",
-        results / "deploy",
-        cwd=tmp_path,
-    )
-    assert_ok(deployed)
-    report = json.loads((results / "deploy" / "deploy.json").read_text())
-    assert report["rho"] == 0.5 and (results / "deploy" / "deploy.md").is_file()
+    report = json.loads((tmp / "results" / "deploy" / "deploy.json").read_text())
+    assert report["rho"] == 0.5 and (tmp / "results" / "deploy" / "deploy.md").is_file()
 
 
 def test_flops_prints_every_exit_path(tmp_path):

@@ -153,8 +153,8 @@ def synthetic_inputs(n, seed=0, grid=6):
 
 
 def write_synthetic_test_set(folder, n, seed=0):
-    """`synthetic_inputs` as 96x96 JPEG files (as the minival builder writes them) in `folder`/person/ and `folder`/non_person/ by
-    label, the minival's layout; returns the folder test.sh reads (`folder`)."""
+    """`synthetic_inputs` as 96x96 JPEG files (as the minival builder writes them) in `folder`/person/ and
+    `folder`/non_person/ by label, the minival's layout; returns the folder test.sh reads (`folder`)."""
     images, labels = synthetic_inputs(n, seed)
     for i, (image, label) in enumerate(zip(images, labels)):
         path = pathlib.Path(folder) / data.CLASS_NAMES[label] / f"synthetic_{i:06d}.jpg"
