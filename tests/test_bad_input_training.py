@@ -78,8 +78,7 @@ def finish_then_fail_under_force(tmp, data):
     """A run over a damaged checkpoint (restarts and finishes), then a --force run that diverges."""
     backup = tmp / "models" / RUN / "backup"
     backup.mkdir(parents=True)
-    (backup / "latest.weights.h5").write_bytes(DAMAGED_H5)  # keras.callbacks.BackupAndRestore's layout
-    (backup / "training_metadata.json").write_text('{"epoch": 1, "batch": 0}')
+    (backup / "epoch-0001.weights.h5").write_bytes(DAMAGED_H5)  # as a full disk leaves one
     common = ["base", "--data-dir", data, "--models-dir", tmp / "models", *SHORT]
     first = train_sh(*common, cwd=tmp)
     before = snapshot(tmp / "models" / RUN)
