@@ -176,7 +176,9 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name, **options):
-        return commands.add_parser(name, allow_abbrev=False, **options)
+        sub = commands.add_parser(name, allow_abbrev=False, **options)
+        sub.set_defaults(command_parser=sub)  # an unknown option is reported with this command's usage
+        return sub
 
     names = ", ".join(tasks.task_names())
 
@@ -413,7 +415,9 @@ def build_parser():
 
 def main(argv=None):
     start = time.perf_counter()  # reported run times include the TensorFlow import
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the way
     from common.native_logs import import_tensorflow_quietly
 
