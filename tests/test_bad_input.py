@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from scripts import assert_clean_failure, tmpfs
 from synthetic import write_cifar
 
 from common import config as config_lib
@@ -37,14 +38,6 @@ def run(script, *args, cwd, timeout=300):
         text=True,
         timeout=timeout,
     )
-
-
-def assert_clean_failure(proc, *named):
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 2, output[-3000:]
-    assert "Traceback" not in output, output[-3000:]
-    for part in named:
-        assert str(part) in proc.stderr, f"{part!r} not in {proc.stderr!r}"
 
 
 def snapshot(folder):
@@ -285,16 +278,9 @@ def test_a_full_disk_while_writing_results_leaves_them_as_they_were(cifar, tmp_p
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 4 MB tmpfs (root can mount one on the machines this project runs on)."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)], capture_output=True, text=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    yield mount_point
-    subprocess.run(["umount", str(mount_point)], check=False)
+    """A 4 MB tmpfs."""
+    with tmpfs(tmp_path / "disk", "4m") as mount_point:
+        yield mount_point
 
 
 def test_test_sh_on_a_full_disk_leaves_the_earlier_results_as_they_were(cifar, tmp_path, small_disk):

@@ -4,44 +4,11 @@ prefix of another, and install_mcu_toolchain.sh's own arguments. Each ends in on
 problem and the fix, exit 2, no traceback, files untouched. (The MCU build cache: tests/test_mcu.py.)"""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from scripts import assert_clean_failure, cli, run
 
 from common.tasks import EXTRA_TASKS_VARIABLE
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def cli(*args, cwd, **environment):
-    env = {**os.environ, **environment}
-    return subprocess.run(
-        [sys.executable, "-m", "common.cli", *map(str, args)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def script(name, *args, cwd, **environment):
-    env = {**os.environ, "PYTHON": os.environ.get("PYTHON", sys.executable), **environment}
-    return subprocess.run(
-        ["bash", str(REPO_ROOT / name), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
-
-
-def one_message(proc, *named):
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 2, output[-3000:]
-    assert "Traceback" not in output, output[-3000:]
-    for part in named:
-        assert str(part) in proc.stderr, f"{part!r} not in {proc.stderr!r}"
-
 
 # ------------------------------------------------------------------------------------------------
 # Extra tasks
@@ -72,8 +39,8 @@ def extra_tasks(tmp_path):
     ],
 )
 def test_tasks_names_an_extra_task_that_cannot_be_imported(extra_tasks, package, named):
-    proc = cli("tasks", cwd=extra_tasks, **{EXTRA_TASKS_VARIABLE: package})
-    one_message(proc, *named, EXTRA_TASKS_VARIABLE)
+    proc = cli("tasks", cwd=extra_tasks, env={EXTRA_TASKS_VARIABLE: package})
+    assert_clean_failure(proc, *named, EXTRA_TASKS_VARIABLE)
     assert proc.stdout.split() == ["image_classification", "keyword_spotting", "visual_wake_words"]
     assert package not in proc.stdout  # never listed as if it were fine
 
@@ -81,8 +48,8 @@ def test_tasks_names_an_extra_task_that_cannot_be_imported(extra_tasks, package,
 def test_report_over_results_of_a_task_whose_package_is_gone(tmp_path):
     (tmp_path / "results" / "gone_task").mkdir(parents=True)
     (tmp_path / "results" / "gone_task" / "summary.json").write_text(json.dumps({"task": "gone_task"}))
-    proc = cli("report", "--results-root", tmp_path / "results", cwd=tmp_path, **{EXTRA_TASKS_VARIABLE: "gone_task"})
-    one_message(proc, "task package gone_task", "is not installed")
+    proc = cli("report", "--results-root", tmp_path / "results", cwd=tmp_path, env={EXTRA_TASKS_VARIABLE: "gone_task"})
+    assert_clean_failure(proc, "task package gone_task", "is not installed")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -147,7 +114,7 @@ def test_report_refuses_a_damaged_summary_naming_file_and_key(tmp_path, path, va
     summary_file.write_text(json.dumps(damage(good_summary(), path, value)))
     before = summary_file.read_bytes()
     proc = cli("report", "--results-root", tmp_path / "results", cwd=tmp_path)
-    one_message(proc, f"{summary_file} is damaged: {named}", "bash image_classification/test.sh again")
+    assert_clean_failure(proc, f"{summary_file} is damaged: {named}", "bash image_classification/test.sh again")
     assert summary_file.read_bytes() == before and not (tmp_path / "results" / "table1.md").exists()
 
 
@@ -156,7 +123,7 @@ def test_report_refuses_a_summary_in_another_tasks_folder(tmp_path):
     summary_file.parent.mkdir(parents=True)
     summary_file.write_text(json.dumps(good_summary("keyword_spotting")))
     proc = cli("report", "--results-root", tmp_path / "results", cwd=tmp_path)
-    one_message(proc, f"{summary_file} holds results of task 'keyword_spotting', not of image_classification")
+    assert_clean_failure(proc, f"{summary_file} holds results of task 'keyword_spotting', not of image_classification")
     assert not (tmp_path / "results" / "table1.md").exists()
 
 
@@ -175,8 +142,8 @@ def test_report_over_a_good_summary_writes_table1(tmp_path):
 
 
 def test_mcu_samples_without_mcu_is_refused(tmp_path):
-    proc = script("image_classification/deploy.sh", "--rho", "0.5", "--mcu-samples", "5", cwd=tmp_path)
-    one_message(proc, "--mcu-samples", "needs --mcu")
+    proc = run("image_classification/deploy.sh", "--rho", "0.5", "--mcu-samples", "5", cwd=tmp_path)
+    assert_clean_failure(proc, "--mcu-samples", "needs --mcu")
 
 
 @pytest.mark.parametrize(
@@ -189,7 +156,7 @@ def test_mcu_samples_without_mcu_is_refused(tmp_path):
     ],
 )
 def test_an_option_prefix_is_an_error_not_another_option(tmp_path, command, args, prefix):
-    proc = script(command, *args, cwd=tmp_path)
+    proc = run(command, *args, cwd=tmp_path)
     # refused by the script's own usage, which names the script the user ran
     assert proc.returncode == 2, proc.stderr
     assert f"bash {command}: error: unrecognized arguments: {prefix}" in proc.stderr, proc.stderr
@@ -202,16 +169,14 @@ def test_an_option_prefix_is_an_error_not_another_option(tmp_path, command, args
 
 def test_install_mcu_toolchain_home_that_is_a_file(tmp_path):
     (tmp_path / "home").write_text("not a folder")
-    proc = script("install_mcu_toolchain.sh", "--home", tmp_path / "home", cwd=tmp_path)
-    one_message(proc, f"the build home {tmp_path / 'home'} is a file, not a folder")
+    proc = run("install_mcu_toolchain.sh", "--home", tmp_path / "home", cwd=tmp_path)
+    assert_clean_failure(proc, f"the build home {tmp_path / 'home'} is a file, not a folder")
     assert proc.stderr.count("\n") == 1 and (tmp_path / "home").read_text() == "not a folder"
 
 
 def test_install_mcu_toolchain_sources_that_do_not_exist(tmp_path):
-    proc = script(
-        "install_mcu_toolchain.sh", "--sources", tmp_path / "nowhere", "--home", tmp_path / "home", cwd=tmp_path
-    )
-    one_message(proc, f"--sources {tmp_path / 'nowhere'}: no such folder")
+    proc = run("install_mcu_toolchain.sh", "--sources", tmp_path / "nowhere", "--home", tmp_path / "home", cwd=tmp_path)
+    assert_clean_failure(proc, f"--sources {tmp_path / 'nowhere'}: no such folder")
     assert proc.stderr.count("\n") == 1 and not (tmp_path / "home").exists()
 
 

@@ -11,14 +11,13 @@ broke reproduce.sh) cannot land unnoticed.
 import json
 import os
 import stat
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import synthetic_audio
 import synthetic_coco
+from scripts import assert_ok, cli, run
 from synthetic import make_cifar_archive
 
 from common.cli import build_parser
@@ -67,24 +66,6 @@ def test_every_entry_point_has_a_test():
             module, function = test.split("::")
             source = (TESTS / module).read_text()
             assert f"def {function}(" in source, f"{entry}: {test} does not exist"
-
-
-def run(command, *args, cwd, env=None, timeout=600):
-    """`bash REPO_ROOT/COMMAND ARGS` from `cwd`, with the test's Python."""
-    env = {**os.environ, "PYTHON": os.environ.get("PYTHON", sys.executable), **(env or {})}
-    return subprocess.run(
-        ["bash", str(REPO_ROOT / command), *map(str, args)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def assert_ok(proc):
-    assert proc.returncode == 0, f"{proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    assert "Traceback" not in proc.stderr
 
 
 def make_mirror(task, folder):
@@ -173,13 +154,7 @@ def test_task_scripts_in_the_order_a_user_runs_them(task, sessions):
 
 
 def test_flops_prints_every_exit_path(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "common.cli", "flops", "image_classification", "trecx_ev"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = cli("flops", "image_classification", "trecx_ev", cwd=tmp_path)
     assert_ok(proc)
     assert "trecx_ev, path to exit ee: 11.660 MFLOPs" in proc.stdout
     assert "trecx_ev, path to exit ef: 26.459 MFLOPs" in proc.stdout

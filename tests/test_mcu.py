@@ -388,21 +388,12 @@ def test_a_damaged_tflm_tree_is_one_message_before_any_work(tmp_path):
 
 
 def test_a_read_only_build_cache_is_called_read_only_before_any_work(tmp_path):
-    import subprocess
+    from scripts import remount_read_only, tmpfs
 
-    home = tmp_path / "home"
-    home.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(home)], capture_output=True, text=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "home", "1m") as home:
         fake_tree(home, "")
-        subprocess.run(["mount", "-o", "remount,ro", str(home)], check=True)
+        remount_read_only(home)
         proc = deploy_mcu(tmp_path, home)
-    finally:
-        subprocess.run(["umount", str(home)], check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert f"the MCU build cache {home / 'build'} is read-only" in proc.stderr and "free some space" not in proc.stderr
 

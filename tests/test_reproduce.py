@@ -8,42 +8,20 @@ the mirror run passes --skip-checksums, and a run without it must refuse them.
 """
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import synthetic_audio
 import synthetic_coco
+from scripts import assert_ok, cli, run
 from synthetic import make_cifar_archive
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 TASKS = ("image_classification", "keyword_spotting", "visual_wake_words")
 # Where each task's test.sh reads its test set under DATA_ROOT/TASK, and what of it the test layout is.
 CIFAR_TEST_FILE = "test_batch"
 KWS_TEST_FOLDER = "speech_commands_test_set_v0.02"
 VWW_TEST_FOLDER = "minival"
-
-
-def run(command, *args, cwd, log_dir=None):
-    """`bash REPO_ROOT/COMMAND ARGS` from `cwd`; with `log_dir`, stdout and stderr go to files there (as
-    a user's `> log 2>&1` would), read back into the returned process."""
-    env = {**os.environ, "PYTHON": os.environ.get("PYTHON", sys.executable)}
-    argv = ["bash", str(REPO_ROOT / command), *map(str, args)]
-    if log_dir is None:
-        return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    log_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_dir / "stdout.log", "w") as out, open(log_dir / "stderr.log", "w") as err:
-        proc = subprocess.run(argv, cwd=cwd, env=env, stdout=out, stderr=err, timeout=600)
-    proc.stdout, proc.stderr = (log_dir / "stdout.log").read_text(), (log_dir / "stderr.log").read_text()
-    return proc
-
-
-def assert_ok(proc):
-    assert proc.returncode == 0, f"{proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
 
 
 @pytest.fixture(scope="module")
@@ -169,13 +147,7 @@ def test_reproduce_output_reads_well_in_a_log_file(run_name, request):
 def test_report_reprints_table1(in_place):
     proc, root, _ = in_place
     assert_ok(proc)
-    report = subprocess.run(
-        [sys.executable, "-m", "common.cli", "report", "--results-root", root / "results"],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        timeout=300,
-    )
+    report = cli("report", "--results-root", root / "results", cwd=root)
     assert_ok(report)
     assert report.stdout.strip() == (root / "results" / "table1.md").read_text().strip()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scripts
 
 from common.errors import UserError
 from common.tasks import EXTRA_TASKS_VARIABLE, TASKS, load_task, task_names
@@ -100,15 +101,7 @@ def write_toy_task(root):
 
 def cli(root, *args):
     """`python3 -m common.cli ARGS` in `root` (where the toy package is importable), the toy task registered."""
-    env = dict(os.environ, **{EXTRA_TASKS_VARIABLE: TOY})
-    return subprocess.run(
-        [sys.executable, "-m", "common.cli", *map(str, args)],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return scripts.cli(*args, cwd=root, env={EXTRA_TASKS_VARIABLE: TOY}, timeout=600)
 
 
 @pytest.fixture(scope="module")

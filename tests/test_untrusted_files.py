@@ -64,50 +64,31 @@ def train_batch_runs_code(tmp):
     return f"{CIFAR}/train.sh", ["base", "--data-dir", tmp / "data", "--models-dir", tmp / "out", "--set", "epochs=1"]
 
 
-def trained_base(tmp):
+def trained_base_run(tmp, rewrite):
+    """test.sh over a trained base model whose weights file `rewrite({name: array})` returns (then saved
+    with np.savez, which pickles object arrays)."""
     write_cifar(tmp / "data", n_test=6, n_train_per_batch=2)
     fake_trained(tmp / "models", "base")
-    return tmp / "models" / CIFAR / "base" / "weights.npz"
+    weights = tmp / "models" / CIFAR / "base" / "weights.npz"
+    with np.load(weights) as stored:
+        arrays = rewrite(dict(stored))
+    np.savez(weights, **arrays)
+    args = ["--data-dir", tmp / "data", "--models", "trained", "base", "--models-dir", tmp / "models"]
+    return f"{CIFAR}/test.sh", [*args, "--results-dir", tmp / "out"]
 
 
 @case
 def weights_run_code(tmp):
-    weights = trained_base(tmp)
-    with np.load(weights) as stored:
-        arrays = dict(stored)
-    first = next(iter(arrays))
-    arrays[first] = np.array([RunsACommand(tmp / "marker")], dtype=object)
-    np.savez(weights, **arrays)  # an object array: stored as a pickle
-    return f"{CIFAR}/test.sh", [
-        "--data-dir",
-        tmp / "data",
-        "--models",
-        "trained",
-        "base",
-        "--models-dir",
-        tmp / "models",
-        "--results-dir",
-        tmp / "out",
-    ]
+    def plant(arrays):
+        first = next(iter(arrays))
+        return {**arrays, first: np.array([RunsACommand(tmp / "marker")], dtype=object)}
+
+    return trained_base_run(tmp, plant)
 
 
 @case
 def weights_of_another_dtype(tmp):
-    weights = trained_base(tmp)
-    with np.load(weights) as stored:
-        arrays = {key: value.astype(np.float64) for key, value in stored.items()}
-    np.savez(weights, **arrays)
-    return f"{CIFAR}/test.sh", [
-        "--data-dir",
-        tmp / "data",
-        "--models",
-        "trained",
-        "base",
-        "--models-dir",
-        tmp / "models",
-        "--results-dir",
-        tmp / "out",
-    ]
+    return trained_base_run(tmp, lambda arrays: {key: value.astype(np.float64) for key, value in arrays.items()})
 
 
 @case

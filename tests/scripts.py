@@ -1,0 +1,74 @@
+"""Running the project's scripts and command line as a user does, for the tests (not a test module)."""
+
+import contextlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(command, *args, cwd, env=None, log_dir=None, timeout=600):
+    """`bash REPO_ROOT/COMMAND ARGS` from `cwd`, with the tests' Python and `env` added to the environment;
+    with `log_dir`, stdout and stderr go to files there (as a user's `> log 2>&1` would), read back into the
+    returned process."""
+    env = {**os.environ, "PYTHON": os.environ.get("PYTHON", sys.executable), **(env or {})}
+    argv = ["bash", str(REPO_ROOT / command), *map(str, args)]
+    if log_dir is None:
+        return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_dir / "stdout.log", "w") as out, open(log_dir / "stderr.log", "w") as err:
+        proc = subprocess.run(argv, cwd=cwd, env=env, stdout=out, stderr=err, timeout=timeout)
+    proc.stdout, proc.stderr = (log_dir / "stdout.log").read_text(), (log_dir / "stderr.log").read_text()
+    return proc
+
+
+def cli(*args, cwd, env=None, timeout=300):
+    """`python3 -m common.cli ARGS` from `cwd`, with `env` added to the environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "common.cli", *map(str, args)],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def assert_ok(proc):
+    """Exit 0 and no traceback."""
+    assert proc.returncode == 0, f"{proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert "Traceback" not in proc.stderr
+
+
+def assert_clean_failure(proc, *named):
+    """Exit 2, no traceback, and every part of `named` in the message on stderr."""
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    for part in named:
+        assert str(part) in proc.stderr, f"{part!r} not in {proc.stderr!r}"
+
+
+@contextlib.contextmanager
+def tmpfs(mount_point, size="4m"):
+    """A tmpfs of `size` mounted at `mount_point` (root can mount one on the machines this project runs
+    on; the test is skipped where it cannot), unmounted on exit."""
+    mount_point.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=False)
+
+
+def remount_read_only(mount_point):
+    """Make a mounted `tmpfs` read-only (after the test wrote what it needs there)."""
+    subprocess.run(["mount", "-o", "remount,ro", str(mount_point)], check=True)
