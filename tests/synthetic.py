@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
+from image_classification.task import synthetic_batch
+
 FOLDER = "cifar-10-batches-py"
 ARCHIVE_NAME = "cifar-10-python.tar.gz"
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-CLASS_MEAN_RGB = np.random.default_rng(1234).integers(40, 216, size=(len(CLASS_NAMES), 3))
-NOISE_STD = 25.0
 
 
 def write_pickle(path: Path, obj: object) -> None:
@@ -20,16 +20,9 @@ def write_pickle(path: Path, obj: object) -> None:
 
 
 def random_batch(rng: np.random.Generator, n: int, batch_label: str) -> dict:
-    """An official-format batch of `n` images: class mean colour plus Gaussian noise, uint8 (n, 3072) channel-first."""
-    labels = rng.integers(0, len(CLASS_NAMES), size=n)
-    images = CLASS_MEAN_RGB[labels][:, None, None, :] + rng.normal(0.0, NOISE_STD, size=(n, 32, 32, 3))
-    data = np.clip(np.rint(images), 0, 255).astype(np.uint8).transpose(0, 3, 1, 2).reshape(n, 3072)
-    return {
-        b"batch_label": batch_label.encode(),
-        b"labels": labels.tolist(),
-        b"data": data,
-        b"filenames": [f"synthetic_{i:05d}.png".encode() for i in range(n)],
-    }
+    """An official-format batch of `n` images: the task's `synthetic_batch` (class mean colour plus Gaussian
+    noise, uint8 (n, 3072) channel-first)."""
+    return synthetic_batch(rng, n, batch_label)
 
 
 def write_cifar(root: Path, n_test: int, n_train_per_batch: int, seed: int = 0) -> Path:
