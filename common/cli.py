@@ -29,22 +29,22 @@ MCU_SAMPLES_UNSET = object()  # --mcu-samples not given (its value may be None: 
 WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST)
 
 
-UNCHECKED = (
-    "warning: --skip-checksums: the archives are not checked against the official checksums; "
-    "results are only as good as the archives in {mirror}"
-)
+def _verify_checksums(args):
+    """--skip-checksums' choice, said on every run that makes it."""
+    if args.skip_checksums:
+        print(
+            "warning: --skip-checksums: the archives are not checked against the official checksums; results "
+            f"are only as good as the archives in {args.mirror or 'the download source'}",
+            file=sys.stderr,
+        )
+    return not args.skip_checksums
 
 
 def cmd_download(args):
     task = tasks.load_task(args.task)
-    if args.skip_checksums:
-        print(UNCHECKED.format(mirror=args.mirror or "the download source"), file=sys.stderr)
+    verify = _verify_checksums(args)
     folder = task.download(
-        tasks.data_dir(task, args.data_dir),
-        args.mirror,
-        split=args.split,
-        force=args.force,
-        verify_checksums=not args.skip_checksums,
+        tasks.data_dir(task, args.data_dir), args.mirror, split=args.split, force=args.force, verify_checksums=verify
     )
     print(f"data ready in {folder}")
 
@@ -135,13 +135,8 @@ def cmd_report(args):
 def cmd_reproduce(args):
     from common.evaluation import reproduce
 
-    if args.skip_checksums:
-        print(UNCHECKED.format(mirror=args.mirror or "the download source"), file=sys.stderr)
-    print(
-        reproduce(
-            args.tasks, args.data_root, args.results_root, mirror=args.mirror, verify_checksums=not args.skip_checksums
-        )
-    )
+    verify = _verify_checksums(args)
+    print(reproduce(args.tasks, args.data_root, args.results_root, mirror=args.mirror, verify_checksums=verify))
 
 
 def cmd_flops(args):

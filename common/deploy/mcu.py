@@ -31,10 +31,10 @@ MAX_PROBES = 16
 HARNESS_VERSION = 2  # of in.bin's layout: the same as kVersion in mcu_src/harness.cc
 
 
-def read_exported(export_dir, stem):
+def read_exported(export_dir, stem, models=None):
     """The `manifest.ExportedModel` `stem` of an export folder, checked for the harness (its C array
-    written, a single int8 input, int8 outputs)."""
-    models = read_manifest(export_dir)
+    written, a single int8 input, int8 outputs). models: the folder's manifest, when already read."""
+    models = read_manifest(export_dir) if models is None else models
     if stem not in models:
         raise UserError(f"no exported model {stem} in {export_dir}: run deploy.sh to export the models")
     model = models[stem]
@@ -49,7 +49,8 @@ def exported_models(export_dir, model_name="trecx_ev", base=True):
     """The int8 models of an export folder: model_name's stage 1 and stage 2 (none if model_name is
     None), then the base model when `base`."""
     stems = [f"{model_name}_{part}_int8" for part in ("stage1", "stage2")] if model_name else []
-    return [read_exported(export_dir, stem) for stem in stems + (["base_int8"] if base else [])]
+    manifest = read_manifest(export_dir)
+    return [read_exported(export_dir, stem, manifest) for stem in stems + (["base_int8"] if base else [])]
 
 
 def _build_entry(model, role):
