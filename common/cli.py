@@ -16,6 +16,7 @@ import time
 
 from common import tasks
 from common.errors import UserError
+from common.target_cost import DEFAULT_TARGET, NO_TARGET, TARGETS, check_target
 from common.weights import SOURCES
 
 DEFAULT_MODELS_DIR = tasks.REPO_ROOT / "trained_models"
@@ -77,7 +78,8 @@ def cmd_test(args):
     source, *names = args.models
     if source not in SOURCES:
         raise UserError(f"--models takes pretrained or trained first, then model names; got {source!r}")
-    _, results_dir = run_test(args.task, source, args.models_dir, args.data_dir, args.results_dir, names)
+    target = check_target(args.target)
+    _, results_dir = run_test(args.task, source, args.models_dir, args.data_dir, args.results_dir, names, target=target)
     return results_dir
 
 
@@ -109,6 +111,7 @@ def cmd_deploy(args):
         threads=args.threads,
         kernels=args.kernels,
         mcu=tuple(parse_targets(args.mcu)) if args.mcu is not None else (),
+        target=check_target(args.target),
         **chosen,
     )
     _, results_dir = run_deploy(
@@ -135,14 +138,37 @@ def cmd_report(args):
 def cmd_reproduce(args):
     from common.evaluation import reproduce
 
+    target = check_target(args.target)
     verify = _verify_checksums(args)
-    print(reproduce(args.tasks, args.data_root, args.results_root, mirror=args.mirror, verify_checksums=verify))
+    print(
+        reproduce(
+            args.tasks, args.data_root, args.results_root, mirror=args.mirror, verify_checksums=verify, target=target
+        )
+    )
 
 
 def cmd_flops(args):
     from common.flops import task_tables
 
-    print(task_tables(args.task, args.models))
+    print(task_tables(args.task, args.models, check_target(args.target)))
+
+
+def cmd_fit_cost_model(args):
+    from common.deploy.cost_fit import fit_cost_models
+
+    targets = (
+        TARGETS if args.targets == "all" else [check_target(t.strip(), "--targets") for t in args.targets.split(",")]
+    )
+    content = fit_cost_models(targets, args.output, remeasure=not args.from_measurements, fresh=args.fresh)
+    for target in targets:
+        fit = content["targets"][target]["fit"]
+        ops = fit["operators"]
+        print(
+            f"{target}: {ops['count']} measured operators, relative error median {ops['median_pct']:.2f} %, "
+            f"worst {ops['max_pct']:.1f} %; whole models: "
+            + ", ".join(f"{name} {error:+.2f} %" for name, error in fit["models"].items())
+        )
+    print(f"cost models written to {args.output}")
 
 
 def cmd_tasks(args):
@@ -216,6 +242,15 @@ def build_parser():
             "re-packed yourself in the official formats (default: check)",
         )
 
+    def add_target(sub, what):
+        sub.add_argument(
+            "--target",
+            default=DEFAULT_TARGET,
+            metavar="TARGET",
+            help=f"the microcontroller whose executed instructions, predicted by its cost model, {what}: "
+            f"{', '.join(TARGETS)} (CMSIS-NN kernels unless :reference), or {NO_TARGET} (default: %(default)s)",
+        )
+
     sub = add("download", "Download and unpack the task's dataset (checksum-verified, resumable).", cmd_download)
     add_mirror(sub)
     sub.add_argument(
@@ -277,6 +312,7 @@ def build_parser():
         default=DEFAULT_MODELS_DIR,
         help="trained models root, for --models trained (default: %(default)s)",
     )
+    add_target(sub, "are reported beside the MFLOPs")
 
     sub = add(
         "deploy",
@@ -351,6 +387,7 @@ def build_parser():
         metavar="K",
         help=f"test samples to run on each emulated core, or all; only with --mcu (default: {defaults.mcu_samples})",
     )
+    add_target(sub, "choose rho on the validation split (the cheapest within --drop) and are reported")
 
     sub = command(
         "report",
@@ -388,6 +425,7 @@ def build_parser():
         default=tasks.REPO_ROOT / "results",
         help="results go to RESULTS_ROOT/TASK (default: %(default)s)",
     )
+    add_target(sub, "are reported beside the MFLOPs")
     sub.set_defaults(func=cmd_reproduce)
 
     sub = command(
@@ -397,7 +435,45 @@ def build_parser():
     )
     sub.add_argument("task", help=f"one of {names}")
     sub.add_argument("models", nargs="*", help="models to count (default: all)")
+    sub.add_argument(
+        "--target",
+        default=NO_TARGET,
+        metavar="TARGET",
+        help=f"also each path's instructions on a microcontroller, predicted by its cost model: "
+        f"{', '.join(TARGETS)} (default: %(default)s)",
+    )
     sub.set_defaults(func=cmd_flops)
+
+    sub = command(
+        "fit-cost-model",
+        help="Refit the per-target instruction cost model on the emulator (needs the MCU toolchain).",
+        description="Measure single-operator probes and the tasks' exported T-RecX models on the emulated "
+        "targets and fit the per-operator instruction cost model (common/target_cost.py) to them.",
+    )
+    sub.add_argument(
+        "--targets",
+        default="all",
+        help="comma-separated targets to refit, or all (default: all = cortex-m4, cortex-m4:reference, "
+        "cortex-m7, cortex-m55)",
+    )
+    sub.add_argument(
+        "--output",
+        type=pathlib.Path,
+        default=tasks.REPO_ROOT / "common" / "target_costs.json",
+        help="the cost model file to update (default: %(default)s)",
+    )
+    sub.add_argument(
+        "--from-measurements",
+        action="store_true",
+        help="refit from the counts kept in common/target_cost_measurements.json instead of measuring "
+        "on the emulator (needs no toolchain)",
+    )
+    sub.add_argument(
+        "--fresh",
+        action="store_true",
+        help="measure every probe again (default: only those the kept counts do not hold for a target)",
+    )
+    sub.set_defaults(func=cmd_fit_cost_model)
 
     sub = command(
         "tasks",

@@ -4,6 +4,7 @@ Each model runs once over the test set, keeping every exit's softmax; everything
 sweep over rho, the trade-off points) is computed from those arrays.
 """
 
+import dataclasses
 import json
 import logging
 import pathlib
@@ -11,11 +12,13 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
-from common import files, flops, plots, report, sweep, tasks
+from common import files, flops, plots, report, sweep, target_cost, tasks
 from common.errors import UserError
 from common.weights import load_nets, select_trained
 
 PREDICT_BATCH = 500  # large batches keep inference fast on a CPU
+TARGET_UNIT = "M executed instructions per sample, predicted by the target's cost model (common/target_cost.py)"
+INSTRUCTION_FIGURE_SUFFIX = "_instructions"
 
 
 class _NotRetracing(logging.Filter):
@@ -47,11 +50,20 @@ def predict_exits(net, inputs, batch_size=PREDICT_BATCH):
     return {name: np.concatenate([b[k].numpy() for b in batches]) for k, name in enumerate(net.exits)}
 
 
-def run_test(task, source, models_dir, data_dir=None, results_dir=None, names=(), log=print):
+def run_test(
+    task,
+    source,
+    models_dir,
+    data_dir=None,
+    results_dir=None,
+    names=(),
+    log=print,
+    target=target_cost.DEFAULT_TARGET,
+):
     """test.sh: evaluate the task's models (pretrained or trained: all, or those in `names`; for trained,
     every one that exists when none are named) on its test set and write the results
-    (`evaluate_models`). The trade-off baseline is the evaluated `base`, else the pretrained one.
-    Returns (summary, results folder)."""
+    (`evaluate_models`, costs also in `target`'s predicted instructions unless it is None). The
+    trade-off baseline is the evaluated `base`, else the pretrained one. Returns (summary, results folder)."""
     task = tasks.load_task(task)
     if source == "trained":
         names, untrained = select_trained(task, models_dir, names)
@@ -76,31 +88,63 @@ def run_test(task, source, models_dir, data_dir=None, results_dir=None, names=()
         baseline["source"] = "pretrained"
         log("trade-off baseline: the pretrained base model (base is not among the evaluated models)")
     summary = evaluate_models(
-        task, nets, inputs, labels, ids, results_dir, log, skipped=skipped, source=source, baseline=baseline
+        task,
+        nets,
+        inputs,
+        labels,
+        ids,
+        results_dir,
+        log,
+        skipped=skipped,
+        source=source,
+        baseline=baseline,
+        target=target,
     )
     log((results_dir / "table1.md").read_text())
     for name, result in summary["models"].items():
         accuracy = ", ".join(f"{e} {a:.2f}%" for e, a in result["accuracy"].items())
         mflops = ", ".join(f"{e} {m:.2f}" for e, m in result["mflops"].items())
-        log(f"{name:<15} accuracy: {accuracy}; MFLOPs: {mflops}")
+        instructions = (
+            f"; M instructions on {target}: " + ", ".join(f"{e} {m:.2f}" for e, m in result["minstructions"].items())
+            if "minstructions" in result
+            else ""
+        )
+        log(f"{name:<15} accuracy: {accuracy}; MFLOPs: {mflops}{instructions}")
     return summary, results_dir
 
 
 def _stale_outputs(task):
     """Glob patterns of what test.sh writes: an earlier run's files that a new run did not rewrite."""
-    figures = [f"{figure}.{ext}" for figure in getattr(task, "FIGURES", {}) for ext in ("png", "pdf")]
+    figures = [
+        f"{figure}{suffix}.{ext}"
+        for figure in getattr(task, "FIGURES", {})
+        for suffix in ("", INSTRUCTION_FIGURE_SUFFIX)
+        for ext in ("png", "pdf")
+    ]
     return ["summary.json", "table1.md", "traces/*.npz", "benefit_curve_*.csv", *figures]
 
 
 def evaluate_models(
-    task, nets, inputs, labels, ids, results_dir, log=print, skipped=(), source="pretrained", baseline=None
+    task,
+    nets,
+    inputs,
+    labels,
+    ids,
+    results_dir,
+    log=print,
+    skipped=(),
+    source="pretrained",
+    baseline=None,
+    target=target_cost.DEFAULT_TARGET,
 ):
     """Run every model of `nets` ({name: ExitModel}, `base` among them) and write the results.
 
     Writes summary.json, traces/NAME.npz, benefit_curve_NAME.csv, table1.md and the task's figures
     under `results_dir`, replacing an earlier run's as a whole (common.files.staged_folder); returns the
     summary dict. skipped: (id, reason) of test inputs found but not scored; source: where the models'
-    weights came from; baseline: {"model": "base", "source": ...} of the trade-off baseline.
+    weights came from; baseline: {"model": "base", "source": ...} of the trade-off baseline; target:
+    the microcontroller whose predicted instructions (common.target_cost) are reported beside the
+    MFLOPs, or None.
     """
     task = tasks.load_task(task)
     with files.staged_folder(results_dir, _stale_outputs(task)) as staging:
@@ -115,23 +159,31 @@ def evaluate_models(
             skipped,
             source,
             baseline or {"model": "base", "source": source},
+            target,
         )
 
 
-def _evaluate(task, nets, inputs, labels, ids, results_dir, log, skipped, source, baseline):
-    traces, costs = {}, {}
+def _evaluate(task, nets, inputs, labels, ids, results_dir, log, skipped, source, baseline, target):
+    cost_model = target_cost.load_cost_model(target) if target else None
+    traces, costs, instructions = {}, {}, {}
     for name, net in nets.items():
         log(f"{name}: predicting {len(inputs)} samples")
         traces[name] = predict_exits(net, inputs)
         costs[name] = flops.path_mflops(net.model)
+        if cost_model:
+            try:
+                instructions[name] = [v / 1e6 for v in target_cost.path_instructions(net.model, cost_model)]
+            except ValueError as err:  # a layer or operator the cost model does not know: no prediction
+                log(f"{name}: no instruction prediction on {target} ({err})")
         _save_trace(results_dir / "traces" / f"{name}.npz", ids, labels, traces[name])
 
+    if "base" not in instructions:
+        cost_model = None  # nothing to compare the others with
     base_accuracy = sweep.standalone_accuracy(traces["base"]["ef"], labels)
     base_mflops = costs["base"][0]
-    curves, summary_models = {}, {}
+    curves, instruction_curves, summary_models = {}, {}, {}
     for name, net in nets.items():
         curves[name] = sweep.benefit_curve(list(traces[name].values()), labels, costs[name], net.rule)
-        report.write_curve_csv(results_dir / f"benefit_curve_{name}.csv", curves[name], net.exits)
         summary_models[name] = {
             "exits": list(net.exits),
             "accuracy": {e: sweep.standalone_accuracy(p, labels) for e, p in traces[name].items()},
@@ -139,6 +191,21 @@ def _evaluate(task, nets, inputs, labels, ids, results_dir, log, skipped, source
             "params": int(net.model.count_params()),
             "tradeoff": sweep.tradeoff_points(curves[name], base_accuracy, base_mflops),
         }
+        in_target = None
+        if cost_model and name in instructions:
+            in_target = sweep.mean_cost(curves[name], instructions[name])
+            instruction_curves[name] = dataclasses.replace(curves[name], mflops=in_target)
+            summary_models[name].update(
+                _target_costs(
+                    curves[name], in_target, net.exits, instructions[name], instructions["base"][0], base_accuracy
+                )
+            )
+        report.write_curve_csv(
+            results_dir / f"benefit_curve_{name}.csv",
+            curves[name],
+            net.exits,
+            {f"minstructions_{target}": in_target} if in_target is not None else {},
+        )
     summary = {
         "task": task.NAME,
         "num_samples": int(len(labels)),
@@ -152,6 +219,8 @@ def _evaluate(task, nets, inputs, labels, ids, results_dir, log, skipped, source
         "models": summary_models,
         "paper": getattr(task, "PAPER", {}),
     }
+    if cost_model:
+        summary["target"] = {"name": target, "unit": TARGET_UNIT, "cost_model": target_cost.COST_FILE.name}
     report.write_json(results_dir / "summary.json", summary)
     report.write_text(
         results_dir / "table1.md", report.table1_markdown([table1_row(task, summary)]) + run_notes(summary)
@@ -161,7 +230,35 @@ def _evaluate(task, nets, inputs, labels, ids, results_dir, log, skipped, source
         present = {label: curves[m] for label, m in members.items() if m in curves}
         if present:
             plots.benefit_figure(present, (base_accuracy, base_mflops), title, results_dir / figure, log_y=log_y)
+        if present and cost_model and all(m in instruction_curves for m in members.values() if m in curves):
+            plots.benefit_panels(
+                [
+                    {
+                        "curves": {label: instruction_curves[m] for label, m in members.items() if m in curves},
+                        "base_point": (base_accuracy, instructions["base"][0]),
+                        "title": f"{title}\non {target} (predicted executed instructions)",
+                        "log_y": log_y,
+                        "unit": "M instructions",
+                    }
+                ],
+                results_dir / f"{figure}{INSTRUCTION_FIGURE_SUFFIX}",
+            )
     return summary
+
+
+def _target_costs(curve, in_target, exits, path_instructions, base, base_accuracy):
+    """A model's summary entries in the target's predicted M instructions (`in_target`: per rho of
+    `curve`; `path_instructions`: per exit path; `base`: the base model's): per exit path, the trade-off
+    points chosen in them, and the instruction saving at the rho of each FLOPs trade-off point."""
+    at_flops_points = []
+    for point in sweep.tradeoff_points(curve, base_accuracy, 1.0):
+        at = np.flatnonzero(curve.rho == point["rho"])[:1] if point["rho"] is not None else []
+        at_flops_points.append(float(100.0 * (1.0 - in_target[at[0]] / base)) if len(at) else None)
+    return {
+        "minstructions": dict(zip(exits, path_instructions)),
+        "tradeoff_target": sweep.tradeoff_points(curve, base_accuracy, base, cost=in_target, unit="minstructions"),
+        "instruction_reduction_pct_at_flops_tradeoff": at_flops_points,
+    }
 
 
 def run_notes(summary):
@@ -198,6 +295,13 @@ def table1_row(task, summary):
             standalone_ee=trecx["accuracy"]["ee"],
             standalone_ef=trecx["accuracy"]["ef"],
         )
+    if "target" in summary:
+        measured.update(target=summary["target"]["name"], baseline_minstructions=base["minstructions"]["ef"])
+        if trecx is not None and "tradeoff_target" in trecx:
+            measured.update(
+                instruction_reduction_pct_at_flops_tradeoff=trecx["instruction_reduction_pct_at_flops_tradeoff"],
+                tradeoff_instruction_reduction_pct=[p["reduction_pct"] for p in trecx["tradeoff_target"]],
+            )
     return {"model": task.TITLE, "measured": measured, "paper": tasks.table1_paper(task)}
 
 
@@ -230,6 +334,11 @@ INPUTS_KEYS = {
     ("inputs", "skipped", "*", "reason"): TEXT,
 }
 BASELINE_KEYS = {("baseline", "source"): TEXT}
+TARGET_KEYS = {("target", "name"): TEXT, ("models", "base", "minstructions", "ef"): NUMBER}
+TRECX_TARGET_KEYS = {
+    ("models", "trecx_ev", "tradeoff_target", "*", "reduction_pct"): NUMBER_OR_NONE,
+    ("models", "trecx_ev", "instruction_reduction_pct_at_flops_tradeoff", "*"): NUMBER_OR_NONE,
+}
 TYPE_NAMES = {
     NUMBER: "a number",
     WHOLE: "a whole number",
@@ -272,6 +381,8 @@ def _check_summary(path, summary, task_name):
         **(TRECX_KEYS if has_trecx else {}),
         **(INPUTS_KEYS if "inputs" in summary else {}),
         **(BASELINE_KEYS if "baseline" in summary else {}),
+        **(TARGET_KEYS if "target" in summary else {}),
+        **(TRECX_TARGET_KEYS if "target" in summary and has_trecx and "tradeoff_target" in models["trecx_ev"] else {}),
     }
     for key, kind in keys.items():
         for where, value in values(summary, key):
@@ -290,7 +401,7 @@ def write_table1(results_root):
     """Table 1 over every task with RESULTS_ROOT/TASK/summary.json, and the headline (the mean FLOPs
     reduction at the 1 % point) when every row has it; written to RESULTS_ROOT/table1.md, returned."""
     results_root = pathlib.Path(results_root)
-    rows, reductions, notes = [], [], ""
+    rows, reductions, savings, notes = [], [], [], ""
     for name in tasks.task_names():
         path = results_root / name / "summary.json"
         if path.is_file():
@@ -305,6 +416,8 @@ def write_table1(results_root):
             rows.append(table1_row(task, summary))
             notes += run_notes(summary)
             reductions.append(rows[-1]["measured"].get("tradeoff_reduction_pct", [None])[0])
+            target = rows[-1]["measured"].get("target")
+            savings.append((target, rows[-1]["measured"].get("tradeoff_instruction_reduction_pct", [None])[0]))
     if not rows:
         raise UserError(f"no TASK/summary.json under {results_root}; run the tasks' test.sh first")
     text = report.table1_markdown(rows) + notes
@@ -314,15 +427,30 @@ def write_table1(results_root):
             f"{sum(reductions) / len(reductions):.2f} % (paper, over all three tasks: "
             f"{tasks.PAPER_MEAN_REDUCTION_PCT} %)\n"
         )
+    targets = {target for target, _ in savings}
+    if len(targets) == 1 and None not in targets and None not in [saving for _, saving in savings]:
+        text += (
+            f"Mean predicted instruction saving on {targets.pop()} at the 1 % trade-off point chosen in "
+            f"instructions, over {len(savings)} task(s): {sum(s for _, s in savings) / len(savings):.2f} %\n"
+        )
     files.write_text(results_root / "table1.md", text)
     return text
 
 
-def reproduce(names, data_root, results_root, mirror=None, verify_checksums=True, log=print):
+def reproduce(
+    names,
+    data_root,
+    results_root,
+    mirror=None,
+    verify_checksums=True,
+    log=print,
+    target=target_cost.DEFAULT_TARGET,
+):
     """reproduce.sh: for each task (all when `names` is empty) download what its test split needs into
     DATA_ROOT/TASK unless its test set is in place (from `mirror`, a URL or folder holding the official
     archives, when given), build the test set where the task builds one (`prepare_test`), evaluate the
-    pretrained models into RESULTS_ROOT/TASK; then Table 1 over them. Returns the Table 1 text."""
+    pretrained models into RESULTS_ROOT/TASK (costs also in `target`'s predicted instructions unless it
+    is None); then Table 1 over them. Returns the Table 1 text."""
     for name in names or tasks.task_names():
         task = tasks.load_task(name)
         log(f"== {task.NAME}")
@@ -338,5 +466,6 @@ def reproduce(names, data_root, results_root, mirror=None, verify_checksums=True
             data_dir / getattr(task, "TEST_SUBDIR", ""),
             pathlib.Path(results_root) / task.NAME,
             log=log,
+            target=target,
         )
     return write_table1(results_root)

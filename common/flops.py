@@ -121,18 +121,31 @@ def format_table(costs):
     return "\n".join(rows)
 
 
-def task_tables(task, models=()):
-    """Per-layer tables of every exit path of the task's models (all, or those named), as text."""
+def task_tables(task, models=(), target=None):
+    """Per-layer tables of every exit path of the task's models (all, or those named), as text; with
+    `target` (common.target_cost.TARGETS), each path's predicted instructions there too, and for
+    two-exit models the exit rate above which early exit saves instructions on it."""
     from common.models import build_model
+    from common.target_cost import EarlyExitCost, load_cost_model, path_instructions
     from common.tasks import check_models, load_task
 
     task = load_task(task)
+    cost = load_cost_model(target) if target else None
+    base = path_instructions(build_model(task, "base").model, cost)[0] if cost else None
     parts = []
     for name in check_models(task, models):
         net = build_model(task, name)
-        for exit_name, costs in zip(net.exits, path_costs(net.model)):
+        instructions = path_instructions(net.model, cost) if cost else [None] * len(net.exits)
+        for exit_name, costs, count in zip(net.exits, path_costs(net.model), instructions):
+            on_target = f", {count / 1e6:.3f} M instructions on {target} (predicted)" if cost else ""
             parts.append(
                 f"\n{task.NAME}/{name}, path to exit {exit_name}: "
-                f"{sum(c.flops for c in costs) / 1e6:.3f} MFLOPs\n{format_table(costs)}"
+                f"{sum(c.flops for c in costs) / 1e6:.3f} MFLOPs{on_target}\n{format_table(costs)}"
+            )
+        if cost and len(net.exits) == 2:
+            stages = EarlyExitCost(target, instructions[0], instructions[1] - instructions[0], base)
+            parts.append(
+                f"\n{task.NAME}/{name} on {target}: early exit saves instructions above an exit rate of "
+                f"{stages.break_even_exit_rate:.3f} (base model {base / 1e6:.3f} M)"
             )
     return "\n".join(parts)

@@ -42,12 +42,16 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
 
 
-def write_curve_csv(path: str | os.PathLike, curve: Curve, exit_names: Sequence[str]) -> None:
-    """One row per rho: rho, accuracy_pct, mflops, exit_fraction_<name> for each of the K exits."""
+def write_curve_csv(
+    path: str | os.PathLike, curve: Curve, exit_names: Sequence[str], extra: dict | None = None
+) -> None:
+    """One row per rho: rho, accuracy_pct, mflops, the `extra` columns ({name: (R,) values}, e.g. the
+    cost in a target's instructions), exit_fraction_<name> for each of the K exits."""
     if len(exit_names) != curve.exit_fraction.shape[1]:
         raise ValueError(f"{len(exit_names)} exit names given for a curve with {curve.exit_fraction.shape[1]} exits")
-    header = ["rho", "accuracy_pct", "mflops"] + [f"exit_fraction_{name}" for name in exit_names]
-    table = np.column_stack([curve.rho, curve.accuracy, curve.mflops, curve.exit_fraction])
+    extra = extra or {}
+    header = ["rho", "accuracy_pct", "mflops", *extra] + [f"exit_fraction_{name}" for name in exit_names]
+    table = np.column_stack([curve.rho, curve.accuracy, curve.mflops, *extra.values(), curve.exit_fraction])
     with atomic_output(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(header)
@@ -94,7 +98,10 @@ def table1_markdown(rows: list[dict]) -> str:
     rows: {"model": str, "measured": {...}, "paper": {...}}; both value dicts may hold
     baseline_accuracy (%), baseline_mflops, baseline_params (int), tradeoff_mflops and
     tradeoff_reduction_pct (3 values for 1/2/3 % accuracy drop, entries or the list may be None),
-    trecx_params (int), standalone_ee, standalone_ef (%). Missing or None values print as "–".
+    trecx_params (int), standalone_ee, standalone_ef (%); measured may hold target (name),
+    baseline_minstructions, instruction_reduction_pct_at_flops_tradeoff and
+    tradeoff_instruction_reduction_pct (3 values each), which add the target's columns. Missing or None
+    values print as "–".
     """
     header = [
         "Model",
@@ -106,9 +113,23 @@ def table1_markdown(rows: list[dict]) -> str:
         "T-RecX params",
         "Standalone acc % EE, EF",
     ]
+    with_target = any("target" in row.get("measured", {}) for row in rows)
+    if with_target:
+        header += [
+            "Target",
+            "Baseline M instr.",
+            "Instr. saved % at the FLOPs points",
+            "Instr. saved % at 1, 2, 3 % drop, rho chosen in instr.",
+        ]
     lines = [
         "Each cell: measured / paper; lists give the values at 1, 2, 3 % accuracy drop "
-        f"(or for the EE, EF exits); {MISSING} = not available.",
+        f"(or for the EE, EF exits); {MISSING} = not available."
+        + (
+            " Instr.: executed instructions per sample on the target, predicted by its cost model "
+            "(measured only; the paper counts FLOPs)."
+            if with_target
+            else ""
+        ),
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---"] + [":---:"] * (len(header) - 1)) + "|",
@@ -128,5 +149,12 @@ def table1_markdown(rows: list[dict]) -> str:
                 _nums([p.get("standalone_ee"), p.get("standalone_ef")]),
             ),
         ]
+        if with_target:
+            cells += [
+                m.get("target", MISSING),
+                number(m.get("baseline_minstructions")),
+                _nums(m.get("instruction_reduction_pct_at_flops_tradeoff")),
+                _nums(m.get("tradeoff_instruction_reduction_pct")),
+            ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

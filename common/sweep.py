@@ -105,28 +105,46 @@ def benefit_curve(
     )
 
 
+def mean_cost(curve: Curve, path_costs: Sequence[float]) -> np.ndarray:
+    """(R,) mean cost per sample at each threshold of `curve`, for K per-path costs in any unit (the
+    exit fractions weigh the paths, as `benefit_curve` weighs the MFLOPs)."""
+    path_costs = np.asarray(path_costs, dtype=np.float64)
+    if path_costs.shape != (curve.exit_fraction.shape[1],):
+        raise ValueError(f"need {curve.exit_fraction.shape[1]} path costs (one per exit), got shape {path_costs.shape}")
+    return curve.exit_fraction @ path_costs
+
+
 def tradeoff_points(
-    curve: Curve, base_accuracy: float, base_mflops: float, drops: Sequence[int] = (1, 2, 3)
+    curve: Curve,
+    base_accuracy: float,
+    base_cost: float,
+    drops: Sequence[int] = (1, 2, 3),
+    cost: np.ndarray | None = None,
+    unit: str = "mflops",
 ) -> list[dict]:
     """Cheapest curve point within each accuracy drop (percentage points) of the base model.
 
-    Ties go to higher accuracy, then lower rho. Returns one JSON-ready dict per drop with keys
-    drop, accuracy (%), mflops, reduction_pct (% of base_mflops saved), rho; all None but drop
-    when no point qualifies.
+    cost: (R,) mean cost per sample at each rho (`mean_cost`), default the curve's MFLOPs; unit: its
+    key in the result; base_cost: the base model's, in that unit. Ties go to higher accuracy, then lower
+    rho. Returns one JSON-ready dict per drop with keys drop, accuracy (%), UNIT, reduction_pct (% of
+    base_cost saved), rho; all None but drop when no point qualifies.
     """
-    order = np.lexsort((curve.rho, -curve.accuracy, curve.mflops))
+    cost = curve.mflops if cost is None else np.asarray(cost, dtype=np.float64)
+    order = np.lexsort((curve.rho, -curve.accuracy, cost))
     points = []
     for drop in drops:
         ok = order[curve.accuracy[order] >= base_accuracy - drop - _ACC_EPS]
         drop = int(drop) if float(drop).is_integer() else float(drop)
-        entry = {"drop": drop, "accuracy": None, "mflops": None, "reduction_pct": None, "rho": None}
+        entry = {"drop": drop, "accuracy": None, unit: None, "reduction_pct": None, "rho": None}
         if ok.size:
             i = ok[0]
             entry.update(
-                accuracy=float(curve.accuracy[i]),
-                mflops=float(curve.mflops[i]),
-                reduction_pct=float(100.0 * (1.0 - curve.mflops[i] / base_mflops)),
-                rho=float(curve.rho[i]),
+                {
+                    "accuracy": float(curve.accuracy[i]),
+                    unit: float(cost[i]),
+                    "reduction_pct": float(100.0 * (1.0 - cost[i] / base_cost)),
+                    "rho": float(curve.rho[i]),
+                }
             )
         points.append(entry)
     return points

@@ -29,6 +29,7 @@ MODELS = {  # name -> exits in path order
 }
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ACC_EPS = 1e-9  # the slack common.sweep allows in `accuracy >= base - drop`
+INSTRUCTIONS = "minstructions_cortex-m4"  # the benefit curve's column of the default target
 
 
 def run_script(script: str, *args, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -111,7 +112,12 @@ def test_summary_structure(evaluation) -> None:
 
 
 def test_summary_costs_and_params(evaluation) -> None:
-    models = _ok(evaluation)["summary"]["models"]
+    summary = _ok(evaluation)["summary"]
+    models = summary["models"]
+    assert summary["target"]["name"] == "cortex-m4"
+    for name, exits in MODELS.items():  # every exit path of every model, SDN and BranchyNet included
+        instructions = [models[name]["minstructions"][e] for e in exits]
+        assert all(m > 0 for m in instructions) and instructions == sorted(instructions), name
     assert round(models["base"]["mflops"]["ef"], 2) == 25.27
     assert round(models["trecx_ev"]["mflops"]["ee"], 2) == 11.66
     assert round(models["trecx_ev"]["mflops"]["ef"], 2) == 26.46
@@ -150,13 +156,23 @@ def test_benefit_curves_and_tradeoff_consistency(evaluation) -> None:
         path = out / f"benefit_curve_{name}.csv"
         with open(path, newline="", encoding="utf-8") as f:
             header = next(csv.reader(f))
-        assert header == ["rho", "accuracy_pct", "mflops"] + [f"exit_fraction_{e}" for e in exits], name
+        assert header == ["rho", "accuracy_pct", "mflops", INSTRUCTIONS] + [f"exit_fraction_{e}" for e in exits]
         rows = read_curve_csv(path)
         assert len(rows) == 101, name
         for row in rows:
             assert sum(row[f"exit_fraction_{e}"] for e in exits) == pytest.approx(1.0, abs=1e-9)
-            cost = sum(row[f"exit_fraction_{e}"] * models[name]["mflops"][e] for e in exits)
-            assert row["mflops"] == pytest.approx(cost, rel=1e-6), name
+            for column, key in (("mflops", "mflops"), (INSTRUCTIONS, "minstructions")):
+                cost = sum(row[f"exit_fraction_{e}"] * models[name][key][e] for e in exits)
+                assert row[column] == pytest.approx(cost, rel=1e-6), (name, column)
+        # The trade-off points chosen in the target's instructions: the cheapest qualifying point there.
+        base_instructions = models["base"]["minstructions"]["ef"]
+        for entry in models[name]["tradeoff_target"]:
+            qualifying = [r[INSTRUCTIONS] for r in rows if r["accuracy_pct"] >= base_accuracy - entry["drop"] - ACC_EPS]
+            if entry["minstructions"] is None:
+                assert qualifying == [] and entry["rho"] is None, (name, entry)
+                continue
+            assert entry["minstructions"] == pytest.approx(min(qualifying), rel=1e-12), (name, entry)
+            assert entry["reduction_pct"] == pytest.approx(100.0 * (1 - entry["minstructions"] / base_instructions))
         for entry in models[name]["tradeoff"]:
             qualifying = [r["mflops"] for r in rows if r["accuracy_pct"] >= base_accuracy - entry["drop"] - ACC_EPS]
             if entry["mflops"] is None:
@@ -178,7 +194,8 @@ def test_table_and_figures(evaluation) -> None:
     table = (out / "table1.md").read_text(encoding="utf-8")
     assert "ResNet-8 (CIFAR-10)" in table
     assert "25.27" in table
-    for figure in ("Fig4a", "Fig7a"):
+    assert "| Target |" in table and "| cortex-m4 |" in table  # the predicted instruction columns
+    for figure in ("Fig4a", "Fig7a", "Fig4a_instructions", "Fig7a_instructions"):
         png, pdf = out / f"{figure}.png", out / f"{figure}.pdf"
         assert png.read_bytes()[:8] == PNG_SIGNATURE, png
         assert pdf.read_bytes()[:4] == b"%PDF", pdf

@@ -365,10 +365,10 @@ def test_choose_rho_takes_the_cheapest_point_within_the_drop():
         mflops=np.array([5.0, 6.0, 7.0, 9.0]),
         exit_fraction=np.zeros((4, 2)),
     )
-    point = pipeline.choose_rho(curve, base_accuracy=90.0, base_mflops=10.0, drop=1.0)
+    point = pipeline.choose_rho(curve, base_accuracy=90.0, base_cost=10.0, drop=1.0)
     assert point["rho"] == 0.8 and point["met"] and point["reduction_pct"] == pytest.approx(30.0)
     assert pipeline.choose_rho(curve, 90.0, 10.0, drop=2.0)["rho"] == 0.5
-    missed = pipeline.choose_rho(curve, base_accuracy=95.0, base_mflops=10.0, drop=1.0)
+    missed = pipeline.choose_rho(curve, base_accuracy=95.0, base_cost=10.0, drop=1.0)
     assert missed["rho"] == 1.0 and not missed["met"]  # the most accurate point
 
 
@@ -456,6 +456,16 @@ def check_summary(summary, rho_source):
         assert ratio is None or ratio == pytest.approx(result["latency_saving_pct"] / result["mflops_saving_pct"])
         assert result["stage2_invocations"] == round((1 - result["exit_rate"]) * 200)
     assert summary["int8"]["size_kb"]["stage1"] < summary["float32"]["size_kb"]["stage1"]
+    # The default target's predicted cost of the exported int8 models, at the int8 test exit rate.
+    target = summary["target"]
+    counts, exit_rate = target["instructions"], summary["int8"]["exit_rate"]
+    assert target["target"] == "cortex-m4" and 0 < counts["stage1"] < counts["base"] and counts["stage2"] > 0
+    expected = counts["stage1"] + (1 - exit_rate) * counts["stage2"]
+    assert target["expected_instructions"] == pytest.approx(expected)
+    assert target["instruction_saving_pct"] == pytest.approx(100 * (1 - expected / counts["base"]))
+    breaks_even = counts["stage1"] + (1 - target["break_even_exit_rate"]) * counts["stage2"]
+    assert breaks_even == pytest.approx(counts["base"])
+    assert target["saves"] == (target["instruction_saving_pct"] > 0)
 
 
 def test_deploy_sh_with_given_rho_needs_no_validation_data(cifar):
@@ -528,7 +538,16 @@ def test_deploy_sh_chooses_rho_on_the_validation_split(cifar):
     assert validation["num_samples"] == 30  # a tenth of the 300 synthetic training images
     assert summary["rho"] in [pytest.approx(r) for r in sweep.RHOS]
     assert validation["met"] == (validation["accuracy"] >= validation["base_accuracy"] - 1.0 - 1e-9)
-    assert "chosen on 30 validation samples" in (out / "deploy.md").read_text()
+    assert (
+        "chosen on 30 validation samples, the cheapest in instructions on cortex-m4" in (out / "deploy.md").read_text()
+    )
+    # Chosen in the target's instructions, the FLOPs choice beside it.
+    assert validation["chosen_in"] == "instructions on cortex-m4" and validation["saves"] == (
+        validation["reduction_pct"] > 0
+    )
+    assert validation["instruction_reduction_pct"] == pytest.approx(validation["reduction_pct"])
+    assert {"rho", "accuracy", "flops_reduction_pct", "instruction_reduction_pct"} <= set(validation["flops_choice"])
+    assert summary["target"]["deploy"] == ("early exit" if validation["saves"] else "base model")
 
 
 @pytest.mark.parametrize(

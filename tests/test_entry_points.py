@@ -48,6 +48,7 @@ RUN_BY = {
     "cli report": ["test_reproduce.py::test_report_reprints_table1"],
     "cli flops": ["test_entry_points.py::test_flops_prints_every_exit_path"],
     "cli tasks": ["test_tasks.py::test_the_fourth_task_is_listed_and_needs_no_preprocessing"],
+    "cli fit-cost-model": ["test_entry_points.py::test_fit_cost_model_refits_from_the_kept_measurements"],
 }
 
 
@@ -158,6 +159,22 @@ def test_flops_prints_every_exit_path(tmp_path):
     assert_ok(proc)
     assert "trecx_ev, path to exit ee: 11.660 MFLOPs" in proc.stdout
     assert "trecx_ev, path to exit ef: 26.459 MFLOPs" in proc.stdout
+
+
+def test_fit_cost_model_refits_from_the_kept_measurements(tmp_path):
+    """The refit without the emulator (the emulator's side, probes and counts, is tested in
+    test_target_cost.py), and a wrong target named with the valid ones."""
+    out = tmp_path / "costs.json"
+    proc = cli(
+        "fit-cost-model", "--from-measurements", "--targets", "cortex-m4,cortex-m55", "--output", out, cwd=tmp_path
+    )
+    assert_ok(proc)
+    assert "cortex-m4: " in proc.stdout and "measured operators, relative error median" in proc.stdout
+    assert set(json.loads(out.read_text())["targets"]) == {"cortex-m4", "cortex-m55"}
+    wrong = cli("fit-cost-model", "--from-measurements", "--targets", "cortex-m3", "--output", out, cwd=tmp_path)
+    assert wrong.returncode == 2 and "--targets: unknown target 'cortex-m3'; valid targets: cortex-m4" in wrong.stderr
+    wrong = cli("test", "image_classification", "--target", "m4", cwd=tmp_path)
+    assert wrong.returncode == 2 and "--target: unknown target 'm4'" in wrong.stderr and "or none" in wrong.stderr
 
 
 def test_install_mcu_toolchain_help_and_a_wrong_option(tmp_path):

@@ -284,6 +284,16 @@ def test_deploy_sh_mcu_checks_the_emulated_core_against_litert_and_reports_instr
     assert shares["backbone"]["instructions_pct"] + shares["branch"]["instructions_pct"] == pytest.approx(
         100 * counts["stage1"]["mean"] / counts["base"]["mean"], abs=0.1
     )
+    # The cost model's prediction beside each count: the totals within 3 %, each operator within 10 %.
+    predicted = target["predicted"]
+    assert predicted["cost_model"] == "cortex-m4"
+    for name in ("stage1", "stage2", "base"):
+        assert predicted["instructions"][name] == pytest.approx(counts[name]["mean"], rel=0.03), name
+        assert predicted["error_pct"][name] == pytest.approx(
+            100 * (predicted["instructions"][name] / counts[name]["mean"] - 1)
+        )
+    operators = [row for row in rows if row["operator"] != "(between operators)"]
+    assert operators and all(abs(float(row["prediction_error_pct"])) < 10 for row in operators)
     assert (out / "mcu_benefit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = (out / "deploy.md").read_text()
     assert (

@@ -100,6 +100,13 @@ def test_reproduce_from_an_empty_data_root_through_a_mirror(from_mirror, mirror)
         assert (root / "results" / task / "table1.md").is_file()
     table = (root / "results" / "table1.md").read_text()
     assert all(title in table for title in ("ResNet-8", "DS-CNN", "MobileNetV1-0.25"))
+    # Table 1 gains the default target's predicted instruction columns, one value per task.
+    assert "| Target | Baseline M instr. | Instr. saved % at the FLOPs points |" in table
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "cortex-m4" in line]
+    assert len(rows) == 3
+    for task, row in zip(TASKS, rows):
+        summary = json.loads((root / "results" / task / "summary.json").read_text())
+        assert f"| cortex-m4 | {summary['models']['base']['minstructions']['ef']:.2f} |" in row
 
 
 def test_reproduce_with_the_test_sets_in_place_fetches_nothing(in_place):

@@ -121,7 +121,7 @@ def make_curve(acc, mflops, rho=None):
 
 def test_tradeoff_picks_lowest_mflops_qualifying_point():
     curve = make_curve([85.0, 87.5, 88.0, 89.0, 90.0], [2.0, 4.0, 5.0, 7.0, 9.0])
-    points = tradeoff_points(curve, base_accuracy=90.0, base_mflops=10.0)
+    points = tradeoff_points(curve, base_accuracy=90.0, base_cost=10.0)
     assert [p["drop"] for p in points] == [1, 2, 3]
     assert points[0] == {
         "drop": 1,
@@ -144,14 +144,14 @@ def test_tradeoff_rounded_boundary_still_qualifies():
 
 def test_tradeoff_none_when_nothing_qualifies():
     curve = make_curve([80.0, 85.0], [1.0, 2.0])
-    points = tradeoff_points(curve, base_accuracy=90.0, base_mflops=10.0, drops=(1, 5))
+    points = tradeoff_points(curve, base_accuracy=90.0, base_cost=10.0, drops=(1, 5))
     assert points[0] == {"drop": 1, "accuracy": None, "mflops": None, "reduction_pct": None, "rho": None}
     assert points[1]["mflops"] == 2.0
 
 
 def test_tradeoff_tie_breaks_higher_accuracy_then_lower_rho():
     curve = make_curve([88.0, 89.5, 89.5, 95.0], [3.0, 3.0, 3.0, 8.0], rho=[0.2, 0.9, 0.4, 0.6])
-    point = tradeoff_points(curve, base_accuracy=90.0, base_mflops=6.0, drops=(3,))[0]
+    point = tradeoff_points(curve, base_accuracy=90.0, base_cost=6.0, drops=(3,))[0]
     assert point["accuracy"] == 89.5 and point["rho"] == 0.4
     assert point["reduction_pct"] == pytest.approx(50.0)  # negative savings are possible too
     assert tradeoff_points(curve, 96.0, 6.0, drops=(1,))[0]["reduction_pct"] == pytest.approx(-100 / 3)

@@ -18,12 +18,14 @@ def deploy_markdown(summary: dict, task: Any) -> str:
     rho_note = (
         "given on the command line"
         if summary["rho_source"] == "given"
-        else f"chosen on {summary['validation']['num_samples']} validation samples, "
-        f"{summary['drop']:g} point(s) below the float32 base model there "
+        else f"chosen on {summary['validation']['num_samples']} validation samples, the cheapest in "
+        f"{summary['validation'].get('chosen_in', 'MFLOPs')} within {summary['drop']:g} point(s) of the "
+        "float32 base model there "
         f"(validation accuracy {summary['validation']['accuracy']:.2f} % vs base "
         f"{summary['validation']['base_accuracy']:.2f} %"
         + ("" if summary["validation"]["met"] else "; target not reached, most accurate rho")
         + ")"
+        + _flops_choice(summary["validation"])
     )
     threads = (
         f"{summary['kernels']} kernels, {summary['num_threads']} interpreter "
@@ -87,15 +89,61 @@ def deploy_markdown(summary: dict, task: Any) -> str:
         "Models: export/*.tflite, C arrays export/*.h and export/*.cc.",
         "",
     ]
+    if summary.get("target"):
+        lines += target_markdown(summary["target"])
     if summary.get("mcu"):
         lines += mcu_markdown(summary["mcu"])
     return "\n".join(lines)
+
+
+def _flops_choice(validation: dict) -> str:
+    """The rho FLOPs would have chosen, beside the one chosen in the target's instructions."""
+    choice = validation.get("flops_choice")
+    if not choice:
+        return ""
+    return (
+        f"; there it saves {validation['instruction_reduction_pct']:.1f} % of the instructions and "
+        f"{validation['flops_reduction_pct']:.1f} % of the FLOPs, where the cheapest rho in FLOPs, "
+        f"{choice['rho']:.4f}, saves {choice['instruction_reduction_pct']:.1f} % and "
+        f"{choice['flops_reduction_pct']:.1f} %"
+    )
 
 
 def _millions(stats: dict | None) -> str:
     if stats is None:
         return MISSING
     return f"{stats['mean'] / 1e6:.3f} M ({stats['min'] / 1e6:.3f}-{stats['max'] / 1e6:.3f})"
+
+
+def _predicted(key: str):
+    """A cell maker: the cost model's prediction of `key` and its error against the count."""
+
+    def cell(t: dict) -> str:
+        predicted = t.get("predicted")
+        if not predicted:
+            return MISSING
+        return f"{predicted['instructions'][key] / 1e6:.3f} M ({predicted['error_pct'][key]:+.2f})"
+
+    return cell
+
+
+def target_markdown(target: dict) -> list[str]:
+    """deploy.md's lines on the predicted cost on the target (deploy.json's "target")."""
+    counts = target["instructions"]
+    lines = [
+        "## Predicted cost on the target",
+        "",
+        f"On {target['target']} (executed instructions per Invoke(), predicted by its cost model, "
+        "common/target_cost.py): stage 1 "
+        f"{counts['stage1'] / 1e6:.3f} M, stage 2 {counts['stage2'] / 1e6:.3f} M, base {counts['base'] / 1e6:.3f} M. "
+        f"At the int8 test exit rate {target['exit_rate']:.3f}: {target['expected_instructions'] / 1e6:.3f} M "
+        f"per sample, {target['instruction_saving_pct']:.1f} % saved; early exit saves above an exit rate of "
+        f"{target['break_even_exit_rate']:.3f}. Deploy: **{target['deploy']}**.",
+        "",
+    ]
+    if target.get("message"):
+        lines += [f"**{target['message'][0].upper()}{target['message'][1:]}.**", ""]
+    return lines
 
 
 def mcu_markdown(mcu: dict) -> list[str]:
@@ -132,6 +180,15 @@ def mcu_markdown(mcu: dict) -> list[str]:
             lambda t: f"{t['stage2_invocations']} ({t['samples_not_exited']})",
         ),
         ("expected instructions per sample", lambda t: f"{t['expected_instructions'] / 1e6:.3f} M"),
+        *[
+            (f"{label} predicted by the cost model (error %)", _predicted(key))
+            for key, label in (
+                ("stage1", "stage 1"),
+                ("stage2", "stage 2"),
+                ("base", "base"),
+                ("expected", "expected per sample"),
+            )
+        ],
         (
             "instruction saving % / FLOPs saving %",
             lambda t: f"{t['instruction_saving_pct']:.1f} / {t['flops_saving_pct']:.1f}",

@@ -16,9 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 from common.deploy import mcu, mcu_build
-from common.deploy.profile import operators
+from common.deploy.profile import operators, predicted_instructions
 from common.deploy.runtime import NEVER_EXIT, EarlyExitRunner, Runtime, SingleStageRunner
 from common.errors import UserError
+from common.target_cost import TARGETS, EarlyExitCost, load_cost_model
 
 DEFAULT_SAMPLES = 50
 PROFILE_SAMPLES = 3  # per-operator counts hardly depend on the input: a few samples show them
@@ -40,6 +41,8 @@ LAYER_COLUMNS = (
     "macs_pct",
     "instructions_per_mac",
     "instructions_per_output",
+    "predicted_instructions",
+    "prediction_error_pct",
 )
 
 
@@ -75,13 +78,6 @@ def _stats(values):
     }
 
 
-def expected_cost(stage1, stage2, base, exit_rate):
-    """(cost per sample, % saved against the base model) of an early-exit model whose stage 1 costs
-    `stage1` per sample and stage 2 `stage2`, when `exit_rate` of the samples leave after stage 1."""
-    cost = stage1 + (1.0 - exit_rate) * stage2
-    return cost, float(100.0 * (1.0 - cost / base))
-
-
 def litert_reference(models, inputs, rho):
     """(exits, classes, base classes) of LiteRT's int8 run with its reference kernels, one sample at a time."""
     runtime = Runtime(kernels="reference")
@@ -110,11 +106,22 @@ def agreement(result, reference):
     }
 
 
-def layer_rows(result, tflite_models):
+def cost_model_name(core, kernels):
+    """The name of a target's cost model (common.target_cost.TARGETS), None when it has none."""
+    name = core if kernels == "cmsis-nn" else f"{core}:{kernels}"
+    return name if name in TARGETS else None
+
+
+def _error_pct(predicted, measured):
+    return float(100.0 * (predicted / measured - 1.0)) if predicted is not None and measured else None
+
+
+def layer_rows(result, tflite_models, cost_model=None):
     """Per-operator rows (LAYER_COLUMNS) of a profiled McuResult, with each model's MACs and output
-    elements from its .tflite, and per model a last row, "(between operators)": its Invoke() count less
-    the operators' sum (the interpreter's loop and the profiler's hooks). Means over the samples each
-    model ran on; shares are of the profiled Invoke() count."""
+    elements from its .tflite, the `cost_model`'s prediction beside each operator's count when given,
+    and per model a last row, "(between operators)": its Invoke() count less the operators' sum (the
+    interpreter's loop and the profiler's hooks). Means over the samples each model ran on; shares are
+    of the profiled Invoke() count."""
     rows = []
     for model, ops in result.layer_ops.items():
         counts = result.layer_instructions[model][result.ran[model]]
@@ -127,6 +134,7 @@ def layer_rows(result, tflite_models):
         total_macs = sum(macs for _, _, macs in table) or 1
         total = result.instructions[model][result.ran[model]].mean()
         base = {"core": result.core, "kernels": result.kernels, "model": model}
+        predicted = predicted_instructions(tflite_models[model], cost_model)[1] if cost_model else [None] * len(table)
         for index, ((name, shape, macs), instructions) in enumerate(zip(table, means)):
             elements = int(np.prod(shape[1:]))
             rows.append(
@@ -141,6 +149,8 @@ def layer_rows(result, tflite_models):
                     "macs_pct": 100.0 * macs / total_macs,
                     "instructions_per_mac": instructions / macs if macs else None,
                     "instructions_per_output": instructions / elements,
+                    "predicted_instructions": predicted[index],
+                    "prediction_error_pct": _error_pct(predicted[index], instructions),
                 }
             )
         between = total - means.sum()
@@ -156,6 +166,8 @@ def layer_rows(result, tflite_models):
                 "macs_pct": 0.0,
                 "instructions_per_mac": None,
                 "instructions_per_output": None,
+                "predicted_instructions": None,
+                "prediction_error_pct": None,
             }
         )
     return rows
@@ -228,7 +240,8 @@ def measure_target(
         ).instructions["stage2"]
     stats = {name: _stats(values) for name, values in ran.items()}
     stage1, stage2, base = (stats[name]["mean"] for name in ("stage1", "stage2", "base"))
-    expected, saving = expected_cost(stage1, stage2, base, test_exit_rate)
+    measured = EarlyExitCost(f"{core}:{kernels}", stage1, stage2, base)
+    expected, saving = measured.expected(test_exit_rate), measured.saving_pct(test_exit_rate)
     per_sample = run.instructions["stage1"] + run.instructions["stage2"]
     summary = {
         "core": core,
@@ -250,8 +263,17 @@ def measure_target(
         "flash_bytes": run.flash_bytes,
         "ram_bytes": run.ram_bytes,
     }
-    rows = layer_rows(profiled, int8_models)
+    name = cost_model_name(core, kernels)
+    cost_model = load_cost_model(name) if name else None
+    rows = layer_rows(profiled, int8_models, cost_model)
     summary["stage1_shares"] = stage1_shares(rows)
+    if cost_model:
+        summary["predicted"] = predicted_beside(measured, int8_models, cost_model, test_exit_rate)
+        errors = summary["predicted"]["error_pct"]
+        log(
+            f"  cost model {name}: stage 1 {errors['stage1']:+.2f} %, stage 2 {errors['stage2']:+.2f} %, base "
+            f"{errors['base']:+.2f} %, expected per sample {errors['expected']:+.2f} % against the counts"
+        )
     same = summary["agreement_with_litert_int8"]
     log(
         f"  instructions per sample: stage 1 {stage1 / 1e6:.3f} M, stage 2 {stage2 / 1e6:.3f} M, base "
@@ -265,6 +287,23 @@ def measure_target(
             f"{same['differing_samples']} (see deploy.json)"
         )
     return summary, rows
+
+
+def predicted_beside(measured, int8_models, cost_model, exit_rate):
+    """deploy.json's "predicted" of one target: the cost model's instructions of stage 1, stage 2, base
+    and the expected count per sample at `exit_rate`, each with its error against `measured` (an
+    `EarlyExitCost` of the emulator's means)."""
+    totals = {part: predicted_instructions(int8_models[part], cost_model)[0] for part in ("stage1", "stage2", "base")}
+    predicted = EarlyExitCost(cost_model.target, **totals)
+    values = {**totals, "expected": predicted.expected(exit_rate)}
+    counts = {"stage1": measured.stage1, "stage2": measured.stage2, "base": measured.base}
+    counts["expected"] = measured.expected(exit_rate)
+    return {
+        "cost_model": cost_model.target,
+        "instructions": values,
+        "error_pct": {key: _error_pct(values[key], counts[key]) for key in values},
+        "instruction_saving_pct": predicted.saving_pct(exit_rate),
+    }
 
 
 def measure_targets(export_dir, model_name, int8_models, inputs, rho, targets, int8_summary, log=print):

@@ -8,6 +8,7 @@ import dataclasses
 from common.deploy.mcu_measure import DEFAULT_SAMPLES as DEFAULT_MCU_SAMPLES
 from common.deploy.runtime import Runtime
 from common.errors import UserError
+from common.target_cost import DEFAULT_TARGET, check_target
 
 DEFAULT_DROP = 1.0  # accuracy points below the base model that rho may cost (on the validation split)
 
@@ -20,7 +21,8 @@ class DeployOptions:
     accuracy points of the base model there; calibration_samples: size of the int8 representative set;
     threads, kernels: how the LiteRT interpreters run (`runtime`); mcu: (core, kernels) targets to run the
     int8 export on (`mcu_measure.parse_targets` reads --mcu's text), on the first `mcu_samples` test
-    samples (None: all).
+    samples (None: all); target: the microcontroller whose predicted instructions (common.target_cost)
+    choose rho and are reported, or None for MFLOPs as the paper.
     Values out of range raise UserError naming the option.
     """
 
@@ -31,6 +33,7 @@ class DeployOptions:
     kernels: str = Runtime.kernels
     mcu: tuple[tuple[str, str], ...] = ()
     mcu_samples: int | None = DEFAULT_MCU_SAMPLES
+    target: str | None = DEFAULT_TARGET
 
     def __post_init__(self):
         if self.rho is not None and not 0.0 <= self.rho <= 1.0:
@@ -41,6 +44,7 @@ class DeployOptions:
                 f"{self.calibration_samples}, {self.threads} and {self.drop}"
             )
         Runtime(self.threads, self.kernels)  # refuses an unknown kernel set
+        object.__setattr__(self, "target", check_target(self.target))  # "none" is None
         if self.mcu_samples is not None and self.mcu_samples < 1:
             raise UserError(f"--mcu-samples must be at least 1 (or all), got {self.mcu_samples}")
 

@@ -17,10 +17,11 @@ import pathlib
 
 import numpy as np
 
-from common import files, flops, plots, report, sweep, tasks, weights
+from common import files, flops, plots, report, sweep, target_cost, tasks, weights
 from common.deploy import markdown, mcu_build, mcu_measure
 from common.deploy.export import PRECISIONS, export_models, split_stages, weights_kb, write_export
 from common.deploy.options import DEFAULT_DROP, DeployOptions
+from common.deploy.profile import predicted_instructions
 from common.deploy.runtime import NEVER_EXIT, EarlyExitRunner, Runtime, SingleStageRunner, run_interleaved, runtime_name
 from common.errors import UserError
 
@@ -28,22 +29,24 @@ from common.errors import UserError
 # Choosing rho and measuring
 
 
-def choose_rho(curve, base_accuracy, base_mflops, drop=DEFAULT_DROP):
+def choose_rho(curve, base_accuracy, base_cost, drop=DEFAULT_DROP, cost=None, unit="mflops"):
     """The trade-off point of `curve` (a validation benefit curve) at `drop` points below `base_accuracy`:
-    the cheapest rho whose accuracy is at least base_accuracy - drop (common.sweep.tradeoff_points).
+    the cheapest rho whose accuracy is at least base_accuracy - drop (common.sweep.tradeoff_points), cheapest
+    in `cost` ((R,) per rho, `unit` its key; default the curve's MFLOPs) against the base model's `base_cost`.
 
-    Returns that point's dict (drop, accuracy, mflops, reduction_pct, rho) with "met": True; when no
-    rho reaches the target, the most accurate point (cheapest among equals) with "met": False.
+    Returns that point's dict (drop, accuracy, UNIT, reduction_pct, rho) with "met": True; when no rho
+    reaches the target, the most accurate point (cheapest among equals) with "met": False.
     """
-    point = sweep.tradeoff_points(curve, base_accuracy, base_mflops, drops=(drop,))[0]
+    cost = curve.mflops if cost is None else np.asarray(cost, np.float64)
+    point = sweep.tradeoff_points(curve, base_accuracy, base_cost, drops=(drop,), cost=cost, unit=unit)[0]
     if point["rho"] is not None:
         return {**point, "met": True}
-    best = np.lexsort((curve.mflops, -curve.accuracy))[0]
+    best = np.lexsort((cost, -curve.accuracy))[0]
     return {
         "drop": point["drop"],
         "accuracy": float(curve.accuracy[best]),
-        "mflops": float(curve.mflops[best]),
-        "reduction_pct": float(100.0 * (1.0 - curve.mflops[best] / base_mflops)),
+        unit: float(cost[best]),
+        "reduction_pct": float(100.0 * (1.0 - cost[best] / base_cost)),
         "rho": float(curve.rho[best]),
         "met": False,
     }
@@ -103,18 +106,40 @@ def evaluate_precision(models, test, rho, path_mflops, base_mflops, runtime=Runt
     return result, curve, (trace, base_trace)
 
 
-def validation_rho(models, validation, path_mflops, base_mflops, drop, runtime=Runtime()):
-    """rho chosen on the validation split with the float32 models: (rho, details dict)."""
+def validation_rho(models, validation, path_mflops, base_mflops, drop, runtime=Runtime(), target=None):
+    """rho chosen on the validation split with the float32 models: (rho, details dict).
+
+    Without `target` (an `EarlyExitCost` of the int8 models), the cheapest rho in MFLOPs within `drop`;
+    with it, the cheapest in the target's instructions, the MFLOPs choice reported beside it
+    ("flops_choice") and "saves" telling whether the chosen rho saves anything on the target.
+    """
     inputs, labels = validation
     full = EarlyExitRunner(models["stage1"], models["stage2"], NEVER_EXIT, runtime).run(inputs, warmup=0)
     base = SingleStageRunner(models["base"], runtime).run(inputs, warmup=0)
     base_accuracy = base.accuracy(labels)
-    point = choose_rho(trace_curve(full, labels, path_mflops), base_accuracy, base_mflops, drop)
+    curve = trace_curve(full, labels, path_mflops)
+    details = {"num_samples": int(len(labels)), "base_accuracy": base_accuracy, "target_accuracy": base_accuracy - drop}
+    in_flops = choose_rho(curve, base_accuracy, base_mflops, drop)
+    if target is None:
+        return in_flops["rho"], {**details, **in_flops, "chosen_in": "MFLOPs"}
+    in_target = sweep.mean_cost(curve, target.paths)
+    point = choose_rho(curve, base_accuracy, target.base, drop, cost=in_target, unit="instructions")
+
+    def at(rho):
+        i = int(np.flatnonzero(curve.rho == rho)[0])
+        return {
+            "flops_reduction_pct": float(100.0 * (1.0 - curve.mflops[i] / base_mflops)),
+            "instruction_reduction_pct": float(100.0 * (1.0 - in_target[i] / target.base)),
+            "exit_rate": float(curve.exit_fraction[i, 0]),
+        }
+
     return point["rho"], {
-        "num_samples": int(len(labels)),
-        "base_accuracy": base_accuracy,
-        "target_accuracy": base_accuracy - drop,
+        **details,
         **point,
+        **at(point["rho"]),
+        "chosen_in": f"instructions on {target.target}",
+        "saves": point["reduction_pct"] > 0,
+        "flops_choice": {"rho": in_flops["rho"], "accuracy": in_flops["accuracy"], **at(in_flops["rho"])},
     }
 
 
@@ -192,16 +217,31 @@ def _deploy(task, model_name, net, base_net, test, results_dir, calibration, val
     models = export_models(net, base_net, calibration, log)
     write_export(results_dir / "export", task.NAME, model_name, models, log=lambda *_: None)
     log(f"wrote {sum(len(p) for p in models.values())} models (.tflite, .h, .cc) to {shown_as / 'export'}")
+    target = predicted_cost(models["int8"], options.target) if options.target else None
 
     details = None
     if rho is None:
-        log(f"choosing rho on {len(validation[1])} validation samples ({options.drop:g} point(s) below the base model)")
-        rho, details = validation_rho(models["float32"], validation, path_mflops, base_mflops, options.drop, runtime)
+        unit = f"{options.target} instructions" if target else "MFLOPs"
+        log(
+            f"choosing rho on {len(validation[1])} validation samples, cheapest in {unit} within "
+            f"{options.drop:g} point(s) of the base model"
+        )
+        rho, details = validation_rho(
+            models["float32"], validation, path_mflops, base_mflops, options.drop, runtime, target
+        )
         met = "" if details["met"] else " (target not reached: most accurate rho)"
         log(
             f"  rho = {rho:.4f}: validation accuracy {details['accuracy']:.2f} % against base "
             f"{details['base_accuracy']:.2f} %{met}"
         )
+        if target:
+            flops_choice = details["flops_choice"]
+            log(
+                f"  on {options.target}: {details['instruction_reduction_pct']:.1f} % of the base model's instructions "
+                f"saved there ({details['flops_reduction_pct']:.1f} % of its FLOPs); the cheapest rho in FLOPs, "
+                f"{flops_choice['rho']:.4f}, would save {flops_choice['instruction_reduction_pct']:.1f} % of the "
+                f"instructions ({flops_choice['flops_reduction_pct']:.1f} % of the FLOPs)"
+            )
     summary = {
         "task": task.NAME,
         "model": model_name,
@@ -226,6 +266,8 @@ def _deploy(task, model_name, net, base_net, test, results_dir, calibration, val
         int8_size_reduction_pct=size_reduction(summary, "size_kb"),
         int8_weights_reduction_pct=size_reduction(summary, "weights_kb"),
     )
+    if target:
+        summary["target"] = target_summary(target, summary["int8"]["exit_rate"], details, log)
     if options.mcu:
         inputs = test[0][: options.mcu_samples]
         summary["mcu"] = on_mcu(
@@ -240,6 +282,53 @@ def _deploy(task, model_name, net, base_net, test, results_dir, calibration, val
         results_dir / "int8_vs_float",
     )
     files.write_text(results_dir / "deploy.md", markdown.deploy_markdown(summary, task))
+    return summary
+
+
+def predicted_cost(int8_models, target):
+    """`EarlyExitCost` of the int8 stage 1, stage 2 and base model on `target`, from its cost model."""
+    model = target_cost.load_cost_model(target)
+    stage1, stage2, base = (
+        predicted_instructions(int8_models[part], model)[0] for part in ("stage1", "stage2", "base")
+    )
+    return target_cost.EarlyExitCost(target, stage1, stage2, base)
+
+
+def target_summary(target, exit_rate, details, log=print):
+    """deploy.json's "target": the predicted cost of the deployed models at the int8 test exit rate, and
+    whether early exit pays there. Says plainly when it does not: a rho chosen on validation that saves
+    nothing within the drop (deploy the base model), or a given rho below the break-even exit rate."""
+    saving = target.saving_pct(exit_rate)
+    break_even = target.break_even_exit_rate
+    summary = {
+        **target.to_json(),
+        "exit_rate": exit_rate,
+        "expected_instructions": target.expected(exit_rate),
+        "instruction_saving_pct": saving,
+        "saves": saving > 0,
+        "deploy": "early exit",
+    }
+    where = f"on {target.target}"
+    log(
+        f"  {where} (predicted): stage 1 {target.stage1 / 1e6:.3f} M, stage 2 {target.stage2 / 1e6:.3f} M, base "
+        f"{target.base / 1e6:.3f} M instructions; at the int8 test exit rate {exit_rate:.3f}: "
+        f"{target.expected(exit_rate) / 1e6:.3f} M, saving {saving:.1f} % (break-even exit rate {break_even:.3f})"
+    )
+    if details is not None and not details.get("saves", True):
+        summary["deploy"] = "base model"
+        summary["message"] = (
+            f"no rho within {details['drop']:g} point(s) of the base model saves instructions {where}: "
+            f"early exit costs more than the base model at every exit rate the validation split reaches "
+            f"(break-even exit rate {break_even:.3f}); deploy the base model. The numbers below are for the "
+            f"cheapest rho, {details['rho']:.4f}"
+        )
+        log(f"  NOTE: {summary['message']}")
+    elif saving <= 0:
+        summary["message"] = (
+            f"at this rho the early exit costs more {where} than the base model: {exit_rate:.3f} of the "
+            f"samples exit, it saves only above an exit rate of {break_even:.3f}"
+        )
+        log(f"  WARNING: {summary['message']}")
     return summary
 
 

@@ -52,6 +52,46 @@ def _macs(name, op, tensors):
     return 0
 
 
+def _options(op, tensors, name, constant):
+    """(kernel, stride, padding, non-constant inputs) of a flatbuffer operator, for `target_cost.Operator`."""
+    options = op.builtinOptions
+    kernel = (1, 1)
+    if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        kernel = tuple(int(d) for d in tensors[op.inputs[1]].shape[1:3])
+    elif hasattr(options, "filterHeight"):
+        kernel = (int(options.filterHeight), int(options.filterWidth))
+    stride = (int(options.strideH), int(options.strideW)) if hasattr(options, "strideH") else (1, 1)
+    padding = ("same" if options.padding == 0 else "valid") if hasattr(options, "padding") else "valid"
+    inputs = sum(1 for t in op.inputs if t >= 0 and not constant[t])
+    return kernel, stride, padding, inputs
+
+
+def tflite_operators(tflite_bytes):
+    """The `target_cost.Operator` of every operator of a single-graph .tflite model, in execution order."""
+    from common.target_cost import Operator
+
+    model, graph = _graph(tflite_bytes)
+    constant = [model.buffers[t.buffer].data is not None for t in graph.tensors]
+    ops = []
+    for op in graph.operators:
+        name = builtin_name(model.operatorCodes[op.opcodeIndex])
+        kernel, stride, padding, inputs = _options(op, graph.tensors, name, constant)
+        first = next(t for t in op.inputs if t >= 0 and not constant[t])
+        input_shape = tuple(int(d) for d in graph.tensors[first].shape[1:])
+        if name == "FULLY_CONNECTED":
+            input_shape = (math.prod(input_shape),)
+        output_shape = tuple(int(d) for d in graph.tensors[op.outputs[0]].shape[1:])
+        ops.append(Operator(name, input_shape, output_shape, kernel, stride, padding, inputs))
+    return ops
+
+
+def predicted_instructions(tflite_bytes, cost_model):
+    """(total, [per operator]) executed instructions of one Invoke() of a .tflite model, predicted by a
+    `target_cost.CostModel`."""
+    ops = tflite_operators(tflite_bytes)
+    return cost_model.model(ops), [cost_model.operator(op) for op in ops]
+
+
 def _graph(tflite_bytes):
     model = read_flatbuffer(tflite_bytes)
     if len(model.subgraphs) != 1:
