@@ -158,6 +158,27 @@ def test_an_exit_that_saves_nothing_on_the_target_is_not_deployed():
     assert "deploy the base model" in summary["message"] and any("NOTE: no rho within 1" in line for line in lines)
 
 
+def test_validation_refuses_an_exit_that_costs_more_than_the_base_model_at_every_rho():
+    """Through the deployment's own choice on real exported models: with a stage 1 dearer than the base
+    model no rho saves anything, so the base model is what to deploy; the numbers are still there."""
+    from test_deploy import export_task
+
+    from common import flops
+
+    exported = export_task("keyword_spotting")
+    validation = (exported["x"][:60], exported["labels"][:60])
+    path_mflops = flops.path_mflops(exported["net"].model)
+    base_mflops = flops.path_mflops(exported["base"].model)[0]
+    dear = EarlyExitCost("cortex-m4", stage1=8e6, stage2=3e6, base=7.5e6)
+    rho, details = pipeline.validation_rho(
+        exported["models"]["float32"], validation, path_mflops, base_mflops, 100.0, target=dear
+    )
+    assert not details["saves"] and details["instruction_reduction_pct"] < 0 and details["rho"] == rho
+    assert details["chosen_in"] == "instructions on cortex-m4" and "flops_choice" in details
+    summary = pipeline.target_summary(dear, details["exit_rate"], details, log=quiet)
+    assert summary["deploy"] == "base model" and "deploy the base model" in summary["message"]
+
+
 def test_a_given_rho_below_the_break_even_exit_rate_is_warned_about():
     cost = EarlyExitCost("cortex-m4", stage1=80.0, stage2=50.0, base=100.0)
     lines = []
