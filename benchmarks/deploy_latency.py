@@ -54,22 +54,22 @@ def measure(task_name, x, labels, models, path_mflops, base_mflops, fractions, r
             )
             exited = trace.exits == 0
             stage1_ms = trace.latency_ns[exited].mean() / 1e6 if exited.any() else float("nan")
-            full_ms = result["full_path_latency_ms"]["mean"]
+            full_ms = result.full_path_latency_ms["mean"]
             rows.append(
                 {
                     "task": task_name,
                     "kernels": runtime.kernels,
                     "precision": precision,
                     "rho": rho,
-                    "exit_rate": result["exit_rate"],
-                    "flops_saving": result["mflops_saving_pct"],
-                    "latency_saving": result["latency_saving_pct"],
-                    "ratio": result["latency_over_flops_saving"],
-                    "latency_ms": result["latency_ms"]["mean"],
-                    "base_ms": result["base_latency_ms"]["mean"],
+                    "exit_rate": result.exit_rate,
+                    "flops_saving": result.mflops_saving_pct,
+                    "latency_saving": result.latency_saving_pct,
+                    "ratio": result.latency_over_flops_saving,
+                    "latency_ms": result.latency_ms["mean"],
+                    "base_ms": result.base_latency_ms["mean"],
                     "stage1_share_latency": stage1_ms / full_ms,
                     "stage1_share_flops": path_mflops[0] / path_mflops[1],
-                    "full_over_base_latency": full_ms / result["base_latency_ms"]["mean"],
+                    "full_over_base_latency": full_ms / result.base_latency_ms["mean"],
                     "full_over_base_flops": path_mflops[1] / base_mflops,
                 }
             )

@@ -319,12 +319,12 @@ def test_measure_target_counts_stage2_even_when_every_sample_exits(kws):
         flops_saving_pct=30.0,
         log=quiet,
     )
-    assert summary["exit_rate_samples"] == 1.0 and summary["stage2_invocations"] == 0
-    assert summary["agreement_with_litert_int8"]["differing_samples"] == []
+    assert summary.exit_rate_samples == 1.0 and summary.stage2_invocations == 0
+    assert summary.agreement_with_litert_int8["differing_samples"] == []
     # Stage 2's count then comes from a run in which it ran, and enters the expected count as a quarter.
-    stage1, stage2 = summary["instructions"]["stage1"], summary["instructions"]["stage2"]
+    stage1, stage2 = summary.instructions["stage1"], summary.instructions["stage2"]
     assert stage2["samples"] == min(len(x), mcu_measure.PROFILE_SAMPLES) and stage2["min"] > 0
-    assert summary["expected_instructions"] == pytest.approx(stage1["mean"] + 0.25 * stage2["mean"])
+    assert summary.expected_instructions == pytest.approx(stage1["mean"] + 0.25 * stage2["mean"])
     assert {row["model"] for row in layers} == {"stage1", "stage2", "base"}
 
 

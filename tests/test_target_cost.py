@@ -15,6 +15,7 @@ import pytest
 from common import sweep, target_cost, tasks
 from common.deploy import cost_fit, mcu, mcu_build, pipeline
 from common.deploy.profile import predicted_instructions, tflite_operators
+from common.deploy.results import RhoChoice
 from common.models import build_model
 from common.target_cost import EarlyExitCost, Operator, keras_operators, load_cost_model
 
@@ -151,11 +152,11 @@ def test_break_even_exit_rate_and_expected_cost():
 def test_an_exit_that_saves_nothing_on_the_target_is_not_deployed():
     cost = EarlyExitCost("cortex-m55", stage1=80.0, stage2=50.0, base=100.0)  # saves above 60 % exits
     lines = []
-    chosen = {"saves": False, "drop": 1.0, "rho": 0.9}  # validation: no rho within the drop saves
+    chosen = RhoChoice(60, 90.0, 89.0, 1.0, 89.5, rho=0.9, met=True, saves=False)  # no rho within the drop saves
     summary = pipeline.target_summary(cost, 0.3, chosen, log=lines.append)
-    assert summary["deploy"] == "base model" and not summary["saves"]
-    assert summary["break_even_exit_rate"] == pytest.approx(0.6)
-    assert "deploy the base model" in summary["message"] and any("NOTE: no rho within 1" in line for line in lines)
+    assert summary.deploy == "base model" and not summary.saves
+    assert summary.break_even_exit_rate == pytest.approx(0.6)
+    assert "deploy the base model" in summary.message and any("NOTE: no rho within 1" in line for line in lines)
 
 
 def test_validation_refuses_an_exit_that_costs_more_than_the_base_model_at_every_rho():
@@ -173,20 +174,20 @@ def test_validation_refuses_an_exit_that_costs_more_than_the_base_model_at_every
     rho, details = pipeline.validation_rho(
         exported["models"]["float32"], validation, path_mflops, base_mflops, 100.0, target=dear
     )
-    assert not details["saves"] and details["instruction_reduction_pct"] < 0 and details["rho"] == rho
-    assert details["chosen_in"] == "instructions on cortex-m4" and "flops_choice" in details
-    summary = pipeline.target_summary(dear, details["exit_rate"], details, log=quiet)
-    assert summary["deploy"] == "base model" and "deploy the base model" in summary["message"]
+    assert not details.saves and details.instruction_reduction_pct < 0 and details.rho == rho
+    assert details.chosen_in == "instructions on cortex-m4" and details.flops_choice is not None
+    summary = pipeline.target_summary(dear, details.exit_rate, details, log=quiet)
+    assert summary.deploy == "base model" and "deploy the base model" in summary.message
 
 
 def test_a_given_rho_below_the_break_even_exit_rate_is_warned_about():
     cost = EarlyExitCost("cortex-m4", stage1=80.0, stage2=50.0, base=100.0)
     lines = []
     summary = pipeline.target_summary(cost, 0.5, None, log=lines.append)  # rho given: details None
-    assert summary["deploy"] == "early exit" and summary["instruction_saving_pct"] == pytest.approx(-5.0)
+    assert summary.deploy == "early exit" and summary.instruction_saving_pct == pytest.approx(-5.0)
     assert any("WARNING" in line and "above an exit rate of 0.600" in line for line in lines)
     lines.clear()
-    assert pipeline.target_summary(cost, 0.7, None, log=lines.append)["saves"]
+    assert pipeline.target_summary(cost, 0.7, None, log=lines.append).saves
     assert not any("WARNING" in line for line in lines)
 
 

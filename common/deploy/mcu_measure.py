@@ -17,6 +17,7 @@ import numpy as np
 
 from common.deploy import mcu, mcu_build
 from common.deploy.profile import operators, predicted_instructions
+from common.deploy.results import McuTargetResult, PredictedCounts
 from common.deploy.runtime import NEVER_EXIT, EarlyExitRunner, Runtime, SingleStageRunner
 from common.errors import UserError
 from common.target_cost import TARGETS, EarlyExitCost, load_cost_model
@@ -211,8 +212,8 @@ def measure_target(
     flops_saving_pct,
     log=print,
 ):
-    """Run one target; `reference`: `litert_reference` on the same inputs. Returns (its summary in
-    deploy.json's layout, its per-operator rows)."""
+    """Run one target; `reference`: `litert_reference` on the same inputs. Returns (its `McuTargetResult`,
+    its per-operator rows)."""
     n = len(inputs)
     log(f"{core} with {kernels} kernels: {n} samples on the emulator")
     run = mcu.run_on_mcu(export_dir, model_name, inputs, rho=rho, core=core, kernels=kernels, log=log)
@@ -242,55 +243,54 @@ def measure_target(
     stage1, stage2, base = (stats[name]["mean"] for name in ("stage1", "stage2", "base"))
     measured = EarlyExitCost(f"{core}:{kernels}", stage1, stage2, base)
     expected, saving = measured.expected(test_exit_rate), measured.saving_pct(test_exit_rate)
-    per_sample = run.instructions["stage1"] + run.instructions["stage2"]
-    summary = {
-        "core": core,
-        "kernels": kernels,
-        "board": run.board,
-        "samples": n,
-        "agreement_with_litert_int8": agreement(run, reference),
-        "exit_rate_samples": float(np.mean(run.exits == 0)),
-        "stage2_invocations": int(run.invocations["stage2"]),
-        "samples_not_exited": int(np.sum(run.exits == 1)),
-        "instructions": stats,
-        "early_exit_instructions_samples": _stats(per_sample),
-        "exit_rate_test": test_exit_rate,
-        "expected_instructions": expected,
-        "instruction_saving_pct": saving,
-        "flops_saving_pct": flops_saving_pct,
-        "instruction_over_flops_saving": saving / flops_saving_pct if flops_saving_pct > 0 else None,
-        "arena_used_bytes": run.arena_used_bytes,
-        "flash_bytes": run.flash_bytes,
-        "ram_bytes": run.ram_bytes,
-    }
     name = cost_model_name(core, kernels)
     cost_model = load_cost_model(name) if name else None
     rows = layer_rows(profiled, int8_models, cost_model)
-    summary["stage1_shares"] = stage1_shares(rows)
-    if cost_model:
-        summary["predicted"] = predicted_beside(measured, int8_models, cost_model, test_exit_rate)
-        errors = summary["predicted"]["error_pct"]
-        log(
-            f"  cost model {name}: stage 1 {errors['stage1']:+.2f} %, stage 2 {errors['stage2']:+.2f} %, base "
-            f"{errors['base']:+.2f} %, expected per sample {errors['expected']:+.2f} % against the counts"
-        )
-    same = summary["agreement_with_litert_int8"]
+    same = agreement(run, reference)
+    result = McuTargetResult(
+        core=core,
+        kernels=kernels,
+        board=run.board,
+        samples=n,
+        agreement_with_litert_int8=same,
+        exit_rate_samples=float(np.mean(run.exits == 0)),
+        stage2_invocations=int(run.invocations["stage2"]),
+        samples_not_exited=int(np.sum(run.exits == 1)),
+        instructions=stats,
+        early_exit_instructions_samples=_stats(run.instructions["stage1"] + run.instructions["stage2"]),
+        exit_rate_test=test_exit_rate,
+        expected_instructions=expected,
+        instruction_saving_pct=saving,
+        flops_saving_pct=flops_saving_pct,
+        instruction_over_flops_saving=saving / flops_saving_pct if flops_saving_pct > 0 else None,
+        arena_used_bytes=run.arena_used_bytes,
+        flash_bytes=run.flash_bytes,
+        ram_bytes=run.ram_bytes,
+        stage1_shares=stage1_shares(rows),
+        predicted=predicted_beside(measured, int8_models, cost_model, test_exit_rate) if cost_model else None,
+    )
     log(
         f"  instructions per sample: stage 1 {stage1 / 1e6:.3f} M, stage 2 {stage2 / 1e6:.3f} M, base "
         f"{base / 1e6:.3f} M; expected at exit rate {test_exit_rate:.3f}: {expected / 1e6:.3f} M, saving "
         f"{saving:.1f} % (FLOPs {flops_saving_pct:.1f} %); LiteRT agreement: exits {same['exits']}/{n}, "
         f"classes {same['classes']}/{n}, base {same['base_classes']}/{n}"
     )
+    if result.predicted:
+        errors = result.predicted.error_pct
+        log(
+            f"  cost model {name}: stage 1 {errors['stage1']:+.2f} %, stage 2 {errors['stage2']:+.2f} %, base "
+            f"{errors['base']:+.2f} %, expected per sample {errors['expected']:+.2f} % against the counts"
+        )
     if same["differing_samples"]:
         log(
             f"  WARNING: the emulated {core} and LiteRT's int8 reference kernels differ on samples "
             f"{same['differing_samples']} (see deploy.json)"
         )
-    return summary, rows
+    return result, rows
 
 
 def predicted_beside(measured, int8_models, cost_model, exit_rate):
-    """deploy.json's "predicted" of one target: the cost model's instructions of stage 1, stage 2, base
+    """The `PredictedCounts` of one target: the cost model's instructions of stage 1, stage 2, base
     and the expected count per sample at `exit_rate`, each with its error against `measured` (an
     `EarlyExitCost` of the emulator's means)."""
     totals = {part: predicted_instructions(int8_models[part], cost_model)[0] for part in ("stage1", "stage2", "base")}
@@ -298,21 +298,22 @@ def predicted_beside(measured, int8_models, cost_model, exit_rate):
     values = {**totals, "expected": predicted.expected(exit_rate)}
     counts = {"stage1": measured.stage1, "stage2": measured.stage2, "base": measured.base}
     counts["expected"] = measured.expected(exit_rate)
-    return {
-        "cost_model": cost_model.target,
-        "instructions": values,
-        "error_pct": {key: _error_pct(values[key], counts[key]) for key in values},
-        "instruction_saving_pct": predicted.saving_pct(exit_rate),
-    }
+    return PredictedCounts(
+        cost_model=cost_model.target,
+        instructions=values,
+        error_pct={key: _error_pct(values[key], counts[key]) for key in values},
+        instruction_saving_pct=predicted.saving_pct(exit_rate),
+    )
 
 
-def measure_targets(export_dir, model_name, int8_models, inputs, rho, targets, int8_summary, log=print):
-    """Every target of `targets` on `inputs` (float32, the first K test samples). Returns ({"samples",
-    "note", "targets": [summaries]}, per-operator rows of all targets)."""
+def measure_targets(export_dir, model_name, int8_models, inputs, rho, targets, int8, log=print):
+    """Every target of `targets` on `inputs` (float32, the first K test samples); int8: the int8
+    `PrecisionResult` on the whole test set (its exit rate and FLOPs saving). Returns ([McuTargetResult],
+    per-operator rows of all targets)."""
     log(f"LiteRT int8 with reference kernels on the same {len(inputs)} samples (the MCU's reference)")
     reference = litert_reference(int8_models, inputs, rho)
-    runs = {
-        (core, kernels): measure_target(
+    runs = [
+        measure_target(
             export_dir,
             model_name,
             int8_models,
@@ -321,11 +322,10 @@ def measure_targets(export_dir, model_name, int8_models, inputs, rho, targets, i
             core,
             kernels,
             reference,
-            int8_summary["exit_rate"],
-            int8_summary["mflops_saving_pct"],
+            int8.exit_rate,
+            int8.mflops_saving_pct,
             log,
         )
         for core, kernels in targets
-    }
-    summary = {"samples": int(len(inputs)), "note": NOTE, "targets": [summary for summary, _ in runs.values()]}
-    return summary, [row for _, rows in runs.values() for row in rows]
+    ]
+    return [result for result, _ in runs], [row for _, rows in runs for row in rows]

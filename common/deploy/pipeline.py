@@ -22,6 +22,14 @@ from common.deploy import markdown, mcu_build, mcu_measure
 from common.deploy.export import PRECISIONS, export_models, split_stages, weights_kb, write_export
 from common.deploy.options import DEFAULT_DROP, DeployOptions
 from common.deploy.profile import predicted_instructions
+from common.deploy.results import (
+    DeploySummary,
+    FlopsChoice,
+    McuResults,
+    PrecisionResult,
+    RhoChoice,
+    TargetCostResult,
+)
 from common.deploy.runtime import NEVER_EXIT, EarlyExitRunner, Runtime, SingleStageRunner, run_interleaved, runtime_name
 from common.errors import UserError
 
@@ -68,7 +76,7 @@ def evaluate_precision(models, test, rho, path_mflops, base_mflops, runtime=Runt
 
     Runs (1) every sample through both stages (rho = 1.0) for the benefit curve, then (2) the early-exit
     runner at `rho` interleaved sample by sample with the base model, for accuracy, exit rate and
-    latency. Returns (result dict in deploy.json's per-precision layout, curve, (trace at rho, base trace)).
+    latency. Returns (`PrecisionResult`, curve, (trace at rho, base trace)).
     """
     inputs, labels = test
     full = EarlyExitRunner(models["stage1"], models["stage2"], NEVER_EXIT, runtime).run(inputs)
@@ -81,25 +89,25 @@ def evaluate_precision(models, test, rho, path_mflops, base_mflops, runtime=Runt
     latency, base_latency = trace.latency_ms(), base_trace.latency_ms()
     mflops_saving = _saving(mean_mflops, base_mflops)
     latency_saving = _saving(latency["mean"], base_latency["mean"])
-    result = {
-        "size_kb": {part: len(models[part]) / 1024 for part in ("stage1", "stage2", "base")},
-        "weights_kb": {part: weights_kb(models[part]) for part in ("stage1", "stage2", "base")},
-        "accuracy": trace.accuracy(labels),
-        "base_accuracy": base_trace.accuracy(labels),
-        "exit_rate": exit_rate,
-        "mflops": mean_mflops,
-        "base_mflops": base_mflops,
-        "mflops_saving_pct": mflops_saving,
-        "latency_ms": latency,
-        "base_latency_ms": base_latency,
-        "latency_saving_pct": latency_saving,
-        "latency_over_flops_saving": latency_saving / mflops_saving if mflops_saving > 0 else None,
-        "stage2_invocations": trace.stage2_invocations,
-        "tap_transfer": "direct" if runner.direct_transfer else "requantized",
-        "full_path_latency_ms": full.latency_ms(),
-    }
+    result = PrecisionResult(
+        size_kb={part: len(models[part]) / 1024 for part in ("stage1", "stage2", "base")},
+        weights_kb={part: weights_kb(models[part]) for part in ("stage1", "stage2", "base")},
+        accuracy=trace.accuracy(labels),
+        base_accuracy=base_trace.accuracy(labels),
+        exit_rate=exit_rate,
+        mflops=mean_mflops,
+        base_mflops=base_mflops,
+        mflops_saving_pct=mflops_saving,
+        latency_ms=latency,
+        base_latency_ms=base_latency,
+        latency_saving_pct=latency_saving,
+        latency_over_flops_saving=latency_saving / mflops_saving if mflops_saving > 0 else None,
+        stage2_invocations=trace.stage2_invocations,
+        tap_transfer="direct" if runner.direct_transfer else "requantized",
+        full_path_latency_ms=full.latency_ms(),
+    )
     log(
-        f"  accuracy {result['accuracy']:.2f} % (base {result['base_accuracy']:.2f} %), exit rate "
+        f"  accuracy {result.accuracy:.2f} % (base {result.base_accuracy:.2f} %), exit rate "
         f"{exit_rate:.3f}, latency {latency['mean']:.4f} ms (base {base_latency['mean']:.4f} ms), "
         f"saving {latency_saving:.1f} % measured / {mflops_saving:.1f} % FLOPs"
     )
@@ -107,21 +115,21 @@ def evaluate_precision(models, test, rho, path_mflops, base_mflops, runtime=Runt
 
 
 def validation_rho(models, validation, path_mflops, base_mflops, drop, runtime=Runtime(), target=None):
-    """rho chosen on the validation split with the float32 models: (rho, details dict).
+    """rho chosen on the validation split with the float32 models: (rho, `RhoChoice`).
 
     Without `target` (an `EarlyExitCost` of the int8 models), the cheapest rho in MFLOPs within `drop`;
     with it, the cheapest in the target's instructions, the MFLOPs choice reported beside it
-    ("flops_choice") and "saves" telling whether the chosen rho saves anything on the target.
+    (`flops_choice`) and `saves` telling whether the chosen rho saves anything on the target.
     """
     inputs, labels = validation
     full = EarlyExitRunner(models["stage1"], models["stage2"], NEVER_EXIT, runtime).run(inputs, warmup=0)
     base = SingleStageRunner(models["base"], runtime).run(inputs, warmup=0)
     base_accuracy = base.accuracy(labels)
     curve = trace_curve(full, labels, path_mflops)
-    details = {"num_samples": int(len(labels)), "base_accuracy": base_accuracy, "target_accuracy": base_accuracy - drop}
+    split = dict(num_samples=int(len(labels)), base_accuracy=base_accuracy, target_accuracy=base_accuracy - drop)
     in_flops = choose_rho(curve, base_accuracy, base_mflops, drop)
     if target is None:
-        return in_flops["rho"], {**details, **in_flops, "chosen_in": "MFLOPs"}
+        return in_flops["rho"], RhoChoice(**split, **in_flops, chosen_in="MFLOPs")
     in_target = sweep.mean_cost(curve, target.paths)
     point = choose_rho(curve, base_accuracy, target.base, drop, cost=in_target, unit="instructions")
 
@@ -133,26 +141,26 @@ def validation_rho(models, validation, path_mflops, base_mflops, drop, runtime=R
             "exit_rate": float(curve.exit_fraction[i, 0]),
         }
 
-    return point["rho"], {
-        **details,
+    return point["rho"], RhoChoice(
+        **split,
         **point,
         **at(point["rho"]),
-        "chosen_in": f"instructions on {target.target}",
-        "saves": point["reduction_pct"] > 0,
-        "flops_choice": {"rho": in_flops["rho"], "accuracy": in_flops["accuracy"], **at(in_flops["rho"])},
-    }
+        chosen_in=f"instructions on {target.target}",
+        saves=point["reduction_pct"] > 0,
+        flops_choice=FlopsChoice(rho=in_flops["rho"], accuracy=in_flops["accuracy"], **at(in_flops["rho"])),
+    )
 
 
-def size_reduction(summary, key="size_kb"):
-    """% saved by int8 against float32 in `key` ("size_kb": files, "weights_kb": constant tensors), for
-    the early-exit model (stage 1 + stage 2) and the base model."""
+def size_reduction(float32, int8, key="size_kb"):
+    """% saved by int8 against float32 (`PrecisionResult`s) in `key` ("size_kb": files, "weights_kb":
+    constant tensors), for the early-exit model (stage 1 + stage 2) and the base model."""
 
-    def early_exit(precision):
-        return sum(summary[precision][key][part] for part in ("stage1", "stage2"))
+    def early_exit(result):
+        return sum(getattr(result, key)[part] for part in ("stage1", "stage2"))
 
     return {
-        "early_exit": _saving(early_exit("int8"), early_exit("float32")),
-        "base": _saving(summary["int8"][key]["base"], summary["float32"][key]["base"]),
+        "early_exit": _saving(early_exit(int8), early_exit(float32)),
+        "base": _saving(getattr(int8, key)["base"], getattr(float32, key)["base"]),
     }
 
 
@@ -229,33 +237,34 @@ def _deploy(task, model_name, net, base_net, test, results_dir, calibration, val
         rho, details = validation_rho(
             models["float32"], validation, path_mflops, base_mflops, options.drop, runtime, target
         )
-        met = "" if details["met"] else " (target not reached: most accurate rho)"
+        met = "" if details.met else " (target not reached: most accurate rho)"
         log(
-            f"  rho = {rho:.4f}: validation accuracy {details['accuracy']:.2f} % against base "
-            f"{details['base_accuracy']:.2f} %{met}"
+            f"  rho = {rho:.4f}: validation accuracy {details.accuracy:.2f} % against base "
+            f"{details.base_accuracy:.2f} %{met}"
         )
         if target:
-            flops_choice = details["flops_choice"]
+            flops_choice = details.flops_choice
             log(
-                f"  on {options.target}: {details['instruction_reduction_pct']:.1f} % of the base model's instructions "
-                f"saved there ({details['flops_reduction_pct']:.1f} % of its FLOPs); the cheapest rho in FLOPs, "
-                f"{flops_choice['rho']:.4f}, would save {flops_choice['instruction_reduction_pct']:.1f} % of the "
-                f"instructions ({flops_choice['flops_reduction_pct']:.1f} % of the FLOPs)"
+                f"  on {options.target}: {details.instruction_reduction_pct:.1f} % of the base model's instructions "
+                f"saved there ({details.flops_reduction_pct:.1f} % of its FLOPs); the cheapest rho in FLOPs, "
+                f"{flops_choice.rho:.4f}, would save {flops_choice.instruction_reduction_pct:.1f} % of the "
+                f"instructions ({flops_choice.flops_reduction_pct:.1f} % of the FLOPs)"
             )
-    summary = {
-        "task": task.NAME,
-        "model": model_name,
-        "num_samples": int(len(test[1])),
-        "rho": float(rho),
-        "rho_source": "given" if details is None else "validation",
-    }
-    curves = {}
+    precisions, curves = {}, {}
     for precision in PRECISIONS:
         log(f"{precision}: running {len(test[1])} test samples one at a time")
-        summary[precision], curves[precision], _ = evaluate_precision(
+        precisions[precision], curves[precision], _ = evaluate_precision(
             models[precision], test, rho, path_mflops, base_mflops, runtime, log
         )
-    summary.update(
+    float32, int8 = precisions["float32"], precisions["int8"]
+    summary = DeploySummary(
+        task=task.NAME,
+        model=model_name,
+        num_samples=int(len(test[1])),
+        rho=float(rho),
+        rho_source="given" if details is None else "validation",
+        float32=float32,
+        int8=int8,
         validation=details,
         drop=options.drop,
         path_mflops={"ee": path_mflops[0], "ef": path_mflops[1]},
@@ -263,22 +272,22 @@ def _deploy(task, model_name, net, base_net, test, results_dir, calibration, val
         runtime=runtime_name(),
         kernels=runtime.kernels,
         num_threads=runtime.threads,
-        int8_size_reduction_pct=size_reduction(summary, "size_kb"),
-        int8_weights_reduction_pct=size_reduction(summary, "weights_kb"),
+        int8_size_reduction_pct=size_reduction(float32, int8, "size_kb"),
+        int8_weights_reduction_pct=size_reduction(float32, int8, "weights_kb"),
+        target=target_summary(target, int8.exit_rate, details, log) if target else None,
     )
-    if target:
-        summary["target"] = target_summary(target, summary["int8"]["exit_rate"], details, log)
     if options.mcu:
         inputs = test[0][: options.mcu_samples]
-        summary["mcu"] = on_mcu(
+        mcu = on_mcu(
             task, model_name, models["int8"], results_dir, inputs, rho, list(options.mcu), summary, curves["int8"], log
         )
-    report.write_json(results_dir / "deploy.json", summary)
+        summary = dataclasses.replace(summary, mcu=mcu)
+    report.write_json(results_dir / "deploy.json", summary.to_json())
     plots.benefit_figure(
         {f"LiteRT {p}": curves[p] for p in PRECISIONS},
-        (summary["float32"]["base_accuracy"], base_mflops),
+        (float32.base_accuracy, base_mflops),
         f"{task.TITLE}, {model_name}: LiteRT float32 vs int8\n(cross: float32 base "
-        f"model; int8 base model {summary['int8']['base_accuracy']:.2f} %)",
+        f"model; int8 base model {int8.base_accuracy:.2f} %)",
         results_dir / "int8_vs_float",
     )
     files.write_text(results_dir / "deploy.md", markdown.deploy_markdown(summary, task))
@@ -295,62 +304,65 @@ def predicted_cost(int8_models, target):
 
 
 def target_summary(target, exit_rate, details, log=print):
-    """deploy.json's "target": the predicted cost of the deployed models at the int8 test exit rate, and
-    whether early exit pays there. Says plainly when it does not: a rho chosen on validation that saves
-    nothing within the drop (deploy the base model), or a given rho below the break-even exit rate."""
+    """The `TargetCostResult` of the deployed models (`target`: their `EarlyExitCost`) at the int8 test
+    exit rate: whether early exit pays there. Says plainly when it does not: a rho chosen on validation
+    (`details`, a `RhoChoice`) that saves nothing within the drop (deploy the base model), or a given rho
+    (`details` None) below the break-even exit rate."""
     saving = target.saving_pct(exit_rate)
     break_even = target.break_even_exit_rate
-    summary = {
-        **target.to_json(),
-        "exit_rate": exit_rate,
-        "expected_instructions": target.expected(exit_rate),
-        "instruction_saving_pct": saving,
-        "saves": saving > 0,
-        "deploy": "early exit",
-    }
     where = f"on {target.target}"
     log(
         f"  {where} (predicted): stage 1 {target.stage1 / 1e6:.3f} M, stage 2 {target.stage2 / 1e6:.3f} M, base "
         f"{target.base / 1e6:.3f} M instructions; at the int8 test exit rate {exit_rate:.3f}: "
         f"{target.expected(exit_rate) / 1e6:.3f} M, saving {saving:.1f} % (break-even exit rate {break_even:.3f})"
     )
-    if details is not None and not details.get("saves", True):
-        summary["deploy"] = "base model"
-        summary["message"] = (
-            f"no rho within {details['drop']:g} point(s) of the base model saves instructions {where}: "
+    deploy, message = "early exit", None
+    if details is not None and details.saves is False:
+        deploy = "base model"
+        message = (
+            f"no rho within {details.drop:g} point(s) of the base model saves instructions {where}: "
             f"early exit costs more than the base model at every exit rate the validation split reaches "
             f"(break-even exit rate {break_even:.3f}); deploy the base model. The numbers below are for the "
-            f"cheapest rho, {details['rho']:.4f}"
+            f"cheapest rho, {details.rho:.4f}"
         )
-        log(f"  NOTE: {summary['message']}")
+        log(f"  NOTE: {message}")
     elif saving <= 0:
-        summary["message"] = (
+        message = (
             f"at this rho the early exit costs more {where} than the base model: {exit_rate:.3f} of the "
             f"samples exit, it saves only above an exit rate of {break_even:.3f}"
         )
-        log(f"  WARNING: {summary['message']}")
-    return summary
+        log(f"  WARNING: {message}")
+    return TargetCostResult(
+        target=target.target,
+        instructions={"stage1": target.stage1, "stage2": target.stage2, "base": target.base},
+        break_even_exit_rate=break_even,
+        exit_rate=exit_rate,
+        expected_instructions=target.expected(exit_rate),
+        instruction_saving_pct=saving,
+        saves=saving > 0,
+        deploy=deploy,
+        message=message,
+    )
 
 
 def on_mcu(task, model_name, int8_models, results_dir, inputs, rho, targets, summary, int8_curve, log):
     """Run the int8 export in results_dir/export on the MCU `targets`; writes mcu_layers.csv and
-    mcu_benefit.png/.pdf there and returns deploy.json's "mcu" dict."""
-    mcu, layers = mcu_measure.measure_targets(
-        results_dir / "export", model_name, int8_models, inputs, rho, targets, summary["int8"], log
-    )
-    report.write_rows_csv(results_dir / "mcu_layers.csv", layers, mcu_measure.LAYER_COLUMNS)
+    mcu_benefit.png/.pdf there and returns the `McuResults`. summary: the `DeploySummary` so far."""
     # The benefit curve with the cost in instructions: each rho's exit fractions weigh the two paths.
     core, kernels = ("cortex-m4", "cmsis-nn") if ("cortex-m4", "cmsis-nn") in targets else targets[0]
-    counts = next(t for t in mcu["targets"] if (t["core"], t["kernels"]) == (core, kernels))["instructions"]
+    measured, layers = mcu_measure.measure_targets(
+        results_dir / "export", model_name, int8_models, inputs, rho, targets, summary.int8, log
+    )
+    report.write_rows_csv(results_dir / "mcu_layers.csv", layers, mcu_measure.LAYER_COLUMNS)
+    counts = next(t for t in measured if (t.core, t.kernels) == (core, kernels)).instructions
     stage1, stage2, base = (counts[name]["mean"] for name in ("stage1", "stage2", "base"))
     in_instructions = dataclasses.replace(int8_curve, mflops=int8_curve.exit_fraction @ [stage1, stage1 + stage2] / 1e6)
-    base_accuracy = summary["int8"]["base_accuracy"]
-    mcu["figure_target"] = f"{core} ({kernels})"
+    base_accuracy = summary.int8.base_accuracy
     plots.benefit_panels(
         [
             {
                 "curves": {"LiteRT int8": int8_curve},
-                "base_point": (base_accuracy, summary["base_mflops"]),
+                "base_point": (base_accuracy, summary.base_mflops),
                 "title": f"{task.TITLE}, {model_name}, int8: FLOPs",
             },
             {
@@ -362,7 +374,9 @@ def on_mcu(task, model_name, int8_models, results_dir, inputs, rho, targets, sum
         ],
         results_dir / "mcu_benefit",
     )
-    return mcu
+    return McuResults(
+        samples=int(len(inputs)), note=mcu_measure.NOTE, targets=measured, figure_target=f"{core} ({kernels})"
+    )
 
 
 def calibration_inputs(task, folder, n):
@@ -406,7 +420,7 @@ def run_deploy(
     `DeployOptions`. A missing model, a model without an early exit or a missing or damaged MCU toolchain
     raise UserError before any data is read.
 
-    Returns (the deploy.json dict, the results folder).
+    Returns (the `DeploySummary`, the results folder).
     """
     task = tasks.load_task(task)
     if model not in task.MODELS:
