@@ -4,6 +4,8 @@ Each builder takes the input tensor and a `LayerNames` and returns the named fea
 can be attached ("taps"); the exit heads, including the final one, live in `common.exits`.
 """
 
+from __future__ import annotations
+
 import collections
 
 import keras
@@ -18,16 +20,23 @@ class LayerNames:
     same names. Head layers that the authors named explicitly pass their names directly.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._counts = collections.Counter()
 
-    def __call__(self, kind):
+    def __call__(self, kind: str) -> str:
         index = self._counts[kind]
         self._counts[kind] += 1
         return kind if index == 0 else f"{kind}_{index}"
 
 
-def conv(x, names, filters, kernel, strides=1, initializer="he_normal"):
+def conv(
+    x: keras.KerasTensor,
+    names: LayerNames,
+    filters: int,
+    kernel: int | tuple[int, int],
+    strides: int | tuple[int, int] = 1,
+    initializer: str = "he_normal",
+) -> keras.KerasTensor:
     """Conv2D, 'same' padding, with bias and L2 1e-4, as in the MLPerf reference models."""
     return keras.layers.Conv2D(
         filters,
@@ -40,18 +49,18 @@ def conv(x, names, filters, kernel, strides=1, initializer="he_normal"):
     )(x)
 
 
-def depthwise(x, names, strides=1):
+def depthwise(x: keras.KerasTensor, names: LayerNames, strides: int | tuple[int, int] = 1) -> keras.KerasTensor:
     """DepthwiseConv2D 3x3, 'same' padding, with bias, no L2 and the default
     initializer: the reference code passed both to DepthwiseConv2D, whose Keras 2 version ignored them."""
     return keras.layers.DepthwiseConv2D(3, strides, padding="same", name=names("depthwise_conv2d"))(x)
 
 
-def bn_relu(x, names, relu=True):
+def bn_relu(x: keras.KerasTensor, names: LayerNames, relu: bool = True) -> keras.KerasTensor:
     x = BatchNorm(name=names("batch_normalization"))(x)
     return keras.layers.Activation("relu", name=names("activation"))(x) if relu else x
 
 
-def resnet8(inputs, names):
+def resnet8(inputs: keras.KerasTensor, names: LayerNames) -> dict[str, keras.KerasTensor]:
     """ResNet-8 ("resnet_v1_eembc", 16/32/64 filters). Input 32x32x3 in [0, 255].
 
     Taps: `stack1` 32x32x16, `stack2` 16x16x32, `stack3` 8x8x64 (the ReLU after each residual add).
@@ -72,7 +81,7 @@ def resnet8(inputs, names):
     return taps
 
 
-def ds_cnn(inputs, names):
+def ds_cnn(inputs: keras.KerasTensor, names: LayerNames) -> dict[str, keras.KerasTensor]:
     """DS-CNN (MLPerf "ds_cnn", 64 channels). Input 49x10x1 MFCCs.
 
     Taps: `ds1` .. `ds4`, the output of each depthwise-separable block (25x5x64), and `features`,
@@ -93,7 +102,7 @@ def ds_cnn(inputs, names):
 MOBILENET_BLOCKS = ((1, 16), (2, 32), (1, 32), (2, 64), (1, 64), (2, 128), *((1, 128),) * 5, (2, 256), (1, 256))
 
 
-def mobilenet_v1(inputs, names):
+def mobilenet_v1(inputs: keras.KerasTensor, names: LayerNames) -> dict[str, keras.KerasTensor]:
     """MobileNetV1, width 0.25 (MLPerf "mobilenet_v1" for visual wake words). Input 96x96x3 in [0, 1].
 
     Taps: `ds1` .. `ds13`, the output of each depthwise-separable block (`ds3` is 24x24x32, `ds13`

@@ -5,10 +5,15 @@ or negative number, zero epochs, boundaries not increasing) is reported with the
 it came from: the YAML file, or the command-line override (`--set epochs=3`) that set it.
 """
 
+from __future__ import annotations
+
 import dataclasses
+import os
 import pathlib
 import types
 import typing
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import yaml
 
@@ -21,7 +26,7 @@ FLOAT32_MAX = 3.4028234663852886e38  # what training computes in
 class ConfigError(ValueError):
     """A bad config value; `key` is the dotted key it belongs to."""
 
-    def __init__(self, key, message):
+    def __init__(self, key: str, message: str) -> None:
         super().__init__(message)
         self.key = key
 
@@ -64,7 +69,7 @@ class LearningRate:
         if self.schedule == "step" and len(self.values) != len(self.boundaries) + 1:
             raise ConfigError(key + "values", "learning_rate.values needs one more entry than learning_rate.boundaries")
 
-    def at(self, epoch):
+    def at(self, epoch: int) -> float:
         if self.schedule == "exponential":
             return self.initial * self.decay**epoch
         if self.schedule == "step":
@@ -180,7 +185,7 @@ def _build(cls, mapping, prefix=""):
     return cls(**{name: _check(value, hints[name], prefix + name) for name, value in mapping.items()})
 
 
-def parse_overrides(pairs):
+def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
     """["a.b=1", ...] -> nested dict, values parsed as YAML ("3" -> 3, "true" -> True)."""
     result = {}
     for pair in pairs:
@@ -204,11 +209,11 @@ def parse_overrides(pairs):
     return result
 
 
-def origin(path, overrides, key):
+def origin(path: str | os.PathLike, overrides: Iterable[str], key: str) -> str:
     """Where the value of the dotted `key` came from: "--set KEY=VALUE" (the last override that set it, or a
     key above or below it), else the YAML file."""
 
-    def base(name):
+    def base(name: str) -> str:
         return name.split("[")[0]
 
     key = base(key)
@@ -228,7 +233,7 @@ def _merge(base, overrides):
     return merged
 
 
-def load_config(path, overrides=()):
+def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read and validate a YAML training config with `overrides` ("key=value") applied; a UserError names
     the key and the file or the override it came from."""
     path = pathlib.Path(path)
@@ -250,10 +255,10 @@ def load_config(path, overrides=()):
         raise UserError(f"{path}: {err}") from None
 
 
-def to_dict(config):
+def to_dict(config: TrainConfig) -> dict[str, Any]:
     """A plain mapping that `load_config` reads back into the same config."""
 
-    def plain(value):
+    def plain(value: Any) -> Any:
         if isinstance(value, tuple):
             return [plain(v) for v in value]
         if isinstance(value, dict):
@@ -263,10 +268,10 @@ def to_dict(config):
     return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
 
 
-def summary(config, width=100):
+def summary(config: TrainConfig, width: int = 100) -> str:
     """The resolved config as a compact block of `key: value` items, YAML flow style as --set takes them."""
 
-    def flow(value):
+    def flow(value: Any) -> str:
         if isinstance(value, dict):
             value = {k: v for k, v in value.items() if v not in ([], ())}
         text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=1e9)

@@ -4,12 +4,19 @@ T-RecX early exit (`trecx_exit`), the final exit with or without early-view assi
 and the prior methods' exits (`sdn_exit`, `branchynet_exit`). Layer names follow the authors' models.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import keras
 
 from common.layers import ChannelSlice
 
+if TYPE_CHECKING:
+    from common.backbones import LayerNames
 
-def classifier(x, num_classes, name, separate_softmax=False):
+
+def classifier(x: keras.KerasTensor, num_classes: int, name: str, separate_softmax: bool = False) -> keras.KerasTensor:
     """Dense softmax classifier. With `separate_softmax` the Dense outputs logits (named `dense`)
     and a Softmax layer takes `name`, as in the authors' KWS and VWW early exits."""
     if not separate_softmax:
@@ -19,19 +26,19 @@ def classifier(x, num_classes, name, separate_softmax=False):
 
 
 def trecx_exit(
-    tap,
-    num_classes,
+    tap: keras.KerasTensor,
+    num_classes: int,
     *,
-    dw_kernel,
-    dw_strides,
-    pool,
-    pointwise_filters=None,
-    slice_channels=None,
-    separate_softmax=False,
-    pointwise_name="pointwise_conv_ee_1",
-    pool_name="average_pooling_2d_1",
-    flatten_name="flatten_1",
-):
+    dw_kernel: int | tuple[int, int],
+    dw_strides: int | tuple[int, int],
+    pool: int | tuple[int, int],
+    pointwise_filters: int | None = None,
+    slice_channels: int | None = None,
+    separate_softmax: bool = False,
+    pointwise_name: str = "pointwise_conv_ee_1",
+    pool_name: str = "average_pooling_2d_1",
+    flatten_name: str = "flatten_1",
+) -> tuple[keras.KerasTensor, keras.KerasTensor]:
     """The T-RecX early exit (no BatchNorm): [channel slice] [1x1 conv] -> depthwise conv + ReLU
     -> average pool -> flatten -> softmax classifier `ee_out`.
 
@@ -57,7 +64,15 @@ def trecx_exit(
     return classifier(x, num_classes, "ee_out", separate_softmax), features
 
 
-def early_view(features, *, channels, dw_kernel, dw_strides, pool=None, keep_channels=None):
+def early_view(
+    features: keras.KerasTensor,
+    *,
+    channels: int,
+    dw_kernel: int | tuple[int, int],
+    dw_strides: int | tuple[int, int],
+    pool: int | tuple[int, int] | None = None,
+    keep_channels: int | None = None,
+) -> keras.KerasTensor:
     """Early-view assistance: a depthwise conv over the first `channels` channels of the last
     feature map, optionally pooled and cut to `keep_channels`, flattened. Its kernel has the early
     exit's shape so the early exit's kernel can be transferred to it during training."""
@@ -72,7 +87,7 @@ def early_view(features, *, channels, dw_kernel, dw_strides, pool=None, keep_cha
     return keras.layers.Flatten(name="flatten_y_depthconv_eefinal")(x)
 
 
-def eefmaps_concat(ee_features, *, pool):
+def eefmaps_concat(ee_features: keras.KerasTensor, *, pool: int | tuple[int, int]) -> keras.KerasTensor:
     """The EE-fmaps ablation (Fig. 6): the early exit's depthwise output, average pooled and
     flattened, for the final exit to concatenate; it adds no weights."""
     x = keras.layers.AveragePooling2D(pool, name="average_pooling2d_2")(ee_features)
@@ -80,15 +95,15 @@ def eefmaps_concat(ee_features, *, pool):
 
 
 def final_exit(
-    features,
-    num_classes,
+    features: keras.KerasTensor,
+    num_classes: int,
     *,
-    pool,
-    name="ef_out",
-    pool_name="average_pooling_2d",
-    flatten_name="flatten_x_pooled",
-    extra=None,
-):
+    pool: int | tuple[int, int],
+    name: str = "ef_out",
+    pool_name: str = "average_pooling_2d",
+    flatten_name: str = "flatten_x_pooled",
+    extra: keras.KerasTensor | None = None,
+) -> keras.KerasTensor:
     """The backbone's head: average pool -> flatten [-> concatenate `extra` after it] -> softmax."""
     x = keras.layers.AveragePooling2D(pool, name=pool_name)(features)
     x = keras.layers.Flatten(name=flatten_name)(x)
@@ -97,14 +112,25 @@ def final_exit(
     return classifier(x, num_classes, name)
 
 
-def sdn_exit(tap, num_classes, *, pool, name, names):
+def sdn_exit(
+    tap: keras.KerasTensor, num_classes: int, *, pool: int | tuple[int, int], name: str, names: LayerNames
+) -> keras.KerasTensor:
     """SDN exit: average pool -> flatten -> softmax, no convolution."""
     x = keras.layers.AveragePooling2D(pool, name=names("average_pooling2d"))(tap)
     x = keras.layers.Flatten(name=names("flatten"))(x)
     return classifier(x, num_classes, name)
 
 
-def branchynet_exit(tap, num_classes, *, filters, kernel, pool, name, names):
+def branchynet_exit(
+    tap: keras.KerasTensor,
+    num_classes: int,
+    *,
+    filters: int,
+    kernel: int | tuple[int, int],
+    pool: int | tuple[int, int],
+    name: str,
+    names: LayerNames,
+) -> keras.KerasTensor:
     """BranchyNet exit: linear conv (no BatchNorm) -> average pool -> flatten -> softmax."""
     x = keras.layers.Conv2D(
         filters,

@@ -12,8 +12,12 @@ A path is everything an exit's output depends on; `path_costs` charges exit k wi
 paths of exits 0..k, i.e. what a sample that leaves at exit k has computed.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import math
+import types
+from collections.abc import Sequence
 
 import keras
 
@@ -51,7 +55,7 @@ def _activation_flops(layer, output_shape):
     raise ValueError(f"no FLOP rule for activation {activation.__name__!r} in layer {layer.name}")
 
 
-def layer_cost(layer):
+def layer_cost(layer: keras.layers.Layer) -> LayerCost:
     """The cost of one layer for a batch-1 input."""
     inputs = layer.input if isinstance(layer.input, list) else [layer.input]
     out_shape = tuple(layer.output.shape)
@@ -94,7 +98,7 @@ def _ancestors(tensor, seen):
     seen[layer.name] = layer
 
 
-def path_costs(model):
+def path_costs(model: keras.Model) -> list[list[LayerCost]]:
     """[[LayerCost, ...] per exit], cumulative: exit k includes everything exits 0..k compute."""
     seen, paths = {}, []
     for output in model.outputs:
@@ -103,12 +107,12 @@ def path_costs(model):
     return paths
 
 
-def path_mflops(model):
+def path_mflops(model: keras.Model) -> list[float]:
     """MFLOPs of each cumulative exit path, in output order."""
     return [sum(c.flops for c in path) / 1e6 for path in path_costs(model)]
 
 
-def format_table(costs):
+def format_table(costs: Sequence[LayerCost]) -> str:
     """A per-layer table (name, kind, output shape, MACs, FLOPs, params) with totals."""
     rows = [f"{'layer':<30} {'kind':<20} {'output':<16} {'MACs':>12} {'FLOPs':>12} {'params':>8}"]
     for c in costs:
@@ -121,7 +125,7 @@ def format_table(costs):
     return "\n".join(rows)
 
 
-def task_tables(task, models=(), target=None):
+def task_tables(task: str | types.ModuleType, models: Sequence[str] = (), target: str | None = None) -> str:
     """Per-layer tables of every exit path of the task's models (all, or those named), as text; with
     `target` (common.target_cost.TARGETS), each path's predicted instructions there too, and for
     two-exit models the exit rate above which early exit saves instructions on it."""

@@ -1,5 +1,9 @@
 """Custom layers the authors' TF 2.3 graphs need to be reproduced exactly in Keras 3."""
 
+from __future__ import annotations
+
+from typing import Any
+
 import keras
 import tensorflow as tf
 
@@ -13,7 +17,7 @@ class BatchNorm(keras.layers.BatchNormalization):
     Expects NHWC inputs (every BatchNorm in these networks follows a convolution).
     """
 
-    def call(self, inputs, training=None, mask=None):
+    def call(self, inputs: tf.Tensor, training: bool | None = None, mask: tf.Tensor | None = None) -> tf.Tensor:
         if training:
             return super().call(inputs, training=True, mask=mask)
         outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
@@ -32,15 +36,15 @@ class BatchNorm(keras.layers.BatchNormalization):
 class ChannelSlice(keras.layers.Layer):
     """The first `channels` channels of an NHWC tensor (the authors' `x[..., :n]` op layers)."""
 
-    def __init__(self, channels, **kwargs):
+    def __init__(self, channels: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.channels = channels
 
-    def call(self, inputs):
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
         return inputs[..., : self.channels]
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         return (*input_shape[:-1], min(self.channels, input_shape[-1]))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "channels": self.channels}

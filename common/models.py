@@ -13,7 +13,10 @@ from it. Variants:
   leave at the first exit whose max softmax >= rho.
 """
 
+from __future__ import annotations
+
 import dataclasses
+import types
 import typing
 
 import keras
@@ -51,7 +54,7 @@ class Architecture:
     sdn: tuple = ()
     branchynet: tuple = ()
 
-    def variants(self):
+    def variants(self) -> tuple[str, ...]:
         return tuple(v for v in VARIANTS if v not in OPTIONAL_VARIANTS or getattr(self, v))
 
 
@@ -69,7 +72,7 @@ class ExitModel:
     tap: str = None
 
 
-def build_model(task, variant):
+def build_model(task: str | types.ModuleType, variant: str) -> ExitModel:
     """Build `variant` of the task's network (a task name or module) with the authors' layer names
     (untrained)."""
     task = load_task(task)

@@ -5,12 +5,15 @@ banners) are written before, or below, any Python log setting; errors still reac
 Python exceptions.
 """
 
+from __future__ import annotations
+
 import contextlib
 import os
+from collections.abc import Iterator
 
 
 @contextlib.contextmanager
-def quiet_native_logs():
+def quiet_native_logs() -> Iterator[None]:
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
@@ -21,7 +24,7 @@ def quiet_native_logs():
         os.close(devnull)
 
 
-def import_tensorflow_quietly():
+def import_tensorflow_quietly() -> None:
     """Import TensorFlow and find its devices without its C++ start-up notes."""
     with quiet_native_logs():
         import tensorflow as tf

@@ -8,10 +8,14 @@ files are read with h5py. Weights map to our networks by layer name.
 Convert:  python -m common.pretrained [--source ../shared/reference_models/trecx] [--out pretrained]
 """
 
+from __future__ import annotations
+
 import argparse
 import json
+import os
 import pathlib
 import sys
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -25,7 +29,7 @@ DEFAULT_SOURCE = REPO_ROOT.parent / "shared" / "reference_models" / "trecx"
 _RENAMED = {"depthwise_kernel": "kernel"}
 
 
-def read_savedmodel_weights(directory):
+def read_savedmodel_weights(directory: str | os.PathLike) -> dict[str, np.ndarray]:
     """{`layer/weight`: array} from a TF 2.x Keras SavedModel, layer names from its object graph."""
     import tensorflow as tf
     from tensorflow.core.protobuf import saved_model_pb2
@@ -49,7 +53,7 @@ def read_savedmodel_weights(directory):
     return weights
 
 
-def read_h5_weights(path):
+def read_h5_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """{`layer/weight`: array} from a Keras 2 `.h5` model file."""
     import h5py
 
@@ -65,12 +69,17 @@ def read_h5_weights(path):
     return weights
 
 
-def read_authors_weights(source):
+def read_authors_weights(source: str | os.PathLike) -> dict[str, np.ndarray]:
     source = pathlib.Path(source)
     return read_h5_weights(source) if source.suffix == ".h5" else read_savedmodel_weights(source)
 
 
-def convert(task, variant, source_root=DEFAULT_SOURCE, out_dir=PRETRAINED_DIR):
+def convert(
+    task: str,
+    variant: str,
+    source_root: str | os.PathLike = DEFAULT_SOURCE,
+    out_dir: str | os.PathLike = PRETRAINED_DIR,
+) -> pathlib.Path:
     """Load the authors' weights into our network of the same variant and save them."""
     from common.models import build_model
 
@@ -88,7 +97,7 @@ def convert(task, variant, source_root=DEFAULT_SOURCE, out_dir=PRETRAINED_DIR):
     return path
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         allow_abbrev=False,
         description="Convert the authors' pretrained models into the "

@@ -5,8 +5,11 @@ never a carriage return: one at each tenth of the work (every 30 s when the tota
 the end, at most one every 5 s, as training prints one line per epoch off a terminal.
 """
 
+from __future__ import annotations
+
 import sys
 import time
+from typing import TextIO
 
 REDRAW_S = 0.2  # on a terminal: at most five redraws a second
 LOG_STEPS = 10  # off a terminal: a line at each tenth of the work
@@ -22,7 +25,9 @@ class Progress:
     (unknown size). `stream` defaults to sys.stderr; whether it is a terminal decides the style.
     """
 
-    def __init__(self, label, total, unit="items", done=0, stream=None):
+    def __init__(
+        self, label: str, total: int | None, unit: str = "items", done: int = 0, stream: TextIO | None = None
+    ) -> None:
         self.label, self.total, self.unit, self.done = label, total, unit, done
         self.stream = stream if stream is not None else sys.stderr
         self.live = self.stream.isatty()
@@ -31,7 +36,7 @@ class Progress:
         self.logged_step = self._step()
         self.drawn_done = None
 
-    def advance(self, n=1):
+    def advance(self, n: int = 1) -> None:
         self.done += n
         if self.live:
             if time.monotonic() - self.last_draw >= REDRAW_S:
@@ -43,7 +48,7 @@ class Progress:
         elif time.monotonic() - self.last_draw >= LOG_EVERY_S:
             self._draw()
 
-    def finish(self):
+    def finish(self) -> None:
         if self.live or self.drawn_done != self.done:  # off a terminal, the last line may already say it
             self._draw()
         if self.live:

@@ -41,10 +41,14 @@ and may define:
 Training configs live beside the task module, in `NAME/configs/MODEL.yaml`.
 """
 
+from __future__ import annotations
+
 import importlib
 import os
 import pathlib
 import types
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -61,13 +65,13 @@ PAPER_MEAN_REDUCTION_PCT = 31.58
 REQUIRED = ("NAME", "TITLE", "ARCHITECTURE", "MODELS", "DATA_LAYOUT", "download", "load_test", "training_data")
 
 
-def task_names():
+def task_names() -> tuple[str, ...]:
     """The built-in tasks, then those named in $TRECX_EXTRA_TASKS."""
     extra = [name.strip() for name in os.environ.get(EXTRA_TASKS_VARIABLE, "").split(",") if name.strip()]
     return TASKS + tuple(name for name in extra if name not in TASKS)
 
 
-def load_task(task):
+def load_task(task: str | types.ModuleType) -> types.ModuleType:
     """The task module of a task name (a module is returned as it is); UserError for an unknown name."""
     if isinstance(task, types.ModuleType):
         return task
@@ -110,16 +114,16 @@ def _import_task_module(task):
         raise UserError(f"task module {task}.task{origin} failed on import ({type(err).__name__}: {err})") from None
 
 
-def task_folder(task):
+def task_folder(task: str | types.ModuleType) -> pathlib.Path:
     """The task's package folder (where its configs and scripts live)."""
     return pathlib.Path(load_task(task).__file__).resolve().parent
 
 
-def config_path(task, model):
+def config_path(task: str | types.ModuleType, model: str) -> pathlib.Path:
     return task_folder(task) / "configs" / f"{model}.yaml"
 
 
-def check_models(task, requested):
+def check_models(task: str | types.ModuleType, requested: Sequence[str]) -> list[str]:
     """`requested` model names, or all of the task's when empty; UserError naming an unknown one."""
     task = load_task(task)
     unknown = [name for name in requested if name not in task.MODELS]
@@ -128,12 +132,12 @@ def check_models(task, requested):
     return list(requested) or list(task.MODELS)
 
 
-def data_dir(task, given=None):
+def data_dir(task: str | types.ModuleType, given: str | os.PathLike | None = None) -> pathlib.Path:
     """`given`, or the task's default data folder data/NAME in the repository."""
     return pathlib.Path(given) if given else REPO_ROOT / "data" / load_task(task).NAME
 
 
-def test_data_dir(task, given=None):
+def test_data_dir(task: str | types.ModuleType, given: str | os.PathLike | None = None) -> pathlib.Path:
     """The test data folder (`given`, or data/NAME[/TEST_SUBDIR]); UserError when it does not exist."""
     task = load_task(task)
     folder = pathlib.Path(given) if given else data_dir(task) / getattr(task, "TEST_SUBDIR", "")
@@ -145,17 +149,17 @@ def test_data_dir(task, given=None):
     return folder
 
 
-def results_dir(task, given=None):
+def results_dir(task: str | types.ModuleType, given: str | os.PathLike | None = None) -> pathlib.Path:
     """`given`, or results/NAME in the repository."""
     return pathlib.Path(given) if given else REPO_ROOT / "results" / load_task(task).NAME
 
 
-def table1_paper(task):
+def table1_paper(task: str | types.ModuleType) -> dict[str, Any]:
     """The paper's Table 1 row of the task ({} when the paper has none)."""
     return getattr(load_task(task), "PAPER", {}).get("table1", {})
 
 
-def sample_rows(pool, n, seed=0):
+def sample_rows(pool: int, n: int, seed: int = 0) -> np.ndarray:
     """Sorted indices of min(n, pool) rows drawn without replacement from range(pool), seeded: how a
     task picks its int8 calibration set."""
     return np.sort(np.random.default_rng(seed).choice(pool, min(n, pool), replace=False))
@@ -165,12 +169,18 @@ class LoadedSet(tuple):
     """What `load_test` returns: (inputs, labels, ids), unpacked like a 3-tuple, and `skipped`: the
     inputs found but not scored, as ((id, reason), ...), so that results can count and name them."""
 
-    def __new__(cls, inputs, labels, ids, skipped=()):
+    def __new__(
+        cls,
+        inputs: np.ndarray,
+        labels: np.ndarray,
+        ids: np.ndarray,
+        skipped: Iterable[tuple[object, object]] = (),
+    ) -> LoadedSet:
         test_set = super().__new__(cls, (inputs, labels, ids))
         test_set.skipped = tuple((str(name), str(reason)) for name, reason in skipped)
         return test_set
 
 
-def skipped_inputs(test_set):
+def skipped_inputs(test_set: tuple) -> tuple[tuple[str, str], ...]:
     """The (id, reason) pairs a loaded test set skipped (none for a plain tuple)."""
     return getattr(test_set, "skipped", ())

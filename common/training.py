@@ -14,6 +14,8 @@ inside its folder and replaces the finished model's files only once the new one 
 becomes NaN or infinite stops the run, which then saves nothing.
 """
 
+from __future__ import annotations
+
 import errno
 import math
 import os
@@ -22,6 +24,8 @@ import re
 import shutil
 import sys
 import time
+import types
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import keras
 import tensorflow as tf
@@ -31,7 +35,7 @@ from common import config as config_lib
 from common import files
 from common.errors import UserError
 from common.files import write_text
-from common.models import build_model
+from common.models import ExitModel, build_model
 from common.tasks import check_models, config_path, data_dir, load_task
 from common.weights import save_weights
 
@@ -43,18 +47,18 @@ TRANSFER_LAYERS = ("depth_conv_ee_1", "depth_conv_eefinal_out")
 class WeightedCrossEntropy(keras.losses.Loss):
     """weight * sparse categorical cross-entropy of a softmax output; `weight` is a variable."""
 
-    def __init__(self, weight, name):
+    def __init__(self, weight: keras.Variable, name: str) -> None:
         super().__init__(name=name)
         self.weight = weight
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         return self.weight * keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
 
 
 class EarlyExitTrainer(keras.Model):
     """Wraps the exit network for `fit`: one weighted loss per exit, and early-view transfer."""
 
-    def __init__(self, net, loss_weights, transfer=False):
+    def __init__(self, net: ExitModel, loss_weights: Mapping[str, float], transfer: bool = False) -> None:
         super().__init__(name="trainer")
         self.net = net.model
         self.exit_names = net.exits
@@ -68,10 +72,10 @@ class EarlyExitTrainer(keras.Model):
             source, target = (self.net.get_layer(name) for name in TRANSFER_LAYERS)
             self.transfer_pairs = list(zip(source.weights, target.weights))
 
-    def call(self, inputs, training=False):
+    def call(self, inputs: tf.Tensor, training: bool = False) -> list[tf.Tensor]:
         return self.net(inputs, training=training)
 
-    def losses_per_exit(self):
+    def losses_per_exit(self) -> list[WeightedCrossEntropy]:
         return [WeightedCrossEntropy(self.loss_weights[e], e) for e in self.exit_names]
 
     def _transfer(self):
@@ -89,7 +93,7 @@ class EarlyExitTrainer(keras.Model):
         else:  # mirrored variables are updated from the cross-replica context
             context.merge_call(lambda strategy: copy(strategy))
 
-    def train_step(self, data):
+    def train_step(self, data: tuple[tf.Tensor, tuple[tf.Tensor, ...]]) -> dict[str, tf.Tensor]:
         if self.transfer_pairs:
             self._transfer()
         return super().train_step(data)
@@ -98,11 +102,11 @@ class EarlyExitTrainer(keras.Model):
 class EpochSchedules(keras.callbacks.Callback):
     """At every epoch start: the learning rate, the loss-weight ramps and the transfer switch."""
 
-    def __init__(self, config):
+    def __init__(self, config: config_lib.TrainConfig) -> None:
         super().__init__()
         self.config = config
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         cfg, trainer = self.config, self.model
         if epoch in cfg.optimizer_restarts:
             for variable in trainer.optimizer.variables:
@@ -120,23 +124,23 @@ class Checkpoints(keras.callbacks.Callback):
     (NNNN: epochs finished), written to a temporary file and renamed, so that a crash or a full disk
     never leaves a half-written checkpoint under a checkpoint's name; the newest two are kept."""
 
-    def __init__(self, folder):
+    def __init__(self, folder: str | os.PathLike) -> None:
         super().__init__()
         self.folder = pathlib.Path(folder)
 
     NAME = re.compile(r"epoch-(\d+)\.weights\.h5")  # the number: epochs finished
 
     @staticmethod
-    def path(folder, epochs):
+    def path(folder: str | os.PathLike, epochs: int) -> pathlib.Path:
         return pathlib.Path(folder) / f"epoch-{epochs:04d}.weights.h5"
 
     @classmethod
-    def found(cls, folder):
+    def found(cls, folder: str | os.PathLike) -> list[tuple[int, pathlib.Path]]:
         """[(epochs finished, path)], newest first."""
         numbered = ((cls.NAME.fullmatch(path.name), path) for path in pathlib.Path(folder).glob("epoch-*.weights.h5"))
         return sorted(((int(match[1]), path) for match, path in numbered if match), reverse=True)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         path = self.path(self.folder, epoch + 1)
         partial = self.folder / "partial.weights.h5"
         try:
@@ -159,13 +163,13 @@ class Checkpoints(keras.callbacks.Callback):
 class StopOnNonFinite(keras.callbacks.Callback):
     """Raises `Diverged` as soon as a loss is NaN or infinite (after a batch, or a validation)."""
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         self.epoch = epoch
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
         self._check(logs, f"epoch {self.epoch + 1}, batch {batch + 1}")
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         self._check(logs, f"epoch {epoch + 1}")
 
     @staticmethod
@@ -305,7 +309,16 @@ def _failed(work_dir, what):
     )
 
 
-def train(config, train_data, run_dir, validation_data=None, force=False, callbacks=(), verbose="auto", origin=None):
+def train(
+    config: config_lib.TrainConfig,
+    train_data: tf.data.Dataset,
+    run_dir: str | os.PathLike,
+    validation_data: tf.data.Dataset | None = None,
+    force: bool = False,
+    callbacks: Iterable[keras.callbacks.Callback] = (),
+    verbose: int | str = "auto",
+    origin: Callable[[str], str] | None = None,
+) -> ExitModel:
     """Train `config.model` on `train_data` ((images, labels) batches) and write `run_dir`.
 
     An interrupted run resumes from its last finished epoch. A finished run is never overwritten
@@ -330,7 +343,7 @@ def train(config, train_data, run_dir, validation_data=None, force=False, callba
     print(config_lib.summary(config))
     net, trainer, done, config_yaml = _start(config, work_dir, force, origin)
 
-    def per_exit(images, labels):
+    def per_exit(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tuple[tf.Tensor, ...]]:
         return images, (labels,) * len(net.exits)
 
     train_data = train_data.map(per_exit)
@@ -398,7 +411,16 @@ def train(config, train_data, run_dir, validation_data=None, force=False, callba
     return net
 
 
-def train_task(task, models=(), *, config_file=None, overrides=(), data_folder=None, models_dir, force=False):
+def train_task(
+    task: str | types.ModuleType,
+    models: Sequence[str] = (),
+    *,
+    config_file: str | os.PathLike | None = None,
+    overrides: Sequence[str] = (),
+    data_folder: str | os.PathLike | None = None,
+    models_dir: str | os.PathLike,
+    force: bool = False,
+) -> None:
     """Train the task's models (all, or those named) from TASK/configs/MODEL.yaml, or the one model
     that `config_file` names, with `overrides` ("key=value") applied; each into MODELS_DIR/TASK/MODEL/
     (`force`: overwrite a finished one). Progress bars on a terminal; one line per epoch otherwise."""

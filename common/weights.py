@@ -6,8 +6,14 @@ silently). Pretrained weights live in pretrained/TASK/MODEL.npz (or the task's P
 trained ones in MODELS_DIR/TASK/MODEL/weights.npz beside the config.yaml they were trained from.
 """
 
+from __future__ import annotations
+
+import os
 import pathlib
+import types
 import zipfile
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,21 +21,26 @@ from common import files
 from common.errors import UserError
 from common.tasks import REPO_ROOT, check_models, load_task
 
+if TYPE_CHECKING:
+    import keras
+
+    from common.models import ExitModel
+
 SOURCES = ("pretrained", "trained")
 
 
-def pretrained_path(task, model):
+def pretrained_path(task: str | types.ModuleType, model: str) -> pathlib.Path:
     task = load_task(task)
     folder = getattr(task, "PRETRAINED_DIR", None) or REPO_ROOT / "pretrained" / task.NAME
     return pathlib.Path(folder) / f"{model}.npz"
 
 
-def save_weights(model, path):
+def save_weights(model: keras.Model, path: str | os.PathLike) -> None:
     """Write every variable of `model`, keyed by its path, atomically."""
     files.save_npz(path, **{w.path: np.asarray(w.numpy()) for w in model.weights})
 
 
-def load_weights(model, path):
+def load_weights(model: keras.Model, path: str | os.PathLike) -> None:
     """Set every variable of `model` from `path`; the names, shapes and dtypes must match exactly (an .npz
     read without pickles: an object array is refused, never unpickled)."""
     path = pathlib.Path(path)
@@ -67,12 +78,17 @@ def load_weights(model, path):
         w.assign(arrays[w.path])
 
 
-def trained_path(task, model, models_dir):
+def trained_path(task: str | types.ModuleType, model: str, models_dir: str | os.PathLike) -> pathlib.Path:
     """Where train.sh saves `model`'s weights: MODELS_DIR/TASK/MODEL/weights.npz."""
     return pathlib.Path(models_dir) / load_task(task).NAME / model / "weights.npz"
 
 
-def weights_paths(task, source, models_dir, names=None):
+def weights_paths(
+    task: str | types.ModuleType,
+    source: str,
+    models_dir: str | os.PathLike | None,
+    names: Sequence[str] | None = None,
+) -> dict[str, pathlib.Path]:
     """{name: weights file} for every model of the task (or those in `names`), `source` "pretrained" or
     "trained"; UserError naming all missing trained ones."""
     task = load_task(task)
@@ -90,7 +106,9 @@ def weights_paths(task, source, models_dir, names=None):
     return paths
 
 
-def select_trained(task, models_dir, names=()):
+def select_trained(
+    task: str | types.ModuleType, models_dir: str | os.PathLike, names: Sequence[str] = ()
+) -> tuple[list[str], list[str]]:
     """(the trained models to evaluate, the task's models not trained) in MODELS_DIR/TASK: those named
     (UserError when one is missing), else every trained one (UserError when there is none)."""
     task = load_task(task)
@@ -104,7 +122,12 @@ def select_trained(task, models_dir, names=()):
     return trained, [name for name in task.MODELS if name not in trained]
 
 
-def load_nets(task, source, models_dir, names=None):
+def load_nets(
+    task: str | types.ModuleType,
+    source: str,
+    models_dir: str | os.PathLike | None,
+    names: Sequence[str] | None = None,
+) -> dict[str, ExitModel]:
     """{name: ExitModel with weights} for every model of the task (or those in `names`), pretrained or
     trained.
 
