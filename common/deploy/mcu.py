@@ -6,7 +6,8 @@ bare-metal harness with TFLM and a kernel set (CMSIS-NN or TFLM's reference kern
 around every Invoke(), and returns per sample the early-exit decision, the predicted class, each
 model's int8 outputs and instruction counts, with the arena bytes each model used and the flash bytes
 of each model and of the whole program (`McuResult`). Stage 2 runs only when the early exit's int8 top
-score is not above the int8 threshold derived from rho, as in docs/deployment.md's TFLM snippet. Counts are
+score is not above the threshold `runtime.exit_threshold` derives from rho (the harness receives it;
+docs/deployment.md's TFLM snippet computes the same in C). Counts are
 executed instructions on an emulator, not cycles. Building is cached (mcu_build.py); what is missing
 to run at all is named by one UserError with the command that installs it.
 """
@@ -23,12 +24,13 @@ import numpy as np
 
 from common.deploy import mcu_build
 from common.deploy.manifest import read_manifest
+from common.deploy.runtime import exit_threshold
 from common.errors import UserError
 
 ARENA_POOL_BYTES = 1536 * 1024  # static pool the models' arenas are carved from (fits every board's RAM)
 DEFAULT_ARENA_BYTES = 384 * 1024
 MAX_PROBES = 16
-HARNESS_VERSION = 2  # of in.bin's layout: the same as kVersion in mcu_src/harness.cc
+HARNESS_VERSION = 3  # of in.bin's layout: the same as kVersion in mcu_src/harness.cc
 
 
 def read_exported(export_dir, stem, models=None):
@@ -58,9 +60,7 @@ def _build_entry(model, role):
     stage1 = {}
     if role == "stage1":
         ee, tap = model.outputs["ee"], model.outputs["tap"]
-        stage1 = dict(
-            ee_position=ee.position, tap_position=tap.position, ee_scale=ee.c_scale, ee_zero_point=ee.zero_point
-        )
+        stage1 = dict(ee_position=ee.position, tap_position=tap.position)
     return mcu_build.HarnessModel(
         model.name,
         role,
@@ -92,11 +92,6 @@ def _roles(models):
                 "quantisation differ); re-export the models with deploy.sh"
             )
     return roles
-
-
-def ee_threshold(rho, ee):
-    """The int8 early-exit threshold as the harness computes it in float32: rho / scale + zero point."""
-    return float(np.float32(rho) / np.float32(ee.scale) + np.float32(ee.zero_point))
 
 
 @dataclasses.dataclass
@@ -220,6 +215,8 @@ def run_models(
     n = len(first) if samples is None else int(samples)
     if "stage1" in roles.values() and rho is None:
         raise UserError("an early-exit pair needs rho")
+    stage1 = next((m for m in models if roles[m.name] == "stage1"), None)
+    threshold = exit_threshold(rho, stage1.outputs["ee"]) if stage1 else None  # the rule's one home
     arenas = {m.name: DEFAULT_ARENA_BYTES for m in models}
     unknown = set(arena_bytes or {}) - set(arenas)
     if unknown:
@@ -238,7 +235,7 @@ def run_models(
     prog = mcu_build.program(lib, [_build_entry(m, roles[m.name]) for m in models], ARENA_POOL_BYTES, log=log)
     header = (
         b"TRXI"
-        + struct.pack("<IIfI", HARNESS_VERSION, n, float(rho or 0.0), len(models))
+        + struct.pack("<IIfI", HARNESS_VERSION, n, threshold or 0.0, len(models))
         + struct.pack(f"<{len(models)}I", *(arenas[m.name] for m in models))
         + struct.pack(f"<I{len(probes)}I", len(probes), *(int(p) for p in probes))
         + struct.pack("<I", int(bool(profile)))
@@ -285,10 +282,10 @@ def run_models(
                 f"(TFLM's AllocateTensors failed); give it more with arena_bytes"
             )
         raise RuntimeError(f"the MCU harness failed ({what} {name} {value}): {(run.stdout + run.stderr)[-2000:]}")
-    return _result(parsed, models, roles, n, rho, prog, arenas)
+    return _result(parsed, models, roles, n, rho, threshold, prog, arenas)
 
 
-def _result(parsed, models, roles, n, rho, prog, arenas):
+def _result(parsed, models, roles, n, rho, threshold, prog, arenas):
     outputs = {m.name: {t.name: np.zeros((n, *t.shape[1:]), np.int8) for t in m.outputs.values()} for m in models}
     ran = {m.name: np.zeros(n, bool) for m in models}
     instructions = {m.name: np.zeros(n, np.int64) for m in models}
@@ -311,13 +308,12 @@ def _result(parsed, models, roles, n, rho, prog, arenas):
             if layer_ops.setdefault(name, ops) != ops:
                 raise RuntimeError(f"{name} ran different operators on different samples")
             layer_instructions.setdefault(name, np.zeros((n, len(ops)), np.int64))[i] = [c for _, c in layers]
-    stage1 = next((m for m in models if roles[m.name] == "stage1"), None)
     return McuResult(
         core=prog.core,
         kernels=prog.kernels,
         board=prog.board,
         rho=rho,
-        threshold=ee_threshold(rho, stage1.outputs["ee"]) if stage1 else None,
+        threshold=threshold,
         exits=exits,
         classes=classes,
         model_classes=model_classes,

@@ -119,7 +119,7 @@ class Library:
 class HarnessModel:
     """One model of a harness program: its C array (symbol, source, header), builtin ops, role
     ("standalone", "stage1", "stage2") and the positions the harness reads; for stage 1 also its
-    early exit's output and quantisation (ee_scale as a C float literal) and the tap's output."""
+    early exit's output and the tap's output."""
 
     name: str
     role: str
@@ -130,8 +130,6 @@ class HarnessModel:
     input_position: int
     ee_position: int = -1
     tap_position: int = -1
-    ee_scale: str = "0.0f"
-    ee_zero_point: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -510,7 +508,7 @@ def _models_header(models, pool_bytes):
     for model in models:
         lines.append(
             f'  {{"{model.name}", {model.symbol}, {roles[model.role]}, {model.input_position}, '
-            f"{model.ee_position}, {model.tap_position}, {model.ee_scale}, {model.ee_zero_point}}},"
+            f"{model.ee_position}, {model.tap_position}}},"
         )
     return "\n".join(lines + ["};", ""])
 

@@ -179,6 +179,16 @@ class _Runner:
         return 0
 
 
+def exit_threshold(rho, ee):
+    """The T-RecX exit rule, leave when the early exit's top softmax is > rho, as the value the top score
+    of output `ee` (a TensorSpec) must exceed: rho itself for float32; for int8 the code
+    rho / scale + zero point, computed in float32 as a microcontroller computes it. LiteRT's runner and
+    the microcontroller harness (which receives this value) both compare against it."""
+    if not ee.quantized:
+        return float(rho)
+    return float(np.float32(rho) / np.float32(ee.scale) + np.float32(ee.zero_point))
+
+
 class EarlyExitRunner(_Runner):
     """Two-stage early exit on LiteRT: stage 2 runs only for samples whose early-exit max softmax is
     not > rho (the T-RecX rule), on stage 1's tapped feature map."""
@@ -188,6 +198,7 @@ class EarlyExitRunner(_Runner):
         self.first = Stage(stage1, "stage1", runtime)
         self.second = Stage(stage2, "stage2", runtime)
         self.ee, self.tap = self.first.outputs["ee"], self.first.outputs["tap"]
+        self.threshold = exit_threshold(rho, self.ee)
         self.ef = self.second.outputs["ef"]
         target = self.second.input
         if self.tap.shape != target.shape or self.tap.dtype != target.dtype:
@@ -225,8 +236,7 @@ class EarlyExitRunner(_Runner):
         first.invoke()
         ee = first.interpreter.get_tensor(ee_spec.index)[0]
         k = int(ee.argmax())
-        confidence = (float(ee[k]) - ee_spec.zero_point) * ee_spec.scale if ee_spec.quantized else float(ee[k])
-        if confidence > self.rho:
+        if ee[k] > self.threshold:
             elapsed = time.perf_counter_ns() - start
             return 0, k, elapsed, ee, None
         self._transfer()

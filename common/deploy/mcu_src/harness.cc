@@ -2,7 +2,8 @@
 //
 // The models are linked in as the C arrays deploy.sh exports; trecx_models.h (generated per program by
 // common/deploy/mcu_build.py) lists them with their roles and the operators to register. The host
-// prepares in.bin (little-endian): "TRXI", version, sample count, rho (float32), model count, each
+// prepares in.bin (little-endian): "TRXI", version, sample count, the early-exit threshold (float32: the
+// int8 code the early exit's top score must exceed, derived from rho by common/deploy/runtime.py), model count, each
 // model's arena bytes, probe count and probe iteration counts, a profile flag, then per sample the int8 input of every
 // model fed from the input (a standalone model or stage 1), in table order. The harness writes
 // out.txt, one record per line (see mcu.py's parser). Every Invoke() runs between the marker calls
@@ -38,8 +39,6 @@ struct TrecxModel {
   int input_position;
   int ee_position;   // stage 1: the early-exit softmax among its outputs
   int tap_position;  // stage 1: the tapped feature map (stage 2's input)
-  float ee_scale;    // stage 1: the early-exit softmax's quantisation
-  int ee_zero_point;
 };
 
 }  // namespace
@@ -48,7 +47,7 @@ struct TrecxModel {
 
 namespace {
 
-constexpr uint32_t kVersion = 2;
+constexpr uint32_t kVersion = 3;
 constexpr size_t kMaxProbes = 16;
 constexpr uint32_t kMaxLayers = 512;
 
@@ -148,10 +147,10 @@ int main() {
   FILE* in = std::fopen("in.bin", "rb");
   char magic[4];
   uint32_t version = 0, samples = 0, n_models = 0, n_probes = 0, profile = 0;
-  float rho = 0.0f;
+  float ee_threshold = 0.0f;  // exit when the early exit's top int8 score is above it
   if (in == nullptr || std::fread(magic, 1, 4, in) != 4 || std::memcmp(magic, "TRXI", 4) != 0 ||
       !read_u32(in, &version) || version != kVersion || !read_u32(in, &samples) ||
-      std::fread(&rho, sizeof rho, 1, in) != 1 || !read_u32(in, &n_models) || n_models != TRECX_MODEL_COUNT) {
+      std::fread(&ee_threshold, sizeof ee_threshold, 1, in) != 1 || !read_u32(in, &n_models) || n_models != TRECX_MODEL_COUNT) {
     return fail("input", "in.bin", version);
   }
   uint32_t arena_bytes[TRECX_MODEL_COUNT];
@@ -186,10 +185,8 @@ int main() {
     if (kModels[m].role == kStage2) stage2 = m;
   }
   if ((stage1 < 0) != (stage2 < 0)) return fail("pair", "stage1/stage2", 0);
-  float ee_threshold = 0.0f;  // scale * (q - zero point) > rho  <=>  q > rho / scale + zero point
   if (stage1 >= 0) {
     const TrecxModel& s1 = kModels[stage1];
-    ee_threshold = rho / s1.ee_scale + s1.ee_zero_point;
     if (interpreters[stage1]->output(s1.tap_position)->bytes !=
         interpreters[stage2]->input(kModels[stage2].input_position)->bytes) {
       return fail("tap_size", kModels[stage2].name, interpreters[stage2]->input(0)->bytes);
