@@ -24,6 +24,8 @@ from synthetic_coco import make_archives as make_vww_archives
 from common.errors import UserError
 from keyword_spotting import data as kws
 from visual_wake_words import data as vww
+from visual_wake_words import images as vww_images
+from visual_wake_words import minival as vww_minival
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KWS_TEST = kws.TEST_FOLDER
@@ -394,7 +396,7 @@ def test_every_mode_reads_as_its_8_bit_rgb_version_with_the_same_probabilities(t
     Image.fromarray(grey.astype(np.int32) * 257).save(tmp_path / "i.tif")
     pairs.update({"cmyk.tif": "rgb.png", "i.tif": "grey_rgb.png"})
     names = sorted(set(pairs) | set(pairs.values()))
-    images = dict(zip(names, vww.load_images([tmp_path / name for name in names])))
+    images = dict(zip(names, vww_images.load_images([tmp_path / name for name in names])))
     for version, reference in pairs.items():
         np.testing.assert_array_equal(images[version], images[reference], err_msg=version)
     np.testing.assert_array_equal(images["rgb.png"], rgb * np.float32(1 / 255))
@@ -405,7 +407,7 @@ def test_every_mode_reads_as_its_8_bit_rgb_version_with_the_same_probabilities(t
         np.testing.assert_allclose(probabilities[row[version]], probabilities[row[reference]], atol=1e-6, rtol=0)
     Image.fromarray(grey.astype(np.float32)).save(tmp_path / "f.tif")
     with pytest.raises(UserError, match="f.tif.*mode F"):
-        vww.load_images([tmp_path / "f.tif"])
+        vww_images.load_images([tmp_path / "f.tif"])
 
 
 def test_training_decodes_every_mode_as_the_test_set_does(tmp_path) -> None:
@@ -419,7 +421,7 @@ def test_training_decodes_every_mode_as_the_test_set_does(tmp_path) -> None:
     Image.fromarray(cmyk, "CMYK").save(tmp_path / "cmyk.jpg", quality=95)
     for path in sorted(tmp_path.iterdir()):
         decoded, _ = vww._decode(tf.constant(str(path)), tf.constant(0))
-        np.testing.assert_array_equal(decoded.numpy(), vww._read_uint8(path), err_msg=path.name)
+        np.testing.assert_array_equal(decoded.numpy(), vww_images._read_uint8(path), err_msg=path.name)
 
 
 def test_minival_build_never_deletes_a_file_it_did_not_write(tmp_path) -> None:
@@ -429,10 +431,10 @@ def test_minival_build_never_deletes_a_file_it_did_not_write(tmp_path) -> None:
     intact = broken.read_bytes()
     broken.write_bytes(intact[:200])
     with pytest.raises(UserError, match=f"Cannot read COCO image .*{broken.name}"):
-        vww.build_minival(data_dir)
+        vww_minival.build_minival(data_dir)
     assert sorted(p.name for p in (data_dir / "minival" / "person").iterdir()) == ["mine.jpg"]
     broken.write_bytes(intact)
-    counts = vww.build_minival(data_dir)
+    counts = vww_minival.build_minival(data_dir)
     assert (data_dir / "minival_set_aside" / "person" / "mine.jpg").read_bytes() == mine
     assert len(list((data_dir / "minival").rglob("*.jpg"))) == counts["person"] + counts["non_person"]
     assert not (data_dir / ".minival.building").exists()

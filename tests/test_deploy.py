@@ -695,7 +695,7 @@ def test_kws_validation_and_calibration_sets(tmp_path):
 def test_vww_validation_and_calibration_sets(tmp_path):
     from synthetic_coco import write_vww_train
 
-    from visual_wake_words import data, task
+    from visual_wake_words import data, images, task
 
     with pytest.raises(UserError, match=str(tmp_path / data.TRAIN_FOLDER)):
         task.calibration_set(tmp_path)
@@ -705,7 +705,7 @@ def test_vww_validation_and_calibration_sets(tmp_path):
     assert x.shape == (len(validation), 96, 96, 3) and list(y) == [label for _, label in validation]
     calibration = task.calibration_set(tmp_path, n=8, seed=0)
     assert calibration.shape == (8, 96, 96, 3) and 0.0 <= calibration.min() and calibration.max() <= 1.0
-    train_images = data.load_images([tmp_path / path for path, _ in train])
+    train_images = images.load_images([tmp_path / path for path, _ in train])
     assert all(any(np.array_equal(c, t) for t in train_images) for c in calibration)
 
 

@@ -12,7 +12,7 @@ from common.evaluation import evaluate_models
 from common.training import train
 from common.weights import load_nets
 from keyword_spotting import data as kws_data
-from visual_wake_words import data as vww_data
+from visual_wake_words import minival as vww_minival
 
 
 def speech_commands(root):
@@ -27,7 +27,7 @@ def visual_wake_words_data(root):
     """Synthetic vw_coco2014_96 and COCO val2017, with the minival test set built; returns (data dir, test dir)."""
     write_vww_train(root, n_non_person=12, n_person=14)
     write_coco(root)
-    vww_data.build_minival(root)
+    vww_minival.build_minival(root)
     return root, root / "minival"
 
 

@@ -1,4 +1,4 @@
-"""Tests for visual_wake_words/data.py on synthetic COCO val2017 and VWW training data (offline)."""
+"""Tests for visual_wake_words/{data,images,minival}.py on synthetic COCO val2017 and VWW training data (offline)."""
 
 import os
 import shutil
@@ -11,6 +11,8 @@ from synthetic_coco import COCO_CASES, expected_minival, make_archives, save_ima
 
 from common.errors import UserError
 from visual_wake_words import data
+from visual_wake_words.images import RESAMPLE, load_images
+from visual_wake_words.minival import build_minival, minival_labels
 
 CASES = {case.name: case for case in COCO_CASES}
 
@@ -40,7 +42,7 @@ def train_dir(tmp_path: Path) -> Path:
 
 
 def test_minival_rules_put_each_image_in_its_folder(coco_dir) -> None:
-    counts = data.build_minival(coco_dir)
+    counts = build_minival(coco_dir)
     minival = coco_dir / "minival"
     expected = expected_minival()
     assert _folder_names(minival / "person") == expected["person"]
@@ -71,7 +73,7 @@ def test_minival_rules_put_each_image_in_its_folder(coco_dir) -> None:
 def test_minival_rule(coco_dir, name, folder) -> None:
     case = CASES[name]
     assert case.expected == folder  # the synthetic case states what the rule must give
-    data.build_minival(coco_dir)
+    build_minival(coco_dir)
     found = [label for label in ("person", "non_person") if (coco_dir / "minival" / label / case.file_name).is_file()]
     assert found == ([folder] if folder else [])
 
@@ -86,11 +88,11 @@ def test_minival_labels_threshold_is_exact() -> None:
             {"image_id": 2, "category_id": 3, "bbox": [0, 0, 5, 4.999999]},
         ],
     }
-    assert data.minival_labels(coco) == {"0.jpg": None, "1.jpg": "person", "2.jpg": None}
+    assert minival_labels(coco) == {"0.jpg": None, "1.jpg": "person", "2.jpg": None}
 
 
 def test_minival_images_are_rgb_96_squashed_jpegs(coco_dir) -> None:
-    data.build_minival(coco_dir)
+    build_minival(coco_dir)
     gray = CASES["grayscale with person"]
     with Image.open(coco_dir / "minival" / "person" / gray.file_name) as saved:
         assert (saved.format, saved.mode, saved.size) == ("JPEG", "RGB", (96, 96))
@@ -99,7 +101,7 @@ def test_minival_images_are_rgb_96_squashed_jpegs(coco_dir) -> None:
     for case in (CASES["large person"], CASES["crowd only"], CASES["small image no person"]):
         saved_path = coco_dir / "minival" / case.expected / case.file_name
         with Image.open(coco_dir / "val2017" / case.file_name) as source:
-            reference = np.asarray(source.convert("RGB").resize((96, 96), data.RESAMPLE), dtype=float)
+            reference = np.asarray(source.convert("RGB").resize((96, 96), RESAMPLE), dtype=float)
         saved_pixels = np.asarray(Image.open(saved_path), dtype=float)
         assert saved_pixels.shape == (96, 96, 3)
         assert np.abs(saved_pixels - reference).mean() < 1.5  # high-quality JPEG of the bilinear squash
@@ -111,7 +113,7 @@ def test_minival_squashes_without_keeping_aspect(tmp_path) -> None:
     halves[:, :100] = (255, 0, 0)
     halves[:, 100:] = (0, 0, 255)
     save_image(root / "val2017" / CASES["no annotations"].file_name, halves, quality=98)
-    data.build_minival(root)
+    build_minival(root)
     pixels = np.asarray(Image.open(root / "minival" / "non_person" / CASES["no annotations"].file_name), dtype=int)
     assert (pixels[:, :44, 0] > 230).all() and (pixels[:, :44, 2] < 25).all()
     assert (pixels[:, 52:, 2] > 230).all() and (pixels[:, 52:, 0] < 25).all()
@@ -119,13 +121,13 @@ def test_minival_squashes_without_keeping_aspect(tmp_path) -> None:
 
 def test_minival_out_dir_and_skip_when_complete(coco_dir, tmp_path, capsys) -> None:
     out = tmp_path / "elsewhere"
-    counts = data.build_minival(coco_dir, out_dir=out)
+    counts = build_minival(coco_dir, out_dir=out)
     assert not (coco_dir / "minival").exists()
     person = out / "minival" / "person"
     first = person / expected_minival()["person"][0]
     stamp = first.stat().st_mtime_ns
     capsys.readouterr()
-    assert data.build_minival(coco_dir, out_dir=out) == counts
+    assert build_minival(coco_dir, out_dir=out) == counts
     assert "already complete" in capsys.readouterr().out
     assert first.stat().st_mtime_ns == stamp
 
@@ -133,36 +135,36 @@ def test_minival_out_dir_and_skip_when_complete(coco_dir, tmp_path, capsys) -> N
     save_image(person / "stray.jpg", np.zeros((96, 96, 3), np.uint8))  # one that does not belong,
     (person / f".{first.name}.123.tmp").write_bytes(b"half")  # a temporary file left behind
     (person / "notes.txt").write_text("kept")
-    assert data.build_minival(coco_dir, out_dir=out) == counts
+    assert build_minival(coco_dir, out_dir=out) == counts
     assert _folder_names(person) == sorted([*expected_minival()["person"], "notes.txt"])
 
 
 def test_minival_missing_inputs_are_user_errors(coco_dir) -> None:
     os.remove(coco_dir / "val2017" / CASES["large person"].file_name)
     with pytest.raises(UserError, match=f"missing.*{CASES['large person'].file_name}.*download.sh"):
-        data.build_minival(coco_dir)
+        build_minival(coco_dir)
     shutil.rmtree(coco_dir / "annotations")
     with pytest.raises(UserError, match="instances_val2017.json not found.*download.sh"):
-        data.build_minival(coco_dir)
+        build_minival(coco_dir)
 
 
 def test_minival_bad_annotations_are_user_errors(coco_dir) -> None:
     path = coco_dir / "annotations" / "instances_val2017.json"
     path.write_text("{not json")
     with pytest.raises(UserError, match="not readable JSON"):
-        data.build_minival(coco_dir)
+        build_minival(coco_dir)
     path.write_text('{"images": [], "annotations": [], "categories": [{"id": 1, "name": "dog"}]}')
     with pytest.raises(UserError, match="no category named 'person'"):
-        data.build_minival(coco_dir)
+        build_minival(coco_dir)
     path.write_text('{"images": [{"id": 1}], "annotations": [], "categories": [{"id": 1, "name": "person"}]}')
     with pytest.raises(UserError, match="not in the COCO instances format.*file_name"):
-        data.build_minival(coco_dir)
+        build_minival(coco_dir)
 
 
 def test_minival_unreadable_image_is_user_error(coco_dir) -> None:
     (coco_dir / "val2017" / CASES["crowd only"].file_name).write_bytes(b"\xff\xd8 not really a jpeg")
     with pytest.raises(UserError, match=f"Cannot read COCO image .*{CASES['crowd only'].file_name}"):
-        data.build_minival(coco_dir)
+        build_minival(coco_dir)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -186,7 +188,7 @@ def test_download_then_minival_then_load_test(archives, tmp_path, capsys) -> Non
     assert _folder_names(data_dir / "val2017") == sorted(case.file_name for case in COCO_CASES)
     assert (data_dir / "annotations" / "instances_val2017.json").is_file()
 
-    counts = data.build_minival(data_dir)
+    counts = build_minival(data_dir)
     images, labels, ids = data.load_test(data_dir / "minival")
     expected = expected_minival()
     assert list(ids) == sorted(
@@ -209,7 +211,7 @@ def test_download_then_minival_then_load_test(archives, tmp_path, capsys) -> Non
 def test_a_minival_in_place_is_the_test_split(coco_dir, tmp_path, capsys) -> None:
     import visual_wake_words.task
 
-    data.build_minival(coco_dir)
+    build_minival(coco_dir)
     shutil.rmtree(coco_dir / "val2017")
     shutil.rmtree(coco_dir / "annotations")
     minival = {path: path.read_bytes() for path in sorted((coco_dir / "minival").rglob("*")) if path.is_file()}
@@ -310,7 +312,7 @@ def test_load_images_resizes_png_and_jpeg_of_other_sizes(tmp_path) -> None:
     png = save_image(tmp_path / "a.png", rgba)
     gray = save_image(tmp_path / "b.jpeg", rng.integers(0, 256, (120, 200), dtype=np.uint8), quality=95)
     exact = save_image(tmp_path / "c.png", rng.integers(0, 256, (96, 96, 3), dtype=np.uint8))
-    images = data.load_images([png, str(gray), exact])
+    images = load_images([png, str(gray), exact])
     assert images.shape == (3, 96, 96, 3) and images.dtype == np.float32
     assert 0.0 <= images.min() and images.max() <= 1.0
     expected_png = np.asarray(Image.fromarray(rgba[..., :3]).resize((96, 96), Image.Resampling.BILINEAR))
@@ -319,7 +321,7 @@ def test_load_images_resizes_png_and_jpeg_of_other_sizes(tmp_path) -> None:
     np.testing.assert_array_equal(images[2], np.asarray(Image.open(exact), dtype=np.float32) * np.float32(1 / 255))
     (tmp_path / "bad.jpg").write_bytes(b"nope")
     with pytest.raises(UserError, match="Cannot read image .*bad.jpg"):
-        data.load_images([png, tmp_path / "bad.jpg"])
+        load_images([png, tmp_path / "bad.jpg"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -368,7 +370,7 @@ def test_validation_dataset_equals_decoded_images(train_dir) -> None:
     images, labels = _collect(data.validation_dataset(train_dir, batch_size=2))
     assert images.dtype == np.float32 and images.shape == (5, 96, 96, 3)
     np.testing.assert_array_equal(labels, [y for _, y in validation])
-    np.testing.assert_array_equal(images, data.load_images([train_dir / p for p, _ in validation]))
+    np.testing.assert_array_equal(images, load_images([train_dir / p for p, _ in validation]))
 
 
 def test_train_dataset_resizes_other_sizes_like_load_images(train_dir) -> None:
@@ -380,13 +382,13 @@ def test_train_dataset_resizes_other_sizes_like_load_images(train_dir) -> None:
     images, _ = _collect(data.train_dataset(train_dir, batch_size=64, augment=False, seed=0, shuffle=False))
     train, _ = data.split_train(train_dir)
     row = [p for p, _ in train].index("vw_coco2014_96/person/zz_odd.png")
-    expected = data.load_images([odd])[0]
+    expected = load_images([odd])[0]
     assert np.abs(images[row] - expected).max() <= 1.01 / 255
 
 
 def test_train_dataset_augment_changes_images_keeps_labels(train_dir) -> None:
     train, _ = data.split_train(train_dir)
-    plain = data.load_images([train_dir / p for p, _ in train])
+    plain = load_images([train_dir / p for p, _ in train])
     images, labels = _collect(data.train_dataset(train_dir, batch_size=16, augment=True, seed=1, shuffle=False))
     assert images.shape == plain.shape and images.dtype == np.float32
     assert 0.0 <= images.min() and images.max() <= 1.0
@@ -426,7 +428,7 @@ def test_train_dataset_augments_each_image_independently(tmp_path) -> None:
 def test_train_dataset_reshuffles_each_epoch(train_dir) -> None:
     dataset = data.train_dataset(train_dir, batch_size=8, augment=False, seed=2)
     train, _ = data.split_train(train_dir)
-    plain = data.load_images([train_dir / p for p, _ in train])
+    plain = load_images([train_dir / p for p, _ in train])
     fingerprints = {round(float(x.sum()), 2): i for i, x in enumerate(plain)}
     orders = []
     for _ in range(2):

@@ -1,4 +1,4 @@
-"""Visual wake words: download, the authors' "minival" test set from COCO val2017, tf.data pipelines.
+"""Visual wake words: download, the test set as laid out on disk, the training split, tf.data pipelines.
 
 Layout under a data directory:
   vw_coco2014_96/{person,non_person}/*.jpg   training data: the Silicon Labs archive MLPerf Tiny trains on
@@ -6,47 +6,50 @@ Layout under a data directory:
   annotations/instances_val2017.json         their instance annotations
   minival/{person,non_person}/*.jpg          the test set, written by `build_minival` (4,448 images)
 
-Labels: 0 = non_person, 1 = person (the alphabetical class order of Keras' flow_from_directory).
-The model sees float32 RGB images (96, 96, 3) in [0, 1]: uint8 pixel values times float32(1/255),
-exactly as Keras' `rescale=1/255` computes them.
-
-Resampling. The authors squash every COCO image to 96x96 with `skimage.transform.resize(...,
-anti_aliasing=True)`: a Gaussian blur with sigma = (scale - 1) / 2, then bilinear sampling. Of
-Pillow's filters, BILINEAR (a triangle kernel widened by the scale factor when shrinking, i.e.
-anti-aliased) is by far the closest to that: on synthetic 1/f-spectrum 640x480 images it differs
-from a scipy re-implementation of the skimage recipe by about 0.8 grey levels RMS, against about
-5 for BOX (area averaging) and about 6 for LANCZOS, which both keep more detail than the authors'
-blur. So every resize here (`build_minival`, `load_images`) uses Image.Resampling.BILINEAR;
-the tf.data pipelines, which only resize images that are not 96x96 already (the training
-archive's are), use tf.image.resize(bilinear, antialias=True), the same kernel (within 1 grey level).
+How one image file becomes model input (RGB conversion, the 96x96 resize, [0, 1] scaling) is in
+images.py; the minival, its labelling rule and the class and COCO folder names in minival.py, which
+this module imports (never the reverse). Here: what reads or fetches a whole data directory.
 
 Departures from the authors' code, on purpose:
   * the validation split is not augmented (theirs reuses the augmenting generator);
-  * minival JPEGs are written at quality 95 with 4:4:4 chroma, so re-encoding loses little;
   * JPEGs are decoded with the accurate integer DCT in tf.data too, so that they equal what
     Pillow (and hence Keras' ImageDataGenerator) decodes; TensorFlow's default DCT differs by
     up to ~9 grey levels.
 """
 
 import concurrent.futures
-import json
 import os
-import shutil
 import sys
 from collections.abc import Callable, Sequence
-from fractions import Fraction
 from pathlib import Path, PurePosixPath
 
 import keras
 import numpy as np
 import tensorflow as tf
-from PIL import Image
 
-from common import files
 from common.download import check_split, extract, fetch
 from common.errors import UserError
-from common.progress import Progress
 from common.tasks import LoadedSet
+from visual_wake_words.images import (
+    IMAGE_SHAPE,
+    IMAGE_SIZE,
+    IMAGE_SUFFIXES,
+    IO_THREADS,
+    RESCALE,
+    listed_images,
+    read_images,
+)
+from visual_wake_words.minival import (
+    ANNOTATIONS_FILE,
+    CLASS_NAMES,
+    IMAGES_FOLDER,
+    MINIVAL_FOLDER,
+    NON_PERSON,
+    PERSON,
+    download_hint,
+    minival_present,
+    read_annotations,
+)
 
 TRAIN_URL = "https://www.silabs.com/public/files/github/machine_learning/benchmarks/datasets/vw_coco2014_96.tar.gz"
 # SHA-1 published by Silicon Labs, the archive's host, in its MLTK model definition
@@ -66,45 +69,16 @@ COCO_ANNOTATIONS_MD5 = "f4bbac642086de4f52a3fdda2de5fa2c"
 COCO_ANNOTATIONS_SHA256 = "113a836d90195ee1f884e704da6304dfaaecff1f023f49b6ca93c4aaae470268"
 
 TRAIN_FOLDER = "vw_coco2014_96"
-IMAGES_FOLDER = "val2017"
-ANNOTATIONS_FILE = "annotations/instances_val2017.json"
-MINIVAL_FOLDER = "minival"
-NON_PERSON, PERSON = "non_person", "person"
-CLASS_NAMES = (NON_PERSON, PERSON)  # index = label
-SKIPPED = "skipped"
-
-IMAGE_SIZE = 96
-IMAGE_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 3)
-RESAMPLE = Image.Resampling.BILINEAR  # see the module docstring
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-JPEG_QUALITY = 95
-# An image is `person` when a non-crowd person box covers more than this fraction of it.
-PERSON_MIN_AREA_FRACTION = Fraction(25, 1000)
 VALIDATION_SPLIT = 0.1
-RESCALE = 1.0 / 255.0
-IO_THREADS = 4
-
-
-def _download_hint(data_dir: Path) -> str:
-    return f"run visual_wake_words/download.sh --data-dir {data_dir}"
 
 
 # ------------------------------------------------------------------------------------------------
 # Download
 
 
-def _listed_images(folder: Path) -> list[str]:
-    """Sorted names of the .png/.jpg/.jpeg files (any case) directly in `folder`, hidden files excluded."""
-    return sorted(
-        entry.name
-        for entry in os.scandir(folder)
-        if entry.name.lower().endswith(IMAGE_SUFFIXES) and not entry.name.startswith(".") and entry.is_file()
-    )
-
-
 def _train_complete(data_dir: Path) -> bool:
     folders = [data_dir / TRAIN_FOLDER / name for name in CLASS_NAMES]
-    return all(folder.is_dir() and _listed_images(folder) for folder in folders)
+    return all(folder.is_dir() and listed_images(folder) for folder in folders)
 
 
 def _annotations_complete(data_dir: Path) -> bool:
@@ -119,15 +93,8 @@ def _images_complete(data_dir: Path) -> bool:
     present = set(os.listdir(folder))
     if not _annotations_complete(data_dir):
         return any(name.lower().endswith(IMAGE_SUFFIXES) for name in present)
-    coco = _read_annotations(data_dir / ANNOTATIONS_FILE, data_dir)
+    coco = read_annotations(data_dir / ANNOTATIONS_FILE, data_dir)
     return all(image.get("file_name") in present for image in coco["images"])
-
-
-def minival_present(data_dir: Path) -> bool:
-    """`data_dir`/minival/ holds both class folders, each with images: a test set in place, which the
-    test split needs nothing else for (COCO val2017 is only what it is built from)."""
-    root = Path(data_dir) / MINIVAL_FOLDER
-    return all((root / name).is_dir() and _listed_images(root / name) for name in CLASS_NAMES)
 
 
 def download(
@@ -198,83 +165,7 @@ def download(
 
 
 # ------------------------------------------------------------------------------------------------
-# Reading images
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """8-bit RGB of an image in any mode Pillow reads, as TensorFlow's decoders (training) give it.
-
-    1, L, P, RGB: as they are (grey and palette expanded); alpha (RGBA, LA, PA, a palette's
-    transparency) is dropped, not composited, as tf.io.decode_png(channels=3) drops it; 16-bit grey
-    (I;16*, and I, which older Pillows give 16-bit PNGs) is scaled to 8 bit by its high byte (v >> 8, what
-    TensorFlow's PNG decoder keeps: 257 x p gives back p), not clipped; CMYK as
-    (255 - C) x (255 - K) // 255 per channel, TensorFlow's JPEG formula. Float images (F) are refused
-    (ValueError): no 8-bit scale can be assumed for them.
-    """
-    mode = image.mode
-    if mode.startswith("I"):
-        values = np.clip(np.asarray(image).astype(np.int64), 0, 65535) >> 8
-        return Image.fromarray(values.astype(np.uint8), "L").convert("RGB")
-    if mode == "CMYK":
-        cmyk = np.asarray(image).astype(np.uint16)
-        return Image.fromarray(((255 - cmyk[..., :3]) * (255 - cmyk[..., 3:]) // 255).astype(np.uint8), "RGB")
-    if mode in ("F", "RGBa", "La"):
-        raise ValueError(
-            f"image mode {mode} has no 8-bit RGB equivalent TensorFlow would decode to; "
-            "save the image as 8-bit RGB or grey"
-        )
-    if mode == "PA":
-        image = image.convert("RGBA")
-    return image if mode == "RGB" else image.convert("RGB")
-
-
-def _to_model_size(image: Image.Image) -> Image.Image:
-    """8-bit RGB (`to_rgb`), squashed to 96x96 with RESAMPLE: always a new image, which outlives the closing
-    of `image`'s file (an RGB image of the model's size needs no conversion: it is copied)."""
-    rgb = to_rgb(image)
-    if rgb.size != (IMAGE_SIZE, IMAGE_SIZE):
-        return rgb.resize((IMAGE_SIZE, IMAGE_SIZE), RESAMPLE)
-    return rgb.copy() if rgb is image else rgb
-
-
-def _read_uint8(path: Path) -> np.ndarray:
-    """uint8 (96, 96, 3) RGB pixels of the image file at `path` (any Pillow-readable format, size, mode)."""
-    with Image.open(path) as image:
-        return np.asarray(_to_model_size(image), dtype=np.uint8)
-
-
-def _read_all(paths: Sequence[Path]) -> tuple[np.ndarray, list[tuple[int, str]]]:
-    """float32 (N, 96, 96, 3) in [0, 1] for `paths`, read on IO_THREADS threads, and the
-    (row, error) of each unreadable file, whose row is left at zero."""
-    images = np.zeros((len(paths), *IMAGE_SHAPE), np.float32)
-    failures: list[tuple[int, str]] = []
-
-    def read(row: int) -> None:
-        try:
-            pixels = _read_uint8(paths[row])
-        except Exception as err:  # corrupt files fail inside Pillow's decoders in many ways
-            failures.append((row, f"{type(err).__name__}: {err}"))
-            return
-        np.multiply(pixels, np.float32(RESCALE), out=images[row], dtype=np.float32)
-
-    with concurrent.futures.ThreadPoolExecutor(IO_THREADS) as pool:
-        list(pool.map(read, range(len(paths)), chunksize=64))
-    return images, sorted(failures)
-
-
-def load_images(paths: Sequence[Path | str]) -> np.ndarray:
-    """float32 (N, 96, 96, 3) RGB in [0, 1] (uint8 values times float32(1/255)) of the image files.
-
-    Any Pillow-readable format (PNG, JPEG...), size and mode: converted to RGB and, unless already
-    96x96, squashed to 96x96 with RESAMPLE (as `build_minival` does). An unreadable file is a UserError.
-    """
-    paths = [Path(path) for path in paths]
-    images, failures = _read_all(paths)
-    if failures:
-        row, error = failures[0]
-        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
-        raise UserError(f"Cannot read image {paths[row]} ({error}){more}; delete or replace it")
-    return images
+# The test set
 
 
 def load_test(data_dir: Path) -> LoadedSet:
@@ -295,12 +186,12 @@ def load_test(data_dir: Path) -> LoadedSet:
         folder = data_dir / class_name
         if not folder.is_dir():
             raise UserError(f"Test folder {folder} not found; {hint}")
-        names = _listed_images(folder)
+        names = listed_images(folder)
         ids += [f"{class_name}/{name}" for name in names]
         labels += [label] * len(names)
     if not ids:
         raise UserError(f"No .png/.jpg/.jpeg images in {data_dir / PERSON} or {data_dir / NON_PERSON}; {hint}")
-    images, failures = _read_all([data_dir / image_id for image_id in ids])
+    images, failures = read_images([data_dir / image_id for image_id in ids])
     keep = np.ones(len(ids), bool)
     skipped = []
     for row, error in failures:
@@ -323,155 +214,6 @@ def load_test(data_dir: Path) -> LoadedSet:
 
 
 # ------------------------------------------------------------------------------------------------
-# The minival test set
-
-
-def _read_annotations(path: Path, data_dir: Path) -> dict:
-    if not path.is_file():
-        raise UserError(f"COCO annotations {path} not found; {_download_hint(data_dir)}")
-    redo = f"delete {path.parent} and {_download_hint(data_dir)}"
-    try:
-        with open(path, encoding="utf-8") as f:
-            coco = json.load(f)
-    except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise UserError(f"COCO annotations {path} are not readable JSON ({err}); {redo}") from err
-    if not isinstance(coco, dict) or not all(
-        isinstance(coco.get(key), list) for key in ("images", "annotations", "categories")
-    ):
-        raise UserError(f"{path} lacks the images/annotations/categories lists of a COCO instances file; {redo}")
-    return coco
-
-
-def _is_large(box: Sequence[float], width: int, height: int) -> bool:
-    """Whether the [x, y, w, h] box covers more than PERSON_MIN_AREA_FRACTION of width x height.
-
-    Exact rational arithmetic, so a box of exactly 2.5 % is never "more" through rounding.
-    """
-    return Fraction(box[2]) * Fraction(box[3]) > PERSON_MIN_AREA_FRACTION * Fraction(width) * Fraction(height)
-
-
-def minival_labels(coco: dict, source: str = "the annotations") -> dict[str, str | None]:
-    """The authors' rule for each image of a parsed COCO instances file:
-    file_name -> "person" if a non-crowd (iscrowd == 0) person box has bbox area w*h > 2.5 % of
-    the image's width*height, None (skipped) if it has non-crowd person boxes but none that large,
-    "non_person" if it has none (crowd-only and unannotated images included). The person category
-    is looked up by name.
-    """
-    try:
-        person_ids = [category["id"] for category in coco["categories"] if category.get("name") == "person"]
-        if not person_ids:
-            raise UserError(f"{source} have no category named 'person'; use the COCO instances_val2017.json")
-        boxes: dict[object, list[Sequence[float]]] = {}
-        for annotation in coco["annotations"]:
-            if annotation["category_id"] in person_ids and not annotation.get("iscrowd", 0):
-                boxes.setdefault(annotation["image_id"], []).append(annotation["bbox"])
-        labels: dict[str, str | None] = {}
-        for image in coco["images"]:
-            person_boxes = boxes.get(image["id"], [])
-            if not person_boxes:
-                labels[image["file_name"]] = NON_PERSON
-            elif any(_is_large(box, image["width"], image["height"]) for box in person_boxes):
-                labels[image["file_name"]] = PERSON
-            else:
-                labels[image["file_name"]] = None
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
-        raise UserError(
-            f"{source} are not in the COCO instances format "
-            f"({type(err).__name__}: {err}); use the official instances_val2017.json"
-        ) from err
-    return labels
-
-
-def _write_jpeg(source: Path, target: Path) -> None:
-    """`source` as RGB 96x96 JPEG at `target`, written atomically."""
-    try:
-        with Image.open(source) as image:
-            small = _to_model_size(image)
-    except Exception as err:  # corrupt files fail inside Pillow's decoders in many ways
-        raise UserError(
-            f"Cannot read COCO image {source} ({type(err).__name__}: {err}); delete "
-            f"{source.parent} and {_download_hint(source.parent.parent)}"
-        ) from err
-    with files.atomic_output(target) as temporary:
-        small.save(temporary, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
-
-
-def _set_aside(files: list[Path], root: Path) -> Path:
-    """Move `files` (under `root`/CLASS/) to `root`_set_aside/CLASS/, never over an existing file."""
-    aside = root.with_name(f"{root.name}_set_aside")
-    for path in files:
-        target = aside / path.parent.name / path.name
-        for n in range(1, 10_000):
-            if not target.exists():
-                break
-            target = target.with_name(f"{path.stem}.{n}{path.suffix}")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(path, target)
-    return aside
-
-
-def build_minival(data_dir: Path, out_dir: Path | None = None) -> dict[str, int]:
-    """Write the authors' VWW test set from COCO val2017 to `out_dir`/minival/{person,non_person}/.
-
-    Labels follow `minival_labels`; each kept image is converted to RGB, squashed to 96x96 with
-    RESAMPLE and saved as JPEG (quality 95, 4:4:4) under its original file name. Missing images are
-    written into a temporary sibling folder (.minival.building, which an interrupted run resumes from) and
-    moved in only once all are written, so a failed build leaves minival/ as it was; a complete minival is
-    left as it is. Nothing is deleted: image files in the class folders that are not part of minival
-    are moved to minival_set_aside/. `out_dir` defaults to `data_dir`. Prints and returns the counts
-    {"person": n, "non_person": n, "skipped": n}.
-    """
-    data_dir = Path(data_dir)
-    root = Path(out_dir if out_dir is not None else data_dir) / MINIVAL_FOLDER
-    annotations = data_dir / ANNOTATIONS_FILE
-    labels = minival_labels(_read_annotations(annotations, data_dir), str(annotations))
-    counts = {PERSON: 0, NON_PERSON: 0, SKIPPED: 0}
-    targets: dict[str, Path] = {}  # "person/NAME.jpg" -> its COCO image
-    for name, label in sorted(labels.items()):
-        counts[label or SKIPPED] += 1
-        if label is not None:
-            targets[f"{label}/{name}"] = data_dir / IMAGES_FOLDER / name
-    strays = [
-        entry
-        for class_name in CLASS_NAMES
-        if (root / class_name).is_dir()
-        for entry in sorted((root / class_name).iterdir())
-        if entry.name.lower().endswith((*IMAGE_SUFFIXES, ".tmp"))
-        and entry.is_file()
-        and f"{class_name}/{entry.name}" not in targets
-    ]
-    todo = [(source, target) for target, source in targets.items() if not (root / target).is_file()]
-    summary = f"{counts[PERSON]} person, {counts[NON_PERSON]} non_person, {counts[SKIPPED]} skipped (small persons)"
-    if not todo and not strays:
-        print(f"minival already complete at {root}: {summary}")
-        return counts
-    missing = [source for source, _ in todo if not source.is_file()]
-    if missing:
-        raise UserError(
-            f"{len(missing)} images named in {annotations} are missing from {data_dir / IMAGES_FOLDER} "
-            f"(first: {missing[0].name}); {_download_hint(data_dir)}"
-        )
-    staging = root.with_name(f".{root.name}.building")
-    for class_name in CLASS_NAMES:
-        (staging / class_name).mkdir(parents=True, exist_ok=True)
-    jobs = [(source, staging / target) for source, target in todo if not (staging / target).is_file()]
-    progress = Progress(f"minival {len(jobs)} images", len(jobs))
-    with concurrent.futures.ThreadPoolExecutor(IO_THREADS) as pool:
-        for _ in pool.map(lambda job: _write_jpeg(*job), jobs):
-            progress.advance()
-    progress.finish()
-    if strays:  # all written: now the swap, by renames only
-        aside = _set_aside(strays, root)
-        print(f"Moved {len(strays)} files under {root} that are not part of minival to {aside}")
-    for _, target in todo:
-        (root / target).parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staging / target, root / target)
-    shutil.rmtree(staging)  # holds only what this builder wrote
-    print(f"minival written to {root}: {summary}")
-    return counts
-
-
-# ------------------------------------------------------------------------------------------------
 # Training data
 
 
@@ -479,7 +221,7 @@ def _train_root(data_dir: Path) -> Path:
     data_dir = Path(data_dir)
     root = data_dir / TRAIN_FOLDER
     if not root.is_dir():
-        raise UserError(f"Training folder {root} not found; {_download_hint(data_dir)}")
+        raise UserError(f"Training folder {root} not found; {download_hint(data_dir)}")
     return root
 
 
@@ -497,15 +239,15 @@ def split_train(data_dir: Path) -> tuple[list[tuple[str, int]], list[tuple[str, 
     for label, class_name in enumerate(CLASS_NAMES):
         folder = root / class_name
         if not folder.is_dir():
-            raise UserError(f"Training class folder {folder} not found; {_download_hint(Path(data_dir))}")
-        names = _listed_images(folder)
+            raise UserError(f"Training class folder {folder} not found; {download_hint(Path(data_dir))}")
+        names = listed_images(folder)
         n_validation = int(VALIDATION_SPLIT * len(names))
         paths = [f"{TRAIN_FOLDER}/{class_name}/{name}" for name in names]
         validation += [(path, label) for path in paths[:n_validation]]
         train += [(path, label) for path in paths[n_validation:]]
     if not train:
         raise UserError(
-            f"No .png/.jpg/.jpeg images under {root}/{{person,non_person}}/; {_download_hint(Path(data_dir))}"
+            f"No .png/.jpg/.jpeg images under {root}/{{person,non_person}}/; {download_hint(Path(data_dir))}"
         )
     return train, validation
 

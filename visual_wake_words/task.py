@@ -10,7 +10,8 @@ from common.download import mirror_url
 from common.errors import UserError
 from common.models import Architecture
 from common.tasks import sample_rows
-from visual_wake_words import data
+from visual_wake_words import data, minival
+from visual_wake_words.images import IMAGE_SIZE, load_images
 
 NAME = "visual_wake_words"
 TITLE = "MobileNetV1-0.25 (VWW)"
@@ -92,16 +93,16 @@ def download(data_dir, mirror=None, split="all", force=False, verify_checksums=T
 
 
 def preprocess(data_dir):
-    return data.build_minival(data_dir)
+    return minival.build_minival(data_dir)
 
 
 def prepare_test(data_dir):
     """The test set (minival) is built from COCO val2017, not downloaded; a minival in place without the
     COCO annotations to check it against is used as it is."""
-    if data.minival_present(data_dir) and not (pathlib.Path(data_dir) / data.ANNOTATIONS_FILE).is_file():
-        print(f"minival in place at {pathlib.Path(data_dir) / data.MINIVAL_FOLDER}, used as it is")
+    if minival.minival_present(data_dir) and not (pathlib.Path(data_dir) / minival.ANNOTATIONS_FILE).is_file():
+        print(f"minival in place at {pathlib.Path(data_dir) / minival.MINIVAL_FOLDER}, used as it is")
         return
-    data.build_minival(data_dir)
+    minival.build_minival(data_dir)
 
 
 # (images float32 (N, 96, 96, 3) in [0, 1], labels (N,) 1 = person, ids = path relative to data_dir)
@@ -125,7 +126,7 @@ def validation_set(data_dir):
             f"the training folder under {data_dir} is too small for a validation split (10 % per "
             "class); pass --rho R, or run bash visual_wake_words/download.sh"
         )
-    images = data.load_images([pathlib.Path(data_dir) / path for path, _ in validation])
+    images = load_images([pathlib.Path(data_dir) / path for path, _ in validation])
     return images, np.array([label for _, label in validation], np.int64)
 
 
@@ -133,14 +134,14 @@ def calibration_set(data_dir, n=500, seed=0):
     """float32 (n, 96, 96, 3) in [0, 1]: training-split images drawn without replacement (seeded), the
     representative set of int8 quantisation."""
     train, _ = data.split_train(data_dir)
-    return data.load_images([pathlib.Path(data_dir) / train[row][0] for row in sample_rows(len(train), n, seed)])
+    return load_images([pathlib.Path(data_dir) / train[row][0] for row in sample_rows(len(train), n, seed)])
 
 
 # Tests and benchmarks: inputs that look like the real ones to the networks, labels meaningless.
 def synthetic_inputs(n, seed=0, grid=6):
     """(float32 (n, 96, 96, 3) in [0, 1], labels (n,) in {0, 1}): bilinear upsampling of a (grid, grid, 3)
     random colour field plus mild noise."""
-    rng, size = np.random.default_rng(seed), data.IMAGE_SIZE
+    rng, size = np.random.default_rng(seed), IMAGE_SIZE
     coarse = rng.uniform(0.0, 1.0, (n, grid, grid, 3))
     position = np.linspace(0, grid - 1, size)
     low = np.minimum(position.astype(int), grid - 2)
@@ -157,7 +158,7 @@ def write_synthetic_test_set(folder, n, seed=0):
     `folder`/non_person/ by label, the minival's layout; returns the folder test.sh reads (`folder`)."""
     images, labels = synthetic_inputs(n, seed)
     for i, (image, label) in enumerate(zip(images, labels)):
-        path = pathlib.Path(folder) / data.CLASS_NAMES[label] / f"synthetic_{i:06d}.jpg"
+        path = pathlib.Path(folder) / minival.CLASS_NAMES[label] / f"synthetic_{i:06d}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.round(image * 255).astype(np.uint8)).save(path, quality=data.JPEG_QUALITY, subsampling=0)
+        Image.fromarray(np.round(image * 255).astype(np.uint8)).save(path, quality=minival.JPEG_QUALITY, subsampling=0)
     return pathlib.Path(folder)
