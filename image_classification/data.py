@@ -1,5 +1,7 @@
 """CIFAR-10: download the official python archive, load its pickled batches, build tf.data pipelines.
 
+A folder may hold CIFAR-10 as image files instead (train/CLASS/*.png|jpg, test/CLASS/...: see
+image_folders.py); the official batches are read when they are there, the image folders otherwise.
 Images are uint8 (N, 32, 32, 3) channels-last in memory; the model sees them as float32 in [0, 255]
 (the authors feed raw pixel values, no scaling).
 """
@@ -15,6 +17,7 @@ import tensorflow as tf
 from common.download import check_split, extract, fetch
 from common.errors import UserError
 from common.tasks import LoadedSet
+from image_classification import image_folders
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -30,7 +33,8 @@ VALUES_PER_IMAGE = 32 * 32 * 3
 def _fix_hint(data_dir: Path) -> str:
     return (
         f"run bash image_classification/download.sh --data-dir {data_dir} "
-        f"or point --data-dir at a folder holding {FOLDER}/"
+        f"or point --data-dir at a folder holding {FOLDER}/ (or CIFAR-10 as image folders: train/CLASS/, "
+        f"test/CLASS/ with CLASS one of {', '.join(image_folders.CLASS_NAMES)})"
     )
 
 
@@ -59,6 +63,10 @@ def download(
     if all((folder / name).is_file() for name in required):
         print(f"CIFAR-10 ({'all' if split == 'all' else split} files) already present at {folder}")
         return folder
+    splits = image_folders.SPLITS if split == "all" else (split,)
+    if all(image_folders.present(data_dir, name) for name in splits):
+        print(f"CIFAR-10 as image folders ({', '.join(splits)}) already present at {data_dir}")
+        return data_dir
     archive = fetch(url, data_dir / (Path(urlparse(url).path).name or "cifar-10-python.tar.gz"), md5=md5)
     extract(archive, data_dir, force=force)
     missing = [name for name in required if not (folder / name).is_file()]
@@ -149,8 +157,17 @@ def _folder(data_dir: Path) -> Path:
 
 def load_test(data_dir: Path) -> LoadedSet:
     """The test batch: a LoadedSet of images uint8 (N, 32, 32, 3), labels int64 (N,) in 0..9 and ids int64
-    (N,) = row in test_batch, skipping nothing (a batch is read whole or refused). A batch without images
-    is a UserError."""
+    (N,) = row in test_batch, skipping nothing (a batch is read whole or refused). Without a test batch,
+    the image folders' test split, ids their paths, files that are not 32x32 images skipped by name. A
+    test set without images is a UserError."""
+    if not (Path(data_dir) / FOLDER / TEST_BATCH).is_file() and image_folders.present(data_dir, "test"):
+        images, labels, ids, skipped = image_folders.read(data_dir, "test")
+        if not len(images):
+            raise UserError(
+                f"no test image could be read under {Path(data_dir) / 'test'} ({len(skipped)} skipped); "
+                f"{_fix_hint(Path(data_dir))}"
+            )
+        return LoadedSet(images, labels, np.array(ids), skipped)
     path = _folder(data_dir) / TEST_BATCH
     images, labels = _read_batch(path, Path(data_dir))
     if not len(images):
@@ -162,7 +179,11 @@ def load_test(data_dir: Path) -> LoadedSet:
 
 
 def load_train(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """data_batch_1..5 concatenated: images uint8 (N, 32, 32, 3), labels int64 (N,) in 0..9."""
+    """data_batch_1..5 concatenated: images uint8 (N, 32, 32, 3), labels int64 (N,) in 0..9; without
+    them, the image folders' training split (`image_folders.read_train`)."""
+    batches_there = all((Path(data_dir) / FOLDER / name).is_file() for name in TRAIN_BATCHES)
+    if not batches_there and image_folders.present(data_dir, "train"):
+        return image_folders.read_train(data_dir)
     folder = _folder(data_dir)
     batches = [_read_batch(folder / name, Path(data_dir)) for name in TRAIN_BATCHES]
     return np.concatenate([images for images, _ in batches]), np.concatenate([labels for _, labels in batches])

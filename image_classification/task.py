@@ -32,7 +32,7 @@ AUTHORS_MODELS = {
     "sdn": "image_classification/trained_models/model_sdn",
     "branchynet": "image_classification/trained_models/model_branchynet",
 }
-DATA_LAYOUT = "cifar-10-batches-py/test_batch"
+DATA_LAYOUT = "cifar-10-batches-py/test_batch, or test/CLASS/*.png|jpg (CIFAR-10 as image folders)"
 TEST_SET_SIZE = 10_000  # images in the official test batch
 
 # The paper's numbers (Table 1 and Table 2 of arXiv 2207.06613), shown beside the measured ones.

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
+from image_classification.image_folders import CLASS_NAMES
 from image_classification.task import synthetic_batch
 
 FOLDER = "cifar-10-batches-py"
 ARCHIVE_NAME = "cifar-10-python.tar.gz"
-CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
 def write_pickle(path: Path, obj: object) -> None:
@@ -55,3 +55,15 @@ def make_cifar_archive(root: Path, n_test: int, n_train_per_batch: int, seed: in
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(folder, arcname=FOLDER)
     return archive
+
+
+def write_image_folders(root: Path, split: str, images: np.ndarray, labels: np.ndarray, suffix: str = ".png") -> Path:
+    """CIFAR-10 as image folders: image i as `root`/SPLIT/CLASS/NNNNN.png (lossless), the layout
+    image_classification/image_folders.py reads; returns `root`."""
+    from PIL import Image
+
+    for name in CLASS_NAMES:
+        (Path(root) / split / name).mkdir(parents=True, exist_ok=True)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        Image.fromarray(image).save(Path(root) / split / CLASS_NAMES[label] / f"{i:05d}{suffix}")
+    return Path(root)

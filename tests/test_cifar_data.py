@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synthetic import make_cifar_archive, random_batch, write_cifar, write_pickle
+from synthetic import make_cifar_archive, random_batch, write_cifar, write_image_folders, write_pickle
 
 from common.download import md5sum
 from common.errors import UserError
-from image_classification import data
+from image_classification import data, image_folders
 
 N_TEST = 150  # not a multiple of 100 (nor of the batch sizes below)
 N_TRAIN_PER_BATCH = 20
@@ -220,3 +220,98 @@ def test_train_dataset_reshuffles_each_epoch(data_dir) -> None:
     for order in epochs:
         assert sorted(order) == list(range(len(labels)))
     assert not np.array_equal(epochs[0], epochs[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# CIFAR-10 as image folders (train/CLASS/*.png|jpg, test/CLASS/...)
+
+
+def test_image_folders_load_the_pixels_of_the_batches_they_were_written_from(data_dir, tmp_path) -> None:
+    from image_classification import task
+
+    test_images, test_labels, _ = data.load_test(data_dir)
+    train_images, train_labels = data.load_train(data_dir)
+    folders = write_image_folders(tmp_path / "folders", "test", test_images, test_labels)
+    write_image_folders(folders, "train", train_images, train_labels)
+    loaded = data.load_test(folders)
+    # Test images class by class, files in name order (= their row in the batch).
+    order = np.lexsort((np.arange(len(test_labels)), test_labels))
+    np.testing.assert_array_equal(loaded[0], test_images[order])
+    np.testing.assert_array_equal(loaded[1], test_labels[order])
+    assert loaded[2][0] == f"test/{image_folders.CLASS_NAMES[test_labels[order[0]]]}/{order[0]:05d}.png"
+    assert loaded.skipped == ()
+    # Training images interleaved across classes: the k-th of every class, then the k+1-th.
+    images, labels = data.load_train(folders)
+    rank = np.array([np.sum(train_labels[:i] == train_labels[i]) for i in range(len(train_labels))])
+    order = np.lexsort((train_labels, rank))
+    np.testing.assert_array_equal(images, train_images[order])
+    np.testing.assert_array_equal(labels, train_labels[order])
+    # The validation split deploy.sh holds apart: the last tenth, drawn from every class alike.
+    x, y = task.validation_set(folders)
+    np.testing.assert_array_equal(x, data.to_model_input(train_images[order][-len(y) :]))
+    assert len(set(y.tolist())) > 1
+
+
+def test_image_folders_skip_odd_test_images_by_name_and_refuse_odd_training_images(data_dir, tmp_path) -> None:
+    from PIL import Image
+
+    test_images, test_labels, _ = data.load_test(data_dir)
+    folders = write_image_folders(tmp_path / "folders", "test", test_images[:20], test_labels[:20])
+    write_image_folders(folders, "train", test_images[:20], test_labels[:20], suffix=".jpg")
+    Image.new("RGB", (64, 64)).save(folders / "test" / "cat" / "big.png")
+    (folders / "test" / "dog" / "broken.jpg").write_bytes(b"not a jpeg")
+    loaded = data.load_test(folders)
+    assert len(loaded[0]) == 20 and dict(loaded.skipped) == {
+        "test/cat/big.png": "64x64 pixels, not 32x32",
+        "test/dog/broken.jpg": "not a readable image (UnidentifiedImageError)",
+    }
+    assert len(data.load_train(folders)[0]) == 20  # JPEG copies load too
+    Image.new("L", (32, 32)).save(folders / "train" / "ship" / "grey.png")  # grey: converted to RGB
+    assert len(data.load_train(folders)[0]) == 21
+    Image.new("RGB", (31, 32)).save(folders / "train" / "ship" / "narrow.png")
+    with pytest.raises(UserError, match=r"1 training image\(s\) under .*train/ship/narrow.png \(31x32 pixels"):
+        data.load_train(folders)
+
+
+def test_download_with_image_folders_in_place_fetches_nothing(data_dir, tmp_path, capsys) -> None:
+    test_images, test_labels, _ = data.load_test(data_dir)
+    folders = write_image_folders(tmp_path / "folders", "test", test_images, test_labels)
+    nowhere = (tmp_path / "no_mirror" / "cifar-10-python.tar.gz").as_uri()
+    assert data.download(folders, url=nowhere, split="test") == folders
+    assert "CIFAR-10 as image folders (test) already present" in capsys.readouterr().out
+    with pytest.raises(UserError):  # the training split is not there: it would be fetched, and cannot be
+        data.download(folders, url=nowhere, split="all")
+
+
+def test_test_sh_reads_image_folders_and_counts_the_skipped(data_dir, tmp_path) -> None:
+    import json
+
+    from PIL import Image
+    from scripts import assert_ok, run
+
+    test_images, test_labels, _ = data.load_test(data_dir)
+    folders = write_image_folders(tmp_path / "folders", "test", test_images, test_labels)
+    Image.new("RGB", (48, 48)).save(folders / "test" / "frog" / "odd.png")
+    out = tmp_path / "results"
+    proc = run(
+        "image_classification/test.sh",
+        "--data-dir",
+        folders,
+        "--results-dir",
+        out,
+        "--models",
+        "pretrained",
+        "base",
+        cwd=tmp_path,
+    )
+    assert_ok(proc)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["inputs"] == {
+        "found": len(test_labels) + 1,
+        "scored": len(test_labels),
+        "skipped": [{"id": "test/frog/odd.png", "reason": "48x48 pixels, not 32x32"}],
+    }
+    ordered = sorted(enumerate(test_labels), key=lambda pair: (pair[1], pair[0]))
+    expected = [f"test/{image_folders.CLASS_NAMES[label]}/{i:05d}.png" for i, label in ordered]
+    with np.load(out / "traces" / "base.npz") as trace:
+        assert trace["ids"].tolist() == expected  # each sample named by its file
