@@ -7,12 +7,16 @@ module only parses arguments and hands them to the library. User errors (missing
 unknown model) print one message and exit with status 2.
 """
 
+from __future__ import annotations
+
 import argparse
 import errno
 import os
 import pathlib
 import sys
 import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from common import tasks
 from common.errors import UserError
@@ -41,7 +45,7 @@ def _verify_checksums(args):
     return not args.skip_checksums
 
 
-def cmd_download(args):
+def cmd_download(args: argparse.Namespace) -> None:
     task = tasks.load_task(args.task)
     verify = _verify_checksums(args)
     folder = task.download(
@@ -50,7 +54,7 @@ def cmd_download(args):
     print(f"data ready in {folder}")
 
 
-def cmd_preprocess(args):
+def cmd_preprocess(args: argparse.Namespace) -> None:
     task = tasks.load_task(args.task)
     if not hasattr(task, "preprocess"):
         print(f"{task.NAME} needs no preprocessing: bash {task.NAME}/test.sh and train.sh read the downloaded data")
@@ -58,7 +62,7 @@ def cmd_preprocess(args):
     task.preprocess(tasks.data_dir(task, args.data_dir))
 
 
-def cmd_train(args):
+def cmd_train(args: argparse.Namespace) -> None:
     from common.training import train_task
 
     train_task(
@@ -72,7 +76,7 @@ def cmd_train(args):
     )
 
 
-def cmd_test(args):
+def cmd_test(args: argparse.Namespace) -> pathlib.Path:
     from common.evaluation import run_test
 
     source, *names = args.models
@@ -93,7 +97,7 @@ def _count_or_all(text):
         raise argparse.ArgumentTypeError(f"expected a whole number or all, got {text!r}") from None
 
 
-def cmd_deploy(args):
+def cmd_deploy(args: argparse.Namespace) -> pathlib.Path:
     from common.deploy.mcu_measure import parse_targets
     from common.deploy.options import DeployOptions
     from common.deploy.pipeline import run_deploy
@@ -129,13 +133,13 @@ def cmd_deploy(args):
     return results_dir
 
 
-def cmd_report(args):
+def cmd_report(args: argparse.Namespace) -> None:
     from common.evaluation import write_table1
 
     print(write_table1(args.results_root))
 
 
-def cmd_reproduce(args):
+def cmd_reproduce(args: argparse.Namespace) -> None:
     from common.evaluation import reproduce
 
     target = check_target(args.target)
@@ -147,13 +151,13 @@ def cmd_reproduce(args):
     )
 
 
-def cmd_flops(args):
+def cmd_flops(args: argparse.Namespace) -> None:
     from common.flops import task_tables
 
     print(task_tables(args.task, args.models, check_target(args.target)))
 
 
-def cmd_fit_cost_model(args):
+def cmd_fit_cost_model(args: argparse.Namespace) -> None:
     from common.deploy.cost_fit import fit_cost_models
 
     targets = (
@@ -171,7 +175,7 @@ def cmd_fit_cost_model(args):
     print(f"cost models written to {args.output}")
 
 
-def cmd_tasks(args):
+def cmd_tasks(args: argparse.Namespace) -> None:
     """The task names, one a line; a task that cannot be imported is named on stderr with the reason."""
     broken = []
     for name in tasks.task_names():
@@ -184,7 +188,7 @@ def cmd_tasks(args):
         raise UserError("\n".join(broken))
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     from common.deploy.options import DeployOptions
     from common.deploy.runtime import KERNELS
 
@@ -196,7 +200,7 @@ def build_parser():
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def command(name, **options):
+    def command(name: str, **options: Any) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, allow_abbrev=False, **options)
         sub.set_defaults(command_parser=sub)  # an unknown option is reported with this command's usage
         return sub
@@ -207,14 +211,16 @@ def build_parser():
     # script and hides the task argument.
     script = os.environ.get("TRECX_SCRIPT")
 
-    def add(name, help_text, func):
+    def add(
+        name: str, help_text: str, func: Callable[[argparse.Namespace], pathlib.Path | None]
+    ) -> argparse.ArgumentParser:
         sub = command(name, help=help_text, description=help_text, prog=script)
         sub.add_argument("task", help=argparse.SUPPRESS if script else f"one of {names}")
         sub.add_argument("--data-dir", type=pathlib.Path, help="dataset folder (default: data/TASK in the repository)")
         sub.set_defaults(func=func)
         return sub
 
-    def add_models_source(sub):
+    def add_models_source(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
             "--models",
             choices=SOURCES,
@@ -228,7 +234,7 @@ def build_parser():
             help="trained models root, for --models trained (default: %(default)s)",
         )
 
-    def add_mirror(sub):
+    def add_mirror(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
             "--mirror",
             metavar="URL_OR_DIR",
@@ -242,7 +248,7 @@ def build_parser():
             "re-packed yourself in the official formats (default: check)",
         )
 
-    def add_target(sub, what):
+    def add_target(sub: argparse.ArgumentParser, what: str) -> None:
         sub.add_argument(
             "--target",
             default=DEFAULT_TARGET,
@@ -484,7 +490,7 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()  # reported run times include the TensorFlow import
     args, unknown = build_parser().parse_known_args(argv)
     if unknown:

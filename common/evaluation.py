@@ -4,10 +4,16 @@ Each model runs once over the test set, keeping every exit's softmax; everything
 sweep over rho, the trade-off points) is computed from those arrays.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import json
 import logging
+import os
 import pathlib
+import types
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tensorflow as tf
@@ -15,6 +21,9 @@ import tensorflow as tf
 from common import files, flops, plots, report, sweep, target_cost, tasks
 from common.errors import UserError
 from common.weights import load_nets, select_trained
+
+if TYPE_CHECKING:
+    from common.models import ExitModel
 
 PREDICT_BATCH = 500  # large batches keep inference fast on a CPU
 TARGET_UNIT = "M executed instructions per sample, predicted by the target's cost model (common/target_cost.py)"
@@ -26,14 +35,14 @@ class _NotRetracing(logging.Filter):
     Python code of the function, so it fires when `predict_exits` compiles its fifth model, although
     each model's forward pass is traced exactly once."""
 
-    def filter(self, record):
+    def filter(self, record: logging.LogRecord) -> bool:
         return "triggered tf.function retracing" not in record.getMessage()
 
 
 logging.getLogger("tensorflow").addFilter(_NotRetracing())
 
 
-def predict_exits(net, inputs, batch_size=PREDICT_BATCH):
+def predict_exits(net: ExitModel, inputs: np.ndarray, batch_size: int = PREDICT_BATCH) -> dict[str, np.ndarray]:
     """{exit name: softmax (N, classes) float32} from one batched pass.
 
     A compiled forward pass over slices of the in-memory inputs: the same computation as
@@ -42,7 +51,7 @@ def predict_exits(net, inputs, batch_size=PREDICT_BATCH):
     model = net.model
 
     @tf.function(input_signature=[tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)])
-    def forward(batch):
+    def forward(batch: tf.Tensor) -> list[tf.Tensor]:
         outputs = model(batch, training=False)
         return outputs if isinstance(outputs, list) else [outputs]
 
@@ -51,15 +60,15 @@ def predict_exits(net, inputs, batch_size=PREDICT_BATCH):
 
 
 def run_test(
-    task,
-    source,
-    models_dir,
-    data_dir=None,
-    results_dir=None,
-    names=(),
-    log=print,
-    target=target_cost.DEFAULT_TARGET,
-):
+    task: str | types.ModuleType,
+    source: str,
+    models_dir: str | os.PathLike | None,
+    data_dir: str | os.PathLike | None = None,
+    results_dir: str | os.PathLike | None = None,
+    names: Sequence[str] = (),
+    log: Callable[[str], None] = print,
+    target: str | None = target_cost.DEFAULT_TARGET,
+) -> tuple[dict[str, Any], pathlib.Path]:
     """test.sh: evaluate the task's models (pretrained or trained: all, or those in `names`; for trained,
     every one that exists when none are named) on its test set and write the results
     (`evaluate_models`, costs also in `target`'s predicted instructions unless it is None). The
@@ -125,18 +134,18 @@ def _stale_outputs(task):
 
 
 def evaluate_models(
-    task,
-    nets,
-    inputs,
-    labels,
-    ids,
-    results_dir,
-    log=print,
-    skipped=(),
-    source="pretrained",
-    baseline=None,
-    target=target_cost.DEFAULT_TARGET,
-):
+    task: str | types.ModuleType,
+    nets: Mapping[str, ExitModel],
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    ids: np.ndarray,
+    results_dir: str | os.PathLike,
+    log: Callable[[str], None] = print,
+    skipped: Sequence[tuple[str, str]] = (),
+    source: str = "pretrained",
+    baseline: dict[str, str] | None = None,
+    target: str | None = target_cost.DEFAULT_TARGET,
+) -> dict[str, Any]:
     """Run every model of `nets` ({name: ExitModel}, `base` among them) and write the results.
 
     Writes summary.json, traces/NAME.npz, benefit_curve_NAME.csv, table1.md and the task's figures
@@ -261,7 +270,7 @@ def _target_costs(curve, in_target, exits, path_instructions, base, base_accurac
     }
 
 
-def run_notes(summary):
+def run_notes(summary: Mapping[str, Any]) -> str:
     """Markdown notes under a task's Table 1: the inputs skipped (counted and named) and where the models
     and the baseline came from, when not the pretrained weights."""
     inputs, notes = summary.get("inputs"), []
@@ -278,7 +287,7 @@ def run_notes(summary):
     return "".join(f"\n{note}\n" for note in notes)
 
 
-def table1_row(task, summary):
+def table1_row(task: types.ModuleType, summary: Mapping[str, Any]) -> dict[str, Any]:
     """The task's Table 1 row: measured from `summary` (base and trecx_ev), and the paper's."""
     models = summary["models"]
     base, trecx = models["base"], models.get("trecx_ev")
@@ -397,7 +406,7 @@ def _check_summary(path, summary, task_name):
         )
 
 
-def write_table1(results_root):
+def write_table1(results_root: str | os.PathLike) -> str:
     """Table 1 over every task with RESULTS_ROOT/TASK/summary.json, and the headline (the mean FLOPs
     reduction at the 1 % point) when every row has it; written to RESULTS_ROOT/table1.md, returned."""
     results_root = pathlib.Path(results_root)
@@ -438,14 +447,14 @@ def write_table1(results_root):
 
 
 def reproduce(
-    names,
-    data_root,
-    results_root,
-    mirror=None,
-    verify_checksums=True,
-    log=print,
-    target=target_cost.DEFAULT_TARGET,
-):
+    names: Sequence[str],
+    data_root: str | os.PathLike,
+    results_root: str | os.PathLike,
+    mirror: str | None = None,
+    verify_checksums: bool = True,
+    log: Callable[[str], None] = print,
+    target: str | None = target_cost.DEFAULT_TARGET,
+) -> str:
     """reproduce.sh: for each task (all when `names` is empty) download what its test split needs into
     DATA_ROOT/TASK unless its test set is in place (from `mirror`, a URL or folder holding the official
     archives, when given), build the test set where the task builds one (`prepare_test`), evaluate the

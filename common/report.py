@@ -61,7 +61,7 @@ def write_curve_csv(
 def write_rows_csv(path: str | os.PathLike, rows: Sequence[dict], columns: Sequence[str]) -> None:
     """One row per dict, in `columns` order (None as an empty cell; floats to 6 significant digits)."""
 
-    def cell(value):
+    def cell(value: Any) -> Any:
         return "" if value is None else f"{value:.6g}" if isinstance(value, float) else value
 
     with atomic_output(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:

@@ -27,10 +27,15 @@ import functools
 import json
 import math
 import pathlib
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from common.errors import UserError
+
+if TYPE_CHECKING:
+    import keras
 
 COST_FILE = pathlib.Path(__file__).with_name("target_costs.json")
 TARGETS = ("cortex-m4", "cortex-m4:reference", "cortex-m7", "cortex-m55")
@@ -262,7 +267,7 @@ class CostModel:
             )
         return float(np.dot(self.coefficients[op.variant], features(op)))
 
-    def model(self, ops, invocations: int = 1) -> float:
+    def model(self, ops: Iterable[Operator], invocations: int = 1) -> float:
         """Predicted executed instructions of `ops` run as `invocations` Invoke() calls."""
         ops = list(ops)
         return sum(self.operator(op) for op in ops) + self.between[0] * invocations + self.between[1] * len(ops)
@@ -364,7 +369,7 @@ def _padding(layer):
     return getattr(layer, "padding", "valid").lower()
 
 
-def layer_operators(layer, consumers) -> list[Operator]:
+def layer_operators(layer: keras.layers.Layer, consumers: Sequence[keras.layers.Layer]) -> list[Operator]:
     """The TFLite operators one Keras layer becomes in the int8 conversion (the converter's fusions:
     batch norm folded into the convolution before it, ReLU into the operator before it, a Flatten of a
     1 x 1 map read only by Dense layers dropped). consumers: the layers that read its output."""
@@ -413,7 +418,7 @@ def layer_operators(layer, consumers) -> list[Operator]:
     raise ValueError(f"no TFLite operator rule for layer {layer.name} ({kind})")
 
 
-def keras_operators(model) -> list[list[Operator]]:
+def keras_operators(model: keras.Model) -> list[list[Operator]]:
     """[[Operator, ...] per exit], cumulative as common.flops.path_costs: exit k holds the operators
     of everything exits 0..k compute."""
     import keras
@@ -431,7 +436,7 @@ def keras_operators(model) -> list[list[Operator]]:
     return paths
 
 
-def path_instructions(model, cost: CostModel) -> list[float]:
+def path_instructions(model: keras.Model, cost: CostModel) -> list[float]:
     """Predicted instructions of each cumulative exit path of a Keras model on `cost`'s target. Exit k
     runs as k + 1 Invoke() calls (a model cut at its exits, as deploy.sh cuts T-RecX into two stages)."""
     return [cost.model(ops, invocations=k + 1) for k, ops in enumerate(keras_operators(model))]

@@ -19,6 +19,8 @@ import dataclasses
 import datetime
 import json
 import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,13 +33,18 @@ from common.deploy.runtime import model_tensors
 from common.errors import UserError
 from common.target_cost import BETWEEN, COST_FILE, FEATURES, TARGETS, Operator, features
 
+if TYPE_CHECKING:
+    import pathlib
+
+    import keras
+
 MEASUREMENTS_FILE = COST_FILE.with_name("target_cost_measurements.json")
 PROBES_PER_PROGRAM = 24
 CALIBRATION_SAMPLES = 32
 SEED = 0
 
 
-def probe_model(op: Operator):
+def probe_model(op: Operator) -> keras.Model:
     """A Keras model that converts to `op` alone (on a random int8 calibration, as deploy.sh converts)."""
     import keras
 
@@ -69,7 +76,7 @@ def probe_model(op: Operator):
     return keras.Model(inputs, x)
 
 
-def task_operators():
+def task_operators() -> list[Operator]:
     """Every distinct operator of every model variant of every registered task, in a fixed order."""
     from common.models import build_model
     from common.target_cost import keras_operators
@@ -89,7 +96,7 @@ def _conv(size, cin, cout, k, s, padding="same", kind="CONV_2D"):
     return Operator(kind, (size, size, cin), (out, out, cout), (k, k), (s, s), padding)
 
 
-def extra_operators(rng):
+def extra_operators(rng: np.random.Generator) -> list[Operator]:
     """Shapes around the tasks' own: convolutions and depthwise convolutions of other sizes, channel
     counts, kernels, strides and padding; heads of other widths; element-wise operators of other sizes."""
     ops = []
@@ -150,7 +157,9 @@ def _arena_bytes(tflite):
     return int(min(max(16_384, 3 * tensors + 8192), 512 * 1024)) // 16 * 16
 
 
-def probe_models(ops, folder, log=print):
+def probe_models(
+    ops: Sequence[Operator], folder: pathlib.Path, log: Callable[[str], None] = print
+) -> list[tuple[ExportedModel, int]]:
     """[(ExportedModel, arena bytes)] of one int8 probe per operator, written to `folder`."""
     rng = np.random.default_rng(SEED)
     models = []
@@ -174,11 +183,13 @@ class Measured:
     instructions: float
 
     @property
-    def between(self):
+    def between(self) -> float:
         return self.instructions - sum(self.op_instructions)
 
 
-def measure(models, core, kernels, log=print):
+def measure(
+    models: Sequence[tuple[ExportedModel, int]], core: str, kernels: str, log: Callable[[str], None] = print
+) -> list[Measured]:
     """[Measured] of `models` ([(ExportedModel, arena bytes)], standalone, or an early-exit pair run
     with rho 1.0) on one target, from one random sample (counts hardly depend on it)."""
     rng = np.random.default_rng(SEED)
@@ -197,7 +208,7 @@ def measure(models, core, kernels, log=print):
     return results
 
 
-def fit(measured):
+def fit(measured: Sequence[Measured]) -> tuple[dict[str, list[float]], list[float]]:
     """(coefficients {variant: [float]}, between [per invocation, per operator]) from `Measured` models."""
     rows = {}
     for model in measured:
@@ -289,7 +300,12 @@ def _from_json(entries):
     ]
 
 
-def measure_target(target, probes, exports, log=print):
+def measure_target(
+    target: str,
+    probes: Sequence[tuple[ExportedModel, int]],
+    exports: Mapping[str, Sequence[tuple[ExportedModel, int]]],
+    log: Callable[[str], None] = print,
+) -> list[Measured]:
     """[Measured] of `probes` ([(ExportedModel, arena bytes)]) and every task's exported models on `target`."""
     core, _, kernels = target.partition(":")
     log(f"{target}: measuring {len(probes)} probes and {len(exports)} tasks' exported models")
@@ -311,8 +327,13 @@ def _probe_ops(measured):
 
 
 def fit_cost_models(
-    targets=TARGETS, path=COST_FILE, measurements=MEASUREMENTS_FILE, remeasure=True, fresh=False, log=print
-):
+    targets: Sequence[str] = TARGETS,
+    path: pathlib.Path = COST_FILE,
+    measurements: pathlib.Path = MEASUREMENTS_FILE,
+    remeasure: bool = True,
+    fresh: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Fit the cost model of every target of `targets` and write it to `path`; returns what was written.
 
     With `remeasure`, first measure on the emulator the probes whose operator `measurements` does not

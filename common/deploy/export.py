@@ -12,9 +12,12 @@ Micro, and `write_export` writes every model as .tflite, .h and .cc, with a mani
 
 from __future__ import annotations
 
+import os
 import pathlib
 import re
 import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +26,13 @@ from common.deploy.manifest import ExportedModel, write_manifest
 from common.deploy.runtime import model_tensors
 from common.errors import UserError
 from common.native_logs import quiet_native_logs
+
+if TYPE_CHECKING:
+    import keras
+    from ai_edge_litert.schema_py_generated import ModelT, OperatorCodeT
+
+    from common.deploy.manifest import TensorSpec
+    from common.models import ExitModel
 
 PRECISIONS = ("float32", "int8")
 C_BYTES_PER_LINE = 12
@@ -33,7 +43,7 @@ GENERATOR = "common/deploy/export.py"  # named in every generated C file
 # Split and convert
 
 
-def split_stages(net):
+def split_stages(net: ExitModel) -> tuple[keras.Model, keras.Model]:
     """(stage1, stage2) Keras models of a T-RecX `ExitModel`, on the model's own layers (shared weights).
 
     stage1: input -> [early-exit softmax (1, C), tapped feature map]; stage2: tapped feature map ->
@@ -54,7 +64,7 @@ def split_stages(net):
     return stage1, stage2
 
 
-def to_tflite(model, representative=None):
+def to_tflite(model: keras.Model, representative: np.ndarray | None = None) -> bytes:
     """The LiteRT flatbuffer (bytes) of a single-input Keras model at batch 1.
 
     float32 without `representative`; with it (float32 array (N, *input shape), real inputs of the
@@ -76,7 +86,9 @@ def to_tflite(model, representative=None):
         return converter.convert()
 
 
-def export_models(net, base_net, calibration, log=print):
+def export_models(
+    net: ExitModel, base_net: ExitModel, calibration: np.ndarray, log: Callable[[str], None] = print
+) -> dict[str, dict[str, bytes]]:
     """{precision: {"stage1", "stage2", "base": .tflite bytes}} for `net` split at its tap and `base_net`.
 
     `calibration`: float32 inputs (N, *input shape) from the training split. Stage 2's representative
@@ -101,14 +113,14 @@ def export_models(net, base_net, calibration, log=print):
 # Reading a flatbuffer back
 
 
-def read_flatbuffer(tflite_bytes):
+def read_flatbuffer(tflite_bytes: bytes) -> ModelT:
     """The object tree (ai_edge_litert's ModelT) of a .tflite model given as bytes."""
     from ai_edge_litert.tools import flatbuffer_utils
 
     return flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_bytes))
 
 
-def weights_kb(tflite_bytes):
+def weights_kb(tflite_bytes: bytes) -> float:
     """KiB of a .tflite model's constant tensors (weights, biases): its size without the flatbuffer's
     structure, tensor names and quantisation parameters (int8 per-channel scales and zero points)."""
     model = read_flatbuffer(tflite_bytes)
@@ -116,7 +128,7 @@ def weights_kb(tflite_bytes):
     return sum(len(model.buffers[i].data) for i in constants if model.buffers[i].data is not None) / 1024
 
 
-def builtin_name(code):
+def builtin_name(code: OperatorCodeT) -> str:
     """The builtin operator name ("CONV_2D") of a flatbuffer operator code."""
     from ai_edge_litert import schema_py_generated as schema
 
@@ -124,7 +136,7 @@ def builtin_name(code):
     return names[max(code.builtinCode, code.deprecatedBuiltinCode)]
 
 
-def builtin_ops(tflite_bytes):
+def builtin_ops(tflite_bytes: bytes) -> list[str]:
     """Names of the builtin operators a .tflite model uses (what a TFLite Micro op resolver must hold)."""
     return sorted(builtin_name(code) for code in read_flatbuffer(tflite_bytes).operatorCodes)
 
@@ -133,13 +145,20 @@ def builtin_ops(tflite_bytes):
 # C arrays
 
 
-def c_identifier(*words):
+def c_identifier(*words: str) -> str:
     """A C identifier from words ("image_classification", "trecx_ev", "stage1", "int8")."""
     name = re.sub(r"[^0-9A-Za-z_]", "_", "_".join(words))
     return f"m_{name}" if name[0].isdigit() else name
 
 
-def c_array(name, tflite_bytes, tensors, description="", ops=(), header_name=None):
+def c_array(
+    name: str,
+    tflite_bytes: bytes,
+    tensors: tuple[Mapping[str, TensorSpec], Mapping[str, TensorSpec]],
+    description: str = "",
+    ops: Sequence[str] = (),
+    header_name: str | None = None,
+) -> tuple[str, str]:
     """(header text, source text) of a .tflite model as a C array for TensorFlow Lite Micro.
 
     The source defines `alignas(16) const unsigned char NAME[]` and `NAME_len`; the header declares
@@ -201,7 +220,13 @@ def c_array(name, tflite_bytes, tensors, description="", ops=(), header_name=Non
     return header, source
 
 
-def write_export(export_dir, task_name, model_name, models, log=print):
+def write_export(
+    export_dir: str | os.PathLike,
+    task_name: str,
+    model_name: str,
+    models: Mapping[str, Mapping[str, bytes]],
+    log: Callable[[str], None] = print,
+) -> dict[str, dict[str, float]]:
     """Write every model of `export_models` as NAME.tflite, NAME.h and NAME.cc under `export_dir`, and what
     they are in `export_dir`/manifest.json (common.deploy.manifest).
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pathlib
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +24,7 @@ MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 
 
-def c_float(value):
+def c_float(value: float) -> str:
     """A C float literal that reads back as exactly `value` (a float32 scale)."""
     text = repr(float(value))
     return f"{text}f" if any(c in text for c in ".en") else f"{text}.0f"
@@ -45,31 +48,31 @@ class TensorSpec:
     zero_point: int
 
     @property
-    def quantized(self):
+    def quantized(self) -> bool:
         return self.dtype == "int8"
 
     @property
-    def c_scale(self):
+    def c_scale(self) -> str:
         """The scale as the C literal the generated header defines and the harness compiles."""
         return c_float(self.scale)
 
-    def quantize(self, x):
+    def quantize(self, x: np.ndarray) -> np.ndarray:
         """float array -> this tensor's dtype (round half to even, saturate for int8)."""
         if not self.quantized:
             return np.asarray(x, np.float32)
         q = np.round(np.asarray(x, np.float64) / self.scale) + self.zero_point
         return np.clip(q, -128, 127).astype(np.int8)
 
-    def dequantize(self, q):
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
         """This tensor's values as float64 (int8: scale * (q - zero_point), computed in float64)."""
         q = np.asarray(q)
         return (q.astype(np.float64) - self.zero_point) * self.scale if self.quantized else q.astype(np.float64)
 
-    def to_json(self):
+    def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, data):
+    def from_json(cls, data: Mapping[str, Any]) -> TensorSpec:
         return cls(**{**data, "shape": tuple(data["shape"])})
 
 
@@ -89,27 +92,27 @@ class ExportedModel:
     folder: pathlib.Path = dataclasses.field(default=pathlib.Path("."), compare=False)
 
     @property
-    def name(self):
+    def name(self) -> str:
         """How the microcontroller harness calls it: its part."""
         return self.part
 
     @property
-    def input(self):
+    def input(self) -> TensorSpec:
         return self.inputs["input"]
 
     @property
-    def header(self):
+    def header(self) -> pathlib.Path:
         return self.folder / f"{self.stem}.h"
 
     @property
-    def source(self):
+    def source(self) -> pathlib.Path:
         return self.folder / f"{self.stem}.cc"
 
     @property
-    def tflite(self):
+    def tflite(self) -> pathlib.Path:
         return self.folder / f"{self.stem}.tflite"
 
-    def to_json(self):
+    def to_json(self) -> dict[str, Any]:
         return {
             "stem": self.stem,
             "part": self.part,
@@ -121,13 +124,15 @@ class ExportedModel:
         }
 
     @classmethod
-    def from_json(cls, data, folder):
+    def from_json(cls, data: Mapping[str, Any], folder: str | os.PathLike) -> ExportedModel:
         specs = {kind: {s["name"]: TensorSpec.from_json(s) for s in data[kind]} for kind in ("inputs", "outputs")}
         fields = {key: data[key] for key in ("stem", "part", "precision", "symbol")}
         return cls(**fields, ops=tuple(data["ops"]), **specs, folder=pathlib.Path(folder))
 
 
-def write_manifest(export_dir, task_name, model_name, models):
+def write_manifest(
+    export_dir: str | os.PathLike, task_name: str, model_name: str, models: Sequence[ExportedModel]
+) -> None:
     """export_dir/manifest.json: the task, the model and every `ExportedModel`, in writing order."""
     content = {
         "version": MANIFEST_VERSION,
@@ -138,7 +143,7 @@ def write_manifest(export_dir, task_name, model_name, models):
     files.write_text(pathlib.Path(export_dir) / MANIFEST, json.dumps(content, indent=1) + "\n")
 
 
-def read_manifest(export_dir):
+def read_manifest(export_dir: str | os.PathLike) -> dict[str, ExportedModel]:
     """{stem: ExportedModel} of an export folder; UserError when it has no readable manifest."""
     path = pathlib.Path(export_dir) / MANIFEST
     if not path.is_file():

@@ -3,14 +3,14 @@ its microcontroller section."""
 
 from __future__ import annotations
 
-from typing import Any
+import types
 
 from common.deploy.results import DeploySummary, McuResults, McuTargetResult, RhoChoice, TargetCostResult
 from common.deploy.runtime import KERNELS
 from common.report import MISSING, number
 
 
-def deploy_markdown(summary: DeploySummary, task: Any) -> str:
+def deploy_markdown(summary: DeploySummary, task: types.ModuleType) -> str:
     """deploy.md: the measured table of a `DeploySummary`, and how it was measured.
 
     task: the task module (its TITLE; its PAPER's "int8_size_reduction_pct", when it has one, is quoted
@@ -163,7 +163,7 @@ def mcu_markdown(mcu: McuResults) -> list[str]:
         "|---|" + "---:|" * len(targets),
     ]
 
-    def agree(t):
+    def agree(t: McuTargetResult) -> str:
         a = t.agreement_with_litert_int8
         return f"{a['exits']} / {a['classes']} / {a['base_classes']} of {a['samples']}"
 

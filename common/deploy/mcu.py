@@ -15,10 +15,13 @@ to run at all is named by one UserError with the command that installs it.
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 import struct
 import subprocess
 import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,13 +30,18 @@ from common.deploy.manifest import read_manifest
 from common.deploy.runtime import exit_threshold
 from common.errors import UserError
 
+if TYPE_CHECKING:
+    from common.deploy.manifest import ExportedModel
+
 ARENA_POOL_BYTES = 1536 * 1024  # static pool the models' arenas are carved from (fits every board's RAM)
 DEFAULT_ARENA_BYTES = 384 * 1024
 MAX_PROBES = 16
 HARNESS_VERSION = 3  # of in.bin's layout: the same as kVersion in mcu_src/harness.cc
 
 
-def read_exported(export_dir, stem, models=None):
+def read_exported(
+    export_dir: str | os.PathLike, stem: str, models: Mapping[str, ExportedModel] | None = None
+) -> ExportedModel:
     """The `manifest.ExportedModel` `stem` of an export folder, checked for the harness (its C array
     written, a single int8 input, int8 outputs). models: the folder's manifest, when already read."""
     models = read_manifest(export_dir) if models is None else models
@@ -47,7 +55,9 @@ def read_exported(export_dir, stem, models=None):
     return model
 
 
-def exported_models(export_dir, model_name="trecx_ev", base=True):
+def exported_models(
+    export_dir: str | os.PathLike, model_name: str | None = "trecx_ev", base: bool = True
+) -> list[ExportedModel]:
     """The int8 models of an export folder: model_name's stage 1 and stage 2 (none if model_name is
     None), then the base model when `base`."""
     stems = [f"{model_name}_{part}_int8" for part in ("stage1", "stage2")] if model_name else []
@@ -196,18 +206,18 @@ def _parse(out_text, counts_text, models):
 
 
 def run_models(
-    models,
-    inputs,
-    rho=None,
-    core="cortex-m4",
-    kernels="cmsis-nn",
-    samples=None,
-    arena_bytes=None,
-    probes=(),
-    profile=False,
-    timeout=None,
-    log=print,
-):
+    models: Sequence[ExportedModel],
+    inputs: np.ndarray | dict[str, np.ndarray],
+    rho: float | None = None,
+    core: str = "cortex-m4",
+    kernels: str = "cmsis-nn",
+    samples: int | None = None,
+    arena_bytes: Mapping[str, int] | None = None,
+    probes: Sequence[int] = (),
+    profile: bool = False,
+    timeout: float | None = None,
+    log: Callable[[str], None] = print,
+) -> McuResult:
     """Run `ExportedModel`s on the emulated MCU; see `run_on_mcu`. A model with outputs ee and tap is
     stage 1 and needs one named "stage2"; any other model runs on its own on every sample."""
     roles = _roles(models)
@@ -333,20 +343,20 @@ def _result(parsed, models, roles, n, rho, threshold, prog, arenas):
 
 
 def run_on_mcu(
-    export_dir,
-    model_name="trecx_ev",
-    inputs=None,
-    rho=None,
-    core="cortex-m4",
-    kernels="cmsis-nn",
-    samples=None,
-    base=True,
-    arena_bytes=None,
-    probes=(),
-    profile=False,
-    timeout=None,
-    log=print,
-):
+    export_dir: str | os.PathLike,
+    model_name: str | None = "trecx_ev",
+    inputs: np.ndarray | dict[str, np.ndarray] | None = None,
+    rho: float | None = None,
+    core: str = "cortex-m4",
+    kernels: str = "cmsis-nn",
+    samples: int | None = None,
+    base: bool = True,
+    arena_bytes: Mapping[str, int] | None = None,
+    probes: Sequence[int] = (),
+    profile: bool = False,
+    timeout: float | None = None,
+    log: Callable[[str], None] = print,
+) -> McuResult:
     """Run an export folder's int8 models (model_name's stage 1 and 2, and the base model when `base`)
     on the emulated `core` with `kernels`; returns an `McuResult`.
 

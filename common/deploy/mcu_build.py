@@ -24,6 +24,8 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from common import files
 from common.errors import UserError
@@ -155,16 +157,16 @@ def _record(kind, info):
     return kind(**{key: tuple(value) if isinstance(value, list) else value for key, value in info.items()})
 
 
-def mcu_home():
+def mcu_home() -> pathlib.Path:
     """The build home: $TRECX_MCU_HOME, else ~/.cache/trecx-mcu."""
     return pathlib.Path(os.environ.get("TRECX_MCU_HOME") or pathlib.Path.home() / ".cache" / "trecx-mcu")
 
 
-def tflm_root():
+def tflm_root() -> pathlib.Path:
     return mcu_home() / "tflm"
 
 
-def missing_prerequisites():
+def missing_prerequisites() -> list[str]:
     """What the MCU path lacks on this machine (tools with their packages, the TFLM tree); [] when ready."""
     missing = [f"{tool} (package {package})" for tool, package in TOOLS.items() if shutil.which(tool) is None]
     if not (tflm_root() / ".trecx-sources").is_file():
@@ -172,7 +174,7 @@ def missing_prerequisites():
     return missing
 
 
-def tree_damage():
+def tree_damage() -> str | None:
     """None when every file of the TFLM tree's manifest (written by install_mcu_toolchain.sh) is there with
     its size, else what is wrong with the first that is not."""
     manifest = tflm_root() / ".trecx-manifest"
@@ -188,7 +190,7 @@ def tree_damage():
     return None
 
 
-def check_prerequisites():
+def check_prerequisites() -> None:
     """Raise one UserError naming everything missing, or what is damaged in the TFLM tree, and the fix."""
     missing = missing_prerequisites()
     if missing:
@@ -205,7 +207,7 @@ def check_prerequisites():
         )
 
 
-def check_cache_writable():
+def check_cache_writable() -> None:
     """UserError when the build cache cannot be written (builds and the harness's outputs go there)."""
     build = mcu_home() / "build"
     try:
@@ -266,16 +268,16 @@ def _run(command, log_file, cwd=None, what="build step", progress=None):
 class _Lock:
     """An exclusive lock on a file, so that two processes never build the same folder at once."""
 
-    def __init__(self, path):
+    def __init__(self, path: str | os.PathLike) -> None:
         self.path = pathlib.Path(path)
 
-    def __enter__(self):
+    def __enter__(self) -> _Lock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.handle = open(self.path, "w")
         fcntl.flock(self.handle, fcntl.LOCK_EX)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         fcntl.flock(self.handle, fcntl.LOCK_UN)
         self.handle.close()
 
@@ -347,7 +349,7 @@ def _prune(kind, keep):
 # The TFLM library
 
 
-def kernel_sources(kernels):
+def kernel_sources(kernels: str) -> list[str]:
     """TFLM kernel sources (relative to the TFLM root) of every op in OPS, specialised for a kernel set:
     a file of the optimised kernel folder replaces the reference file of the same name."""
     base = "tensorflow/lite/micro/kernels"
@@ -383,7 +385,7 @@ def _make_vars(core, kernels, gen):
     return values + ([f"OPTIMIZED_KERNEL_DIR={KERNEL_SETS[kernels]}"] if KERNEL_SETS[kernels] else [])
 
 
-def library(core="cortex-m4", kernels="cmsis-nn", log=print):
+def library(core: str = "cortex-m4", kernels: str = "cmsis-nn", log: Callable[[str], None] = print) -> Library:
     """The cached TFLM microlite `Library` for `core` and `kernels`."""
     _check_choice(core, kernels)
     check_prerequisites()
@@ -393,7 +395,7 @@ def library(core="cortex-m4", kernels="cmsis-nn", log=print):
         BUILD_VERSION, stamp, _make_vars(core, kernels, "GEN"), _version("arm-none-eabi-gcc")
     )
 
-    def build(folder):
+    def build(folder: pathlib.Path) -> dict[str, Any]:
         gen = folder / "gen"
         make = ["make", "-f", MAKEFILE, *_make_vars(core, kernels, gen)]
         printed = subprocess.run(
@@ -455,13 +457,13 @@ def library(core="cortex-m4", kernels="cmsis-nn", log=print):
 # The plugin and the harness program
 
 
-def plugin(log=print):
+def plugin(log: Callable[[str], None] = print) -> str:
     """Path of the cached instruction-counting QEMU plugin (a shared object built with the host gcc)."""
     check_prerequisites()
     sources = [SRC_DIR / "insn_counter.c", SRC_DIR / "qemu_plugin_api.h"]
     key = _digest(BUILD_VERSION, _file_digest(sources), _version("gcc"))
 
-    def build(folder):
+    def build(folder: pathlib.Path) -> dict[str, str]:
         target = folder / "insn_counter.so"
         _run(
             [
@@ -537,7 +539,9 @@ def _symbols(elf):
     return symbols
 
 
-def program(lib, models, pool_bytes, log=print):
+def program(
+    lib: Library, models: Sequence[HarnessModel], pool_bytes: int, log: Callable[[str], None] = print
+) -> Program:
     """The cached harness `Program` for `models` (`HarnessModel`s) on the `Library` `lib`. `pool_bytes`:
     the static arena pool the models' arenas come from."""
     header = _models_header(models, pool_bytes)
@@ -548,7 +552,7 @@ def program(lib, models, pool_bytes, log=print):
     )
     spec = CORES[lib.core]
 
-    def build(folder):
+    def build(folder: pathlib.Path) -> dict[str, Any]:
         build_log = folder / "build.log"
         files.write_text(folder / "trecx_models.h", header)
         layout = {

@@ -13,6 +13,10 @@ instructions on an emulator, not cycles: QEMU models no pipeline, caches or flas
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from common.deploy import mcu, mcu_build
@@ -21,6 +25,11 @@ from common.deploy.results import McuTargetResult, PredictedCounts
 from common.deploy.runtime import NEVER_EXIT, EarlyExitRunner, Runtime, SingleStageRunner
 from common.errors import UserError
 from common.target_cost import TARGETS, EarlyExitCost, load_cost_model
+
+if TYPE_CHECKING:
+    from common.deploy.mcu import McuResult
+    from common.deploy.results import PrecisionResult
+    from common.target_cost import CostModel
 
 DEFAULT_SAMPLES = 50
 PROFILE_SAMPLES = 3  # per-operator counts hardly depend on the input: a few samples show them
@@ -47,7 +56,7 @@ LAYER_COLUMNS = (
 )
 
 
-def parse_targets(text):
+def parse_targets(text: str) -> list[tuple[str, str]]:
     """[(core, kernels)] from --mcu's value: comma-separated CORE or CORE:KERNELS (kernels default
     cmsis-nn), or "all" for every core with CMSIS-NN and the M4 with the reference kernels too."""
     names = ALL_TARGETS if text.strip() == "all" else [name.strip() for name in text.split(",") if name.strip()]
@@ -79,7 +88,9 @@ def _stats(values):
     }
 
 
-def litert_reference(models, inputs, rho):
+def litert_reference(
+    models: Mapping[str, bytes], inputs: np.ndarray, rho: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(exits, classes, base classes) of LiteRT's int8 run with its reference kernels, one sample at a time."""
     runtime = Runtime(kernels="reference")
     trace = EarlyExitRunner(models["stage1"], models["stage2"], rho, runtime).run(inputs, warmup=0)
@@ -87,7 +98,7 @@ def litert_reference(models, inputs, rho):
     return trace.exits, trace.predictions, base.predictions
 
 
-def agreement(result, reference):
+def agreement(result: McuResult, reference: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[str, Any]:
     """How the MCU's exits and classes compare with LiteRT's (`litert_reference`), sample by sample."""
     exits, classes, base_classes = reference
     checks = {
@@ -107,7 +118,7 @@ def agreement(result, reference):
     }
 
 
-def cost_model_name(core, kernels):
+def cost_model_name(core: str, kernels: str) -> str | None:
     """The name of a target's cost model (common.target_cost.TARGETS), None when it has none."""
     name = core if kernels == "cmsis-nn" else f"{core}:{kernels}"
     return name if name in TARGETS else None
@@ -117,7 +128,9 @@ def _error_pct(predicted, measured):
     return float(100.0 * (predicted / measured - 1.0)) if predicted is not None and measured else None
 
 
-def layer_rows(result, tflite_models, cost_model=None):
+def layer_rows(
+    result: McuResult, tflite_models: Mapping[str, bytes], cost_model: CostModel | None = None
+) -> list[dict[str, Any]]:
     """Per-operator rows (LAYER_COLUMNS) of a profiled McuResult, with each model's MACs and output
     elements from its .tflite, the `cost_model`'s prediction beside each operator's count when given,
     and per model a last row, "(between operators)": its Invoke() count less the operators' sum (the
@@ -174,7 +187,7 @@ def layer_rows(result, tflite_models, cost_model=None):
     return rows
 
 
-def stage1_shares(rows):
+def stage1_shares(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
     """Where stage 1's instructions go, from one target's per-operator rows (`layer_rows`):
     {"backbone"|"branch": {"instructions_pct", "macs_pct"}}, each a share of the base model's
     instructions and MACs. The backbone is the operators stage 1 shares, in order, with the start of
@@ -190,7 +203,7 @@ def stage1_shares(rows):
     base_instructions = sum(row["instructions"] for row in rows if row["model"] == "base")
     base_macs = sum(row["macs"] for row in ops["base"]) or 1
 
-    def share(part):
+    def share(part: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         return {
             "instructions_pct": 100.0 * sum(row["instructions"] for row in part) / base_instructions,
             "macs_pct": 100.0 * sum(row["macs"] for row in part) / base_macs,
@@ -200,18 +213,18 @@ def stage1_shares(rows):
 
 
 def measure_target(
-    export_dir,
-    model_name,
-    int8_models,
-    inputs,
-    rho,
-    core,
-    kernels,
-    reference,
-    test_exit_rate,
-    flops_saving_pct,
-    log=print,
-):
+    export_dir: str | os.PathLike,
+    model_name: str,
+    int8_models: Mapping[str, bytes],
+    inputs: np.ndarray,
+    rho: float,
+    core: str,
+    kernels: str,
+    reference: tuple[np.ndarray, np.ndarray, np.ndarray],
+    test_exit_rate: float,
+    flops_saving_pct: float,
+    log: Callable[[str], None] = print,
+) -> tuple[McuTargetResult, list[dict[str, Any]]]:
     """Run one target; `reference`: `litert_reference` on the same inputs. Returns (its `McuTargetResult`,
     its per-operator rows)."""
     n = len(inputs)
@@ -289,7 +302,9 @@ def measure_target(
     return result, rows
 
 
-def predicted_beside(measured, int8_models, cost_model, exit_rate):
+def predicted_beside(
+    measured: EarlyExitCost, int8_models: Mapping[str, bytes], cost_model: CostModel, exit_rate: float
+) -> PredictedCounts:
     """The `PredictedCounts` of one target: the cost model's instructions of stage 1, stage 2, base
     and the expected count per sample at `exit_rate`, each with its error against `measured` (an
     `EarlyExitCost` of the emulator's means)."""
@@ -306,7 +321,16 @@ def predicted_beside(measured, int8_models, cost_model, exit_rate):
     )
 
 
-def measure_targets(export_dir, model_name, int8_models, inputs, rho, targets, int8, log=print):
+def measure_targets(
+    export_dir: str | os.PathLike,
+    model_name: str,
+    int8_models: Mapping[str, bytes],
+    inputs: np.ndarray,
+    rho: float,
+    targets: Sequence[tuple[str, str]],
+    int8: PrecisionResult,
+    log: Callable[[str], None] = print,
+) -> tuple[list[McuTargetResult], list[dict[str, Any]]]:
     """Every target of `targets` on `inputs` (float32, the first K test samples); int8: the int8
     `PrecisionResult` on the whole test set (its exit rate and FLOPs saving). Returns ([McuTargetResult],
     per-operator rows of all targets)."""

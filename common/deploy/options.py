@@ -35,7 +35,7 @@ class DeployOptions:
     mcu_samples: int | None = DEFAULT_MCU_SAMPLES
     target: str | None = DEFAULT_TARGET
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.rho is not None and not 0.0 <= self.rho <= 1.0:
             raise UserError(f"--rho must lie in [0, 1], got {self.rho}")
         if self.calibration_samples < 1 or self.threads < 1 or self.drop < 0:
@@ -49,5 +49,5 @@ class DeployOptions:
             raise UserError(f"--mcu-samples must be at least 1 (or all), got {self.mcu_samples}")
 
     @property
-    def runtime(self):
+    def runtime(self) -> Runtime:
         return Runtime(self.threads, self.kernels)

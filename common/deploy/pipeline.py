@@ -13,7 +13,11 @@ instruction counts, the per-operator profile (mcu_layers.csv) and the benefit cu
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
+import types
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,11 +37,22 @@ from common.deploy.results import (
 from common.deploy.runtime import NEVER_EXIT, EarlyExitRunner, Runtime, SingleStageRunner, run_interleaved, runtime_name
 from common.errors import UserError
 
+if TYPE_CHECKING:
+    from common.deploy.runtime import Trace
+    from common.models import ExitModel
+
 # ------------------------------------------------------------------------------------------------
 # Choosing rho and measuring
 
 
-def choose_rho(curve, base_accuracy, base_cost, drop=DEFAULT_DROP, cost=None, unit="mflops"):
+def choose_rho(
+    curve: sweep.Curve,
+    base_accuracy: float,
+    base_cost: float,
+    drop: float = DEFAULT_DROP,
+    cost: np.ndarray | None = None,
+    unit: str = "mflops",
+) -> dict[str, Any]:
     """The trade-off point of `curve` (a validation benefit curve) at `drop` points below `base_accuracy`:
     the cheapest rho whose accuracy is at least base_accuracy - drop (common.sweep.tradeoff_points), cheapest
     in `cost` ((R,) per rho, `unit` its key; default the curve's MFLOPs) against the base model's `base_cost`.
@@ -60,7 +75,7 @@ def choose_rho(curve, base_accuracy, base_cost, drop=DEFAULT_DROP, cost=None, un
     }
 
 
-def trace_curve(trace, labels, path_mflops):
+def trace_curve(trace: Trace, labels: np.ndarray, path_mflops: Sequence[float]) -> sweep.Curve:
     """Benefit curve over common.sweep.RHOS from a trace in which every sample ran both stages."""
     if np.isnan(trace.softmax["ef"]).any():
         raise ValueError("the trace has samples without a final-exit softmax; run it with rho = 1.0")
@@ -71,7 +86,15 @@ def _saving(value, reference):
     return float(100.0 * (1.0 - value / reference))
 
 
-def evaluate_precision(models, test, rho, path_mflops, base_mflops, runtime=Runtime(), log=print):
+def evaluate_precision(
+    models: Mapping[str, bytes],
+    test: tuple[np.ndarray, np.ndarray],
+    rho: float,
+    path_mflops: Sequence[float],
+    base_mflops: float,
+    runtime: Runtime = Runtime(),
+    log: Callable[[str], None] = print,
+) -> tuple[PrecisionResult, sweep.Curve, tuple[Trace, Trace]]:
     """Measure one precision's exported models on (inputs, labels) at `rho`, beside the base model.
 
     Runs (1) every sample through both stages (rho = 1.0) for the benefit curve, then (2) the early-exit
@@ -114,7 +137,15 @@ def evaluate_precision(models, test, rho, path_mflops, base_mflops, runtime=Runt
     return result, curve, (trace, base_trace)
 
 
-def validation_rho(models, validation, path_mflops, base_mflops, drop, runtime=Runtime(), target=None):
+def validation_rho(
+    models: Mapping[str, bytes],
+    validation: tuple[np.ndarray, np.ndarray],
+    path_mflops: Sequence[float],
+    base_mflops: float,
+    drop: float,
+    runtime: Runtime = Runtime(),
+    target: target_cost.EarlyExitCost | None = None,
+) -> tuple[float, RhoChoice]:
     """rho chosen on the validation split with the float32 models: (rho, `RhoChoice`).
 
     Without `target` (an `EarlyExitCost` of the int8 models), the cheapest rho in MFLOPs within `drop`;
@@ -133,7 +164,7 @@ def validation_rho(models, validation, path_mflops, base_mflops, drop, runtime=R
     in_target = sweep.mean_cost(curve, target.paths)
     point = choose_rho(curve, base_accuracy, target.base, drop, cost=in_target, unit="instructions")
 
-    def at(rho):
+    def at(rho: float) -> dict[str, float]:
         i = int(np.flatnonzero(curve.rho == rho)[0])
         return {
             "flops_reduction_pct": float(100.0 * (1.0 - curve.mflops[i] / base_mflops)),
@@ -151,11 +182,11 @@ def validation_rho(models, validation, path_mflops, base_mflops, drop, runtime=R
     )
 
 
-def size_reduction(float32, int8, key="size_kb"):
+def size_reduction(float32: PrecisionResult, int8: PrecisionResult, key: str = "size_kb") -> dict[str, float]:
     """% saved by int8 against float32 (`PrecisionResult`s) in `key` ("size_kb": files, "weights_kb":
     constant tensors), for the early-exit model (stage 1 + stage 2) and the base model."""
 
-    def early_exit(result):
+    def early_exit(result: PrecisionResult) -> float:
         return sum(getattr(result, key)[part] for part in ("stage1", "stage2"))
 
     return {
@@ -169,24 +200,24 @@ def size_reduction(float32, int8, key="size_kb"):
 
 
 def deploy(
-    task,
-    model_name,
-    net,
-    base_net,
-    test,
-    results_dir,
+    task: str | types.ModuleType,
+    model_name: str,
+    net: ExitModel,
+    base_net: ExitModel,
+    test: tuple[np.ndarray, np.ndarray],
+    results_dir: str | os.PathLike,
     *,
-    calibration,
-    validation=None,
-    options=DeployOptions(),
-    log=print,
-):
+    calibration: np.ndarray,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    options: DeployOptions = DeployOptions(),
+    log: Callable[[str], None] = print,
+) -> DeploySummary:
     """Export, run and report one T-RecX model of `task` (a name or task module) against its base model.
 
     test, validation: (inputs float32 (N, ...), labels (N,)); calibration: float32 inputs for int8;
     options: `DeployOptions` (rho given, or None to choose it on `validation` with the float32 models).
     Writes under `results_dir`: deploy.json, deploy.md, int8_vs_float.png/.pdf and export/, and with MCU
-    targets mcu_layers.csv and mcu_benefit.png/.pdf. Returns the deploy.json dict.
+    targets mcu_layers.csv and mcu_benefit.png/.pdf. Returns the `DeploySummary` (deploy.json).
     """
     task = tasks.load_task(task)
     if options.rho is None and validation is None:
@@ -294,7 +325,7 @@ def _deploy(task, model_name, net, base_net, test, results_dir, calibration, val
     return summary
 
 
-def predicted_cost(int8_models, target):
+def predicted_cost(int8_models: Mapping[str, bytes], target: str) -> target_cost.EarlyExitCost:
     """`EarlyExitCost` of the int8 stage 1, stage 2 and base model on `target`, from its cost model."""
     model = target_cost.load_cost_model(target)
     stage1, stage2, base = (
@@ -303,7 +334,9 @@ def predicted_cost(int8_models, target):
     return target_cost.EarlyExitCost(target, stage1, stage2, base)
 
 
-def target_summary(target, exit_rate, details, log=print):
+def target_summary(
+    target: target_cost.EarlyExitCost, exit_rate: float, details: RhoChoice | None, log: Callable[[str], None] = print
+) -> TargetCostResult:
     """The `TargetCostResult` of the deployed models (`target`: their `EarlyExitCost`) at the int8 test
     exit rate: whether early exit pays there. Says plainly when it does not: a rho chosen on validation
     (`details`, a `RhoChoice`) that saves nothing within the drop (deploy the base model), or a given rho
@@ -345,7 +378,18 @@ def target_summary(target, exit_rate, details, log=print):
     )
 
 
-def on_mcu(task, model_name, int8_models, results_dir, inputs, rho, targets, summary, int8_curve, log):
+def on_mcu(
+    task: types.ModuleType,
+    model_name: str,
+    int8_models: Mapping[str, bytes],
+    results_dir: pathlib.Path,
+    inputs: np.ndarray,
+    rho: float,
+    targets: Sequence[tuple[str, str]],
+    summary: DeploySummary,
+    int8_curve: sweep.Curve,
+    log: Callable[[str], None],
+) -> McuResults:
     """Run the int8 export in results_dir/export on the MCU `targets`; writes mcu_layers.csv and
     mcu_benefit.png/.pdf there and returns the `McuResults`. summary: the `DeploySummary` so far."""
     # The benefit curve with the cost in instructions: each rho's exit fractions weigh the two paths.
@@ -379,7 +423,7 @@ def on_mcu(task, model_name, int8_models, results_dir, inputs, rho, targets, sum
     )
 
 
-def calibration_inputs(task, folder, n):
+def calibration_inputs(task: types.ModuleType, folder: str | os.PathLike, n: int) -> tuple[np.ndarray, str]:
     """(inputs, where from): `n` int8 calibration inputs from the training split in `folder`, or, when
     `folder` holds no training split but is laid out as the task's test set, drawn from it (seeded): a
     representative set needs no labels. UserError naming both layouts when it is neither."""
@@ -399,18 +443,18 @@ def calibration_inputs(task, folder, n):
 
 
 def run_deploy(
-    task,
-    model,
+    task: str | types.ModuleType,
+    model: str,
     *,
-    source="pretrained",
-    models_dir,
-    data_dir=None,
-    train_data_dir=None,
-    calibration_data=None,
-    results_dir=None,
-    options=DeployOptions(),
-    log=print,
-):
+    source: str = "pretrained",
+    models_dir: str | os.PathLike | None,
+    data_dir: str | os.PathLike | None = None,
+    train_data_dir: str | os.PathLike | None = None,
+    calibration_data: str | os.PathLike | None = None,
+    results_dir: str | os.PathLike | None = None,
+    options: DeployOptions = DeployOptions(),
+    log: Callable[[str], None] = print,
+) -> tuple[DeploySummary, pathlib.Path]:
     """What `deploy.sh` does: deploy `model` of `task` (a name or task module) against its base model.
 
     source: "pretrained" or "trained" (from `models_dir`/TASK/MODEL); data_dir: the test set (default:

@@ -14,11 +14,17 @@ import copy
 import dataclasses
 import math
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from common.deploy.export import builtin_name, read_flatbuffer
 from common.deploy.runtime import Runtime
+
+if TYPE_CHECKING:
+    from ai_edge_litert.interpreter import Interpreter
+
+    from common.target_cost import CostModel, Operator
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +41,7 @@ class OpModel:
     tflite: bytes
 
     @property
-    def outputs(self):
+    def outputs(self) -> int:
         """Output elements per sample."""
         return math.prod(self.output_shape[1:])
 
@@ -66,7 +72,7 @@ def _options(op, tensors, name, constant):
     return kernel, stride, padding, inputs
 
 
-def tflite_operators(tflite_bytes):
+def tflite_operators(tflite_bytes: bytes) -> list[Operator]:
     """The `target_cost.Operator` of every operator of a single-graph .tflite model, in execution order."""
     from common.target_cost import Operator
 
@@ -85,7 +91,7 @@ def tflite_operators(tflite_bytes):
     return ops
 
 
-def predicted_instructions(tflite_bytes, cost_model):
+def predicted_instructions(tflite_bytes: bytes, cost_model: CostModel) -> tuple[float, list[float]]:
     """(total, [per operator]) executed instructions of one Invoke() of a .tflite model, predicted by a
     `target_cost.CostModel`."""
     ops = tflite_operators(tflite_bytes)
@@ -99,7 +105,7 @@ def _graph(tflite_bytes):
     return model, model.subgraphs[0]
 
 
-def operators(tflite_bytes):
+def operators(tflite_bytes: bytes) -> list[tuple[str, tuple[int, ...], int]]:
     """[(builtin name, first output's shape, MACs)] of a single-graph .tflite model, in execution order."""
     model, graph = _graph(tflite_bytes)
     return [
@@ -108,7 +114,7 @@ def operators(tflite_bytes):
     ]
 
 
-def single_op_models(tflite_bytes):
+def single_op_models(tflite_bytes: bytes) -> list[OpModel]:
     """Each operator of a single-graph .tflite model, in execution order, as an `OpModel`: the operator
     alone on the model's own tensors (weights, shapes, int8 scales and zero points), its non-constant
     inputs the model inputs, its outputs the model outputs. Run on the tensors the whole model feeds it,
@@ -129,7 +135,7 @@ def single_op_models(tflite_bytes):
     return models
 
 
-def median_invoke_us(interpreter, repeats, seed=0):
+def median_invoke_us(interpreter: Interpreter, repeats: int, seed: int = 0) -> float:
     """Median time (microseconds) of `repeats` invocations on random inputs, after a few untimed ones."""
     rng = np.random.default_rng(seed)
     for detail in interpreter.get_input_details():
@@ -146,7 +152,7 @@ def median_invoke_us(interpreter, repeats, seed=0):
     return float(np.median(times)) / 1e3
 
 
-def op_profile(tflite_bytes, runtime=Runtime(), repeats=100):
+def op_profile(tflite_bytes: bytes, runtime: Runtime = Runtime(), repeats: int = 100) -> list[tuple[OpModel, float]]:
     """[(OpModel, median microseconds)] per operator of a .tflite model, each timed alone on `runtime`
     (element-wise cost does not depend on the values, so random inputs time it as real ones would)."""
     return [(op, median_invoke_us(runtime.interpreter(op.tflite), repeats)) for op in single_op_models(tflite_bytes)]

@@ -14,13 +14,18 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from importlib import metadata
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from common.deploy.manifest import TensorSpec
 from common.errors import UserError
 from common.native_logs import quiet_native_logs
+
+if TYPE_CHECKING:
+    from ai_edge_litert.interpreter import Interpreter
 
 STAGE_OUTPUTS = {"stage1": ("ee", "tap"), "stage2": ("ef",), "base": ("ef",)}  # signature order
 NEVER_EXIT = 1.0  # max softmax > 1.0 never holds: every sample runs both stages
@@ -44,7 +49,7 @@ def _load_interpreter_class():
     return Interpreter
 
 
-def runtime_name():
+def runtime_name() -> str:
     """The LiteRT runtime's package and version, for reports."""
     try:
         return f"ai-edge-litert {metadata.version('ai-edge-litert')}"
@@ -59,13 +64,13 @@ class Runtime:
     threads: int = 1
     kernels: str = "xnnpack"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.kernels not in KERNELS:
             raise UserError(f"unknown kernels {self.kernels!r}; choose one of {', '.join(KERNELS)}")
         if self.threads < 1:
             raise UserError(f"interpreter threads must be at least 1, got {self.threads}")
 
-    def interpreter(self, tflite_bytes):
+    def interpreter(self, tflite_bytes: bytes) -> Interpreter:
         """An allocated LiteRT interpreter of a .tflite model given as bytes."""
         interpreter_class = _load_interpreter_class()
         from ai_edge_litert.interpreter import OpResolverType
@@ -83,7 +88,7 @@ class Runtime:
         return interpreter
 
 
-def tensor_specs(interpreter, part):
+def tensor_specs(interpreter: Interpreter, part: str) -> tuple[dict[str, TensorSpec], dict[str, TensorSpec]]:
     """({"input": TensorSpec}, {output name: TensorSpec}) of an allocated interpreter of `part`."""
     runner = interpreter.get_signature_runner()
     positions = {
@@ -91,7 +96,7 @@ def tensor_specs(interpreter, part):
         "outputs": [d["index"] for d in interpreter.get_output_details()],
     }
 
-    def spec(name, detail, kind):
+    def spec(name: str, detail: dict[str, Any], kind: str) -> TensorSpec:
         scale, zero_point = detail["quantization"]
         return TensorSpec(
             name,
@@ -111,7 +116,7 @@ def tensor_specs(interpreter, part):
     return inputs, {name: spec(name, outputs[f"output_{k}"], "outputs") for k, name in enumerate(names)}
 
 
-def model_tensors(tflite_bytes, part):
+def model_tensors(tflite_bytes: bytes, part: str) -> tuple[dict[str, TensorSpec], dict[str, TensorSpec]]:
     """`tensor_specs` of a .tflite model given as bytes."""
     return tensor_specs(Runtime().interpreter(tflite_bytes), part)
 
@@ -119,13 +124,13 @@ def model_tensors(tflite_bytes, part):
 class Stage:
     """One .tflite model on a LiteRT interpreter, batch 1, its tensors by name; counts invocations."""
 
-    def __init__(self, tflite_bytes, part, runtime=Runtime()):
+    def __init__(self, tflite_bytes: bytes, part: str, runtime: Runtime = Runtime()) -> None:
         self.interpreter = runtime.interpreter(tflite_bytes)
         inputs, self.outputs = tensor_specs(self.interpreter, part)
         self.input = inputs["input"]
         self.invocations = 0
 
-    def invoke(self):
+    def invoke(self) -> None:
         self.invocations += 1
         self.interpreter.invoke()
 
@@ -147,14 +152,14 @@ class Trace:
     stage2_invocations: int = 0
 
     @property
-    def exit_rate(self):
+    def exit_rate(self) -> float:
         """Fraction of samples that left at the early exit (0 for a base model)."""
         return float(np.mean(self.exits == 0)) if "ee" in self.softmax else 0.0
 
-    def accuracy(self, labels):
+    def accuracy(self, labels: np.ndarray) -> float:
         return float(100.0 * np.mean(self.predictions == np.asarray(labels)))
 
-    def latency_ms(self):
+    def latency_ms(self) -> dict[str, float]:
         ms = self.latency_ns / 1e6
         return {"mean": float(ms.mean()), "p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99))}
 
@@ -164,22 +169,22 @@ class _Runner:
     (both untimed: on a microcontroller the feature extractor writes the input tensor), `_step` runs
     the loaded sample and times itself."""
 
-    def prepare(self, inputs):
+    def prepare(self, inputs: np.ndarray) -> np.ndarray:
         return self.first.input.quantize(inputs)
 
-    def load(self, x):
+    def load(self, x: np.ndarray) -> None:
         self.first.interpreter.set_tensor(self.first.input.index, x)
 
-    def run(self, inputs, warmup=WARMUP_SAMPLES):
+    def run(self, inputs: np.ndarray, warmup: int = WARMUP_SAMPLES) -> Trace:
         """Run every sample of `inputs` (float32 (N, *input shape)) alone; returns a Trace."""
         return run_interleaved([self], inputs, warmup)[0]
 
     @property
-    def stage2_invocations(self):
+    def stage2_invocations(self) -> int:
         return 0
 
 
-def exit_threshold(rho, ee):
+def exit_threshold(rho: float, ee: TensorSpec) -> float:
     """The T-RecX exit rule, leave when the early exit's top softmax is > rho, as the value the top score
     of output `ee` (a TensorSpec) must exceed: rho itself for float32; for int8 the code
     rho / scale + zero point, computed in float32 as a microcontroller computes it. LiteRT's runner and
@@ -193,7 +198,7 @@ class EarlyExitRunner(_Runner):
     """Two-stage early exit on LiteRT: stage 2 runs only for samples whose early-exit max softmax is
     not > rho (the T-RecX rule), on stage 1's tapped feature map."""
 
-    def __init__(self, stage1, stage2, rho, runtime=Runtime()):
+    def __init__(self, stage1: bytes, stage2: bytes, rho: float, runtime: Runtime = Runtime()) -> None:
         self.rho = float(rho)
         self.first = Stage(stage1, "stage1", runtime)
         self.second = Stage(stage2, "stage2", runtime)
@@ -217,7 +222,7 @@ class EarlyExitRunner(_Runner):
         self._stage2_input = self.second.interpreter.tensor(target.index)
 
     @property
-    def stage2_invocations(self):
+    def stage2_invocations(self) -> int:
         """Stage-2 invocations since this runner was made."""
         return self.second.invocations
 
@@ -260,7 +265,7 @@ class EarlyExitRunner(_Runner):
 class SingleStageRunner(_Runner):
     """A one-stage model (the base model) on LiteRT, run the same way as `EarlyExitRunner`."""
 
-    def __init__(self, tflite_bytes, runtime=Runtime()):
+    def __init__(self, tflite_bytes: bytes, runtime: Runtime = Runtime()) -> None:
         self.first = Stage(tflite_bytes, "base", runtime)
         self.ef = self.first.outputs["ef"]
 
@@ -280,7 +285,7 @@ class SingleStageRunner(_Runner):
         softmax["ef"][i] = self.ef.dequantize(outputs[0])
 
 
-def run_interleaved(runners, inputs, warmup=WARMUP_SAMPLES):
+def run_interleaved(runners: Sequence[_Runner], inputs: np.ndarray, warmup: int = WARMUP_SAMPLES) -> list[Trace]:
     """Run each sample through every runner in turn (so that machine load hits them alike); a Trace each.
 
     Each runner first runs `warmup` samples untimed and unrecorded.
