@@ -64,7 +64,7 @@ def main(argv=None):
     )
     print("|---|---|---:|---:|---:|---:|" + "---:|" * len(EXIT_RATES) + "---:|---:|")
     for task in args.tasks:
-        nets = load_nets(task, "pretrained", None, ["base", "trecx_ev"])
+        nets = load_nets(load_task(task), "pretrained", None, ["base", "trecx_ev"])
         calibration, _ = load_task(task).synthetic_inputs(200, seed=1)
         inputs, _ = load_task(task).synthetic_inputs(args.samples, seed=2)
         ee_mflops, ef_mflops = flops.path_mflops(nets["trecx_ev"].model)

@@ -86,7 +86,7 @@ def main(argv=None):
     configs = [(runtime, precision) for runtime in runtimes for precision in PRECISIONS]
     print(f"operator latency: {runtime_name()}, 1 interpreter thread\n")
     for name in args.tasks:
-        net = load_nets(name, "pretrained", None, ("base",))["base"]
+        net = load_nets(load_task(name), "pretrained", None, ("base",))["base"]
         calibration, _ = load_task(name).synthetic_inputs(args.calibration_samples, seed=1)
         models = {"float32": to_tflite(net.model), "int8": to_tflite(net.model, calibration)}
         ops, times = {}, {}

@@ -46,7 +46,7 @@ def _verify_checksums(args):
 
 
 def cmd_download(args: argparse.Namespace) -> None:
-    task = tasks.load_task(args.task)
+    task = args.task
     verify = _verify_checksums(args)
     folder = task.download(
         tasks.data_dir(task, args.data_dir), args.mirror, split=args.split, force=args.force, verify_checksums=verify
@@ -55,7 +55,7 @@ def cmd_download(args: argparse.Namespace) -> None:
 
 
 def cmd_preprocess(args: argparse.Namespace) -> None:
-    task = tasks.load_task(args.task)
+    task = args.task
     if not hasattr(task, "preprocess"):
         print(f"{task.NAME} needs no preprocessing: bash {task.NAME}/test.sh and train.sh read the downloaded data")
         return
@@ -500,6 +500,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import_tensorflow_quietly()  # every command imports task modules, which import Keras
     try:
+        if getattr(args, "task", None) is not None:
+            args.task = tasks.load_task(args.task)  # resolved once: every command gets the task module
         results_dir = args.func(args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -134,7 +134,7 @@ def _stale_outputs(task):
 
 
 def evaluate_models(
-    task: str | types.ModuleType,
+    task: types.ModuleType,
     nets: Mapping[str, ExitModel],
     inputs: np.ndarray,
     labels: np.ndarray,
@@ -155,7 +155,6 @@ def evaluate_models(
     the microcontroller whose predicted instructions (common.target_cost) are reported beside the
     MFLOPs, or None.
     """
-    task = tasks.load_task(task)
     with files.staged_folder(results_dir, _stale_outputs(task)) as staging:
         return _evaluate(
             task,

@@ -114,32 +114,30 @@ def _import_task_module(task):
         raise UserError(f"task module {task}.task{origin} failed on import ({type(err).__name__}: {err})") from None
 
 
-def task_folder(task: str | types.ModuleType) -> pathlib.Path:
+def task_folder(task: types.ModuleType) -> pathlib.Path:
     """The task's package folder (where its configs and scripts live)."""
-    return pathlib.Path(load_task(task).__file__).resolve().parent
+    return pathlib.Path(task.__file__).resolve().parent
 
 
-def config_path(task: str | types.ModuleType, model: str) -> pathlib.Path:
+def config_path(task: types.ModuleType, model: str) -> pathlib.Path:
     return task_folder(task) / "configs" / f"{model}.yaml"
 
 
-def check_models(task: str | types.ModuleType, requested: Sequence[str]) -> list[str]:
+def check_models(task: types.ModuleType, requested: Sequence[str]) -> list[str]:
     """`requested` model names, or all of the task's when empty; UserError naming an unknown one."""
-    task = load_task(task)
     unknown = [name for name in requested if name not in task.MODELS]
     if unknown:
         raise UserError(f"unknown model {unknown[0]!r} for {task.NAME}; valid models: {', '.join(task.MODELS)}")
     return list(requested) or list(task.MODELS)
 
 
-def data_dir(task: str | types.ModuleType, given: str | os.PathLike | None = None) -> pathlib.Path:
+def data_dir(task: types.ModuleType, given: str | os.PathLike | None = None) -> pathlib.Path:
     """`given`, or the task's default data folder data/NAME in the repository."""
-    return pathlib.Path(given) if given else REPO_ROOT / "data" / load_task(task).NAME
+    return pathlib.Path(given) if given else REPO_ROOT / "data" / task.NAME
 
 
-def test_data_dir(task: str | types.ModuleType, given: str | os.PathLike | None = None) -> pathlib.Path:
+def test_data_dir(task: types.ModuleType, given: str | os.PathLike | None = None) -> pathlib.Path:
     """The test data folder (`given`, or data/NAME[/TEST_SUBDIR]); UserError when it does not exist."""
-    task = load_task(task)
     folder = pathlib.Path(given) if given else data_dir(task) / getattr(task, "TEST_SUBDIR", "")
     if not folder.is_dir():
         raise UserError(
@@ -149,14 +147,14 @@ def test_data_dir(task: str | types.ModuleType, given: str | os.PathLike | None 
     return folder
 
 
-def results_dir(task: str | types.ModuleType, given: str | os.PathLike | None = None) -> pathlib.Path:
+def results_dir(task: types.ModuleType, given: str | os.PathLike | None = None) -> pathlib.Path:
     """`given`, or results/NAME in the repository."""
-    return pathlib.Path(given) if given else REPO_ROOT / "results" / load_task(task).NAME
+    return pathlib.Path(given) if given else REPO_ROOT / "results" / task.NAME
 
 
-def table1_paper(task: str | types.ModuleType) -> dict[str, Any]:
+def table1_paper(task: types.ModuleType) -> dict[str, Any]:
     """The paper's Table 1 row of the task ({} when the paper has none)."""
-    return getattr(load_task(task), "PAPER", {}).get("table1", {})
+    return getattr(task, "PAPER", {}).get("table1", {})
 
 
 def sample_rows(pool: int, n: int, seed: int = 0) -> np.ndarray:

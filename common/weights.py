@@ -19,7 +19,7 @@ import numpy as np
 
 from common import files
 from common.errors import UserError
-from common.tasks import REPO_ROOT, check_models, load_task
+from common.tasks import REPO_ROOT, check_models
 
 if TYPE_CHECKING:
     import keras
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 SOURCES = ("pretrained", "trained")
 
 
-def pretrained_path(task: str | types.ModuleType, model: str) -> pathlib.Path:
-    task = load_task(task)
+def pretrained_path(task: types.ModuleType, model: str) -> pathlib.Path:
+    """Where the task's pretrained `model` weights are: pretrained/NAME/MODEL.npz (or the task's PRETRAINED_DIR)."""
     folder = getattr(task, "PRETRAINED_DIR", None) or REPO_ROOT / "pretrained" / task.NAME
     return pathlib.Path(folder) / f"{model}.npz"
 
@@ -78,20 +78,19 @@ def load_weights(model: keras.Model, path: str | os.PathLike) -> None:
         w.assign(arrays[w.path])
 
 
-def trained_path(task: str | types.ModuleType, model: str, models_dir: str | os.PathLike) -> pathlib.Path:
+def trained_path(task: types.ModuleType, model: str, models_dir: str | os.PathLike) -> pathlib.Path:
     """Where train.sh saves `model`'s weights: MODELS_DIR/TASK/MODEL/weights.npz."""
-    return pathlib.Path(models_dir) / load_task(task).NAME / model / "weights.npz"
+    return pathlib.Path(models_dir) / task.NAME / model / "weights.npz"
 
 
 def weights_paths(
-    task: str | types.ModuleType,
+    task: types.ModuleType,
     source: str,
     models_dir: str | os.PathLike | None,
     names: Sequence[str] | None = None,
 ) -> dict[str, pathlib.Path]:
     """{name: weights file} for every model of the task (or those in `names`), `source` "pretrained" or
     "trained"; UserError naming all missing trained ones."""
-    task = load_task(task)
     names = task.MODELS if names is None else names
     if source == "pretrained":
         return {name: pretrained_path(task, name) for name in names}
@@ -107,11 +106,10 @@ def weights_paths(
 
 
 def select_trained(
-    task: str | types.ModuleType, models_dir: str | os.PathLike, names: Sequence[str] = ()
+    task: types.ModuleType, models_dir: str | os.PathLike, names: Sequence[str] = ()
 ) -> tuple[list[str], list[str]]:
     """(the trained models to evaluate, the task's models not trained) in MODELS_DIR/TASK: those named
     (UserError when one is missing), else every trained one (UserError when there is none)."""
-    task = load_task(task)
     if names:
         names = check_models(task, names)
         weights_paths(task, "trained", models_dir, names)  # names every missing one
@@ -123,7 +121,7 @@ def select_trained(
 
 
 def load_nets(
-    task: str | types.ModuleType,
+    task: types.ModuleType,
     source: str,
     models_dir: str | os.PathLike | None,
     names: Sequence[str] | None = None,
@@ -135,7 +133,6 @@ def load_nets(
     from common.config import load_config
     from common.models import build_model
 
-    task = load_task(task)
     nets = {}
     for name, path in weights_paths(task, source, models_dir, names).items():
         if source == "trained":

@@ -20,7 +20,7 @@ from synthetic import write_cifar
 
 from common import config as config_lib
 from common import files
-from common.tasks import config_path
+from common.tasks import config_path, load_task
 from common.weights import load_weights, pretrained_path, save_weights
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -50,10 +50,10 @@ def fake_trained(models_dir, name):
     from common.models import build_model
 
     run_dir = models_dir / TASK / name
-    config = config_lib.load_config(config_path(TASK, name))
+    config = config_lib.load_config(config_path(load_task(TASK), name))
     files.write_text(run_dir / "config.yaml", yaml.safe_dump(config_lib.to_dict(config), sort_keys=False))
     net = build_model(TASK, name)
-    load_weights(net.model, pretrained_path(TASK, name))
+    load_weights(net.model, pretrained_path(load_task(TASK), name))
     save_weights(net.model, run_dir / "weights.npz")
 
 

@@ -388,6 +388,7 @@ def test_download_split_test_fetches_only_the_test_data(runs) -> None:
 
 def test_every_mode_reads_as_its_8_bit_rgb_version_with_the_same_probabilities(tmp_path) -> None:
     from common.evaluation import predict_exits
+    from common.tasks import load_task
     from common.weights import load_nets
 
     pairs = mode_versions(tmp_path)
@@ -400,7 +401,7 @@ def test_every_mode_reads_as_its_8_bit_rgb_version_with_the_same_probabilities(t
     for version, reference in pairs.items():
         np.testing.assert_array_equal(images[version], images[reference], err_msg=version)
     np.testing.assert_array_equal(images["rgb.png"], rgb * np.float32(1 / 255))
-    net = load_nets("visual_wake_words", "pretrained", None, ["base"])["base"]
+    net = load_nets(load_task("visual_wake_words"), "pretrained", None, ["base"])["base"]
     probabilities = predict_exits(net, np.stack([images[name] for name in names]))["ef"]
     row = {name: i for i, name in enumerate(names)}
     for version, reference in pairs.items():

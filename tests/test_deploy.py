@@ -49,7 +49,7 @@ MIN_INT8_AGREEMENT = 0.97
 @functools.cache
 def pretrained(task, variant):
     net = build_model(task, variant)
-    load_weights(net.model, pretrained_path(task, variant))
+    load_weights(net.model, pretrained_path(load_task(task), variant))
     return net
 
 

@@ -48,7 +48,7 @@ def authors_outputs(path, x, tmp_path):
 @pytest.mark.parametrize("task,variant", sorted((t, v) for t in TASKS for v in load_task(t).AUTHORS_MODELS))
 def test_converted_model_gives_the_authors_outputs(task, variant, tmp_path):
     net = build_model(task, variant)
-    load_weights(net.model, pretrained_path(task, variant))
+    load_weights(net.model, pretrained_path(load_task(task), variant))
     low, high = INPUT_RANGE[task]
     x = np.random.default_rng(0).uniform(low, high, (512, *net.model.input_shape[1:])).astype("float32")
     ours = net.model.predict(x, batch_size=BATCH, verbose=0)

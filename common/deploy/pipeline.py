@@ -200,7 +200,7 @@ def size_reduction(float32: PrecisionResult, int8: PrecisionResult, key: str = "
 
 
 def deploy(
-    task: str | types.ModuleType,
+    task: types.ModuleType,
     model_name: str,
     net: ExitModel,
     base_net: ExitModel,
@@ -212,14 +212,13 @@ def deploy(
     options: DeployOptions = DeployOptions(),
     log: Callable[[str], None] = print,
 ) -> DeploySummary:
-    """Export, run and report one T-RecX model of `task` (a name or task module) against its base model.
+    """Export, run and report one T-RecX model of `task` (a task module) against its base model.
 
     test, validation: (inputs float32 (N, ...), labels (N,)); calibration: float32 inputs for int8;
     options: `DeployOptions` (rho given, or None to choose it on `validation` with the float32 models).
     Writes under `results_dir`: deploy.json, deploy.md, int8_vs_float.png/.pdf and export/, and with MCU
     targets mcu_layers.csv and mcu_benefit.png/.pdf. Returns the `DeploySummary` (deploy.json).
     """
-    task = tasks.load_task(task)
     if options.rho is None and validation is None:
         raise UserError("no rho given and no validation split to choose it on; pass --rho R")
     # An earlier deploy.sh run's outputs are replaced as a whole, and only when this one has finished.
