@@ -6,7 +6,6 @@ The checks against the emulator need the MCU toolchain (bash install_mcu_toolcha
 Cortex-M4 with CMSIS-NN) and are skipped without it; everything else runs on the cost model alone.
 """
 
-import collections
 import json
 
 import numpy as np
@@ -14,10 +13,10 @@ import pytest
 
 from common import sweep, target_cost, tasks
 from common.deploy import cost_fit, mcu, mcu_build, pipeline
-from common.deploy.profile import predicted_instructions, tflite_operators
+from common.deploy.profile import predicted_instructions
 from common.deploy.results import RhoChoice
 from common.models import build_model
-from common.target_cost import EarlyExitCost, Operator, keras_operators, load_cost_model
+from common.target_cost import EarlyExitCost, Operator, load_cost_model
 
 needs_toolchain = pytest.mark.skipif(
     bool(mcu_build.missing_prerequisites()), reason="the MCU toolchain is not installed (bash install_mcu_toolchain.sh)"
@@ -40,22 +39,6 @@ def quiet(*_):
 
 # ---------------------------------------------------------------------------------------------
 # The operators of a model, without converting it
-
-
-@pytest.mark.parametrize("task", tasks.task_names())
-def test_keras_operators_are_the_int8_exports_operators(task):
-    """The operators listed from the Keras graph are those of deploy.sh's int8 stage 1, stage 2 and base
-    model: the same kinds, shapes, kernels, strides and padding, converter fusions included."""
-    from test_deploy import export_task
-
-    exported = export_task(task)
-    int8 = {part: tflite_operators(data) for part, data in exported["models"]["int8"].items()}
-    ee, ef = keras_operators(exported["net"].model)
-    (base,) = keras_operators(exported["base"].model)
-    count = collections.Counter
-    assert count(ee) == count(int8["stage1"])
-    assert count(ef) == count(int8["stage1"] + int8["stage2"])
-    assert count(base) == count(int8["base"])
 
 
 @pytest.mark.parametrize("target", target_cost.TARGETS)
