@@ -10,10 +10,12 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from common.errors import UserError
+
+if TYPE_CHECKING:  # numpy is imported where arrays are saved: the MCU build imports this module without it
+    import numpy as np
 
 
 @contextlib.contextmanager
@@ -47,12 +49,16 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     """`np.save` to `path` atomically."""
+    import numpy as np
+
     with atomic_output(path) as tmp, open(tmp, "wb") as f:
         np.save(f, array)
 
 
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     """`np.savez` (uncompressed) to `path` atomically."""
+    import numpy as np
+
     with atomic_output(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
 
