@@ -21,7 +21,7 @@ from scripts import assert_ok, cli, run
 from synthetic import make_cifar_archive
 
 from common.cli import build_parser
-from common.tasks import TASKS
+from common.tasks import TASKS, load_task
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
@@ -85,7 +85,7 @@ def user_session(task, tmp):
     first that fails."""
     data, models, results = tmp / "data", tmp / "models", tmp / "results"
     mirror = make_mirror(task, tmp / "mirror")
-    test_dir = data / {"visual_wake_words": "minival"}.get(task, "")
+    test_dir = data / getattr(load_task(task), "TEST_SUBDIR", "")
     steps = [("download", ["--data-dir", data, "--mirror", mirror, "--skip-checksums"])]
     if (REPO_ROOT / task / "preprocess.sh").is_file():
         steps.append(("preprocess", ["--data-dir", data]))
