@@ -3,9 +3,10 @@
 An int8 model runs on a Cortex-M as TensorFlow Lite Micro operators, one kernel each. Every kernel's
 instruction count is a fixed function of its shapes (inputs hardly matter: measured counts vary < 0.1 %
 across inputs), so it can be predicted before any data is seen. The model, per target and per operator
-kind, is linear in a few shape terms that the kernels' loops run over:
+variant (the kind, and for convolutions the kernel family: `Operator.variant`), is linear in a few shape
+terms that the kernels' loops run over:
 
-    instructions(op) = sum_i  c[target][kind][i] * feature_i(op)        (`FEATURES` names them)
+    instructions(op) = sum_i  c[target][variant][i] * feature_i(op)        (`FEATURES` names them)
 
 e.g. a convolution pays per MAC, per element its im2col copies, per output element (requantisation),
 per output pixel and once; a depthwise one per MAC inside the input (padding taps are skipped) and per
@@ -300,13 +301,6 @@ class EarlyExitCost:
     def break_even_exit_rate(self) -> float:
         """The exit rate above which early exit saves instructions (> 1: it never does; <= 0: always)."""
         return float((self.stage1 + self.stage2 - self.base) / self.stage2) if self.stage2 > 0 else float("inf")
-
-    def to_json(self) -> dict:
-        return {
-            "target": self.target,
-            "instructions": {"stage1": self.stage1, "stage2": self.stage2, "base": self.base},
-            "break_even_exit_rate": self.break_even_exit_rate,
-        }
 
 
 def check_target(name: str | None, option: str = "--target") -> str | None:
