@@ -205,7 +205,13 @@ def _evaluate(task, nets, inputs, labels, ids, results_dir, log, skipped, source
             instruction_curves[name] = dataclasses.replace(curves[name], mflops=in_target)
             summary_models[name].update(
                 _target_costs(
-                    curves[name], in_target, net.exits, instructions[name], instructions["base"][0], base_accuracy
+                    curves[name],
+                    in_target,
+                    net.exits,
+                    instructions[name],
+                    instructions["base"][0],
+                    base_accuracy,
+                    summary_models[name]["tradeoff"],
                 )
             )
         report.write_curve_csv(
@@ -254,12 +260,13 @@ def _evaluate(task, nets, inputs, labels, ids, results_dir, log, skipped, source
     return summary
 
 
-def _target_costs(curve, in_target, exits, path_instructions, base, base_accuracy):
+def _target_costs(curve, in_target, exits, path_instructions, base, base_accuracy, flops_points):
     """A model's summary entries in the target's predicted M instructions (`in_target`: per rho of
     `curve`; `path_instructions`: per exit path; `base`: the base model's): per exit path, the trade-off
-    points chosen in them, and the instruction saving at the rho of each FLOPs trade-off point."""
+    points chosen in them, and the instruction saving at the rho of each FLOPs trade-off point
+    (`flops_points`, None where that point does not exist)."""
     at_flops_points = []
-    for point in sweep.tradeoff_points(curve, base_accuracy, 1.0):
+    for point in flops_points:
         at = np.flatnonzero(curve.rho == point["rho"])[:1] if point["rho"] is not None else []
         at_flops_points.append(float(100.0 * (1.0 - in_target[at[0]] / base)) if len(at) else None)
     return {

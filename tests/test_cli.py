@@ -164,8 +164,15 @@ def test_benefit_curves_and_tradeoff_consistency(evaluation) -> None:
             for column, key in (("mflops", "mflops"), (INSTRUCTIONS, "minstructions")):
                 cost = sum(row[f"exit_fraction_{e}"] * models[name][key][e] for e in exits)
                 assert row[column] == pytest.approx(cost, rel=1e-6), (name, column)
-        # The trade-off points chosen in the target's instructions: the cheapest qualifying point there.
+        # The trade-off points chosen in the target's instructions: the cheapest qualifying point there;
+        # and the instruction saving at the rho of each FLOPs trade-off point.
         base_instructions = models["base"]["minstructions"]["ef"]
+        by_rho = {row["rho"]: row[INSTRUCTIONS] for row in rows}
+        for entry, saving in zip(models[name]["tradeoff"], models[name]["instruction_reduction_pct_at_flops_tradeoff"]):
+            if entry["rho"] is None:
+                assert saving is None, (name, entry)
+            else:
+                assert saving == pytest.approx(100.0 * (1 - by_rho[entry["rho"]] / base_instructions)), (name, entry)
         for entry in models[name]["tradeoff_target"]:
             qualifying = [r[INSTRUCTIONS] for r in rows if r["accuracy_pct"] >= base_accuracy - entry["drop"] - ACC_EPS]
             if entry["minstructions"] is None:
