@@ -98,13 +98,19 @@ def _ancestors(tensor, seen):
     seen[layer.name] = layer
 
 
-def path_costs(model: keras.Model) -> list[list[LayerCost]]:
-    """[[LayerCost, ...] per exit], cumulative: exit k includes everything exits 0..k compute."""
+def path_layers(model: keras.Model) -> list[list[keras.layers.Layer]]:
+    """[[layer, ...] per exit] in dependency order, cumulative: exit k holds every layer exits 0..k
+    compute (what a sample that leaves at exit k has computed)."""
     seen, paths = {}, []
     for output in model.outputs:
         _ancestors(output, seen)
-        paths.append([layer_cost(layer) for layer in seen.values()])
+        paths.append(list(seen.values()))
     return paths
+
+
+def path_costs(model: keras.Model) -> list[list[LayerCost]]:
+    """[[LayerCost, ...] per exit], cumulative (`path_layers`)."""
+    return [[layer_cost(layer) for layer in layers] for layers in path_layers(model)]
 
 
 def path_mflops(model: keras.Model) -> list[float]:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from common.deploy import mcu, mcu_build
-from common.deploy.profile import operators, predicted_instructions
+from common.deploy.profile import operators, predicted_early_exit_cost, predicted_instructions
 from common.deploy.results import McuTargetResult, PredictedCounts
 from common.deploy.runtime import NEVER_EXIT, EarlyExitRunner, Runtime, SingleStageRunner
 from common.errors import UserError
@@ -308,8 +308,8 @@ def predicted_beside(
     """The `PredictedCounts` of one target: the cost model's instructions of stage 1, stage 2, base
     and the expected count per sample at `exit_rate`, each with its error against `measured` (an
     `EarlyExitCost` of the emulator's means)."""
-    totals = {part: predicted_instructions(int8_models[part], cost_model)[0] for part in ("stage1", "stage2", "base")}
-    predicted = EarlyExitCost(cost_model.target, **totals)
+    predicted = predicted_early_exit_cost(int8_models, cost_model)
+    totals = {"stage1": predicted.stage1, "stage2": predicted.stage2, "base": predicted.base}
     values = {**totals, "expected": predicted.expected(exit_rate)}
     counts = {"stage1": measured.stage1, "stage2": measured.stage2, "base": measured.base}
     counts["expected"] = measured.expected(exit_rate)

@@ -25,7 +25,7 @@ from common import files, flops, plots, report, sweep, target_cost, tasks, weigh
 from common.deploy import markdown, mcu_build, mcu_measure
 from common.deploy.export import PRECISIONS, export_models, split_stages, weights_kb, write_export
 from common.deploy.options import DEFAULT_DROP, DeployOptions
-from common.deploy.profile import predicted_instructions
+from common.deploy.profile import predicted_early_exit_cost
 from common.deploy.results import (
     DeploySummary,
     FlopsChoice,
@@ -255,7 +255,11 @@ def _deploy(task, model_name, net, base_net, test, results_dir, calibration, val
     models = export_models(net, base_net, calibration, log)
     write_export(results_dir / "export", task.NAME, model_name, models, log=lambda *_: None)
     log(f"wrote {sum(len(p) for p in models.values())} models (.tflite, .h, .cc) to {shown_as / 'export'}")
-    target = predicted_cost(models["int8"], options.target) if options.target else None
+    target = (
+        predicted_early_exit_cost(models["int8"], target_cost.load_cost_model(options.target))
+        if options.target
+        else None
+    )
 
     details = None
     if rho is None:
@@ -322,15 +326,6 @@ def _deploy(task, model_name, net, base_net, test, results_dir, calibration, val
     )
     files.write_text(results_dir / "deploy.md", markdown.deploy_markdown(summary, task))
     return summary
-
-
-def predicted_cost(int8_models: Mapping[str, bytes], target: str) -> target_cost.EarlyExitCost:
-    """`EarlyExitCost` of the int8 stage 1, stage 2 and base model on `target`, from its cost model."""
-    model = target_cost.load_cost_model(target)
-    stage1, stage2, base = (
-        predicted_instructions(int8_models[part], model)[0] for part in ("stage1", "stage2", "base")
-    )
-    return target_cost.EarlyExitCost(target, stage1, stage2, base)
 
 
 def target_summary(

@@ -14,6 +14,7 @@ import copy
 import dataclasses
 import math
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,7 +25,7 @@ from common.deploy.runtime import Runtime
 if TYPE_CHECKING:
     from ai_edge_litert.interpreter import Interpreter
 
-    from common.target_cost import CostModel, Operator
+    from common.target_cost import CostModel, EarlyExitCost, Operator
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,18 +45,6 @@ class OpModel:
     def outputs(self) -> int:
         """Output elements per sample."""
         return math.prod(self.output_shape[1:])
-
-
-def _macs(name, op, tensors):
-    """MACs of one flatbuffer operator, from its output and weight tensor shapes."""
-    output = math.prod(tensors[op.outputs[0]].shape[1:])
-    if name == "CONV_2D":  # weights (out, kh, kw, in)
-        return output * math.prod(tensors[op.inputs[1]].shape[1:])
-    if name == "DEPTHWISE_CONV_2D":  # weights (1, kh, kw, out)
-        return output * math.prod(tensors[op.inputs[1]].shape[1:3])
-    if name == "FULLY_CONNECTED":  # weights (out, in)
-        return output * int(tensors[op.inputs[1]].shape[1])
-    return 0
 
 
 def _options(op, tensors, name, constant):
@@ -98,6 +87,15 @@ def predicted_instructions(tflite_bytes: bytes, cost_model: CostModel) -> tuple[
     return cost_model.model(ops), [cost_model.operator(op) for op in ops]
 
 
+def predicted_early_exit_cost(int8_models: Mapping[str, bytes], cost_model: CostModel) -> EarlyExitCost:
+    """The `target_cost.EarlyExitCost` of an export's stage 1, stage 2 and base model ({part: .tflite}),
+    each one Invoke() as `cost_model` predicts it."""
+    from common.target_cost import EarlyExitCost
+
+    totals = {part: predicted_instructions(int8_models[part], cost_model)[0] for part in ("stage1", "stage2", "base")}
+    return EarlyExitCost(cost_model.target, **totals)
+
+
 def _graph(tflite_bytes):
     model = read_flatbuffer(tflite_bytes)
     if len(model.subgraphs) != 1:
@@ -106,12 +104,9 @@ def _graph(tflite_bytes):
 
 
 def operators(tflite_bytes: bytes) -> list[tuple[str, tuple[int, ...], int]]:
-    """[(builtin name, first output's shape, MACs)] of a single-graph .tflite model, in execution order."""
-    model, graph = _graph(tflite_bytes)
-    return [
-        (name, tuple(int(d) for d in graph.tensors[op.outputs[0]].shape), _macs(name, op, graph.tensors))
-        for name, op in ((builtin_name(model.operatorCodes[op.opcodeIndex]), op) for op in graph.operators)
-    ]
+    """[(builtin name, first output's shape with its batch of 1, MACs)] of a single-graph .tflite model, in
+    execution order (from `tflite_operators`)."""
+    return [(op.kind, (1, *op.output_shape), op.macs) for op in tflite_operators(tflite_bytes)]
 
 
 def single_op_models(tflite_bytes: bytes) -> list[OpModel]:
