@@ -20,7 +20,7 @@ from typing import Any
 
 from common import tasks
 from common.errors import UserError
-from common.target_cost import DEFAULT_TARGET, NO_TARGET, TARGETS, check_target
+from common.target_cost import COST_FILE, DEFAULT_TARGET, NO_TARGET, TARGETS, check_target
 from common.weights import SOURCES
 
 DEFAULT_MODELS_DIR = tasks.REPO_ROOT / "trained_models"
@@ -160,9 +160,10 @@ def cmd_flops(args: argparse.Namespace) -> None:
 def cmd_fit_cost_model(args: argparse.Namespace) -> None:
     from common.deploy.cost_fit import fit_cost_models
 
-    targets = (
-        TARGETS if args.targets == "all" else [check_target(t.strip(), "--targets") for t in args.targets.split(",")]
-    )
+    names = TARGETS if args.targets == "all" else [name.strip() for name in args.targets.split(",")]
+    targets = [check_target(name, "--targets") for name in names]
+    if None in targets:
+        raise UserError(f"--targets: {NO_TARGET} is not a target to fit; give some of {', '.join(TARGETS)}, or all")
     content = fit_cost_models(targets, args.output, remeasure=not args.from_measurements, fresh=args.fresh)
     for target in targets:
         fit = content["targets"][target]["fit"]
@@ -248,10 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
             "re-packed yourself in the official formats (default: check)",
         )
 
-    def add_target(sub: argparse.ArgumentParser, what: str) -> None:
+    def add_target(sub: argparse.ArgumentParser, what: str, default: str = DEFAULT_TARGET) -> None:
         sub.add_argument(
             "--target",
-            default=DEFAULT_TARGET,
+            default=default,
             metavar="TARGET",
             help=f"the microcontroller whose executed instructions, predicted by its cost model, {what}: "
             f"{', '.join(TARGETS)} (CMSIS-NN kernels unless :reference), or {NO_TARGET} (default: %(default)s)",
@@ -441,13 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("task", help=f"one of {names}")
     sub.add_argument("models", nargs="*", help="models to count (default: all)")
-    sub.add_argument(
-        "--target",
-        default=NO_TARGET,
-        metavar="TARGET",
-        help=f"also each path's instructions on a microcontroller, predicted by its cost model: "
-        f"{', '.join(TARGETS)} (default: %(default)s)",
-    )
+    add_target(sub, "are printed for each path too", default=NO_TARGET)
     sub.set_defaults(func=cmd_flops)
 
     sub = command(
@@ -465,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--output",
         type=pathlib.Path,
-        default=tasks.REPO_ROOT / "common" / "target_costs.json",
+        default=COST_FILE,
         help="the cost model file to update (default: %(default)s)",
     )
     sub.add_argument(

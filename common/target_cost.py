@@ -29,7 +29,7 @@ import json
 import math
 import pathlib
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -323,23 +323,39 @@ def _cost_file(path: pathlib.Path) -> dict:
         ) from None
 
 
+def model_form() -> dict[str, Any]:
+    """The model's form as target_costs.json records it beside the coefficients: per variant the names
+    of its terms (`FEATURES`), and those of TFLM's work between the kernels (`BETWEEN`)."""
+    return {"form": {variant: list(names) for variant, (names, _) in FEATURES.items()}, "between_form": list(BETWEEN)}
+
+
 def load_cost_model(target: str, path: pathlib.Path = COST_FILE) -> CostModel:
-    """The fitted `CostModel` of `target` (one of TARGETS)."""
+    """The fitted `CostModel` of `target` (one of TARGETS); UserError when `path` lacks it, was fitted
+    for another form of the model, or holds coefficients that do not fit that form."""
     content = _cost_file(pathlib.Path(path))
-    entry = content.get("targets", {}).get(target)
+    entry = content.get("targets", {}).get(target) if isinstance(content, dict) else None
     if entry is None:
         raise UserError(f"{path} has no cost model for {target}; refit with python3 -m common.cli fit-cost-model")
-    form = {variant: list(names) for variant, (names, _) in FEATURES.items()}
-    if content.get("form") != form or list(content.get("between_form", [])) != list(BETWEEN):
+    if {key: content.get(key) for key in ("form", "between_form")} != model_form():
         raise UserError(
             f"{path} was fitted for another form of the cost model than common/target_cost.py's; refit it "
             "with python3 -m common.cli fit-cost-model --from-measurements"
         )
-    return CostModel(
-        target,
-        {variant: tuple(values) for variant, values in entry["coefficients"].items()},
-        tuple(entry["between"]),
-    )
+    try:
+        coefficients = {variant: tuple(map(float, values)) for variant, values in entry["coefficients"].items()}
+        between = tuple(map(float, entry["between"]))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        coefficients, between = None, ()
+    if (
+        coefficients is None
+        or len(between) != len(BETWEEN)
+        or any(len(values) != len(FEATURES.get(variant, ((),))[0]) for variant, values in coefficients.items())
+    ):
+        raise UserError(
+            f"{path} is damaged: the {target} coefficients do not fit the model's form; restore it with git "
+            "checkout, or refit it with python3 -m common.cli fit-cost-model --from-measurements"
+        )
+    return CostModel(target, coefficients, between)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -413,21 +429,20 @@ def layer_operators(layer: keras.layers.Layer, consumers: Sequence[keras.layers.
 
 
 def keras_operators(model: keras.Model) -> list[list[Operator]]:
-    """[[Operator, ...] per exit], cumulative as common.flops.path_costs: exit k holds the operators
+    """[[Operator, ...] per exit], cumulative as common.flops.path_layers: exit k holds the operators
     of everything exits 0..k compute."""
     import keras
 
-    from common.flops import _ancestors
+    from common.flops import path_layers
 
     consumers = {}
     for layer in model.layers:
         for parent in [] if isinstance(layer, keras.layers.InputLayer) else _inbound(layer):
             consumers.setdefault(parent.name, []).append(layer)
-    seen, paths = {}, []
-    for output in model.outputs:
-        _ancestors(output, seen)
-        paths.append([op for layer in seen.values() for op in layer_operators(layer, consumers.get(layer.name, []))])
-    return paths
+    return [
+        [op for layer in layers for op in layer_operators(layer, consumers.get(layer.name, []))]
+        for layers in path_layers(model)
+    ]
 
 
 def path_instructions(model: keras.Model, cost: CostModel) -> list[float]:

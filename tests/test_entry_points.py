@@ -173,6 +173,8 @@ def test_fit_cost_model_refits_from_the_kept_measurements(tmp_path):
     assert set(json.loads(out.read_text())["targets"]) == {"cortex-m4", "cortex-m55"}
     wrong = cli("fit-cost-model", "--from-measurements", "--targets", "cortex-m3", "--output", out, cwd=tmp_path)
     assert wrong.returncode == 2 and "--targets: unknown target 'cortex-m3'; valid targets: cortex-m4" in wrong.stderr
+    wrong = cli("fit-cost-model", "--from-measurements", "--targets", "none", "--output", out, cwd=tmp_path)
+    assert wrong.returncode == 2 and "--targets: none is not a target to fit" in wrong.stderr
     wrong = cli("test", "image_classification", "--target", "m4", cwd=tmp_path)
     assert wrong.returncode == 2 and "--target: unknown target 'm4'" in wrong.stderr and "or none" in wrong.stderr
 

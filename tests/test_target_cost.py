@@ -15,6 +15,7 @@ from common import sweep, target_cost, tasks
 from common.deploy import cost_fit, mcu, mcu_build, pipeline
 from common.deploy.profile import predicted_instructions
 from common.deploy.results import RhoChoice
+from common.errors import UserError
 from common.models import build_model
 from common.target_cost import EarlyExitCost, Operator, load_cost_model
 
@@ -82,6 +83,36 @@ def test_the_cost_file_is_the_fit_of_the_kept_measurements(tmp_path):
         assert fitted["coefficients"] == pytest.approx(committed["targets"][target]["coefficients"], rel=1e-9)
         assert fitted["between"] == pytest.approx(committed["targets"][target]["between"], rel=1e-9)
         assert used <= set(fitted["coefficients"]), target
+
+
+def test_damaged_cost_files_are_one_message_naming_the_file(tmp_path):
+    committed = json.loads(target_cost.COST_FILE.read_text())
+    broken = tmp_path / "truncated.json"
+    broken.write_text(target_cost.COST_FILE.read_text()[:500])
+    with pytest.raises(UserError, match=f"cannot read the cost models {broken}"):
+        load_cost_model("cortex-m4", broken)
+    short = tmp_path / "short.json"
+    committed["targets"]["cortex-m4"]["coefficients"]["ADD"] = [1.0]  # ADD has two terms
+    short.write_text(json.dumps(committed))
+    with pytest.raises(UserError, match="the cortex-m4 coefficients do not fit the model's form"):
+        load_cost_model("cortex-m4", short)
+    other_form = tmp_path / "other_form.json"
+    committed["form"]["ADD"] = ["outputs"]
+    other_form.write_text(json.dumps(committed))
+    with pytest.raises(UserError, match="fitted for another form"):
+        load_cost_model("cortex-m4", other_form)
+    # The fit's own files: a damaged output or kept-counts file is named, nothing is written.
+    with pytest.raises(UserError, match=f"the cost models {broken} cannot be read .*give another --output"):
+        cost_fit.fit_cost_models(["cortex-m4"], path=broken, remeasure=False, log=quiet)
+    kept = tmp_path / "kept.json"
+    kept.write_text('{"cortex-m4": [{"name": "p000"}]}')
+    out = tmp_path / "out.json"
+    with pytest.raises(UserError, match=f"the kept counts {kept} are damaged"):
+        cost_fit.fit_cost_models(["cortex-m4"], path=out, measurements=kept, remeasure=False, log=quiet)
+    kept.write_text("[1, 2]")
+    with pytest.raises(UserError, match=r"cannot be read \(a JSON list, not an object\); restore them with git"):
+        cost_fit.fit_cost_models(["cortex-m4"], path=out, measurements=kept, remeasure=False, log=quiet)
+    assert not out.exists()
 
 
 def test_unseen_shapes_are_not_among_the_fits_probes():

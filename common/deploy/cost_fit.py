@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from common import files, tasks
-from common.deploy import mcu, mcu_build
+from common.deploy import mcu, mcu_build, mcu_measure
 from common.deploy.export import builtin_ops, c_array, c_identifier, export_models, to_tflite
 from common.deploy.manifest import ExportedModel
 from common.deploy.profile import tflite_operators
 from common.deploy.runtime import model_tensors
 from common.errors import UserError
-from common.target_cost import BETWEEN, COST_FILE, FEATURES, TARGETS, Operator, features
+from common.target_cost import COST_FILE, TARGETS, Operator, features, model_form
 
 if TYPE_CHECKING:
     import pathlib
@@ -300,6 +300,20 @@ def _from_json(entries):
     ]
 
 
+def _read_json(path: pathlib.Path, what: str, fix: str) -> dict:
+    """The JSON object in `path` ({} when there is no file); UserError naming it and `fix` when it is damaged."""
+    if not path.is_file():
+        return {}
+    try:
+        content = json.loads(path.read_text())
+        problem = None if isinstance(content, dict) else f"a JSON {type(content).__name__}, not an object"
+    except (OSError, ValueError) as err:
+        problem = f"{type(err).__name__}: {err}"
+    if problem:
+        raise UserError(f"{what} {path} cannot be read ({problem}); {fix}")
+    return content
+
+
 def measure_target(
     target: str,
     probes: Sequence[tuple[ExportedModel, int]],
@@ -307,17 +321,14 @@ def measure_target(
     log: Callable[[str], None] = print,
 ) -> list[Measured]:
     """[Measured] of `probes` ([(ExportedModel, arena bytes)]) and every task's exported models on `target`."""
-    core, _, kernels = target.partition(":")
+    ((core, kernels),) = mcu_measure.parse_targets(target)
     log(f"{target}: measuring {len(probes)} probes and {len(exports)} tasks' exported models")
     measured = []
     for start in range(0, len(probes), PROBES_PER_PROGRAM):
-        measured += measure(probes[start : start + PROBES_PER_PROGRAM], core, kernels or "cmsis-nn", log=log)
+        measured += measure(probes[start : start + PROBES_PER_PROGRAM], core, kernels, log=log)
         log(f"  {min(start + PROBES_PER_PROGRAM, len(probes))} of {len(probes)} probes measured")
     for task, models in exports.items():
-        measured += [
-            dataclasses.replace(m, name=f"{task}/{m.name}")
-            for m in measure(models, core, kernels or "cmsis-nn", log=log)
-        ]
+        measured += [dataclasses.replace(m, name=f"{task}/{m.name}") for m in measure(models, core, kernels, log=log)]
     return measured
 
 
@@ -343,14 +354,25 @@ def fit_cost_models(
     import pathlib
     import tempfile
 
-    kept = json.loads(measurements.read_text()) if measurements.is_file() else {}
+    kept = _read_json(
+        measurements,
+        "the kept counts",
+        "restore them with git checkout, or delete the file and measure every target again",
+    )
+    try:
+        before = {target: [] if fresh else _from_json(kept.get(target, [])) for target in targets}
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise UserError(
+            f"the kept counts {measurements} are damaged ({type(err).__name__}: {err}); restore them with git "
+            "checkout, or delete the file and measure every target again"
+        ) from None
     if remeasure:
         mcu_build.check_prerequisites()
         mcu_build.check_cache_writable()
         rng = np.random.default_rng(SEED)
         ops = task_operators()
         ops += [op for op in extra_operators(rng) if op not in ops]
-        done = {target: set() if fresh else _probe_ops(_from_json(kept.get(target, []))) for target in targets}
+        done = {target: _probe_ops(before[target]) for target in targets}
         needed = [op for op in ops if any(op not in done[target] for target in targets)]
         with tempfile.TemporaryDirectory(prefix="trecx_costfit_") as tmp:
             tmp = pathlib.Path(tmp)
@@ -358,17 +380,16 @@ def fit_cost_models(
             probes = dict(zip(needed, probe_models(needed, tmp / "probes", log)))
             exports = _task_exports(tmp / "exports", log)
             for target in targets:
-                before = [] if fresh else _from_json(kept.get(target, []))
-                old = [m for m in before if "/" not in m.name and len(m.ops) == 1]  # probes; models anew
+                old = [m for m in before[target] if "/" not in m.name and len(m.ops) == 1]  # probes; models anew
                 todo = [probes[op] for op in needed if op not in done[target]]
                 kept[target] = _to_json(old + measure_target(target, todo, exports, log))
                 files.write_text(measurements, json.dumps(kept) + "\n")
     missing = [target for target in targets if target not in kept]
     if missing:
         raise UserError(f"no measurements of {', '.join(missing)} in {measurements}: refit with the emulator")
-    content = json.loads(path.read_text()) if path.is_file() else {}
+    content = _read_json(path, "the cost models", "restore them with git checkout, or give another --output")
     for target in targets:
-        measured = _from_json(kept[target])
+        measured = _from_json(kept[target]) if remeasure else before[target]
         coefficients, between = fit(measured)
         content.setdefault("targets", {})[target] = {
             "coefficients": coefficients,
@@ -378,8 +399,7 @@ def fit_cost_models(
         }
     content.update(
         version=1,
-        form={variant: list(names) for variant, (names, _) in FEATURES.items()},
-        between_form=list(BETWEEN),
+        **model_form(),
         fitted=datetime.date.today().isoformat(),
         command="python3 -m common.cli fit-cost-model",
     )
