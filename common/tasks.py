@@ -28,6 +28,9 @@ and may define:
   TEST_SET_SIZE   samples in the real test set
   write_synthetic_test_set(folder, n, seed=0) -> the folder test.sh reads: n synthetic samples written
                   in the test set's real layout and file formats
+  write_synthetic_archives(folder) -> `folder`, now a mirror that `download(..., mirror=folder)` accepts:
+                  small synthetic stand-ins of the official archives (test and training), in their
+                  real formats, for tests of the scripts in a user's order
   FIGURES         {figure name: (title, {legend label: model}, log-scale y)}: test.sh's figures
   AUTHORS_MODELS  {model: path under the authors' models folder}, for `python -m common.pretrained`
   PRETRAINED_DIR  the folder of its pretrained MODEL.npz (default: pretrained/NAME in the repository)

@@ -1,15 +1,10 @@
 """What the shared pipeline needs to know about image classification: CIFAR-10 on ResNet-8."""
 
-import pathlib
-import pickle
-
-import numpy as np
-
 from common import backbones
 from common.download import mirror_url
 from common.models import Architecture
 from common.tasks import LoadedSet, sample_rows
-from image_classification import data
+from image_classification import data, synthetic
 
 NAME = "image_classification"
 TITLE = "ResNet-8 (CIFAR-10)"
@@ -127,37 +122,7 @@ def calibration_set(data_dir, n=500, seed=0):
     return data.to_model_input(images[sample_rows(pool, n, seed)])
 
 
-# Tests and benchmarks: inputs that look like the real ones to the networks, labels meaningless.
-SYNTHETIC_CLASS_RGB = np.random.default_rng(1234).integers(40, 216, size=(10, 3))
-
-
-def synthetic_batch(rng, n, batch_label="synthetic"):
-    """A batch of `n` synthetic images in the official pickle layout ({b"batch_label", b"labels", b"data":
-    uint8 (n, 3072) channel-first rows, b"filenames"}): a class's mean colour plus Gaussian noise (std 25),
-    rounded to 8 bits as a CIFAR-10 image is. Draws the labels, then the noise, from `rng`."""
-    labels = rng.integers(0, 10, size=n)
-    images = SYNTHETIC_CLASS_RGB[labels][:, None, None, :] + rng.normal(0.0, 25.0, size=(n, 32, 32, 3))
-    rows = np.clip(np.rint(images), 0, 255).astype(np.uint8).transpose(0, 3, 1, 2).reshape(n, data.VALUES_PER_IMAGE)
-    return {
-        b"batch_label": batch_label.encode(),
-        b"labels": labels.tolist(),
-        b"data": rows,
-        b"filenames": [f"synthetic_{i:05d}.png".encode() for i in range(n)],
-    }
-
-
-def synthetic_inputs(n, seed=0):
-    """(float32 (n, 32, 32, 3) in [0, 255], labels (n,)) of a `synthetic_batch`."""
-    batch = synthetic_batch(np.random.default_rng(seed), n)
-    images = batch[b"data"].reshape(n, 3, 32, 32).transpose(0, 2, 3, 1)
-    return data.to_model_input(np.ascontiguousarray(images)), np.asarray(batch[b"labels"], np.int64)
-
-
-def write_synthetic_test_set(folder, n, seed=0):
-    """A `synthetic_batch` as `folder`/cifar-10-batches-py/test_batch; returns the folder test.sh reads
-    (`folder`)."""
-    target = pathlib.Path(folder) / data.FOLDER / data.TEST_BATCH
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target, "wb") as f:  # protocol 2, as the official (Python 2) files are
-        pickle.dump(synthetic_batch(np.random.default_rng(seed), n, "synthetic test batch"), f, protocol=2)
-    return pathlib.Path(folder)
+# Tests and benchmarks: inputs that look like the real ones to the networks, in the real formats.
+synthetic_inputs = synthetic.synthetic_inputs
+write_synthetic_test_set = synthetic.write_synthetic_test_set
+write_synthetic_archives = synthetic.write_synthetic_archives

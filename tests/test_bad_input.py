@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import yaml
 from scripts import assert_clean_failure, tmpfs
-from synthetic import write_cifar
 
 from common import config as config_lib
 from common import files
 from common.tasks import config_path, load_task
 from common.weights import load_weights, pretrained_path, save_weights
+from image_classification.synthetic import write_cifar
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TASK = "image_classification"

@@ -16,16 +16,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
-from synthetic import random_batch, write_cifar, write_pickle
-from synthetic_audio import tone_clip, write_test_tree, write_train_tree, write_wav
-from synthetic_coco import COCO_CASES, save_image, write_coco, write_vww_train
-from synthetic_coco import make_archives as make_vww_archives
 
 from common.errors import UserError
+from image_classification.synthetic import synthetic_batch, write_cifar, write_pickle
 from keyword_spotting import data as kws
+from keyword_spotting.synthetic import tone_clip, write_test_tree, write_train_tree, write_wav
 from visual_wake_words import data as vww
 from visual_wake_words import images as vww_images
 from visual_wake_words import minival as vww_minival
+from visual_wake_words.synthetic import COCO_CASES, save_image, write_coco, write_vww_train
+from visual_wake_words.synthetic import make_archives as make_vww_archives
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KWS_TEST = kws.TEST_FOLDER
@@ -195,13 +195,13 @@ def vww_train_empty_image(tmp):
 @case
 def cifar_no_images(tmp):
     write_cifar(tmp / "data", n_test=3, n_train_per_batch=1)
-    write_pickle(tmp / "data" / "cifar-10-batches-py" / "test_batch", random_batch(np.random.default_rng(0), 0, "x"))
+    write_pickle(tmp / "data" / "cifar-10-batches-py" / "test_batch", synthetic_batch(np.random.default_rng(0), 0, "x"))
     return "image_classification/test.sh", ["--data-dir", tmp / "data", "--results-dir", tmp / "out"], {}
 
 
 @case
 def cifar_download_keeps_own_test_batch(tmp):
-    from synthetic import make_cifar_archive
+    from image_classification.synthetic import make_cifar_archive
 
     make_cifar_archive(tmp / "mirror", n_test=4, n_train_per_batch=2)
     write_cifar(tmp / "own", n_test=5, n_train_per_batch=1)

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from synthetic import write_cifar
+
+from image_classification.synthetic import write_cifar
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHORT = ["--set", "epochs=1", "--set", "steps_per_epoch=1", "--set", "batch_size=8"]
@@ -165,7 +166,7 @@ def test_a_diverging_run_under_force_keeps_the_finished_model(runs):
 
 
 def test_a_training_image_that_cannot_be_decoded_stops_with_one_message(tmp_path):
-    from synthetic_coco import write_vww_train
+    from visual_wake_words.synthetic import write_vww_train
 
     folder = write_vww_train(tmp_path / "data", n_non_person=10, n_person=10, seed=0)
     damaged = sorted((folder / "person").iterdir())[0]

@@ -6,11 +6,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synthetic import make_cifar_archive, random_batch, write_cifar, write_image_folders, write_pickle
 
 from common.download import md5sum
 from common.errors import UserError
 from image_classification import data, image_folders
+from image_classification.synthetic import (
+    make_cifar_archive,
+    synthetic_batch,
+    write_cifar,
+    write_image_folders,
+    write_pickle,
+)
 
 N_TEST = 150  # not a multiple of 100 (nor of the batch sizes below)
 N_TRAIN_PER_BATCH = 20
@@ -105,7 +111,7 @@ def test_download_never_replaces_a_differing_file_without_force(archive, data_di
 
 
 def test_empty_test_batch_is_user_error_naming_file(data_dir) -> None:
-    write_pickle(data_dir / data.FOLDER / "test_batch", random_batch(np.random.default_rng(0), 0, "empty"))
+    write_pickle(data_dir / data.FOLDER / "test_batch", synthetic_batch(np.random.default_rng(0), 0, "empty"))
     with pytest.raises(UserError, match="test_batch holds no images"):
         data.load_test(data_dir)
 
@@ -123,7 +129,7 @@ def test_odd_sized_test_batch_loads(data_dir) -> None:
 
 
 def _valid_batch(n: int = 12) -> dict:
-    return random_batch(np.random.default_rng(0), n, "testing batch 1 of 1")
+    return synthetic_batch(np.random.default_rng(0), n, "testing batch 1 of 1")
 
 
 def _corrupt(path: Path, problem: str) -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synthetic import write_cifar, write_pickle
+
+from image_classification.synthetic import write_cifar, write_pickle
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = REPO_ROOT / "image_classification"
@@ -318,9 +319,8 @@ def test_download_sh_from_a_mirror_folder(tmp_path) -> None:
     """download.sh --mirror DIR takes the archive from DIR, checks its md5, and skips a second time."""
     import hashlib
 
-    from synthetic import make_cifar_archive
-
     from image_classification import data
+    from image_classification.synthetic import make_cifar_archive
 
     archive = make_cifar_archive(tmp_path / "mirror", n_test=7, n_train_per_batch=3)
     real_md5 = data.CIFAR10_MD5

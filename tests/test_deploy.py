@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from c_arrays import parse_c_array, parse_c_defines
-from synthetic import write_cifar
 
 from common import flops, sweep
 from common.deploy import export, pipeline, profile, runtime
@@ -26,6 +25,7 @@ from common.errors import UserError
 from common.models import build_model
 from common.tasks import TASKS, load_task
 from common.weights import load_weights, pretrained_path
+from image_classification.synthetic import write_cifar
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_GOLDEN_DIR = REPO_ROOT.parent / "shared" / "data" / "kws_golden"  # 24 real clips, when present
@@ -675,9 +675,8 @@ def test_cifar_validation_is_the_last_training_images_and_calibration_comes_befo
 
 
 def test_kws_validation_and_calibration_sets(tmp_path):
-    from synthetic_audio import write_test_tree, write_train_tree
-
     from keyword_spotting import data, task
+    from keyword_spotting.synthetic import write_test_tree, write_train_tree
 
     with pytest.raises(UserError, match="preprocess.sh"):
         task.validation_set(tmp_path)
@@ -693,9 +692,8 @@ def test_kws_validation_and_calibration_sets(tmp_path):
 
 
 def test_vww_validation_and_calibration_sets(tmp_path):
-    from synthetic_coco import write_vww_train
-
     from visual_wake_words import data, images, task
+    from visual_wake_words.synthetic import write_vww_train
 
     with pytest.raises(UserError, match=str(tmp_path / data.TRAIN_FOLDER)):
         task.calibration_set(tmp_path)

@@ -15,16 +15,22 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import synthetic_audio
-import synthetic_coco
 from scripts import assert_ok, cli, run
-from synthetic import make_cifar_archive
 
 from common.cli import build_parser
-from common.tasks import TASKS, load_task
+from common.tasks import TASKS, load_task, task_folder, task_names
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
+
+
+def task_scripts(task):
+    """The task's scripts, relative to the repository when the task is in it (a task of $TRECX_EXTRA_TASKS
+    keeps them in its own folder)."""
+    folder = task_folder(load_task(task))
+    scripts = sorted(folder.glob("*.sh"))
+    return [path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path for path in scripts]
+
 
 # Entry point -> the tests ("module::function") that run it through the real script or command line.
 TASK_SCRIPTS = ["test_entry_points.py::test_task_scripts_in_the_order_a_user_runs_them"]
@@ -38,7 +44,7 @@ RUN_BY = {
         "test_mcu.py::test_install_mcu_toolchain_again_changes_nothing",
     ],
     "install_conda_packages.sh": ["test_entry_points.py::test_install_conda_packages_with_a_stand_in_conda"],
-    **{f"{task}/{script.name}": TASK_SCRIPTS for task in TASKS for script in (REPO_ROOT / task).glob("*.sh")},
+    **{str(script): TASK_SCRIPTS for task in TASKS for script in task_scripts(task)},
     "cli download": TASK_SCRIPTS,
     "cli preprocess": TASK_SCRIPTS,
     "cli train": TASK_SCRIPTS,
@@ -55,7 +61,7 @@ RUN_BY = {
 def entry_points():
     """The scripts at the top level and in the task folders, and the commands of `python3 -m common.cli`."""
     scripts = [path.relative_to(REPO_ROOT).as_posix() for path in sorted(REPO_ROOT.glob("*.sh"))]
-    scripts += [f"{task}/{path.name}" for task in TASKS for path in sorted((REPO_ROOT / task).glob("*.sh"))]
+    scripts += [str(path) for task in TASKS for path in task_scripts(task)]
     commands = next(action for action in build_parser()._actions if action.dest == "command").choices
     return scripts + [f"cli {command}" for command in commands]
 
@@ -69,89 +75,66 @@ def test_every_entry_point_has_a_test():
             assert f"def {function}(" in source, f"{entry}: {test} does not exist"
 
 
-def make_mirror(task, folder):
-    """The task's official archives (test and training), synthetic; returns the folder."""
-    if task == "image_classification":
-        make_cifar_archive(folder, n_test=30, n_train_per_batch=12)
-    elif task == "keyword_spotting":
-        synthetic_audio.make_archives(folder, per_label=1)
-    else:
-        synthetic_coco.make_archives(folder, n_non_person=12, n_person=14)
-    return folder
+ONE_SHORT_EPOCH = ["--set", "epochs=1", "--set", "batch_size=8"]
 
 
 def user_session(task, tmp):
-    """The task's scripts in a user's order on a mirror of its archives: [(step, process)], stopping at the
-    first that fails."""
+    """The task's scripts in a user's order on a mirror of its archives (the task's own synthetic ones): the
+    base and T-RecX models trained for an epoch, then tested and deployed; [(step, process)], stopping at
+    the first that fails."""
     data, models, results = tmp / "data", tmp / "models", tmp / "results"
-    mirror = make_mirror(task, tmp / "mirror")
-    test_dir = data / getattr(load_task(task), "TEST_SUBDIR", "")
+    module = load_task(task)
+    mirror = module.write_synthetic_archives(tmp / "mirror")
+    test_dir = data / getattr(module, "TEST_SUBDIR", "")
+    scripts = {path.stem: path for path in task_scripts(task)}
     steps = [("download", ["--data-dir", data, "--mirror", mirror, "--skip-checksums"])]
-    if (REPO_ROOT / task / "preprocess.sh").is_file():
+    if "preprocess" in scripts:
         steps.append(("preprocess", ["--data-dir", data]))
+    trained = ["--models-dir", models, "--models", "trained"]  # test.sh takes model names after it
+    rho_and_calibration = ["--rho", "0.5", "--calibration-data", data, "--calibration-samples", "8"]
     steps += [
-        ("train", ["base", "--data-dir", data, "--models-dir", models, "--set", "epochs=1", "--set", "batch_size=8"]),
-        (
-            "test",
-            [
-                "--data-dir",
-                test_dir,
-                "--models",
-                "trained",
-                "base",
-                "--models-dir",
-                models,
-                "--results-dir",
-                results / "test",
-            ],
-        ),
-        (
-            "deploy",
-            [
-                "--data-dir",
-                test_dir,
-                "--rho",
-                "0.5",
-                "--calibration-data",
-                data,
-                "--calibration-samples",
-                "8",
-                "--results-dir",
-                results / "deploy",
-            ],
-        ),
+        ("train", ["base", "trecx_ev", "--data-dir", data, "--models-dir", models, *ONE_SHORT_EPOCH]),
+        ("test", ["--data-dir", test_dir, "--results-dir", results / "test", *trained, "base", "trecx_ev"]),
+        ("deploy", ["--data-dir", test_dir, "--results-dir", results / "deploy", *trained, *rho_and_calibration]),
     ]
     done = []
     for step, args in steps:
-        done.append((step, run(f"{task}/{step}.sh", *args, cwd=tmp)))
+        done.append((step, run(scripts[step], *args, cwd=tmp)))
         if done[-1][1].returncode != 0:
             break
     return done
 
 
 @pytest.fixture(scope="module")
-def sessions(tmp_path_factory):
-    """{task: (steps run, its folder)}: the three tasks' sessions, two at a time."""
-    folders = {task: tmp_path_factory.mktemp(task) for task in TASKS}
+def sessions(request, tmp_path_factory):
+    """{task: (steps run, its folder)}: the session of every registered task selected (-k), two at a time."""
+    names = [
+        item.callspec.params["task"]
+        for item in request.session.items
+        if item.originalname == "test_task_scripts_in_the_order_a_user_runs_them"
+    ]
+    folders = {task: tmp_path_factory.mktemp(task) for task in names}
     with ThreadPoolExecutor(2) as pool:
-        runs = dict(zip(TASKS, pool.map(lambda task: user_session(task, folders[task]), TASKS)))
-    return {task: (runs[task], folders[task]) for task in TASKS}
+        runs = dict(zip(names, pool.map(lambda task: user_session(task, folders[task]), names)))
+    return {task: (runs[task], folders[task]) for task in names}
 
 
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", task_names())
 def test_task_scripts_in_the_order_a_user_runs_them(task, sessions):
     steps, tmp = sessions[task]
     for _, proc in steps:
         assert_ok(proc)
     expected = ["download", "train", "test", "deploy"]
-    if (REPO_ROOT / task / "preprocess.sh").is_file():
+    if any(path.stem == "preprocess" for path in task_scripts(task)):
         expected.insert(1, "preprocess")
     assert [step for step, _ in steps] == expected
-    assert (tmp / "models" / task / "base" / "weights.npz").is_file()
+    assert all((tmp / "models" / task / model / "weights.npz").is_file() for model in ("base", "trecx_ev"))
     summary = json.loads((tmp / "results" / "test" / "summary.json").read_text())
-    assert summary["source"] == "trained" and list(summary["models"]) == ["base"] and summary["num_samples"] > 0
+    assert summary["source"] == "trained" and list(summary["models"]) == ["base", "trecx_ev"]
+    assert summary["num_samples"] > 0
     report = json.loads((tmp / "results" / "deploy" / "deploy.json").read_text())
-    assert report["rho"] == 0.5 and (tmp / "results" / "deploy" / "deploy.md").is_file()
+    assert report["rho"] == 0.5 and report["model"] == "trecx_ev"
+    assert (tmp / "results" / "deploy" / "deploy.md").is_file()
 
 
 def test_flops_prints_every_exit_path(tmp_path):

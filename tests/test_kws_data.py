@@ -12,7 +12,11 @@ import numpy as np
 import pytest
 import scipy.signal
 import tensorflow as tf
-from synthetic_audio import (
+
+from common.download import sha256sum
+from common.errors import UserError
+from keyword_spotting import data, sound
+from keyword_spotting.synthetic import (
     LISTED_NOISE,
     NOISE_FILES,
     TEST_LABELS,
@@ -22,10 +26,6 @@ from synthetic_audio import (
     write_train_tree,
     write_wav,
 )
-
-from common.download import sha256sum
-from common.errors import UserError
-from keyword_spotting import data, sound
 
 GOLDEN_DIR = Path(__file__).parent / "data" / "kws_golden"
 SHARED_GOLDEN_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "kws_golden"

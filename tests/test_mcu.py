@@ -219,7 +219,6 @@ def test_deploy_sh_mcu_checks_the_emulated_core_against_litert_and_reports_instr
     import json
 
     from test_deploy import run_deploy_sh
-
     from tests.synthetic import write_cifar
 
     k = 6

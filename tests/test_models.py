@@ -5,9 +5,9 @@ import pytest
 
 from common.errors import UserError
 from common.models import build_model
-from common.tasks import TASKS, load_task
+from common.tasks import load_task, task_names
 
-REGISTRY = [(task, v) for task in TASKS for v in load_task(task).ARCHITECTURE.variants()]
+REGISTRY = [(task, v) for task in task_names() for v in load_task(task).ARCHITECTURE.variants()]
 
 
 def expected_exits(arch, variant):
@@ -22,7 +22,8 @@ def expected_exits(arch, variant):
 def test_every_model_builds_with_softmax_exits(task, variant):
     net = build_model(task, variant)
     arch = load_task(task).ARCHITECTURE
-    assert net.model.count_params() == load_task(task).AUTHORS_PARAMS[variant]
+    if hasattr(load_task(task), "AUTHORS_PARAMS"):  # a task without the authors' models has no count to match
+        assert net.model.count_params() == load_task(task).AUTHORS_PARAMS[variant]
     assert net.exits == expected_exits(arch, variant)
     x = np.random.default_rng(0).uniform(0, 255, (3, *arch.input_shape)).astype("float32")
     outputs = net.model(x, training=False)
@@ -35,7 +36,7 @@ def test_every_model_builds_with_softmax_exits(task, variant):
         np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-5)
 
 
-@pytest.mark.parametrize("task", sorted(TASKS))
+@pytest.mark.parametrize("task", task_names())
 def test_early_view_kernel_has_the_early_exit_shape(task):
     model = build_model(task, "trecx_ev").model
     source, target = model.get_layer("depth_conv_ee_1"), model.get_layer("depth_conv_eefinal_out")

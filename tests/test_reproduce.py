@@ -12,12 +12,10 @@ import shutil
 
 import numpy as np
 import pytest
-import synthetic_audio
-import synthetic_coco
 from scripts import assert_ok, cli, run
-from synthetic import make_cifar_archive
 
-TASKS = ("image_classification", "keyword_spotting", "visual_wake_words")
+from common.tasks import TASKS, load_task  # the built-in tasks: those with pretrained weights
+
 # Where each task's test.sh reads its test set under DATA_ROOT/TASK, and what of it the test layout is.
 CIFAR_TEST_FILE = "test_batch"
 KWS_TEST_FOLDER = "speech_commands_test_set_v0.02"
@@ -28,9 +26,8 @@ VWW_TEST_FOLDER = "minival"
 def mirror(tmp_path_factory):
     """A folder of the archives reproduce.sh fetches, under their official names, in the official formats."""
     folder = tmp_path_factory.mktemp("mirror")
-    make_cifar_archive(folder, n_test=40, n_train_per_batch=1)
-    synthetic_audio.make_archives(folder, per_label=2)
-    synthetic_coco.make_archives(folder)
+    for task in TASKS:
+        load_task(task).write_synthetic_archives(folder)
     return folder
 
 

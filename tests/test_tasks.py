@@ -23,6 +23,9 @@ N_TRAIN, N_TEST = 64, 40
 
 TOY_TASK = '''
 """A toy task: 8x8 grey images, bright (1) or dark (0), on a two-block CNN."""
+import pathlib
+import shutil
+
 import numpy as np
 import tensorflow as tf
 
@@ -50,6 +53,12 @@ FIGURES = {"FigToy": ("Toy: early view", {"with early view": "trecx_ev", "withou
 
 
 def download(data_dir, mirror=None, split="all", force=False, verify_checksums=True):
+    """The toy's "archives" are train.npz and test.npz; with a mirror folder, copied from it."""
+    data_dir = pathlib.Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("train.npz", "test.npz"):
+        if mirror and not (data_dir / name).exists():
+            shutil.copyfile(pathlib.Path(mirror) / name, data_dir / name)
     return data_dir
 
 
@@ -71,6 +80,13 @@ def write_synthetic_test_set(folder, n, seed=0):
     x, y = synthetic_inputs(n, seed)
     folder.mkdir(parents=True, exist_ok=True)
     np.savez(folder / "test.npz", x=x, y=y)
+    return folder
+
+
+def write_synthetic_archives(folder):
+    x, y = synthetic_inputs(64, seed=1)
+    write_synthetic_test_set(folder, 40)
+    np.savez(folder / "train.npz", x=x, y=y)
     return folder
 
 
@@ -98,6 +114,8 @@ def write_toy_task(root):
     (package / "configs").mkdir(parents=True)
     (package / "__init__.py").write_text("")
     (package / "task.py").write_text(TOY_TASK)
+    for script in (REPO_ROOT / "image_classification").glob("*.sh"):  # as docs/adding_a_task.md says
+        (package / script.name).write_text(script.read_text().replace("image_classification", TOY))
     for model, weights, transfer in (
         ("base", "ef: 1.0", 0),
         ("trecx_ev", "ee: 0.5, ef: 1.0", 1),
@@ -163,27 +181,42 @@ def test_the_fourth_task_is_listed_and_needs_no_preprocessing(toy):
     )
 
 
-def test_the_fourth_task_gets_the_protocol_checks_of_the_three(toy):
-    """tests/test_task_protocol.py, run on the registry with the toy task registered and nothing edited
-    outside its folder: every check it makes of the three tasks passes for the fourth."""
+def pytest_with_the_fourth_task(toy, *modules):
+    """(`python3 -m pytest -k toy_task` on tests/MODULES with the toy task registered, nothing edited outside
+    its folder: the checks they make of every registered task, made of the fourth; the check functions
+    there)."""
     env = {
         **os.environ,
         EXTRA_TASKS_VARIABLE: TOY,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(toy["root"]), os.environ.get("PYTHONPATH")])),
     }
-    protocol = str(REPO_ROOT / "tests" / "test_task_protocol.py")
+    paths = [str(REPO_ROOT / "tests" / module) for module in modules]
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", protocol, "-k", TOY],
+        [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", *paths, "-k", TOY],
         cwd=toy["root"],
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    checks = [line for line in open(protocol) if line.startswith("def test_")]
-    summary = proc.stdout.strip().splitlines()[-1]
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def test_the_fourth_task_gets_the_protocol_checks_of_the_three(toy):
+    """tests/test_task_protocol.py: every check it makes of the three tasks passes for the fourth."""
+    summary = pytest_with_the_fourth_task(toy, "test_task_protocol.py")
+    checks = [line for line in open(REPO_ROOT / "tests" / "test_task_protocol.py") if line.startswith("def test_")]
     assert re.match(rf"{len(checks)} passed\b", summary) and "skipped" not in summary, summary
+
+
+def test_the_fourth_task_gets_the_script_and_network_checks_of_the_three(toy):
+    """Its scripts (copied from image_classification's, as a user adding a task does) run in a user's order
+    on its synthetic archives, through train, test and deploy (tests/test_entry_points.py); its three
+    networks build with softmax exits, the early-view kernel shaped as the early exit's
+    (tests/test_models.py): 1 + 3 + 1 checks."""
+    summary = pytest_with_the_fourth_task(toy, "test_entry_points.py", "test_models.py")
+    assert re.match(r"5 passed\b", summary) and "skipped" not in summary, summary
 
 
 def test_registry_refuses_unknown_tasks_and_incomplete_task_modules(tmp_path, monkeypatch):

@@ -6,7 +6,6 @@ import pathlib
 import keras
 import numpy as np
 import pytest
-from synthetic import write_cifar
 
 from common import files
 from common.config import load_config
@@ -15,6 +14,7 @@ from common.evaluation import evaluate_models
 from common.training import train
 from common.weights import load_nets
 from image_classification import data, task
+from image_classification.synthetic import write_cifar
 
 CONFIGS = task.NAME + "/configs"
 

@@ -2,8 +2,6 @@
 and without augmentation, and the trained models reload and evaluate through the shared pipeline."""
 
 import pytest
-from synthetic_audio import write_test_tree, write_train_tree
-from synthetic_coco import write_coco, write_vww_train
 
 import keyword_spotting.task
 import visual_wake_words.task
@@ -12,7 +10,9 @@ from common.evaluation import evaluate_models
 from common.training import train
 from common.weights import load_nets
 from keyword_spotting import data as kws_data
+from keyword_spotting.synthetic import write_test_tree, write_train_tree
 from visual_wake_words import minival as vww_minival
+from visual_wake_words.synthetic import write_coco, write_vww_train
 
 
 def speech_commands(root):

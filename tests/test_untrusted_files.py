@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synthetic import make_cifar_archive, random_batch, write_cifar, write_pickle
-from synthetic_coco import COCO_CASES, Box, CocoCase, write_coco
 from test_bad_input import fake_trained, snapshot
+
+from image_classification.synthetic import make_cifar_archive, synthetic_batch, write_cifar, write_pickle
+from visual_wake_words.synthetic import COCO_CASES, Box, CocoCase, write_coco
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CIFAR = "image_classification"
@@ -41,7 +42,7 @@ def case(setup):
 
 def planted_batch(tmp, name):
     write_cifar(tmp / "data", n_test=6, n_train_per_batch=2)
-    batch = random_batch(np.random.default_rng(0), 6, "testing batch 1 of 1")
+    batch = synthetic_batch(np.random.default_rng(0), 6, "testing batch 1 of 1")
     batch[b"labels"] = RunsACommand(tmp / "marker")
     write_pickle(tmp / "data" / "cifar-10-batches-py" / name, batch)
 

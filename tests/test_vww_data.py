@@ -7,12 +7,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from synthetic_coco import COCO_CASES, expected_minival, make_archives, save_image, write_coco, write_vww_train
 
 from common.errors import UserError
 from visual_wake_words import data
 from visual_wake_words.images import RESAMPLE, load_images
 from visual_wake_words.minival import build_minival, minival_labels
+from visual_wake_words.synthetic import (
+    COCO_CASES,
+    expected_minival,
+    make_archives,
+    save_image,
+    write_coco,
+    write_vww_train,
+)
 
 CASES = {case.name: case for case in COCO_CASES}
 

@@ -3,15 +3,14 @@
 import pathlib
 
 import numpy as np
-from PIL import Image
 
 from common import backbones
 from common.download import mirror_url
 from common.errors import UserError
 from common.models import Architecture
 from common.tasks import sample_rows
-from visual_wake_words import data, minival
-from visual_wake_words.images import IMAGE_SIZE, load_images
+from visual_wake_words import data, minival, synthetic
+from visual_wake_words.images import load_images
 
 NAME = "visual_wake_words"
 TITLE = "MobileNetV1-0.25 (VWW)"
@@ -137,28 +136,7 @@ def calibration_set(data_dir, n=500, seed=0):
     return load_images([pathlib.Path(data_dir) / train[row][0] for row in sample_rows(len(train), n, seed)])
 
 
-# Tests and benchmarks: inputs that look like the real ones to the networks, labels meaningless.
-def synthetic_inputs(n, seed=0, grid=6):
-    """(float32 (n, 96, 96, 3) in [0, 1], labels (n,) in {0, 1}): bilinear upsampling of a (grid, grid, 3)
-    random colour field plus mild noise."""
-    rng, size = np.random.default_rng(seed), IMAGE_SIZE
-    coarse = rng.uniform(0.0, 1.0, (n, grid, grid, 3))
-    position = np.linspace(0, grid - 1, size)
-    low = np.minimum(position.astype(int), grid - 2)
-    frac = (position - low)[None, :, None, None]
-    rows = coarse[:, low] * (1 - frac) + coarse[:, low + 1] * frac
-    frac = frac.reshape(1, 1, size, 1)
-    images = rows[:, :, low] * (1 - frac) + rows[:, :, low + 1] * frac
-    images += rng.normal(0.0, 0.03, images.shape)
-    return np.clip(images, 0.0, 1.0).astype(np.float32), rng.integers(0, 2, n).astype(np.int64)
-
-
-def write_synthetic_test_set(folder, n, seed=0):
-    """`synthetic_inputs` as 96x96 JPEG files (as the minival builder writes them) in `folder`/person/ and
-    `folder`/non_person/ by label, the minival's layout; returns the folder test.sh reads (`folder`)."""
-    images, labels = synthetic_inputs(n, seed)
-    for i, (image, label) in enumerate(zip(images, labels)):
-        path = pathlib.Path(folder) / minival.CLASS_NAMES[label] / f"synthetic_{i:06d}.jpg"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.round(image * 255).astype(np.uint8)).save(path, quality=minival.JPEG_QUALITY, subsampling=0)
-    return pathlib.Path(folder)
+# Tests and benchmarks: inputs that look like the real ones to the networks, in the real formats.
+synthetic_inputs = synthetic.synthetic_inputs
+write_synthetic_test_set = synthetic.write_synthetic_test_set
+write_synthetic_archives = synthetic.write_synthetic_archives

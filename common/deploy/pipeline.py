@@ -421,16 +421,19 @@ def calibration_inputs(task: types.ModuleType, folder: str | os.PathLike, n: int
     """(inputs, where from): `n` int8 calibration inputs from the training split in `folder`, or, when
     `folder` holds no training split but is laid out as the task's test set, drawn from it (seeded): a
     representative set needs no labels. UserError naming both layouts when it is neither."""
-    try:
-        return task.calibration_set(folder, n=n), "the training split"
-    except UserError as training_error:
+    training_error = f"{task.NAME} draws no calibration set from its training split"
+    if hasattr(task, "calibration_set"):  # optional in the task protocol
         try:
-            inputs = task.load_test(folder)[0]
-        except UserError:
-            raise UserError(
-                f"--calibration-data {folder} holds neither the training split nor a test set "
-                f"({task.DATA_LAYOUT}): {training_error}"
-            ) from None
+            return task.calibration_set(folder, n=n), "the training split"
+        except UserError as err:
+            training_error = err
+    try:
+        inputs = task.load_test(folder)[0]
+    except UserError:
+        raise UserError(
+            f"--calibration-data {folder} holds neither the training split nor a test set "
+            f"({task.DATA_LAYOUT}): {training_error}"
+        ) from None
     if len(inputs) == 0:
         raise UserError(f"--calibration-data {folder}: no input could be read")
     return inputs[tasks.sample_rows(len(inputs), n)], "the test-layout folder"

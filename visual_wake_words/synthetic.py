@@ -1,4 +1,6 @@
-"""Synthetic COCO val2017 and VWW training data in the official layouts, for offline tests (not a test module).
+"""Synthetic VWW, for tests and benchmarks without the dataset: images in the real inputs' range that look
+like them to the networks (labels meaningless) as a minival folder, and COCO val2017 and VWW training
+data in the official layouts and archives.
 
 `write_coco` writes `val2017/*.jpg` and `annotations/instances_val2017.json` for the images in
 `COCO_CASES`, each built to exercise one rule of the minival builder; `write_vww_train` writes a
@@ -14,6 +16,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from visual_wake_words import minival
+from visual_wake_words.images import IMAGE_SIZE
 
 PERSON_CATEGORY_ID = 7  # deliberately not COCO's 1: the builder must look the id up by name
 OTHER_CATEGORIES = [
@@ -185,3 +190,35 @@ def make_archives(root: Path, n_non_person: int = 12, n_person: int = 15, seed: 
             for path in sorted((source / folder).iterdir()):
                 zipped.write(path, f"{folder}/{path.name}")
     return archives
+
+
+def synthetic_inputs(n, seed=0, grid=6):
+    """(float32 (n, 96, 96, 3) in [0, 1], labels (n,) in {0, 1}): bilinear upsampling of a (grid, grid, 3)
+    random colour field plus mild noise."""
+    rng, size = np.random.default_rng(seed), IMAGE_SIZE
+    coarse = rng.uniform(0.0, 1.0, (n, grid, grid, 3))
+    position = np.linspace(0, grid - 1, size)
+    low = np.minimum(position.astype(int), grid - 2)
+    frac = (position - low)[None, :, None, None]
+    rows = coarse[:, low] * (1 - frac) + coarse[:, low + 1] * frac
+    frac = frac.reshape(1, 1, size, 1)
+    images = rows[:, :, low] * (1 - frac) + rows[:, :, low + 1] * frac
+    images += rng.normal(0.0, 0.03, images.shape)
+    return np.clip(images, 0.0, 1.0).astype(np.float32), rng.integers(0, 2, n).astype(np.int64)
+
+
+def write_synthetic_test_set(folder, n, seed=0):
+    """`synthetic_inputs` as 96x96 JPEG files (as the minival builder writes them) in `folder`/person/ and
+    `folder`/non_person/ by label, the minival's layout; returns the folder test.sh reads (`folder`)."""
+    images, labels = synthetic_inputs(n, seed)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        path = Path(folder) / minival.CLASS_NAMES[label] / f"synthetic_{i:06d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.round(image * 255).astype(np.uint8)).save(path, quality=minival.JPEG_QUALITY, subsampling=0)
+    return Path(folder)
+
+
+def write_synthetic_archives(folder):
+    """A mirror of the official archives, tiny, in `folder`; returns it."""
+    make_archives(folder, n_non_person=12, n_person=14)
+    return Path(folder)

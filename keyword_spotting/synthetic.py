@@ -1,4 +1,6 @@
-"""Synthetic Speech Commands v0.02 archives in the official layouts, for offline tests (not a test module).
+"""Synthetic Speech Commands, for tests and benchmarks without the dataset: clips whose MFCCs look like real
+recordings' to the networks (labels meaningless), as a test folder in the official layout, and the two
+official archives in their layouts.
 
 Train archive (no top folder, members "./<word>/<speaker hash>_nohash_<n>.wav"): a few command words
 and non-command words, validation_list.txt and testing_list.txt naming some files,
@@ -14,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import scipy.io.wavfile
+
+from keyword_spotting import data, sound
 
 RATE = 16000
 TRAIN_ARCHIVE = "speech_commands_v0.02.tar.gz"
@@ -142,3 +146,50 @@ def make_archives(root: Path, per_label: int = 2) -> tuple[Path, Path, TrainLayo
         layout,
         test,
     )
+
+
+def synthetic_clips(rng, n):
+    """float32 (n, 16000) in [-1, 1]: a tone burst with a smooth envelope in faint noise, or (1 in 12)
+    noise alone; labels (n,) in 0..11 (the pitch band)."""
+    rate = sound.SAMPLE_RATE
+    labels = rng.integers(0, 12, n)
+    t = np.arange(rate) / rate
+    clips = rng.normal(0.0, 2e-4, (n, rate))
+    for row, label in enumerate(labels):
+        if label == 10:  # "silence": background noise only
+            clips[row] += rng.normal(0.0, 0.02, rate)
+            continue
+        length = rng.uniform(0.25, 0.8)
+        start = rng.uniform(0.0, 1.0 - length)
+        inside = (t >= start) & (t < start + length)
+        envelope = np.where(inside, np.sin(np.pi * (t - start) / length) ** 2, 0.0)
+        pitch = 180.0 + 60.0 * label + rng.uniform(-20, 20)
+        voice = sum(np.sin(2 * np.pi * k * pitch * t + rng.uniform(0, 2 * np.pi)) / k for k in (1, 2, 3))
+        clips[row] += rng.uniform(0.2, 0.9) * envelope * voice + envelope * rng.normal(0.0, 0.03, rate)
+        if rng.random() < 0.3:  # a recording shorter than 1 s, zero-padded as the feature pipeline pads
+            clips[row, int(rate * max(start + length, rng.uniform(0.7, 0.95))) :] = 0.0
+    return np.clip(clips, -1.0, 1.0).astype(np.float32), labels.astype(np.int64)
+
+
+def synthetic_inputs(n, seed=0):
+    """(MFCCs float32 (n, 49, 10, 1), labels (n,)) of `synthetic_clips`, through the project's own feature
+    pipeline, so that quiet and padded frames reach the strongly negative values real recordings give."""
+    clips, labels = synthetic_clips(np.random.default_rng(seed), n)
+    return sound.compute_mfcc(sound.normalize_and_pad(clips)), labels
+
+
+def write_synthetic_test_set(folder, n, seed=0):
+    """`synthetic_clips` as 16-bit WAV files in `folder`/speech_commands_test_set_v0.02/<label>/, the
+    official test archive's layout (label = the clip's pitch band); returns the folder test.sh reads."""
+    clips, labels = synthetic_clips(np.random.default_rng(seed), n)
+    for i, (clip, label) in enumerate(zip(clips, labels)):
+        path = Path(folder) / data.TEST_FOLDER / data.LABELS[label] / f"synthetic{i:05d}_nohash_0.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scipy.io.wavfile.write(path, sound.SAMPLE_RATE, np.round(clip * 32767).astype(np.int16))
+    return Path(folder)
+
+
+def write_synthetic_archives(folder):
+    """A mirror of the official archives, tiny, in `folder`; returns it."""
+    make_archives(folder, per_label=1)
+    return Path(folder)
