@@ -176,6 +176,33 @@ def cmd_fit_cost_model(args: argparse.Namespace) -> None:
     print(f"cost models written to {args.output}")
 
 
+def _names(text: str | None) -> list[str]:
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
+
+
+def cmd_design_exit(args: argparse.Namespace) -> None:
+    from common.exit_design import run_design
+
+    _, results_dir = run_design(
+        args.task,
+        args.model,
+        source=args.models,
+        models_dir=args.models_dir,
+        data_dir=args.data_dir,
+        results_dir=args.results_dir,
+        output_models_dir=args.output_models_dir,
+        target=check_target(args.target),
+        drop=args.drop,
+        taps=_names(args.taps),
+        branches=_names(args.branches),
+        epochs=args.epochs,
+        patience=args.patience,
+        seed=args.seed,
+        force=args.force,
+    )
+    print((results_dir / "design.md").read_text())
+
+
 def cmd_tasks(args: argparse.Namespace) -> None:
     """The task names, one a line; a task that cannot be imported is named on stderr with the reason."""
     broken = []
@@ -475,6 +502,53 @@ def build_parser() -> argparse.ArgumentParser:
         help="measure every probe again (default: only those the kept counts do not hold for a target)",
     )
     sub.set_defaults(func=cmd_fit_cost_model)
+
+    from common import exit_design
+
+    sub = add(
+        "design-exit",
+        "Design a T-RecX model's early exit in a target's instructions: every tap and branch, each branch "
+        "trained on the frozen network, the largest instruction saving within --drop on validation.",
+        cmd_design_exit,
+    )
+    add_models_source(sub)
+    sub.add_argument(
+        "--model", default="trecx_ev", help="the T-RecX model whose early exit to redesign (default: %(default)s)"
+    )
+    sub.add_argument("--taps", help="comma-separated taps to try (default: every tap the backbone allows)")
+    sub.add_argument(
+        "--branches", help=f"comma-separated branches to try, of {', '.join(exit_design.exits.BRANCHES)} (default: all)"
+    )
+    sub.add_argument(
+        "--drop",
+        type=float,
+        default=exit_design.DEFAULT_DROP,
+        help="accuracy points below the base model the chosen design may cost on validation (default: %(default)s)",
+    )
+    sub.add_argument(
+        "--epochs", type=int, default=exit_design.DEFAULT_EPOCHS, help="most epochs per branch (default: %(default)s)"
+    )
+    sub.add_argument(
+        "--patience",
+        type=int,
+        default=exit_design.DEFAULT_PATIENCE,
+        help="epochs without a better validation accuracy before a branch stops (default: %(default)s)",
+    )
+    sub.add_argument("--seed", type=int, default=0, help="seed of the branches' training (default: %(default)s)")
+    sub.add_argument(
+        "--results-dir",
+        type=pathlib.Path,
+        help="output folder: design.md, .csv, .json, .png/pdf (default: results/TASK/design)",
+    )
+    sub.add_argument(
+        "--output-models-dir",
+        type=pathlib.Path,
+        default=DEFAULT_MODELS_DIR,
+        help="where the chosen network goes, as a trained model (OUT/TASK/MODEL) beside its base model, for "
+        "test.sh, deploy.sh and train.sh (default: %(default)s)",
+    )
+    sub.add_argument("--force", action="store_true", help="replace a trained model there")
+    add_target(sub, "choose the design")
 
     sub = command(
         "tasks",

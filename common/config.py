@@ -78,6 +78,16 @@ class LearningRate:
 
 
 @dataclasses.dataclass(frozen=True)
+class EarlyExit:
+    """Where a T-RecX model's early exit attaches (`tap`, a backbone tap of the task's architecture) and
+    which branch it is (`branch`, one of common.exits.BRANCHES): a design of `design-exit`. Without one,
+    a T-RecX model has the architecture's own (the paper's) early exit."""
+
+    tap: str
+    branch: str
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """What `common.training.train` needs; see `TASK/configs/*.yaml` for the authors' values.
 
@@ -92,6 +102,8 @@ class TrainConfig:
     distribute: "none", or "mirrored" for tf.distribute.MirroredStrategy over all visible GPUs.
     jit_compile: compile the train step with XLA (worth trying on a GPU; on a CPU compiling costs
         more than it saves for these small networks).
+    early_exit: T-RecX models only: the early exit's tap and branch (`EarlyExit`), as `design-exit`
+        writes them; null for the architecture's own.
     """
 
     task: str
@@ -108,6 +120,7 @@ class TrainConfig:
     steps_per_epoch: int | None = None
     distribute: str = "none"
     jit_compile: bool = False
+    early_exit: EarlyExit | None = None
 
     def __post_init__(self):
         for key in ("epochs", "batch_size", "steps_per_epoch"):

@@ -2,6 +2,7 @@
 
 T-RecX early exit (`trecx_exit`), the final exit with or without early-view assistance (`final_exit`),
 and the prior methods' exits (`sdn_exit`, `branchynet_exit`). Layer names follow the authors' models.
+`BRANCHES` is the family of early-exit branches `design-exit` chooses from (common/exit_design.py).
 """
 
 from __future__ import annotations
@@ -141,3 +142,43 @@ def branchynet_exit(
         name=names("conv2d"),
     )(tap)
     return sdn_exit(x, num_classes, pool=pool, name=name, names=names)
+
+
+# The early-exit branches a design chooses from, each built on any tap (H, W, C): name -> builder
+# (tap, num_classes, the architecture's `trecx` keyword arguments) -> softmax `ee_out`.
+def _paper_branch(tap: keras.KerasTensor, num_classes: int, trecx: dict) -> keras.KerasTensor:
+    """The paper's branch, as the architecture defines it at its own tap."""
+    return trecx_exit(tap, num_classes, **trecx)[0]
+
+
+def _pooled(x: keras.KerasTensor, cells: int, name: str) -> keras.KerasTensor:
+    """`x` average pooled to about `cells` x `cells` positions, flattened."""
+    height, width = x.shape[1:3]
+    pool = (max(1, height // cells), max(1, width // cells))
+    return keras.layers.Flatten(name=f"{name}_flatten")(keras.layers.AveragePooling2D(pool, name=f"{name}_pool")(x))
+
+
+def _pool_conv_branch(tap: keras.KerasTensor, num_classes: int, trecx: dict) -> keras.KerasTensor:
+    """Pool first (2x2), then a 1x1 convolution to 32 channels with ReLU, pooled to one position."""
+    x = keras.layers.AveragePooling2D(2, name="ee_pool_in")(tap)
+    x = keras.layers.Conv2D(32, 1, activation="relu", kernel_initializer="he_normal", name="ee_conv")(x)
+    return classifier(_pooled(x, 1, "ee"), num_classes, "ee_out")
+
+
+def _depthwise_pool_branch(tap: keras.KerasTensor, num_classes: int, trecx: dict) -> keras.KerasTensor:
+    """A 3x3 depthwise convolution with stride 2 and ReLU over the tap's channels, pooled to 2 x 2."""
+    x = keras.layers.DepthwiseConv2D(3, 2, padding="same", activation="relu", name="ee_depthwise")(tap)
+    return classifier(_pooled(x, 2, "ee"), num_classes, "ee_out")
+
+
+def _pooled_dense_branch(tap: keras.KerasTensor, num_classes: int, trecx: dict) -> keras.KerasTensor:
+    """The tap pooled to one position per channel, then the classifier: no convolution."""
+    return classifier(_pooled(tap, 1, "ee"), num_classes, "ee_out")
+
+
+BRANCHES = {
+    "paper": _paper_branch,
+    "pool_conv": _pool_conv_branch,
+    "depthwise_pool": _depthwise_pool_branch,
+    "pooled_dense": _pooled_dense_branch,
+}

@@ -23,6 +23,7 @@ import keras
 
 from common import exits
 from common.backbones import LayerNames
+from common.config import EarlyExit
 from common.errors import UserError
 from common.tasks import load_task
 
@@ -72,13 +73,21 @@ class ExitModel:
     tap: str = None
 
 
-def build_model(task: str | types.ModuleType, variant: str) -> ExitModel:
+def early_exit_taps(arch: Architecture) -> tuple[str, ...]:
+    """The backbone taps an early exit may attach to: every one but the final feature map."""
+    return tuple(arch.backbone(keras.Input(arch.input_shape), LayerNames()))[:-1]
+
+
+def build_model(task: str | types.ModuleType, variant: str, early_exit: EarlyExit | None = None) -> ExitModel:
     """Build `variant` of the task's network (a task name or module) with the authors' layer names
-    (untrained)."""
+    (untrained). `early_exit`: a T-RecX model's early exit at another tap or with another branch
+    (common.exits.BRANCHES) than the architecture's."""
     task = load_task(task)
     arch = task.ARCHITECTURE
     if variant not in arch.variants():
         raise UserError(f"unknown model {variant!r} for {task.NAME}; valid models: {', '.join(arch.variants())}")
+    if early_exit is not None:
+        _check_early_exit(task, variant, early_exit)
     names = LayerNames()
     inputs = keras.Input(arch.input_shape, name="input_1")
     taps = arch.backbone(inputs, names)
@@ -101,8 +110,12 @@ def build_model(task: str | types.ModuleType, variant: str) -> ExitModel:
     elif variant in ("trecx_ev", "trecx_noev", "eefmaps_concat"):
         head = dict(arch.trecx)
         tap_tensor = taps[head.pop("tap")]
+        if early_exit is None:
+            ee, ee_features = exits.trecx_exit(tap_tensor, classes, **head)
+        else:
+            tap_tensor = taps[early_exit.tap]
+            ee = exits.BRANCHES[early_exit.branch](tap_tensor, classes, head)
         split_at = tap_tensor._keras_history[0].name
-        ee, ee_features = exits.trecx_exit(tap_tensor, classes, **head)
         extra = None
         if variant == "trecx_ev":
             extra = exits.early_view(features, **arch.early_view)
@@ -142,3 +155,18 @@ def build_model(task: str | types.ModuleType, variant: str) -> ExitModel:
 
     model = keras.Model(inputs, outputs, name=f"{task.NAME}_{variant}")
     return ExitModel(model, exit_names, rule, split_at)
+
+
+def _check_early_exit(task, variant, early_exit):
+    """UserError unless `early_exit` can be built for `variant` of `task`."""
+    if variant not in ("trecx_ev", "trecx_noev"):
+        raise UserError(f"early_exit: an early-exit design is for trecx_ev or trecx_noev, not {variant}")
+    taps = early_exit_taps(task.ARCHITECTURE)
+    if early_exit.tap not in taps:
+        raise UserError(
+            f"early_exit.tap: unknown tap {early_exit.tap!r} for {task.NAME}; valid taps: {', '.join(taps)}"
+        )
+    if early_exit.branch not in exits.BRANCHES:
+        raise UserError(
+            f"early_exit.branch: unknown branch {early_exit.branch!r}; valid branches: {', '.join(exits.BRANCHES)}"
+        )

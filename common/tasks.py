@@ -40,6 +40,8 @@ and may define:
                                             downloaded as it is (reproduce.sh calls it)
   validation_set(data_dir) -> (inputs, labels)       where deploy.sh chooses rho
   calibration_set(data_dir, n=500, seed=0) -> inputs  deploy.sh's int8 representative set
+  training_set(data_dir) -> (inputs, labels)        the training split without the validation inputs, not
+                                            augmented, where design-exit trains a branch
 
 Training configs live beside the task module, in `NAME/configs/MODEL.yaml`.
 """

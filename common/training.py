@@ -196,6 +196,11 @@ def _check_exits(config, exit_names, origin):
             f"{origin('weight_transfer_epochs')}: weight_transfer_epochs needs the early-view model "
             f"trecx_ev, not {config.model}"
         )
+    if config.weight_transfer_epochs and config.early_exit and config.early_exit.branch != "paper":
+        raise UserError(
+            f"{origin('weight_transfer_epochs')}: weight_transfer_epochs copies the paper branch's depthwise "
+            f"kernel into the early view; early_exit.branch {config.early_exit.branch} has none: set it to 0"
+        )
 
 
 def _strategy(config):
@@ -207,7 +212,7 @@ def _strategy(config):
 def _build_trainer(config, origin):
     keras.utils.set_random_seed(config.seed)
     with _strategy(config).scope():
-        net = build_model(config.task, config.model)
+        net = build_model(config.task, config.model, config.early_exit)
         _check_exits(config, net.exits, origin)
         trainer = EarlyExitTrainer(net, config.loss_weights, transfer=config.weight_transfer_epochs > 0)
         trainer.compile(

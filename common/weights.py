@@ -142,7 +142,7 @@ def load_nets(
                     f"{path.parent / 'config.yaml'} describes {config.task}/{config.model}, "
                     f"not {task.NAME}/{name}; retrain it with --force"
                 )
-        net = build_model(task, name)
+        net = build_model(task, name, config.early_exit if source == "trained" else None)
         load_weights(net.model, path)
         nets[name] = net
     return nets

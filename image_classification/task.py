@@ -114,6 +114,14 @@ def validation_set(data_dir):
     return data.to_model_input(images[len(images) - n :]), labels[len(images) - n :]
 
 
+def training_set(data_dir):
+    """(inputs float32 (N, 32, 32, 3), labels (N,)): the training images before the validation ones, not
+    augmented (design-exit trains a branch on them)."""
+    images, labels = data.load_train(data_dir)
+    n = len(images) - _validation_count(len(images))
+    return data.to_model_input(images[:n]), labels[:n]
+
+
 def calibration_set(data_dir, n=500, seed=0):
     """float32 (n, 32, 32, 3): training images drawn without replacement (seeded) from those before the
     validation images, the representative set of int8 quantisation."""

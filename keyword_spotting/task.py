@@ -136,6 +136,13 @@ def validation_set(data_dir):
     return np.concatenate([f for f, _ in batches]), np.concatenate([labels for _, labels in batches])
 
 
+def training_set(data_dir):
+    """(MFCCs float32 (N, 49, 10, 1), labels (N,)): the cached train split, not augmented (design-exit
+    trains a branch on it)."""
+    batches = list(data.train_dataset(data_dir, 2048, augment=False, seed=0, shuffle=False).as_numpy_iterator())
+    return np.concatenate([f for f, _ in batches]), np.concatenate([labels for _, labels in batches])
+
+
 def calibration_set(data_dir, n=500, seed=0):
     """MFCCs float32 (n, 49, 10, 1) of n training clips drawn at random (seeded, not augmented) from the
     cached train split: the representative set of int8 quantisation."""

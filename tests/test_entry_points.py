@@ -54,6 +54,7 @@ RUN_BY = {
     "cli report": ["test_reproduce.py::test_report_reprints_table1"],
     "cli flops": ["test_entry_points.py::test_flops_prints_every_exit_path"],
     "cli tasks": ["test_tasks.py::test_the_fourth_task_is_listed_and_needs_no_preprocessing"],
+    "cli design-exit": ["test_exit_design.py::test_the_design_round_trips_through_test_deploy_and_train"],
     "cli fit-cost-model": ["test_entry_points.py::test_fit_cost_model_refits_from_the_kept_measurements"],
 }
 
