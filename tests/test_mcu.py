@@ -219,7 +219,8 @@ def test_deploy_sh_mcu_checks_the_emulated_core_against_litert_and_reports_instr
     import json
 
     from test_deploy import run_deploy_sh
-    from tests.synthetic import write_cifar
+
+    from image_classification.synthetic import write_cifar
 
     k = 6
     write_cifar(tmp_path / "data", n_test=60, n_train_per_batch=20, seed=5)
