@@ -23,7 +23,7 @@ import numpy as np
 from common import exits, flops, sweep, target_cost
 from common.config import EarlyExit
 from common.errors import UserError
-from common.models import ExitModel, build_model, early_exit_taps
+from common.models import ExitModel, build_model, early_exit_taps, tap_layers
 
 DEFAULT_DROP = 1.0
 DEFAULT_EPOCHS = 30
@@ -203,8 +203,9 @@ def design_exits(
         f"instructions on {target}"
     )
     results, nets = [], {}
+    layers = tap_layers(task.ARCHITECTURE)
     for tap in dict.fromkeys(design.tap for design in designs):
-        layer = build_model(task, variant, EarlyExit(tap, "pooled_dense")).tap
+        layer = layers[tap]
         train_features, val_features = tap_features(source, layer, train[0]), tap_features(source, layer, val_inputs)
         for design in (d for d in designs if d.tap == tap):
             branch = branch_model(task, design, train_features.shape[1:])
@@ -269,11 +270,9 @@ def write_design_model(
     from common import config as config_lib
     from common.files import write_text
     from common.tasks import config_path
-    from common.weights import save_weights, trained_path
+    from common.weights import save_weights, trained_path, writable_trained_path
 
-    target = trained_path(task, variant, models_dir)
-    if target.exists() and not force:
-        raise UserError(f"{target.parent} already holds a trained {variant}; pass --force to replace it")
+    target = writable_trained_path(task, variant, models_dir, force)
     config = config_lib.load_config(config_path(task, variant))
     transfer = config.weight_transfer_epochs if candidate.early_exit.branch == "paper" else 0
     config = dataclasses.replace(config, early_exit=candidate.early_exit, weight_transfer_epochs=transfer)
@@ -432,7 +431,7 @@ def run_design(
     in `data_dir`, write the report into `results_dir` (default results/TASK/design) and the chosen network
     as a trained model into `output_models_dir`. Returns the Design and the report folder."""
     from common import tasks
-    from common.weights import load_nets, weights_paths
+    from common.weights import load_nets, weights_paths, writable_trained_path
 
     if variant not in ("trecx_ev", "trecx_noev"):
         raise UserError(f"--model: design-exit designs the early exit of trecx_ev or trecx_noev, not {variant}")
@@ -442,9 +441,7 @@ def run_design(
         if not hasattr(task, name):
             raise UserError(f"task {task.NAME} defines no {name}, which design-exit trains and chooses on")
     designs = candidates(task, taps, branches)
-    target_file = pathlib.Path(output_models_dir) / task.NAME / variant / "weights.npz"
-    if target_file.exists() and not force:
-        raise UserError(f"{target_file.parent} already holds a trained {variant}; pass --force to replace it")
+    writable_trained_path(task, variant, output_models_dir, force)  # before the run, not after it
     data_dir = tasks.data_dir(task, data_dir)
     nets = load_nets(task, source, models_dir, ("base", variant))
     train, validation = task.training_set(data_dir), task.validation_set(data_dir)

@@ -73,9 +73,16 @@ class ExitModel:
     tap: str = None
 
 
+def tap_layers(arch: Architecture) -> dict[str, str]:
+    """{tap: the layer whose output it is} for the backbone taps an early exit may attach to: every one but
+    the final feature map. The layer names are those of every network `build_model` builds."""
+    taps = arch.backbone(keras.Input(arch.input_shape), LayerNames())
+    return {tap: tensor._keras_history[0].name for tap, tensor in list(taps.items())[:-1]}
+
+
 def early_exit_taps(arch: Architecture) -> tuple[str, ...]:
     """The backbone taps an early exit may attach to: every one but the final feature map."""
-    return tuple(arch.backbone(keras.Input(arch.input_shape), LayerNames()))[:-1]
+    return tuple(tap_layers(arch))
 
 
 def build_model(task: str | types.ModuleType, variant: str, early_exit: EarlyExit | None = None) -> ExitModel:

@@ -83,6 +83,16 @@ def trained_path(task: types.ModuleType, model: str, models_dir: str | os.PathLi
     return pathlib.Path(models_dir) / task.NAME / model / "weights.npz"
 
 
+def writable_trained_path(
+    task: types.ModuleType, model: str, models_dir: str | os.PathLike, force: bool = False
+) -> pathlib.Path:
+    """trained_path, for writing: UserError when it already holds a trained model and not `force`."""
+    path = trained_path(task, model, models_dir)
+    if path.exists() and not force:
+        raise UserError(f"{path.parent} already holds a trained {model}; pass --force to replace it")
+    return path
+
+
 def weights_paths(
     task: types.ModuleType,
     source: str,

@@ -3,6 +3,7 @@ and exports for every task, training a branch changes no frozen weight, the choi
 rule, and a saved design round-trips through test.sh, deploy.sh and train.sh."""
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +11,12 @@ import pytest
 import yaml
 from scripts import assert_clean_failure, assert_ok, cli, run
 
-from common import exit_design, exits
+from common import exit_design, exits, target_cost
 from common.config import EarlyExit
 from common.deploy import export
+from common.deploy.profile import tflite_operators
 from common.errors import UserError
-from common.models import build_model, early_exit_taps
+from common.models import build_model, early_exit_taps, tap_layers
 from common.tasks import TASKS, load_task
 from common.weights import load_nets
 from image_classification.synthetic import write_cifar
@@ -23,27 +25,32 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_every_candidate_builds_splits_and_exports_to_int8(task):
-    """Every branch at the paper's tap, exported to int8 as deploy.sh converts it, and every tap with the
-    cheapest branch: two stages that compute the model (deploy.sh itself runs on a design below)."""
+def test_every_candidate_builds_splits_and_exports_to_int8_with_the_operators_costed(task):
+    """Every tap (with the cheapest branch) and every branch (at the paper's tap) build and split into two
+    stages that compute the model; each branch's int8 stages hold exactly the TFLite operators the cost model
+    counts for its paths (the paper's branch: test_task_protocol.py; deploy.sh on a designed exit of every
+    task: test_entry_points.py)."""
     module = load_task(task)
     paper_tap = module.ARCHITECTURE.trecx["tap"]
     designs = {EarlyExit(paper_tap, branch) for branch in exits.BRANCHES}
     designs |= {EarlyExit(tap, "pooled_dense") for tap in early_exit_taps(module.ARCHITECTURE)}
     assert len(exit_design.candidates(module)) == len(early_exit_taps(module.ARCHITECTURE)) * len(exits.BRANCHES)
     x, _ = module.synthetic_inputs(16, seed=1)
-    base = build_model(task, "base")
+    layers = tap_layers(module.ARCHITECTURE)
     for design in sorted(designs, key=lambda d: (d.tap, d.branch)):
         net = build_model(task, "trecx_ev", design)
-        assert net.exits == ("ee", "ef") and net.tap == net.model.get_layer(net.tap).name
+        assert net.exits == ("ee", "ef") and net.tap == layers[design.tap] == net.model.get_layer(net.tap).name
         stage1, stage2 = export.split_stages(net)
-        ee, ef = net.model.predict(x, verbose=0)
-        stage1_ee, tap = stage1.predict(x, verbose=0)
+        ee, ef = (np.asarray(out) for out in net.model(x, training=False))
+        stage1_ee, tap = (np.asarray(out) for out in stage1(x, training=False))
         np.testing.assert_allclose(stage1_ee, ee, atol=1e-5)
-        np.testing.assert_allclose(stage2.predict(tap, verbose=0), ef, atol=1e-5)
-        if design.tap == paper_tap:  # each branch once: int8 conversion is the slow part
-            models = export.export_models(net, base, x, log=lambda *_: None)
-            assert {"stage1", "stage2", "base"} <= set(models["int8"])
+        np.testing.assert_allclose(np.asarray(stage2(tap, training=False)), ef, atol=1e-5)
+        if design.tap == paper_tap and design.branch != "paper":  # int8 conversion is the slow part
+            stage1_ops = tflite_operators(export.to_tflite(stage1, x))
+            stage2_ops = tflite_operators(export.to_tflite(stage2, tap))
+            ee_path, ef_path = target_cost.keras_operators(net.model)
+            assert Counter(ee_path) == Counter(stage1_ops), design
+            assert Counter(ef_path) == Counter(stage1_ops + stage2_ops), design
 
 
 def test_designs_outside_the_family_are_refused_with_the_valid_ones():
