@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 from scripts import assert_ok, cli, run
 
+from common import exits
 from common.cli import build_parser
+from common.models import early_exit_taps
 from common.tasks import TASKS, load_task, task_folder, task_names
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +56,10 @@ RUN_BY = {
     "cli report": ["test_reproduce.py::test_report_reprints_table1"],
     "cli flops": ["test_entry_points.py::test_flops_prints_every_exit_path"],
     "cli tasks": ["test_tasks.py::test_the_fourth_task_is_listed_and_needs_no_preprocessing"],
-    "cli design-exit": ["test_exit_design.py::test_the_design_round_trips_through_test_deploy_and_train"],
+    "cli design-exit": [
+        "test_exit_design.py::test_the_design_round_trips_through_test_deploy_and_train",
+        *TASK_SCRIPTS,
+    ],
     "cli fit-cost-model": ["test_entry_points.py::test_fit_cost_model_refits_from_the_kept_measurements"],
 }
 
@@ -81,29 +86,85 @@ ONE_SHORT_EPOCH = ["--set", "epochs=1", "--set", "batch_size=8"]
 
 def user_session(task, tmp):
     """The task's scripts in a user's order on a mirror of its archives (the task's own synthetic ones): the
-    base and T-RecX models trained for an epoch, then tested and deployed; [(step, process)], stopping at
-    the first that fails."""
-    data, models, results = tmp / "data", tmp / "models", tmp / "results"
+    base and T-RecX models trained for an epoch, then tested and deployed; where the task has training and
+    validation sets, an early exit designed on the trained models and deployed too. [(step, process)],
+    stopping at the first that fails."""
+    data, models, results, designs = tmp / "data", tmp / "models", tmp / "results", tmp / "designs"
     module = load_task(task)
     mirror = module.write_synthetic_archives(tmp / "mirror")
     test_dir = data / getattr(module, "TEST_SUBDIR", "")
     scripts = {path.stem: path for path in task_scripts(task)}
-    steps = [("download", ["--data-dir", data, "--mirror", mirror, "--skip-checksums"])]
+    steps = [("download", [scripts["download"], "--data-dir", data, "--mirror", mirror, "--skip-checksums"])]
     if "preprocess" in scripts:
-        steps.append(("preprocess", ["--data-dir", data]))
+        steps.append(("preprocess", [scripts["preprocess"], "--data-dir", data]))
     trained = ["--models-dir", models, "--models", "trained"]  # test.sh takes model names after it
     rho_and_calibration = ["--rho", "0.5", "--calibration-data", data, "--calibration-samples", "8"]
     steps += [
-        ("train", ["base", "trecx_ev", "--data-dir", data, "--models-dir", models, *ONE_SHORT_EPOCH]),
-        ("test", ["--data-dir", test_dir, "--results-dir", results / "test", *trained, "base", "trecx_ev"]),
-        ("deploy", ["--data-dir", test_dir, "--results-dir", results / "deploy", *trained, *rho_and_calibration]),
+        ("train", [scripts["train"], "base", "trecx_ev", "--data-dir", data, "--models-dir", models, *ONE_SHORT_EPOCH]),
+        (
+            "test",
+            [scripts["test"], "--data-dir", test_dir, "--results-dir", results / "test", *trained, "base", "trecx_ev"],
+        ),
+        (
+            "deploy",
+            [
+                scripts["deploy"],
+                "--data-dir",
+                test_dir,
+                "--results-dir",
+                results / "deploy",
+                *trained,
+                *rho_and_calibration,
+            ],
+        ),
     ]
+    if designs_exits(module):
+        design = [*design_candidate(module), *DESIGN_QUICKLY, "--results-dir", results / "design"]
+        steps += [
+            (
+                "design-exit",
+                ["cli", "design-exit", task, *trained, "--data-dir", data, *design, "--output-models-dir", designs],
+            ),
+            (
+                "deploy design",
+                [
+                    scripts["deploy"],
+                    "--data-dir",
+                    test_dir,
+                    "--results-dir",
+                    results / "deploy_design",
+                    "--models-dir",
+                    designs,
+                    "--models",
+                    "trained",
+                    *rho_and_calibration,
+                ],
+            ),
+        ]
     done = []
-    for step, args in steps:
-        done.append((step, run(scripts[step], *args, cwd=tmp)))
+    for step, (command, *args) in steps:
+        done.append((step, cli(*args, cwd=tmp) if command == "cli" else run(command, *args, cwd=tmp)))
         if done[-1][1].returncode != 0:
             break
     return done
+
+
+DESIGN_QUICKLY = ["--epochs", "1", "--drop", "100", "--target", "cortex-m4"]
+
+
+def designs_exits(module):
+    """Whether design-exit can design the task's exits: it defines the optional training and validation sets."""
+    return all(hasattr(module, name) for name in ("training_set", "validation_set"))
+
+
+def design_candidate(module):
+    """design-exit's --taps and --branches for one candidate that is not the paper's exit: the first other tap
+    (the paper's where there is none), a branch other than the paper's, a different one for each task."""
+    taps = early_exit_taps(module.ARCHITECTURE)
+    paper_tap = module.ARCHITECTURE.trecx["tap"]
+    others = [branch for branch in exits.BRANCHES if branch != "paper"]
+    branch = others[task_names().index(module.NAME) % len(others)]
+    return ["--taps", next((tap for tap in taps if tap != paper_tap), paper_tap), "--branches", branch]
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +189,8 @@ def test_task_scripts_in_the_order_a_user_runs_them(task, sessions):
     expected = ["download", "train", "test", "deploy"]
     if any(path.stem == "preprocess" for path in task_scripts(task)):
         expected.insert(1, "preprocess")
+    if designs_exits(load_task(task)):
+        expected += ["design-exit", "deploy design"]
     assert [step for step, _ in steps] == expected
     assert all((tmp / "models" / task / model / "weights.npz").is_file() for model in ("base", "trecx_ev"))
     summary = json.loads((tmp / "results" / "test" / "summary.json").read_text())
@@ -136,6 +199,13 @@ def test_task_scripts_in_the_order_a_user_runs_them(task, sessions):
     report = json.loads((tmp / "results" / "deploy" / "deploy.json").read_text())
     assert report["rho"] == 0.5 and report["model"] == "trecx_ev"
     assert (tmp / "results" / "deploy" / "deploy.md").is_file()
+    if designs_exits(load_task(task)):  # deploy.sh on the designed exit: its stages are the design's
+        design = json.loads((tmp / "results" / "design" / "design.json").read_text())
+        [candidate] = design["candidates"]
+        assert design["chosen"] == candidate and candidate["paper"] is False
+        report = json.loads((tmp / "results" / "deploy_design" / "deploy.json").read_text())
+        assert report["path_mflops"]["ee"] == pytest.approx(candidate["path_mflops"][0], abs=1e-6)
+        assert report["path_mflops"]["ef"] == pytest.approx(candidate["path_mflops"][1], abs=1e-6)
 
 
 def test_flops_prints_every_exit_path(tmp_path):

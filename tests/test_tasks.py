@@ -91,9 +91,18 @@ def write_synthetic_archives(folder):
 
 
 def training_data(config, data_dir):
-    with np.load(f"{data_dir}/train.npz") as train:
-        x, y = train["x"], train["y"]
+    x, y = training_set(data_dir)
     return tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(y), seed=config.seed).batch(config.batch_size), None
+
+
+def training_set(data_dir):
+    with np.load(f"{data_dir}/train.npz") as train:
+        return train["x"][:-16], train["y"][:-16]
+
+
+def validation_set(data_dir):
+    with np.load(f"{data_dir}/train.npz") as train:
+        return train["x"][-16:], train["y"][-16:]
 '''
 
 TOY_CONFIG = """\
@@ -212,9 +221,9 @@ def test_the_fourth_task_gets_the_protocol_checks_of_the_three(toy):
 
 def test_the_fourth_task_gets_the_script_and_network_checks_of_the_three(toy):
     """Its scripts (copied from image_classification's, as a user adding a task does) run in a user's order
-    on its synthetic archives, through train, test and deploy (tests/test_entry_points.py); its three
-    networks build with softmax exits, the early-view kernel shaped as the early exit's
-    (tests/test_models.py): 1 + 3 + 1 checks."""
+    on its synthetic archives, through train, test, deploy and an early exit designed and deployed
+    (tests/test_entry_points.py); its three networks build with softmax exits, the early-view kernel shaped
+    as the early exit's (tests/test_models.py): 1 + 3 + 1 checks."""
     summary = pytest_with_the_fourth_task(toy, "test_entry_points.py", "test_models.py")
     assert re.match(r"5 passed\b", summary) and "skipped" not in summary, summary
 
