@@ -7,6 +7,7 @@ and the prior methods' exits (`sdn_exit`, `branchynet_exit`). Layer names follow
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import keras
@@ -147,8 +148,18 @@ def branchynet_exit(
 # The early-exit branches a design chooses from, each built on any tap (H, W, C): name -> builder
 # (tap, num_classes, the architecture's `trecx` keyword arguments) -> softmax `ee_out`.
 def _paper_branch(tap: keras.KerasTensor, num_classes: int, trecx: dict) -> keras.KerasTensor:
-    """The paper's branch, as the architecture defines it at its own tap."""
+    """The paper's branch, as the architecture defines it at its own tap; at a tap whose depthwise output is
+    smaller than the branch's pool, the pool covers the whole map instead."""
+    strides = _pair(trecx["dw_strides"])
+    depthwise_out = [math.ceil(size / stride) for size, stride in zip(tap.shape[1:3], strides)]  # "same" padding
+    pool = _pair(trecx["pool"])
+    if any(p > size for p, size in zip(pool, depthwise_out)):
+        trecx = {**trecx, "pool": tuple(min(p, size) for p, size in zip(pool, depthwise_out))}
     return trecx_exit(tap, num_classes, **trecx)[0]
+
+
+def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
 
 
 def _pooled(x: keras.KerasTensor, cells: int, name: str) -> keras.KerasTensor:
@@ -159,8 +170,9 @@ def _pooled(x: keras.KerasTensor, cells: int, name: str) -> keras.KerasTensor:
 
 
 def _pool_conv_branch(tap: keras.KerasTensor, num_classes: int, trecx: dict) -> keras.KerasTensor:
-    """Pool first (2x2), then a 1x1 convolution to 32 channels with ReLU, pooled to one position."""
-    x = keras.layers.AveragePooling2D(2, name="ee_pool_in")(tap)
+    """Pool first (2x2, or the whole map where it is smaller), then a 1x1 convolution to 32 channels with
+    ReLU, pooled to one position."""
+    x = keras.layers.AveragePooling2D(tuple(min(2, size) for size in tap.shape[1:3]), name="ee_pool_in")(tap)
     x = keras.layers.Conv2D(32, 1, activation="relu", kernel_initializer="he_normal", name="ee_conv")(x)
     return classifier(_pooled(x, 1, "ee"), num_classes, "ee_out")
 

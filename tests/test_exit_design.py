@@ -26,17 +26,23 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.parametrize("task", TASKS)
 def test_every_candidate_builds_splits_and_exports_to_int8_with_the_operators_costed(task):
-    """Every tap (with the cheapest branch) and every branch (at the paper's tap) build and split into two
-    stages that compute the model; each branch's int8 stages hold exactly the TFLite operators the cost model
-    counts for its paths (the paper's branch: test_task_protocol.py; deploy.sh on a designed exit of every
-    task: test_entry_points.py)."""
+    """Every branch builds on every tap; every tap (with the cheapest branch) and every branch (at the paper's
+    tap) build into networks that split into two stages that compute the model; each branch's int8 stages
+    hold exactly the TFLite operators the cost model counts for its paths (the paper's branch:
+    test_task_protocol.py; deploy.sh on a designed exit of every task: test_entry_points.py)."""
     module = load_task(task)
     paper_tap = module.ARCHITECTURE.trecx["tap"]
     designs = {EarlyExit(paper_tap, branch) for branch in exits.BRANCHES}
     designs |= {EarlyExit(tap, "pooled_dense") for tap in early_exit_taps(module.ARCHITECTURE)}
-    assert len(exit_design.candidates(module)) == len(early_exit_taps(module.ARCHITECTURE)) * len(exits.BRANCHES)
-    x, _ = module.synthetic_inputs(16, seed=1)
+    every = exit_design.candidates(module)
+    assert len(every) == len(early_exit_taps(module.ARCHITECTURE)) * len(exits.BRANCHES)
     layers = tap_layers(module.ARCHITECTURE)
+    reference = build_model(task, "trecx_ev")
+    for design in every:  # every branch on every tap builds (design-exit trains each on its own)
+        tap_shape = reference.model.get_layer(layers[design.tap]).output.shape[1:]
+        branch = exit_design.branch_model(module, design, tap_shape)
+        assert branch.output.shape[1:] == (module.ARCHITECTURE.num_classes,), design
+    x, _ = module.synthetic_inputs(16, seed=1)
     for design in sorted(designs, key=lambda d: (d.tap, d.branch)):
         net = build_model(task, "trecx_ev", design)
         assert net.exits == ("ee", "ef") and net.tap == layers[design.tap] == net.model.get_layer(net.tap).name
