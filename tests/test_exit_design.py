@@ -17,14 +17,14 @@ from common.deploy import export
 from common.deploy.profile import tflite_operators
 from common.errors import UserError
 from common.models import build_model, early_exit_taps, tap_layers
-from common.tasks import TASKS, load_task
+from common.tasks import load_task, task_names
 from common.weights import load_nets
 from image_classification.synthetic import write_cifar
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", task_names())
 def test_every_candidate_builds_splits_and_exports_to_int8_with_the_operators_costed(task):
     """Every branch builds on every tap; every tap (with the cheapest branch) and every branch (at the paper's
     tap) build into networks that split into two stages that compute the model; each branch's int8 stages

@@ -5,6 +5,7 @@ and importing the library changes neither the environment nor matplotlib's backe
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -48,6 +49,7 @@ ARCHITECTURE = Architecture(
     early_view=dict(channels=8, dw_kernel=2, dw_strides=2),
 )
 MODELS = ARCHITECTURE.variants()
+PRETRAINED_DIR = pathlib.Path(__file__).parent / "pretrained"  # the models the toy fixture trains, published
 DATA_LAYOUT = "train.npz and test.npz (x, y)"
 FIGURES = {"FigToy": ("Toy: early view", {"with early view": "trecx_ev", "without": "trecx_noev"}, False)}
 
@@ -73,7 +75,7 @@ TEST_SET_SIZE = 40
 def synthetic_inputs(n, seed=0):
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, n)
-    return (rng.uniform(0, 0.5, (n, 8, 8, 1)) + 0.5 * y[:, None, None, None]).astype(np.float32), y
+    return (rng.uniform(0, 0.8, (n, 8, 8, 1)) + 0.2 * y[:, None, None, None]).astype(np.float32), y
 
 
 def write_synthetic_test_set(folder, n, seed=0):
@@ -108,8 +110,8 @@ def validation_set(data_dir):
 TOY_CONFIG = """\
 task: toy_task
 model: {model}
-epochs: 2
-batch_size: 16
+epochs: 30
+batch_size: 8
 learning_rate: {{schedule: constant, initial: 1.0e-2}}
 loss_weights: {{{weights}}}
 weight_transfer_epochs: {transfer}
@@ -138,7 +140,7 @@ def write_toy_task(root):
     data.mkdir()
     for split, n in (("train", N_TRAIN), ("test", N_TEST)):
         y = rng.integers(0, 2, n)
-        x = (rng.uniform(0, 0.5, (n, 8, 8, 1)) + 0.5 * y[:, None, None, None]).astype(np.float32)
+        x = (rng.uniform(0, 0.8, (n, 8, 8, 1)) + 0.2 * y[:, None, None, None]).astype(np.float32)
         np.savez(data / f"{split}.npz", x=x, y=y)
     return data
 
@@ -157,6 +159,10 @@ def toy(tmp_path_factory):
     test = cli(
         root, "test", TOY, "--models", "trained", "--models-dir", models, "--data-dir", data, "--results-dir", results
     )
+    published = root / TOY / "pretrained"  # the toy's PRETRAINED_DIR: what the checks of pretrained models read
+    published.mkdir()
+    for weights in sorted(models.glob(f"{TOY}/*/weights.npz")):
+        shutil.copyfile(weights, published / f"{weights.parent.name}.npz")
     return {"root": root, "train": train, "test": test, "results": results}
 
 
@@ -226,6 +232,16 @@ def test_the_fourth_task_gets_the_script_and_network_checks_of_the_three(toy):
     as the early exit's (tests/test_models.py): 1 + 3 + 1 checks."""
     summary = pytest_with_the_fourth_task(toy, "test_entry_points.py", "test_models.py")
     assert re.match(r"5 passed\b", summary) and "skipped" not in summary, summary
+
+
+def test_the_fourth_task_gets_the_deployment_and_design_checks_of_the_three(toy):
+    """Its trained models, published as its pretrained ones, through tests/test_deploy.py (the two stages
+    reproduce the model; the float32 and int8 LiteRT exports against Keras and each other, the base model's
+    too; the early-exit runner in both precisions; single-operator models in both) and
+    tests/test_exit_design.py (every candidate exit builds, splits and exports with the operators the cost
+    model counts): 10 + 1 checks."""
+    summary = pytest_with_the_fourth_task(toy, "test_deploy.py", "test_exit_design.py")
+    assert re.match(r"11 passed\b", summary) and "skipped" not in summary, summary
 
 
 def test_registry_refuses_unknown_tasks_and_incomplete_task_modules(tmp_path, monkeypatch):
