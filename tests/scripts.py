@@ -8,7 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from common.tasks import load_task, task_folder
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def task_scripts(task):
+    """The task's scripts, relative to the repository when the task is in it (a task of $TRECX_EXTRA_TASKS
+    keeps them in its own folder)."""
+    folder = task_folder(load_task(task))
+    scripts = sorted(folder.glob("*.sh"))
+    return [path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path for path in scripts]
 
 
 def run(command, *args, cwd, env=None, log_dir=None, timeout=600):

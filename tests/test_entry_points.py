@@ -15,23 +15,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from scripts import assert_ok, cli, run
+from scripts import assert_ok, cli, run, task_scripts
 
 from common import exits
 from common.cli import build_parser
 from common.models import early_exit_taps
-from common.tasks import TASKS, load_task, task_folder, task_names
+from common.tasks import TASKS, load_task, task_names
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
-
-
-def task_scripts(task):
-    """The task's scripts, relative to the repository when the task is in it (a task of $TRECX_EXTRA_TASKS
-    keeps them in its own folder)."""
-    folder = task_folder(load_task(task))
-    scripts = sorted(folder.glob("*.sh"))
-    return [path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path for path in scripts]
 
 
 # Entry point -> the tests ("module::function") that run it through the real script or command line.

@@ -1,4 +1,4 @@
-"""reproduce.sh, the Quick start's main command, end to end through the real script for all three tasks.
+"""reproduce.sh, the Quick start's main command, end to end through the real script for every registered task.
 
 Twice over the same synthetic data: from an empty data root through a local mirror of archives in the
 official formats (download, preparation, evaluation), and with only the test sets in place (nothing may be
@@ -12,21 +12,27 @@ import shutil
 
 import numpy as np
 import pytest
-from scripts import assert_ok, cli, run
+from scripts import assert_ok, cli, run, task_scripts
 
-from common.tasks import TASKS, load_task  # the built-in tasks: those with pretrained weights
+from common.tasks import TASKS, load_task, task_names
 
-# Where each task's test.sh reads its test set under DATA_ROOT/TASK, and what of it the test layout is.
+# What of each built-in task's data is its test layout, under DATA_ROOT/TASK (another task's: the folder
+# test.sh reads, DATA_ROOT/TASK/TEST_SUBDIR, whole).
 CIFAR_TEST_FILE = "test_batch"
 KWS_TEST_FOLDER = "speech_commands_test_set_v0.02"
 VWW_TEST_FOLDER = "minival"
+
+
+def where_test_sh_reads(data, task):
+    """Where test.sh reads the task's test set under the data root `data`."""
+    return data / task / getattr(load_task(task), "TEST_SUBDIR", "")
 
 
 @pytest.fixture(scope="module")
 def mirror(tmp_path_factory):
     """A folder of the archives reproduce.sh fetches, under their official names, in the official formats."""
     folder = tmp_path_factory.mktemp("mirror")
-    for task in TASKS:
+    for task in task_names():
         load_task(task).write_synthetic_archives(folder)
     return folder
 
@@ -60,6 +66,8 @@ def in_place(tmp_path_factory, from_mirror):
     shutil.copy(source / "data" / "image_classification" / "cifar-10-batches-py" / CIFAR_TEST_FILE, cifar)
     for task, folder in (("keyword_spotting", KWS_TEST_FOLDER), ("visual_wake_words", VWW_TEST_FOLDER)):
         shutil.copytree(source / "data" / task / folder, data / task / folder)
+    for task in (task for task in task_names() if task not in TASKS):
+        shutil.copytree(where_test_sh_reads(source / "data", task), where_test_sh_reads(data, task))
     (root / "empty_mirror").mkdir()
     before = sorted(path.relative_to(data) for path in data.rglob("*"))
     proc = run(
@@ -91,7 +99,7 @@ def test_reproduce_from_an_empty_data_root_through_a_mirror(from_mirror, mirror)
         "annotations_trainval2017.zip",
     }
     assert (root / "data" / "visual_wake_words" / VWW_TEST_FOLDER / "person").is_dir()  # built from COCO
-    for task in TASKS:
+    for task in task_names():
         summary = json.loads((root / "results" / task / "summary.json").read_text())
         assert summary["task"] == task and summary["num_samples"] > 0
         assert (root / "results" / task / "table1.md").is_file()
@@ -100,8 +108,8 @@ def test_reproduce_from_an_empty_data_root_through_a_mirror(from_mirror, mirror)
     # Table 1 gains the default target's predicted instruction columns, one value per task.
     assert "| Target | Baseline M instr. | Instr. saved % at the FLOPs points |" in table
     rows = [line for line in table.splitlines() if line.startswith("| ") and "cortex-m4" in line]
-    assert len(rows) == 3
-    for task, row in zip(TASKS, rows):
+    assert len(rows) == len(task_names())
+    for task, row in zip(task_names(), rows):
         summary = json.loads((root / "results" / task / "summary.json").read_text())
         assert f"| cortex-m4 | {summary['models']['base']['minstructions']['ef']:.2f} |" in row
 
@@ -119,13 +127,15 @@ def test_reproduce_with_the_test_sets_in_place_fetches_nothing(in_place):
     assert (root / "results" / "table1.md").is_file()
 
 
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", task_names())
 def test_reproduce_gives_test_sh_numbers(task, from_mirror, in_place, tmp_path):
     _, mirror_root = from_mirror
     proc, root, _ = in_place
     assert_ok(proc)
-    test_dir = root / "data" / task / {"visual_wake_words": VWW_TEST_FOLDER}.get(task, "")
-    tested = run(f"{task}/test.sh", "--data-dir", test_dir, "--results-dir", tmp_path / "out", cwd=tmp_path)
+    [script] = [path for path in task_scripts(task) if path.name == "test.sh"]
+    tested = run(
+        script, "--data-dir", where_test_sh_reads(root / "data", task), "--results-dir", tmp_path / "out", cwd=tmp_path
+    )
     assert_ok(tested)
     expected = json.loads((tmp_path / "out" / "summary.json").read_text())
     for results in (root / "results" / task, mirror_root / "results" / task):

@@ -234,14 +234,15 @@ def test_the_fourth_task_gets_the_script_and_network_checks_of_the_three(toy):
     assert re.match(r"5 passed\b", summary) and "skipped" not in summary, summary
 
 
-def test_the_fourth_task_gets_the_deployment_and_design_checks_of_the_three(toy):
+def test_the_fourth_task_gets_the_deployment_design_and_reproduce_checks_of_the_three(toy):
     """Its trained models, published as its pretrained ones, through tests/test_deploy.py (the two stages
     reproduce the model; the float32 and int8 LiteRT exports against Keras and each other, the base model's
-    too; the early-exit runner in both precisions; single-operator models in both) and
+    too; the early-exit runner in both precisions; single-operator models in both),
     tests/test_exit_design.py (every candidate exit builds, splits and exports with the operators the cost
-    model counts): 10 + 1 checks."""
-    summary = pytest_with_the_fourth_task(toy, "test_deploy.py", "test_exit_design.py")
-    assert re.match(r"11 passed\b", summary) and "skipped" not in summary, summary
+    model counts) and tests/test_reproduce.py (reproduce.sh, from an empty data root through a mirror and
+    with the test set in place, gives test.sh's numbers): 10 + 1 + 1 checks."""
+    summary = pytest_with_the_fourth_task(toy, "test_deploy.py", "test_exit_design.py", "test_reproduce.py")
+    assert re.match(r"12 passed\b", summary) and "skipped" not in summary, summary
 
 
 def test_registry_refuses_unknown_tasks_and_incomplete_task_modules(tmp_path, monkeypatch):
