@@ -181,24 +181,28 @@ def _names(text: str | None) -> list[str]:
 
 
 def cmd_design_exit(args: argparse.Namespace) -> None:
+    from common.design_options import DesignOptions
     from common.exit_design import run_design
 
+    options = DesignOptions(
+        model=args.model,
+        target=args.target,
+        drop=args.drop,
+        taps=tuple(_names(args.taps)),
+        branches=tuple(_names(args.branches)),
+        epochs=args.epochs,
+        patience=args.patience,
+        seed=args.seed,
+        force=args.force,
+    )
     _, results_dir = run_design(
         args.task,
-        args.model,
+        options,
         source=args.models,
         models_dir=args.models_dir,
         data_dir=args.data_dir,
         results_dir=args.results_dir,
         output_models_dir=args.output_models_dir,
-        target=check_target(args.target),
-        drop=args.drop,
-        taps=_names(args.taps),
-        branches=_names(args.branches),
-        epochs=args.epochs,
-        patience=args.patience,
-        seed=args.seed,
-        force=args.force,
     )
     print((results_dir / "design.md").read_text())
 
@@ -503,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.set_defaults(func=cmd_fit_cost_model)
 
-    from common import exit_design
+    from common.design_options import DesignOptions
 
     sub = add(
         "design-exit",
@@ -513,28 +517,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_models_source(sub)
     sub.add_argument(
-        "--model", default="trecx_ev", help="the T-RecX model whose early exit to redesign (default: %(default)s)"
+        "--model",
+        default=DesignOptions.model,
+        help="the T-RecX model whose early exit to redesign (default: %(default)s)",
     )
     sub.add_argument("--taps", help="comma-separated taps to try (default: every tap the backbone allows)")
     sub.add_argument(
-        "--branches", help=f"comma-separated branches to try, of {', '.join(exit_design.exits.BRANCHES)} (default: all)"
+        "--branches",
+        help="comma-separated branches to try, of common.exits.BRANCHES (default: all; docs/exit_design.md)",
     )
     sub.add_argument(
         "--drop",
         type=float,
-        default=exit_design.DEFAULT_DROP,
+        default=DesignOptions.drop,
         help="accuracy points below the base model the chosen design may cost on validation (default: %(default)s)",
     )
     sub.add_argument(
-        "--epochs", type=int, default=exit_design.DEFAULT_EPOCHS, help="most epochs per branch (default: %(default)s)"
+        "--epochs", type=int, default=DesignOptions.epochs, help="most epochs per branch (default: %(default)s)"
     )
     sub.add_argument(
         "--patience",
         type=int,
-        default=exit_design.DEFAULT_PATIENCE,
+        default=DesignOptions.patience,
         help="epochs without a better validation accuracy before a branch stops (default: %(default)s)",
     )
-    sub.add_argument("--seed", type=int, default=0, help="seed of the branches' training (default: %(default)s)")
+    sub.add_argument(
+        "--seed", type=int, default=DesignOptions.seed, help="seed of the branches' training (default: %(default)s)"
+    )
     sub.add_argument(
         "--results-dir",
         type=pathlib.Path,

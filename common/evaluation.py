@@ -478,7 +478,7 @@ def reproduce(
             task,
             "pretrained",
             None,
-            data_dir / getattr(task, "TEST_SUBDIR", ""),
+            tasks.folder_test_sh_reads(task, data_dir),
             pathlib.Path(results_root) / task.NAME,
             log=log,
             target=target,

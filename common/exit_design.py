@@ -22,13 +22,13 @@ import numpy as np
 
 from common import exits, flops, sweep, target_cost
 from common.config import EarlyExit
+from common.design_options import DesignOptions
 from common.errors import UserError
-from common.models import ExitModel, build_model, early_exit_taps, tap_layers
+from common.evaluation import predict_exits
+from common.models import DESIGNABLE_VARIANTS, ExitModel, build_model, early_exit_taps, tap_layers
 
-DEFAULT_DROP = 1.0
-DEFAULT_EPOCHS = 30
-DEFAULT_PATIENCE = 4
 BATCH_SIZE = 128
+SPLITS = ("training_set", "validation_set")  # the optional task functions design-exit trains and chooses on
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,9 +95,9 @@ def tap_features(net: ExitModel, tap_layer: str, inputs: np.ndarray) -> np.ndarr
 
 def branch_model(task: types.ModuleType, design: EarlyExit, tap_shape: tuple[int, ...]) -> keras.Model:
     """The branch of `design` alone: the tap's features in, the early exit's softmax out."""
-    head = {key: value for key, value in task.ARCHITECTURE.trecx.items() if key != "tap"}
+    arch = task.ARCHITECTURE
     features = keras.Input(tap_shape, name="tap_features")
-    return keras.Model(features, exits.BRANCHES[design.branch](features, task.ARCHITECTURE.num_classes, head))
+    return keras.Model(features, exits.BRANCHES[design.branch](features, arch.num_classes, arch.early_exit_arguments()))
 
 
 def train_branch(
@@ -105,8 +105,8 @@ def train_branch(
     train: tuple[np.ndarray, np.ndarray],
     validation: tuple[np.ndarray, np.ndarray],
     *,
-    epochs: int = DEFAULT_EPOCHS,
-    patience: int = DEFAULT_PATIENCE,
+    epochs: int = DesignOptions.epochs,
+    patience: int = DesignOptions.patience,
     seed: int = 0,
 ) -> int:
     """Train `branch` on (features, labels) with Adam, keeping the weights of the epoch with the best
@@ -134,11 +134,6 @@ def assemble(
         if layer.weights:
             layer.set_weights(trained[layer.name].get_weights())
     return net
-
-
-def _softmaxes(net: ExitModel, inputs: np.ndarray) -> list[np.ndarray]:
-    outputs = net.model.predict(inputs, batch_size=256, verbose=0)
-    return [np.asarray(o) for o in (outputs if isinstance(outputs, list) else [outputs])]
 
 
 def evaluate(
@@ -181,10 +176,10 @@ def design_exits(
     validation: tuple[np.ndarray, np.ndarray],
     *,
     target: str,
-    drop: float = DEFAULT_DROP,
+    drop: float = DesignOptions.drop,
     designs: Sequence[EarlyExit] = (),
-    epochs: int = DEFAULT_EPOCHS,
-    patience: int = DEFAULT_PATIENCE,
+    epochs: int = DesignOptions.epochs,
+    patience: int = DesignOptions.patience,
     seed: int = 0,
     log: Callable[[str], None] = print,
 ) -> tuple[Design, dict[str, ExitModel]]:
@@ -193,8 +188,8 @@ def design_exits(
     designs = list(designs) or candidates(task)
     cost = target_cost.load_cost_model(target)
     val_inputs, val_labels = validation
-    final_softmax = _softmaxes(source, val_inputs)[-1]
-    base_accuracy = sweep.standalone_accuracy(_softmaxes(base, val_inputs)[0], val_labels)
+    final_softmax = predict_exits(source, val_inputs)["ef"]
+    base_accuracy = sweep.standalone_accuracy(predict_exits(base, val_inputs)["ef"], val_labels)
     base_minstructions = target_cost.path_instructions(base.model, cost)[0] / 1e6
     base_mflops = flops.path_mflops(base.model)[0]
     log(
@@ -366,7 +361,7 @@ def design_figure(design: Design, out_stem: pathlib.Path) -> list[pathlib.Path]:
     paper's exit in black, the chosen one thick), the base model a star; PNG and PDF."""
     from matplotlib.figure import Figure
 
-    from common.files import atomic_output
+    from common.plots import save_figure
 
     fig = Figure(figsize=(7, 4.5))
     ax = fig.add_subplot()
@@ -387,13 +382,7 @@ def design_figure(design: Design, out_stem: pathlib.Path) -> list[pathlib.Path]:
     ax.set_title(f"{design.task}: candidate early exits on the frozen {design.model}")
     ax.legend(fontsize=6, ncol=2, loc="lower right")
     fig.tight_layout()
-    paths = []
-    for suffix in (".png", ".pdf"):
-        path = out_stem.with_suffix(suffix)
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, format=suffix[1:], dpi=200)
-        paths.append(path)
-    return paths
+    return save_figure(fig, out_stem)
 
 
 def write_report(design: Design, results_dir: pathlib.Path) -> pathlib.Path:
@@ -411,37 +400,30 @@ def write_report(design: Design, results_dir: pathlib.Path) -> pathlib.Path:
 
 def run_design(
     task: types.ModuleType,
-    variant: str = "trecx_ev",
+    options: DesignOptions,
     *,
     source: str = "pretrained",
     models_dir: str | os.PathLike,
     data_dir: str | os.PathLike | None = None,
     results_dir: str | os.PathLike | None = None,
     output_models_dir: str | os.PathLike,
-    target: str = target_cost.DEFAULT_TARGET,
-    drop: float = DEFAULT_DROP,
-    taps: Sequence[str] = (),
-    branches: Sequence[str] = (),
-    epochs: int = DEFAULT_EPOCHS,
-    patience: int = DEFAULT_PATIENCE,
-    seed: int = 0,
-    force: bool = False,
 ) -> tuple[Design, pathlib.Path]:
-    """What `design-exit` does: design `variant`'s early exit on the task's training and validation splits
-    in `data_dir`, write the report into `results_dir` (default results/TASK/design) and the chosen network
-    as a trained model into `output_models_dir`. Returns the Design and the report folder."""
+    """What `design-exit` does: design `options.model`'s early exit on the task's training and validation
+    splits in `data_dir`, write the report into `results_dir` (default results/TASK/design) and the chosen
+    network as a trained model into `output_models_dir`. Returns the Design and the report folder."""
     from common import tasks
     from common.weights import load_nets, weights_paths, writable_trained_path
 
-    if variant not in ("trecx_ev", "trecx_noev"):
-        raise UserError(f"--model: design-exit designs the early exit of trecx_ev or trecx_noev, not {variant}")
-    if target is None:
-        raise UserError("--target: design-exit chooses in a target's instructions; name one, e.g. cortex-m4")
-    for name in ("training_set", "validation_set"):
+    variant = options.model
+    if variant not in DESIGNABLE_VARIANTS:
+        raise UserError(
+            f"--model: design-exit designs the early exit of {' or '.join(DESIGNABLE_VARIANTS)}, not {variant}"
+        )
+    for name in SPLITS:
         if not hasattr(task, name):
             raise UserError(f"task {task.NAME} defines no {name}, which design-exit trains and chooses on")
-    designs = candidates(task, taps, branches)
-    writable_trained_path(task, variant, output_models_dir, force)  # before the run, not after it
+    designs = candidates(task, options.taps, options.branches)
+    writable_trained_path(task, variant, output_models_dir, options.force)  # before the run, not after it
     data_dir = tasks.data_dir(task, data_dir)
     nets = load_nets(task, source, models_dir, ("base", variant))
     train, validation = task.training_set(data_dir), task.validation_set(data_dir)
@@ -453,19 +435,19 @@ def run_design(
         variant,
         train,
         validation,
-        target=target,
-        drop=drop,
+        target=options.target,
+        drop=options.drop,
         designs=designs,
-        epochs=epochs,
-        patience=patience,
-        seed=seed,
+        epochs=options.epochs,
+        patience=options.patience,
+        seed=options.seed,
     )
     results_dir = pathlib.Path(results_dir) if results_dir else tasks.results_dir(task) / "design"
     write_report(design, results_dir)
     if design.chosen is not None:
         base_weights = weights_paths(task, source, models_dir, ("base",))["base"]
         folder = write_design_model(
-            task, assembled[design.chosen.name], design.chosen, base_weights, variant, output_models_dir, force
+            task, assembled[design.chosen.name], design.chosen, base_weights, variant, output_models_dir, options.force
         )
         print(f"the chosen design {design.chosen.name} written to {folder}")
     return design, results_dir

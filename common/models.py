@@ -29,6 +29,7 @@ from common.tasks import load_task
 
 VARIANTS = ("base", "trecx_ev", "trecx_noev", "eefmaps_concat", "sdn", "branchynet")
 OPTIONAL_VARIANTS = ("eefmaps_concat", "sdn", "branchynet")  # only where the architecture defines them
+DESIGNABLE_VARIANTS = ("trecx_ev", "trecx_noev")  # those whose early exit a design (`EarlyExit`) may replace
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +58,11 @@ class Architecture:
 
     def variants(self) -> tuple[str, ...]:
         return tuple(v for v in VARIANTS if v not in OPTIONAL_VARIANTS or getattr(self, v))
+
+    def early_exit_arguments(self) -> dict:
+        """`trecx` without its tap: the keyword arguments of `exits.trecx_exit`, which every branch of
+        `exits.BRANCHES` receives."""
+        return {key: value for key, value in self.trecx.items() if key != "tap"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,9 +121,9 @@ def build_model(task: str | types.ModuleType, variant: str, early_exit: EarlyExi
         ]
         exit_names, rule = ("ef",), "strict"
     elif variant in ("trecx_ev", "trecx_noev", "eefmaps_concat"):
-        head = dict(arch.trecx)
-        tap_tensor = taps[head.pop("tap")]
+        head = arch.early_exit_arguments()
         if early_exit is None:
+            tap_tensor = taps[arch.trecx["tap"]]
             ee, ee_features = exits.trecx_exit(tap_tensor, classes, **head)
         else:
             tap_tensor = taps[early_exit.tap]
@@ -166,8 +172,8 @@ def build_model(task: str | types.ModuleType, variant: str, early_exit: EarlyExi
 
 def _check_early_exit(task, variant, early_exit):
     """UserError unless `early_exit` can be built for `variant` of `task`."""
-    if variant not in ("trecx_ev", "trecx_noev"):
-        raise UserError(f"early_exit: an early-exit design is for trecx_ev or trecx_noev, not {variant}")
+    if variant not in DESIGNABLE_VARIANTS:
+        raise UserError(f"early_exit: an early-exit design is for {' or '.join(DESIGNABLE_VARIANTS)}, not {variant}")
     taps = early_exit_taps(task.ARCHITECTURE)
     if early_exit.tap not in taps:
         raise UserError(

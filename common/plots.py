@@ -57,11 +57,16 @@ def benefit_panels(panels: list[dict], out_stem: Path) -> list[Path]:
         for ax, panel in zip(np.atleast_1d(fig.subplots(1, len(panels))), panels):
             _draw_benefit(ax, **panel)
         fig.tight_layout()
-        out_stem = Path(out_stem)
-        paths = [out_stem.parent / f"{out_stem.name}.{ext}" for ext in ("png", "pdf")]
-        for path in paths:
-            with atomic_output(path) as tmp:
-                fig.savefig(tmp, format=path.suffix[1:], dpi=200)
+        return save_figure(fig, out_stem)
+
+
+def save_figure(fig: Figure, out_stem: Path) -> list[Path]:
+    """`fig` as out_stem.png and out_stem.pdf, each written atomically; returns both paths."""
+    out_stem = Path(out_stem)
+    paths = [out_stem.parent / f"{out_stem.name}.{ext}" for ext in ("png", "pdf")]
+    for path in paths:
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, format=path.suffix[1:], dpi=200)
     return paths
 
 

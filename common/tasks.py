@@ -141,9 +141,14 @@ def data_dir(task: types.ModuleType, given: str | os.PathLike | None = None) -> 
     return pathlib.Path(given) if given else REPO_ROOT / "data" / task.NAME
 
 
+def folder_test_sh_reads(task: types.ModuleType, data_dir: str | os.PathLike) -> pathlib.Path:
+    """Where test.sh reads the task's test set in its data folder: DATA_DIR[/TEST_SUBDIR]."""
+    return pathlib.Path(data_dir) / getattr(task, "TEST_SUBDIR", "")
+
+
 def test_data_dir(task: types.ModuleType, given: str | os.PathLike | None = None) -> pathlib.Path:
     """The test data folder (`given`, or data/NAME[/TEST_SUBDIR]); UserError when it does not exist."""
-    folder = pathlib.Path(given) if given else data_dir(task) / getattr(task, "TEST_SUBDIR", "")
+    folder = pathlib.Path(given) if given else folder_test_sh_reads(task, data_dir(task))
     if not folder.is_dir():
         raise UserError(
             f"data folder {folder} not found; run bash {task.NAME}/download.sh "

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from scripts import assert_ok, cli, run, task_scripts
 
-from common import exits
+from common import exit_design, exits
 from common.cli import build_parser
 from common.models import early_exit_taps
-from common.tasks import TASKS, load_task, task_names
+from common.tasks import TASKS, folder_test_sh_reads, load_task, task_names
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
@@ -84,7 +84,7 @@ def user_session(task, tmp):
     data, models, results, designs = tmp / "data", tmp / "models", tmp / "results", tmp / "designs"
     module = load_task(task)
     mirror = module.write_synthetic_archives(tmp / "mirror")
-    test_dir = data / getattr(module, "TEST_SUBDIR", "")
+    test_dir = folder_test_sh_reads(module, data)
     scripts = {path.stem: path for path in task_scripts(task)}
     steps = [("download", [scripts["download"], "--data-dir", data, "--mirror", mirror, "--skip-checksums"])]
     if "preprocess" in scripts:
@@ -146,7 +146,7 @@ DESIGN_QUICKLY = ["--epochs", "1", "--drop", "100", "--target", "cortex-m4"]
 
 def designs_exits(module):
     """Whether design-exit can design the task's exits: it defines the optional training and validation sets."""
-    return all(hasattr(module, name) for name in ("training_set", "validation_set"))
+    return all(hasattr(module, name) for name in exit_design.SPLITS)
 
 
 def design_candidate(module):

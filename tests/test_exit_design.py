@@ -3,6 +3,7 @@ and exports for every task, training a branch changes no frozen weight, the choi
 rule, and a saved design round-trips through test.sh, deploy.sh and train.sh."""
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from common import exit_design, exits, target_cost
 from common.config import EarlyExit
 from common.deploy import export
 from common.deploy.profile import tflite_operators
+from common.design_options import DesignOptions
 from common.errors import UserError
 from common.models import build_model, early_exit_taps, tap_layers
 from common.tasks import load_task, task_names
@@ -69,6 +71,27 @@ def test_designs_outside_the_family_are_refused_with_the_valid_ones():
         build_model(module, "sdn", EarlyExit("stack1", "paper"))
     with pytest.raises(UserError, match="--branches: unknown 'wide'"):
         exit_design.candidates(module, branches=["wide"])
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"epochs": 0}, "--epochs and --patience must be at least 1 and --drop at least 0, got 0, 4 and 1.0"),
+        ({"patience": 0}, "got 30, 0 and 1.0"),
+        ({"drop": -1.0}, "got 30, 4 and -1.0"),
+        ({"target": "none"}, "--target: design-exit chooses in a target's instructions, not none"),
+        ({"target": "m4"}, "--target: unknown target 'm4'"),
+    ],
+)
+def test_design_options_out_of_range_are_refused_naming_the_option(options, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        DesignOptions(**options)
+
+
+def test_design_exit_refuses_a_bad_option_before_any_work(tmp_path):
+    proc = cli("design-exit", "image_classification", "--epochs", "0", "--data-dir", tmp_path / "nowhere", cwd=tmp_path)
+    assert_clean_failure(proc, "--epochs and --patience must be at least 1")
+    assert not any(tmp_path.iterdir())
 
 
 def _candidate(tap, branch, saving, accuracy, met=True):

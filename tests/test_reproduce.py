@@ -14,18 +14,13 @@ import numpy as np
 import pytest
 from scripts import assert_ok, cli, run, task_scripts
 
-from common.tasks import TASKS, load_task, task_names
+from common.tasks import TASKS, folder_test_sh_reads, load_task, task_names
 
 # What of each built-in task's data is its test layout, under DATA_ROOT/TASK (another task's: the folder
 # test.sh reads, DATA_ROOT/TASK/TEST_SUBDIR, whole).
 CIFAR_TEST_FILE = "test_batch"
 KWS_TEST_FOLDER = "speech_commands_test_set_v0.02"
 VWW_TEST_FOLDER = "minival"
-
-
-def where_test_sh_reads(data, task):
-    """Where test.sh reads the task's test set under the data root `data`."""
-    return data / task / getattr(load_task(task), "TEST_SUBDIR", "")
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +62,10 @@ def in_place(tmp_path_factory, from_mirror):
     for task, folder in (("keyword_spotting", KWS_TEST_FOLDER), ("visual_wake_words", VWW_TEST_FOLDER)):
         shutil.copytree(source / "data" / task / folder, data / task / folder)
     for task in (task for task in task_names() if task not in TASKS):
-        shutil.copytree(where_test_sh_reads(source / "data", task), where_test_sh_reads(data, task))
+        shutil.copytree(
+            folder_test_sh_reads(load_task(task), source / "data" / task),
+            folder_test_sh_reads(load_task(task), data / task),
+        )
     (root / "empty_mirror").mkdir()
     before = sorted(path.relative_to(data) for path in data.rglob("*"))
     proc = run(
@@ -134,7 +132,12 @@ def test_reproduce_gives_test_sh_numbers(task, from_mirror, in_place, tmp_path):
     assert_ok(proc)
     [script] = [path for path in task_scripts(task) if path.name == "test.sh"]
     tested = run(
-        script, "--data-dir", where_test_sh_reads(root / "data", task), "--results-dir", tmp_path / "out", cwd=tmp_path
+        script,
+        "--data-dir",
+        folder_test_sh_reads(load_task(task), root / "data" / task),
+        "--results-dir",
+        tmp_path / "out",
+        cwd=tmp_path,
     )
     assert_ok(tested)
     expected = json.loads((tmp_path / "out" / "summary.json").read_text())
