@@ -281,6 +281,11 @@ def to_dict(config: TrainConfig) -> dict[str, Any]:
     return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
 
 
+def to_yaml(config: TrainConfig) -> str:
+    """The config as the config.yaml saved beside a trained model (`to_dict` as YAML, in field order)."""
+    return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
 def summary(config: TrainConfig, width: int = 100) -> str:
     """The resolved config as a compact block of `key: value` items, YAML flow style as --set takes them."""
 

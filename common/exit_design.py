@@ -258,12 +258,8 @@ def write_design_model(
     task's config for VARIANT with `early_exit` set, which train.sh retrains from scratch), beside the base
     model it was designed against (MODELS_DIR/TASK/base, written when absent): what test.sh and deploy.sh
     read with --models trained. Refuses to replace a trained model without `force`."""
-    import shutil
-
-    import yaml
-
     from common import config as config_lib
-    from common.files import write_text
+    from common.files import staged_folder, write_bytes, write_text
     from common.tasks import config_path
     from common.weights import save_weights, trained_path, writable_trained_path
 
@@ -271,15 +267,14 @@ def write_design_model(
     config = config_lib.load_config(config_path(task, variant))
     transfer = config.weight_transfer_epochs if candidate.early_exit.branch == "paper" else 0
     config = dataclasses.replace(config, early_exit=candidate.early_exit, weight_transfer_epochs=transfer)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_text(target.parent / "config.yaml", yaml.safe_dump(config_lib.to_dict(config), sort_keys=False))
-    save_weights(net.model, target)
+    with staged_folder(target.parent) as staging:  # config and weights replace a model's together, or not at all
+        write_text(staging / "config.yaml", config_lib.to_yaml(config))
+        save_weights(net.model, staging / target.name)
     base = trained_path(task, "base", models_dir)
     if not base.exists():
-        base.parent.mkdir(parents=True, exist_ok=True)
-        base_config = config_lib.load_config(config_path(task, "base"))
-        write_text(base.parent / "config.yaml", yaml.safe_dump(config_lib.to_dict(base_config), sort_keys=False))
-        shutil.copyfile(base_weights, base)
+        with staged_folder(base.parent) as staging:
+            write_text(staging / "config.yaml", config_lib.to_yaml(config_lib.load_config(config_path(task, "base"))))
+            write_bytes(staging / base.name, pathlib.Path(base_weights).read_bytes())
     return target.parent
 
 

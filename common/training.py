@@ -29,7 +29,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import keras
 import tensorflow as tf
-import yaml
 
 from common import config as config_lib
 from common import files
@@ -244,7 +243,7 @@ def _start(config, work_dir, force, origin):
     of this config."""
     backup_dir = work_dir / "backup"
     saved = backup_dir / "config.yaml"
-    wanted = yaml.safe_dump(config_lib.to_dict(config), sort_keys=False)
+    wanted = config_lib.to_yaml(config)
     net, trainer = _build_trainer(config, origin)  # checks the config against the model's exits first
     if saved.is_file() and saved.read_text() != wanted and Checkpoints.found(backup_dir):
         if not force:

@@ -132,14 +132,18 @@ def training_data(config, data_dir):
 # Deployment (common/deploy/): a validation split to choose rho on, and int8 calibration inputs.
 def validation_set(data_dir):
     """(MFCCs float32 (N, 49, 10, 1), labels (N,)): the cached validation split (preprocess.sh)."""
-    batches = list(data.validation_dataset(data_dir, 2048).as_numpy_iterator())
-    return np.concatenate([f for f, _ in batches]), np.concatenate([labels for _, labels in batches])
+    return _arrays(data.validation_dataset(data_dir, 2048))
 
 
 def training_set(data_dir):
     """(MFCCs float32 (N, 49, 10, 1), labels (N,)): the cached train split, not augmented (design-exit
     trains a branch on it)."""
-    batches = list(data.train_dataset(data_dir, 2048, augment=False, seed=0, shuffle=False).as_numpy_iterator())
+    return _arrays(data.train_dataset(data_dir, 2048, augment=False, seed=0, shuffle=False))
+
+
+def _arrays(dataset):
+    """(features, labels) of a batched (features, labels) dataset, each as one array."""
+    batches = list(dataset.as_numpy_iterator())
     return np.concatenate([f for f, _ in batches]), np.concatenate([labels for _, labels in batches])
 
 

@@ -13,6 +13,7 @@ import yaml
 from scripts import assert_clean_failure, assert_ok, cli, run
 
 from common import exit_design, exits, target_cost
+from common import weights as weights_module
 from common.config import EarlyExit
 from common.deploy import export
 from common.deploy.profile import tflite_operators
@@ -112,6 +113,30 @@ def test_the_chosen_design_saves_most_within_the_drop():
     assert exit_design.best(candidates).name == "d/depthwise_pool"
     assert exit_design.best(candidates[:2] + candidates[4:]).name == "a/paper"
     assert exit_design.best([candidates[1], candidates[4]]) is None
+
+
+def test_an_interrupted_write_leaves_the_earlier_model_as_it_was(tmp_path, monkeypatch):
+    """write_design_model with --force, interrupted while saving the weights: the model it was replacing
+    keeps its config and weights, no half-written folder is left, and no base model is written."""
+    task = load_task("image_classification")
+    net = build_model(task, "trecx_ev", EarlyExit("stack2", "pooled_dense"))
+    folder = tmp_path / "models" / task.NAME / "trecx_ev"
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text("the earlier config")
+    (folder / "weights.npz").write_bytes(b"the earlier weights")
+
+    def interrupted(model, path):
+        Path(path).write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(weights_module, "save_weights", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        exit_design.write_design_model(
+            task, net, _candidate("stack2", "pooled_dense", 10.0, 80.0), "unused", "trecx_ev", tmp_path / "models", True
+        )
+    assert (folder / "config.yaml").read_text() == "the earlier config"
+    assert (folder / "weights.npz").read_bytes() == b"the earlier weights"
+    assert sorted(path.name for path in folder.parent.iterdir()) == ["trecx_ev"]
 
 
 @pytest.fixture(scope="module")

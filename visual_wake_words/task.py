@@ -125,16 +125,20 @@ def validation_set(data_dir):
             f"the training folder under {data_dir} is too small for a validation split (10 % per "
             "class); pass --rho R, or run bash visual_wake_words/download.sh"
         )
-    images = load_images([pathlib.Path(data_dir) / path for path, _ in validation])
-    return images, np.array([label for _, label in validation], np.int64)
+    return _images_and_labels(data_dir, validation)
 
 
 def training_set(data_dir):
     """(images float32 (N, 96, 96, 3) in [0, 1], labels (N,)): the 90 % training split of vw_coco2014_96, not
     augmented (design-exit trains a branch on it; the whole split takes 11 GB as float32)."""
     train, _ = data.split_train(data_dir)
-    images = load_images([pathlib.Path(data_dir) / path for path, _ in train])
-    return images, np.array([label for _, label in train], np.int64)
+    return _images_and_labels(data_dir, train)
+
+
+def _images_and_labels(data_dir, split):
+    """(images, labels) of a split's (path under data_dir, label) pairs."""
+    images = load_images([pathlib.Path(data_dir) / path for path, _ in split])
+    return images, np.array([label for _, label in split], np.int64)
 
 
 def calibration_set(data_dir, n=500, seed=0):
