@@ -39,7 +39,8 @@ Running it again with the same sources does nothing.
   --skip-packages  do not install packages, only check that the tools are there
   --build CORE:KERNELS  also build (or find cached) TFLM's library for a core and kernel set, e.g.
                    cortex-m4:cmsis-nn (what the tests use); repeatable; needs the project's Python
-                   requirements. Otherwise the first run on the microcontroller builds it.
+                   requirements installed first (python3 -m pip install -r requirements.txt), which it
+                   checks before anything else. Otherwise the first run on the microcontroller builds it.
   -h, --help       this text
 EOF
 }
@@ -67,6 +68,11 @@ while [[ $# -gt 0 ]]; do
 done
 
 # Checked before anything is installed.
+if [[ ${#BUILDS[@]} -gt 0 ]]; then
+  # --build runs the project's Python, and TFLM's make runs generators of its own that import NumPy and
+  # Pillow: the project's requirements must be installed first (one message naming the command, if not).
+  (cd "$REPO_ROOT" && python3 -m common.environment) || exit 2
+fi
 [[ ! -e "$MCU_HOME" || -d "$MCU_HOME" ]] || die "the build home $MCU_HOME is a file, not a folder; pass --home DIR (or set TRECX_MCU_HOME) to a folder"
 mkdir -p "$MCU_HOME" 2>/dev/null || die "cannot create the build home $MCU_HOME; pass --home DIR (or set TRECX_MCU_HOME) to a writable folder"
 [[ -w "$MCU_HOME" ]] || die "the build home $MCU_HOME is read-only; pass --home DIR (or set TRECX_MCU_HOME) to a writable folder"

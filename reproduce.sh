@@ -5,4 +5,5 @@
 # test sets, evaluates every model and writes results/TASK/ and results/table1.md. Usage:
 #   bash reproduce.sh [--data-root DIR] [--results-root DIR] [--mirror URL_OR_DIR] [TASK ...]
 set -euo pipefail
+export PYTHONPATH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's code
 TRECX_SCRIPT="bash reproduce.sh" exec "${PYTHON:-python3}" -m common.cli reproduce "$@"

@@ -18,8 +18,17 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from common import tasks
+from common import environment
 from common.errors import UserError
+
+if __name__ == "__main__":  # before the imports below need the packages: one message, not a traceback
+    try:
+        environment.require_installed()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+from common import tasks
 from common.target_cost import COST_FILE, DEFAULT_TARGET, NO_TARGET, TARGETS, check_target
 from common.weights import SOURCES
 

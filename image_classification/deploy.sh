@@ -6,4 +6,5 @@
 #                     [--calibration-data DIR2] [--train-data-dir DIR3] [--model trecx_ev|trecx_noev]
 #                     [--mcu cortex-m4,cortex-m4:reference,cortex-m7,cortex-m55|all] [--mcu-samples K|all]
 set -euo pipefail
+export PYTHONPATH="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's code
 TRECX_SCRIPT="bash image_classification/deploy.sh" exec "${PYTHON:-python3}" -m common.cli deploy image_classification "$@"

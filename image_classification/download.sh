@@ -3,4 +3,5 @@
 # Skipped when that folder is already complete; --data-dir points at an existing copy.
 # Usage: bash image_classification/download.sh [--data-dir DIR] [--mirror URL_OR_DIR]
 set -euo pipefail
+export PYTHONPATH="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's code
 TRECX_SCRIPT="bash image_classification/download.sh" exec "${PYTHON:-python3}" -m common.cli download image_classification "$@"

@@ -22,12 +22,13 @@ import os
 import pathlib
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from common import files
+from common import environment, files
 from common.errors import UserError
 from common.progress import Progress
 
@@ -240,13 +241,25 @@ def _file_digest(paths):
     return [(pathlib.Path(p).name, _sha256(p)) for p in paths]
 
 
-def _run(command, log_file, cwd=None, what="build step", progress=None):
+def _generator_python(folder: pathlib.Path) -> dict[str, str]:
+    """The environment for TFLM's make: its makefiles run `python3 generate_cc_arrays.py ...`, which imports
+    NumPy and Pillow, so `python3` there is this interpreter, checked to have both. A script, not a link: a
+    link to a virtual environment's python3 would start the base Python, without the environment's packages."""
+    environment.require_modules(environment.TFLM_GENERATOR_MODULES, "TFLM's build (its make runs Python generators)")
+    shim = folder / "python"
+    shim.mkdir(exist_ok=True)
+    files.write_text(shim / "python3", f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (shim / "python3").chmod(0o755)
+    return {**os.environ, "PATH": f"{shim}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def _run(command, log_file, cwd=None, what="build step", progress=None, env=None):
     """Run a command, appending its output to log_file; a UserError with the log's last lines and the fix
     if it fails. `progress`: (label, total, count()) shows count() of total while it runs."""
     with open(log_file, "a", encoding="utf-8") as log:
         log.write("$ " + " ".join(str(c) for c in command) + "\n")
         log.flush()
-        process = subprocess.Popen([str(c) for c in command], cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([str(c) for c in command], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
         if progress:
             label, total, count = progress
             bar = Progress(label, total)
@@ -260,8 +273,8 @@ def _run(command, log_file, cwd=None, what="build step", progress=None):
         raise UserError(
             f"{what} failed (exit {returncode}); the end of its log {log_file}:\n  "
             + "\n  ".join(tail)
-            + f"\nDelete {pathlib.Path(log_file).parent} and run again; if it fails "
-            f"again, lay the TFLM tree out anew: delete {tflm_root()} and run {INSTALL_HINT}"
+            + "\nThe TFLM sources were checked intact against their manifest before the build: fix what the log "
+            "names, then run the same command again"
         )
 
 
@@ -398,6 +411,7 @@ def library(core: str = "cortex-m4", kernels: str = "cmsis-nn", log: Callable[[s
     def build(folder: pathlib.Path) -> dict[str, Any]:
         gen = folder / "gen"
         make = ["make", "-f", MAKEFILE, *_make_vars(core, kernels, gen)]
+        env = _generator_python(folder)
         printed = subprocess.run(
             make
             + [
@@ -409,6 +423,7 @@ def library(core: str = "cortex-m4", kernels: str = "cmsis-nn", log: Callable[[s
                 "print-MICROLITE_LIBS",
             ],
             cwd=root,
+            env=env,
             capture_output=True,
             text=True,
         )
@@ -419,10 +434,11 @@ def library(core: str = "cortex-m4", kernels: str = "cmsis-nn", log: Callable[[s
         )
         if printed.returncode != 0 or "GENDIR" not in found:
             raise UserError(
-                f"TFLM's make could not configure {core}/{kernels} ({printed.stderr.strip()[-500:]}); "
-                f"lay the TFLM tree out anew: delete {root} and run {INSTALL_HINT}"
+                f"TFLM's make could not configure {core}/{kernels} ({printed.stderr.strip()[-500:]}); the TFLM "
+                "sources were checked intact against their manifest: fix what the message names, then run the same "
+                "command again"
             )
-        planned = subprocess.run(make + ["-n", "microlite"], cwd=root, capture_output=True, text=True).stdout
+        planned = subprocess.run(make + ["-n", "microlite"], cwd=root, env=env, capture_output=True, text=True).stdout
         total = sum(1 for line in planned.splitlines() if " -c " in line)
         log(
             f"building TFLM for {core} with {kernels} kernels: {total} files, about {BUILD_MINUTES} minutes on "
@@ -433,6 +449,7 @@ def library(core: str = "cortex-m4", kernels: str = "cmsis-nn", log: Callable[[s
             make + [f"-j{os.cpu_count() or 2}", "microlite"],
             folder / "build.log",
             cwd=root,
+            env=env,
             what="TFLM build",
             progress=(f"TFLM {core} {kernels}: files compiled", total, lambda: sum(1 for _ in objects.rglob("*.o"))),
         )
