@@ -20,6 +20,7 @@ from typing import Any
 
 from common import tasks
 from common.errors import UserError
+from common.native_logs import import_tensorflow_quietly, quiet_native_logs
 from common.target_cost import COST_FILE, DEFAULT_TARGET, NO_TARGET, TARGETS, check_target
 from common.weights import SOURCES
 
@@ -31,6 +32,8 @@ INTERRUPTED = {
     "reproduce": "run the same command again: finished downloads and results are kept",
 }
 MCU_SAMPLES_UNSET = object()  # --mcu-samples not given (its value may be None: all)
+# Commands that never import a built-in task module, so never TensorFlow (3-4 s of start-up).
+WITHOUT_TENSORFLOW = {"tasks"}
 WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST)
 
 
@@ -208,11 +211,15 @@ def cmd_design_exit(args: argparse.Namespace) -> None:
 
 
 def cmd_tasks(args: argparse.Namespace) -> None:
-    """The task names, one a line; a task that cannot be imported is named on stderr with the reason."""
+    """The task names, one a line, without importing TensorFlow: a built-in task is listed as registered (its
+    package is part of this repository, checked by its tests); a task of $TRECX_EXTRA_TASKS is imported
+    first (which may load TensorFlow), and one that cannot be is named on stderr with the reason."""
     broken = []
     for name in tasks.task_names():
         try:
-            tasks.load_task(name)
+            if name not in tasks.TASKS:
+                with quiet_native_logs():  # the start-up notes of what the task imports
+                    tasks.load_task(name)
             print(name)
         except UserError as err:
             broken.append(str(err))
@@ -574,9 +581,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the way
-    from common.native_logs import import_tensorflow_quietly
-
-    import_tensorflow_quietly()  # every command imports task modules, which import Keras
+    if args.command not in WITHOUT_TENSORFLOW:
+        import_tensorflow_quietly()  # the other commands import task modules, which import Keras
     try:
         if getattr(args, "task", None) is not None:
             args.task = tasks.load_task(args.task)  # resolved once: every command gets the task module
