@@ -1,10 +1,11 @@
 """Command line shared by all tasks: `python -m common.cli COMMAND TASK ...`.
 
 Commands: download, preprocess, train, test, deploy (what the per-task shell scripts `TASK/*.sh` call),
-reproduce (what reproduce.sh calls), flops (per-layer counts), report (Table 1 over all tasks) and tasks
-(the registered task names). This
-module only parses arguments and hands them to the library. User errors (missing data, bad YAML,
-unknown model) print one message and exit with status 2.
+reproduce (what reproduce.sh calls), design-exit (an early exit designed in a target's instructions),
+flops (per-layer counts), fit-cost-model (the per-target instruction cost model refitted), report
+(Table 1 over all tasks) and tasks (the registered task names). This module only parses arguments and
+hands them to the library. User errors (missing data, bad YAML, unknown model) print one message and
+exit with status 2.
 """
 
 from __future__ import annotations

@@ -106,11 +106,11 @@ def label_index(word: str) -> int:
 
 
 def _download_hint(data_dir: Path) -> str:
-    return f"run keyword_spotting/download.sh --data-dir {data_dir}"
+    return f"run bash keyword_spotting/download.sh --data-dir {data_dir}"
 
 
 def _preprocess_hint(data_dir: Path) -> str:
-    return f"run keyword_spotting/preprocess.sh --data-dir {data_dir}"
+    return f"run bash keyword_spotting/preprocess.sh --data-dir {data_dir}"
 
 
 # ------------------------------------------------------------------------------------------------

@@ -4,11 +4,12 @@ prefix of another, and install_mcu_toolchain.sh's own arguments. Each ends in on
 problem and the fix, exit 2, no traceback, files untouched. (The MCU build cache: tests/test_mcu.py.)"""
 
 import json
+import re
 
 import pytest
-from scripts import assert_clean_failure, cli, run
+from scripts import REPO_ROOT, assert_clean_failure, cli, run
 
-from common.tasks import EXTRA_TASKS_VARIABLE
+from common.tasks import EXTRA_TASKS_VARIABLE, TASKS
 
 # ------------------------------------------------------------------------------------------------
 # Extra tasks
@@ -161,6 +162,23 @@ def test_an_option_prefix_is_an_error_not_another_option(tmp_path, command, args
     assert proc.returncode == 2, proc.stderr
     assert f"bash {command}: error: unrecognized arguments: {prefix}" in proc.stderr, proc.stderr
     assert not (tmp_path / "somewhere").exists() and not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# Messages
+
+
+def test_a_message_suggesting_a_script_says_bash_as_the_user_types_it():
+    """No "run TASK/NAME.sh" in the sources: every suggestion reads "run bash TASK/NAME.sh" (the scripts are
+    not executable, and bash is how every other message and the README name them)."""
+    pattern = re.compile(r"\b(?:run|then|or) (?!bash )[\w{}.]+/\w+\.sh\b")
+    sources = [path for folder in ("common", *TASKS) for path in sorted((REPO_ROOT / folder).rglob("*.py"))]
+    assert len(sources) > 20
+    found = [
+        f"{path.relative_to(REPO_ROOT)}: {match}" for path in sources for match in pattern.findall(path.read_text())
+    ]
+    assert found == []
+    assert pattern.search('f"run keyword_spotting/download.sh --data-dir {data_dir}"')  # what it once missed
 
 
 # ------------------------------------------------------------------------------------------------

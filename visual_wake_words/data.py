@@ -177,7 +177,7 @@ def load_test(data_dir: Path) -> LoadedSet:
     unreadable one is reported by name on stderr, skipped and counted (LoadedSet.skipped).
     """
     data_dir = Path(data_dir)
-    hint = "run visual_wake_words/preprocess.sh and pass --data-dir DATA/minival"
+    hint = "run bash visual_wake_words/preprocess.sh and pass --data-dir DATA/minival"
     if (data_dir / MINIVAL_FOLDER).is_dir() and not (data_dir / PERSON).is_dir():
         hint += f" (here: --data-dir {data_dir / MINIVAL_FOLDER})"
     ids: list[str] = []

@@ -37,7 +37,7 @@ PERSON_MIN_AREA_FRACTION = Fraction(25, 1000)
 
 
 def download_hint(data_dir: Path) -> str:
-    return f"run visual_wake_words/download.sh --data-dir {data_dir}"
+    return f"run bash visual_wake_words/download.sh --data-dir {data_dir}"
 
 
 def minival_present(data_dir: Path) -> bool:
