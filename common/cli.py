@@ -228,7 +228,17 @@ def cmd_tasks(args: argparse.Namespace) -> None:
         raise UserError("\n".join(broken))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def script_task(argv: Sequence[str]) -> str | None:
+    """The task a task script runs (it passes COMMAND TASK first, and names itself in TRECX_SCRIPT), for help
+    texts that name its folders; None for `python3 -m common.cli` typed by hand."""
+    if os.environ.get("TRECX_SCRIPT") and len(argv) > 1 and argv[1] in tasks.task_names():
+        return argv[1]
+    return None
+
+
+def build_parser(task: str | None = None) -> argparse.ArgumentParser:
+    """The command line; `task`: the task a task script runs, whose default folders the help texts name
+    (without it, data/TASK stands for them)."""
     from common.deploy.options import DeployOptions
     from common.deploy.runtime import KERNELS
 
@@ -251,12 +261,26 @@ def build_parser() -> argparse.ArgumentParser:
     # script and hides the task argument.
     script = os.environ.get("TRECX_SCRIPT")
 
+    # The default folders, named as the task's when a script runs a task (TEST_SUBDIR: common/tasks.py).
+    data_folder = f"data/{task or 'TASK'} in the repository"
+    if task:
+        test_folder = f"{pathlib.PurePosixPath('data', task, tasks.test_subdir(task))} in the repository"
+    else:
+        test_folder = "; ".join(
+            [data_folder] + [f"{name}: data/{name}/{sub}" for name in tasks.TASKS if (sub := tasks.test_subdir(name))]
+        )
+
     def add(
         name: str, help_text: str, func: Callable[[argparse.Namespace], pathlib.Path | None]
     ) -> argparse.ArgumentParser:
         sub = command(name, help=help_text, description=help_text, prog=script)
-        sub.add_argument("task", help=argparse.SUPPRESS if script else f"one of {names}")
-        sub.add_argument("--data-dir", type=pathlib.Path, help="dataset folder (default: data/TASK in the repository)")
+        sub.add_argument("task", metavar="TASK", help=argparse.SUPPRESS if script else f"one of {names}")
+        data_help = (
+            f"the test set folder (default: {test_folder})"
+            if name in ("test", "deploy")
+            else f"dataset folder (default: {data_folder})"
+        )
+        sub.add_argument("--data-dir", type=pathlib.Path, help=data_help)
         sub.set_defaults(func=func)
         return sub
 
@@ -390,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--train-data-dir",
         type=pathlib.Path,
-        help="folder holding the training and validation splits (default: data/TASK)",
+        help=f"folder holding the training and validation splits (default: {data_folder})",
     )
     sub.add_argument(
         "--calibration-data",
@@ -578,7 +602,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()  # reported run times include the TensorFlow import
-    args, unknown = build_parser().parse_known_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, unknown = build_parser(script_task(argv)).parse_known_args(argv)
     if unknown:
         args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the way
