@@ -263,6 +263,7 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
 
     # The default folders, named as the task's when a script runs a task (TEST_SUBDIR: common/tasks.py).
     data_folder = f"data/{task or 'TASK'} in the repository"
+    results_folder = f"results/{task or 'TASK'}"
     if task:
         test_folder = f"{pathlib.PurePosixPath('data', task, tasks.test_subdir(task))} in the repository"
     else:
@@ -365,7 +366,7 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
     sub.add_argument("--force", action="store_true", help="overwrite an already trained model")
 
     sub = add("test", "Evaluate every model: traces, benefit curves, Table 1, figures.", cmd_test)
-    sub.add_argument("--results-dir", type=pathlib.Path, help="output folder (default: results/TASK)")
+    sub.add_argument("--results-dir", type=pathlib.Path, help=f"output folder (default: {results_folder})")
     sub.add_argument(
         "--models",
         nargs="+",
@@ -393,7 +394,8 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
     sub.add_argument(
         "--results-dir",
         type=pathlib.Path,
-        help="output folder: deploy.json, deploy.md, int8_vs_float.png/pdf, export/ (default: results/TASK)",
+        help="output folder: deploy.json, deploy.md, int8_vs_float.png/pdf, export/ (default: "
+        f"{results_folder}/deploy, apart from test.sh's outputs)",
     )
     add_models_source(sub)
     sub.add_argument(
@@ -402,8 +404,8 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
     sub.add_argument(
         "--rho",
         type=float,
-        help="early-exit threshold in [0, 1]; default: chosen on the "
-        "validation split (needs no validation data when given)",
+        help="early-exit threshold in [0, 1]; default: chosen on the validation split (given, it needs no "
+        "validation data; int8 calibration still reads --calibration-data)",
     )
     sub.add_argument(
         "--drop",
