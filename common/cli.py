@@ -137,13 +137,15 @@ def cmd_deploy(args: argparse.Namespace) -> pathlib.Path:
     return results_dir
 
 
-def cmd_report(args: argparse.Namespace) -> None:
+def cmd_report(args: argparse.Namespace) -> pathlib.Path:
     from common.evaluation import write_table1
 
     print(write_table1(args.results_root))
+    return args.results_root / "table1.md"
 
 
-def cmd_reproduce(args: argparse.Namespace) -> None:
+def cmd_reproduce(args: argparse.Namespace) -> str:
+    """Table 1 over the tasks run; returns where their results and it were written."""
     from common.evaluation import reproduce
 
     target = check_target(args.target)
@@ -153,6 +155,8 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
             args.tasks, args.data_root, args.results_root, mirror=args.mirror, verify_checksums=verify, target=target
         )
     )
+    folders = ", ".join(str(args.results_root / name) for name in args.tasks or tasks.task_names())
+    return f"{folders}; Table 1 in {args.results_root / 'table1.md'}"
 
 
 def cmd_flops(args: argparse.Namespace) -> None:
@@ -614,7 +618,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if getattr(args, "task", None) is not None:
             args.task = tasks.load_task(args.task)  # resolved once: every command gets the task module
-        results_dir = args.func(args)
+        written = args.func(args)  # where a command wrote its results, said last with the time it took
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -632,8 +636,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    if results_dir is not None:
-        print(f"results in {results_dir} ({time.perf_counter() - start:.1f} s in all)")
+    if written is not None:
+        print(f"results in {written} ({time.perf_counter() - start:.1f} s in all)")
     return 0
 
 
