@@ -134,7 +134,7 @@ def main(argv=None):
     from common.deploy.export import PRECISIONS, export_models, weights_kb
     from common.deploy.runtime import Runtime, runtime_name
     from common.errors import UserError
-    from common.tasks import load_task
+    from common.tasks import folder_test_sh_reads, load_task
     from common.weights import load_nets
 
     try:
@@ -172,7 +172,7 @@ def main(argv=None):
         base_mflops = flops.path_mflops(nets["base"].model)[0]
         x, labels = task.synthetic_inputs(args.num_samples, seed=2)
         rows += measure_all("synthetic", x, labels)
-        real_dir = args.data_root / name / getattr(task, "TEST_SUBDIR", "")
+        real_dir = folder_test_sh_reads(task, args.data_root / name)
         if real_dir.is_dir():
             try:
                 x, labels, _ = task.load_test(real_dir)

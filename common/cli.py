@@ -1,10 +1,11 @@
 """Command line shared by all tasks: `python -m common.cli COMMAND TASK ...`.
 
 Commands: download, preprocess, train, test, deploy (what the per-task shell scripts `TASK/*.sh` call),
-reproduce (what reproduce.sh calls), flops (per-layer counts), report (Table 1 over all tasks) and tasks
-(the registered task names). This
-module only parses arguments and hands them to the library. User errors (missing data, bad YAML,
-unknown model) print one message and exit with status 2.
+reproduce (what reproduce.sh calls), design-exit (an early exit designed in a target's instructions),
+flops (per-layer counts), fit-cost-model (the per-target instruction cost model refitted), report
+(Table 1 over all tasks) and tasks (the registered task names). This module only parses arguments and
+hands them to the library. User errors (missing data, bad YAML, unknown model) print one message and
+exit with status 2.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ if __name__ == "__main__":  # before the imports below need the packages: one me
         sys.exit(2)
 
 from common import tasks
+from common.native_logs import import_tensorflow_quietly, quiet_native_logs
 from common.target_cost import COST_FILE, DEFAULT_TARGET, NO_TARGET, TARGETS, check_target
 from common.weights import SOURCES
 
@@ -40,6 +42,8 @@ INTERRUPTED = {
     "reproduce": "run the same command again: finished downloads and results are kept",
 }
 MCU_SAMPLES_UNSET = object()  # --mcu-samples not given (its value may be None: all)
+# Commands that never import a built-in task module, so never TensorFlow (3-4 s of start-up).
+WITHOUT_TENSORFLOW = {"tasks"}
 WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST)
 
 
@@ -142,13 +146,15 @@ def cmd_deploy(args: argparse.Namespace) -> pathlib.Path:
     return results_dir
 
 
-def cmd_report(args: argparse.Namespace) -> None:
+def cmd_report(args: argparse.Namespace) -> pathlib.Path:
     from common.evaluation import write_table1
 
     print(write_table1(args.results_root))
+    return args.results_root / "table1.md"
 
 
-def cmd_reproduce(args: argparse.Namespace) -> None:
+def cmd_reproduce(args: argparse.Namespace) -> str:
+    """Table 1 over the tasks run; returns where their results and it were written."""
     from common.evaluation import reproduce
 
     target = check_target(args.target)
@@ -158,6 +164,8 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
             args.tasks, args.data_root, args.results_root, mirror=args.mirror, verify_checksums=verify, target=target
         )
     )
+    folders = ", ".join(str(args.results_root / name) for name in args.tasks or tasks.task_names())
+    return f"{folders}; Table 1 in {args.results_root / 'table1.md'}"
 
 
 def cmd_flops(args: argparse.Namespace) -> None:
@@ -217,11 +225,15 @@ def cmd_design_exit(args: argparse.Namespace) -> None:
 
 
 def cmd_tasks(args: argparse.Namespace) -> None:
-    """The task names, one a line; a task that cannot be imported is named on stderr with the reason."""
+    """The task names, one a line, without importing TensorFlow: a built-in task is listed as registered (its
+    package is part of this repository, checked by its tests); a task of $TRECX_EXTRA_TASKS is imported
+    first (which may load TensorFlow), and one that cannot be is named on stderr with the reason."""
     broken = []
     for name in tasks.task_names():
         try:
-            tasks.load_task(name)
+            if name not in tasks.TASKS:
+                with quiet_native_logs():  # the start-up notes of what the task imports
+                    tasks.load_task(name)
             print(name)
         except UserError as err:
             broken.append(str(err))
@@ -229,7 +241,17 @@ def cmd_tasks(args: argparse.Namespace) -> None:
         raise UserError("\n".join(broken))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def script_task(argv: Sequence[str]) -> str | None:
+    """The task a task script runs (it passes COMMAND TASK first, and names itself in TRECX_SCRIPT), for help
+    texts that name its folders; None for `python3 -m common.cli` typed by hand."""
+    if os.environ.get("TRECX_SCRIPT") and len(argv) > 1 and argv[1] in tasks.task_names():
+        return argv[1]
+    return None
+
+
+def build_parser(task: str | None = None) -> argparse.ArgumentParser:
+    """The command line; `task`: the task a task script runs, whose default folders the help texts name
+    (without it, data/TASK stands for them)."""
     from common.deploy.options import DeployOptions
     from common.deploy.runtime import KERNELS
 
@@ -252,12 +274,27 @@ def build_parser() -> argparse.ArgumentParser:
     # script and hides the task argument.
     script = os.environ.get("TRECX_SCRIPT")
 
+    # The default folders, named as the task's when a script runs a task (TEST_SUBDIR: common/tasks.py).
+    data_folder = f"data/{task or 'TASK'} in the repository"
+    results_folder = f"results/{task or 'TASK'}"
+    if task:
+        test_folder = f"{pathlib.PurePosixPath('data', task, tasks.test_subdir(task))} in the repository"
+    else:
+        test_folder = "; ".join(
+            [data_folder] + [f"{name}: data/{name}/{sub}" for name in tasks.TASKS if (sub := tasks.test_subdir(name))]
+        )
+
     def add(
         name: str, help_text: str, func: Callable[[argparse.Namespace], pathlib.Path | None]
     ) -> argparse.ArgumentParser:
         sub = command(name, help=help_text, description=help_text, prog=script)
-        sub.add_argument("task", help=argparse.SUPPRESS if script else f"one of {names}")
-        sub.add_argument("--data-dir", type=pathlib.Path, help="dataset folder (default: data/TASK in the repository)")
+        sub.add_argument("task", metavar="TASK", help=argparse.SUPPRESS if script else f"one of {names}")
+        data_help = (
+            f"the test set folder (default: {test_folder})"
+            if name in ("test", "deploy")
+            else f"dataset folder (default: {data_folder})"
+        )
+        sub.add_argument("--data-dir", type=pathlib.Path, help=data_help)
         sub.set_defaults(func=func)
         return sub
 
@@ -342,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--force", action="store_true", help="overwrite an already trained model")
 
     sub = add("test", "Evaluate every model: traces, benefit curves, Table 1, figures.", cmd_test)
-    sub.add_argument("--results-dir", type=pathlib.Path, help="output folder (default: results/TASK)")
+    sub.add_argument("--results-dir", type=pathlib.Path, help=f"output folder (default: {results_folder})")
     sub.add_argument(
         "--models",
         nargs="+",
@@ -370,7 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--results-dir",
         type=pathlib.Path,
-        help="output folder: deploy.json, deploy.md, int8_vs_float.png/pdf, export/ (default: results/TASK)",
+        help="output folder: deploy.json, deploy.md, int8_vs_float.png/pdf, export/ (default: "
+        f"{results_folder}/deploy, apart from test.sh's outputs)",
     )
     add_models_source(sub)
     sub.add_argument(
@@ -379,8 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--rho",
         type=float,
-        help="early-exit threshold in [0, 1]; default: chosen on the "
-        "validation split (needs no validation data when given)",
+        help="early-exit threshold in [0, 1]; default: chosen on the validation split (given, it needs no "
+        "validation data; int8 calibration still reads --calibration-data)",
     )
     sub.add_argument(
         "--drop",
@@ -391,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--train-data-dir",
         type=pathlib.Path,
-        help="folder holding the training and validation splits (default: data/TASK)",
+        help=f"folder holding the training and validation splits (default: {data_folder})",
     )
     sub.add_argument(
         "--calibration-data",
@@ -579,17 +617,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()  # reported run times include the TensorFlow import
-    args, unknown = build_parser().parse_known_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, unknown = build_parser(script_task(argv)).parse_known_args(argv)
     if unknown:
         args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the way
-    from common.native_logs import import_tensorflow_quietly
-
-    import_tensorflow_quietly()  # every command imports task modules, which import Keras
+    if args.command not in WITHOUT_TENSORFLOW:
+        import_tensorflow_quietly()  # the other commands import task modules, which import Keras
     try:
         if getattr(args, "task", None) is not None:
             args.task = tasks.load_task(args.task)  # resolved once: every command gets the task module
-        results_dir = args.func(args)
+        written = args.func(args)  # where a command wrote its results, said last with the time it took
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -607,8 +645,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    if results_dir is not None:
-        print(f"results in {results_dir} ({time.perf_counter() - start:.1f} s in all)")
+    if written is not None:
+        print(f"results in {written} ({time.perf_counter() - start:.1f} s in all)")
     return 0
 
 

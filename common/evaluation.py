@@ -68,11 +68,13 @@ def run_test(
     names: Sequence[str] = (),
     log: Callable[[str], None] = print,
     target: str | None = target_cost.DEFAULT_TARGET,
+    show_table: bool = True,
 ) -> tuple[dict[str, Any], pathlib.Path]:
     """test.sh: evaluate the task's models (pretrained or trained: all, or those in `names`; for trained,
     every one that exists when none are named) on its test set and write the results
     (`evaluate_models`, costs also in `target`'s predicted instructions unless it is None). The
-    trade-off baseline is the evaluated `base`, else the pretrained one. Returns (summary, results folder)."""
+    trade-off baseline is the evaluated `base`, else the pretrained one; show_table: log the task's Table 1
+    (reproduce.sh logs the whole table once, at the end). Returns (summary, results folder)."""
     task = tasks.load_task(task)
     if source == "trained":
         names, untrained = select_trained(task, models_dir, names)
@@ -108,8 +110,10 @@ def run_test(
         source=source,
         baseline=baseline,
         target=target,
+        data_dir=data_dir,
     )
-    log((results_dir / "table1.md").read_text())
+    if show_table:
+        log((results_dir / "table1.md").read_text())
     for name, result in summary["models"].items():
         accuracy = ", ".join(f"{e} {a:.2f}%" for e, a in result["accuracy"].items())
         mflops = ", ".join(f"{e} {m:.2f}" for e, m in result["mflops"].items())
@@ -145,6 +149,7 @@ def evaluate_models(
     source: str = "pretrained",
     baseline: dict[str, str] | None = None,
     target: str | None = target_cost.DEFAULT_TARGET,
+    data_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Run every model of `nets` ({name: ExitModel}, `base` among them) and write the results.
 
@@ -153,7 +158,7 @@ def evaluate_models(
     summary dict. skipped: (id, reason) of test inputs found but not scored; source: where the models'
     weights came from; baseline: {"model": "base", "source": ...} of the trade-off baseline; target:
     the microcontroller whose predicted instructions (common.target_cost) are reported beside the
-    MFLOPs, or None.
+    MFLOPs, or None; data_dir: the folder the inputs were read from, recorded (absolute) in the summary.
     """
     with files.staged_folder(results_dir, _stale_outputs(task)) as staging:
         return _evaluate(
@@ -168,10 +173,11 @@ def evaluate_models(
             source,
             baseline or {"model": "base", "source": source},
             target,
+            data_dir,
         )
 
 
-def _evaluate(task, nets, inputs, labels, ids, results_dir, log, skipped, source, baseline, target):
+def _evaluate(task, nets, inputs, labels, ids, results_dir, log, skipped, source, baseline, target, data_dir):
     cost_model = target_cost.load_cost_model(target) if target else None
     traces, costs, instructions = {}, {}, {}
     for name, net in nets.items():
@@ -224,6 +230,7 @@ def _evaluate(task, nets, inputs, labels, ids, results_dir, log, skipped, source
         "task": task.NAME,
         "num_samples": int(len(labels)),
         "inputs": {
+            "folder": os.path.abspath(data_dir) if data_dir is not None else None,
             "found": int(len(labels)) + len(skipped),
             "scored": int(len(labels)),
             "skipped": [{"id": name, "reason": reason} for name, reason in skipped],
@@ -297,7 +304,11 @@ def table1_row(task: types.ModuleType, summary: Mapping[str, Any]) -> dict[str, 
     """The task's Table 1 row: measured from `summary` (base and trecx_ev), and the paper's."""
     models = summary["models"]
     base, trecx = models["base"], models.get("trecx_ev")
+    inputs = summary.get("inputs", {})
     measured = {
+        "test_samples": summary["num_samples"],
+        "test_skipped": len(inputs.get("skipped", [])),
+        "test_folder": inputs.get("folder"),
         "baseline_accuracy": base["accuracy"]["ef"],
         "baseline_mflops": base["mflops"]["ef"],
         "baseline_params": base["params"],
@@ -324,11 +335,13 @@ def _save_trace(path, ids, labels, softmaxes):
     files.save_npz(path, ids=ids, labels=labels, **softmaxes)
 
 
-NUMBER, WHOLE, TEXT, NUMBER_OR_NONE = (int, float), int, str, (int, float, type(None))
+NUMBER, WHOLE, TEXT, NUMBER_OR_NONE, TEXT_OR_NONE = (int, float), int, str, (int, float, type(None)), (str, type(None))
 # What Table 1 and its notes read of a summary.json: key path -> type ("*": every entry of a list); the
-# trecx_ev keys when that model was evaluated, the inputs and baseline keys when they are there.
+# trecx_ev keys when that model was evaluated, the inputs and baseline keys when they are there (the test
+# set's folder, too: summaries written before it was recorded have none).
 SUMMARY_KEYS = {
     ("task",): TEXT,
+    ("num_samples",): WHOLE,
     ("models", "base", "accuracy", "ef"): NUMBER,
     ("models", "base", "mflops", "ef"): NUMBER,
     ("models", "base", "params"): WHOLE,
@@ -348,6 +361,7 @@ INPUTS_KEYS = {
     ("inputs", "skipped", "*", "id"): TEXT,
     ("inputs", "skipped", "*", "reason"): TEXT,
 }
+FOLDER_KEYS = {("inputs", "folder"): TEXT_OR_NONE}
 BASELINE_KEYS = {("baseline", "source"): TEXT}
 TARGET_KEYS = {("target", "name"): TEXT, ("models", "base", "minstructions", "ef"): NUMBER}
 TRECX_TARGET_KEYS = {
@@ -360,6 +374,7 @@ TYPE_NAMES = {
     TEXT: "a string",
     list: "a list",
     NUMBER_OR_NONE: "a number or null",
+    TEXT_OR_NONE: "a string or null",
 }
 
 
@@ -395,6 +410,7 @@ def _check_summary(path, summary, task_name):
         **SUMMARY_KEYS,
         **(TRECX_KEYS if has_trecx else {}),
         **(INPUTS_KEYS if "inputs" in summary else {}),
+        **(FOLDER_KEYS if isinstance(summary.get("inputs"), dict) and "folder" in summary["inputs"] else {}),
         **(BASELINE_KEYS if "baseline" in summary else {}),
         **(TARGET_KEYS if "target" in summary else {}),
         **(TRECX_TARGET_KEYS if "target" in summary and has_trecx and "tradeoff_target" in models["trecx_ev"] else {}),
@@ -482,5 +498,6 @@ def reproduce(
             pathlib.Path(results_root) / task.NAME,
             log=log,
             target=target,
+            show_table=False,
         )
     return write_table1(results_root)

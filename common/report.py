@@ -84,77 +84,110 @@ def _params(value: int | None) -> str:
     return f"{value / 1e3:.1f}K" if value >= 1000 else str(int(value))
 
 
-def _nums(values: Sequence[float | None] | None) -> str:
-    return MISSING if values is None else ", ".join(number(v) for v in values)
-
-
 def _pair(measured: str, paper: str) -> str:
     return f"{measured} / {paper}"
 
 
+def _at(values: Sequence[float | None] | None, i: int) -> float | None:
+    """values[i], None when the list or the value is missing."""
+    return None if values is None or i >= len(values) else values[i]
+
+
+def _flops_point(values: dict, i: int) -> str:
+    """MFLOPs at the i-th trade-off point with its reduction: "19.80 (21.6 %)"."""
+    mflops = _at(values.get("tradeoff_mflops"), i)
+    reduction = _at(values.get("tradeoff_reduction_pct"), i)
+    return number(mflops) + ("" if reduction is None else f" ({reduction:.1f} %)")
+
+
+def _instruction_saving(measured: dict, i: int) -> tuple[str, bool]:
+    """(cell, two figures): the instructions saved at the i-th point, one figure where the FLOPs point's rho
+    saves what the point chosen in instructions saves, "A (B)" where they differ."""
+    at_flops = number(_at(measured.get("instruction_reduction_pct_at_flops_tradeoff"), i), 1)
+    chosen = number(_at(measured.get("tradeoff_instruction_reduction_pct"), i), 1)
+    return (at_flops, False) if at_flops == chosen else (f"{at_flops} ({chosen})", True)
+
+
+def _count(value: int | None) -> str:
+    return MISSING if value is None else f"{value:,}"
+
+
+DROPS = (1, 2, 3)  # accuracy points below the base model of the trade-off points, in list order
+
+
 def table1_markdown(rows: list[dict]) -> str:
-    """Markdown version of the paper's Table 1, measured and paper values side by side.
+    """The paper's Table 1 as Markdown, as the README shows it: one row per quantity, one column per task,
+    measured / paper in each cell; below it, each task's test set (samples and folder) and what a cell
+    of two instruction figures means.
 
     rows: {"model": str, "measured": {...}, "paper": {...}}; both value dicts may hold
     baseline_accuracy (%), baseline_mflops, baseline_params (int), tradeoff_mflops and
     tradeoff_reduction_pct (3 values for 1/2/3 % accuracy drop, entries or the list may be None),
-    trecx_params (int), standalone_ee, standalone_ef (%); measured may hold target (name),
-    baseline_minstructions, instruction_reduction_pct_at_flops_tradeoff and
-    tradeoff_instruction_reduction_pct (3 values each), which add the target's columns. Missing or None
-    values print as "–".
+    trecx_params (int), standalone_ee, standalone_ef (%); measured may hold test_samples,
+    test_skipped (ints) and test_folder, and target (name), baseline_minstructions,
+    instruction_reduction_pct_at_flops_tradeoff and tradeoff_instruction_reduction_pct (3 values
+    each), which add the target's rows. Missing or None values print as "–".
     """
-    header = [
-        "Model",
-        "Baseline acc %",
-        "Baseline MFLOPs",
-        "Baseline params",
-        "MFLOPs at 1, 2, 3 % drop",
-        "FLOPs reduction % at 1, 2, 3 % drop",
-        "T-RecX params",
-        "Standalone acc % EE, EF",
+    measured = [row.get("measured", {}) for row in rows]
+    paper = [row.get("paper", {}) for row in rows]
+    titles = [str(row["model"]).replace("|", "\\|") for row in rows]
+
+    def both(cell):
+        """A row's cells: measured / paper of `cell(values)` for each task."""
+        return [_pair(cell(m), cell(p)) for m, p in zip(measured, paper)]
+
+    table = [
+        (
+            "Test samples",
+            [
+                _count(m.get("test_samples")) + (f" ({m['test_skipped']:,} skipped)" if m.get("test_skipped") else "")
+                for m in measured
+            ],
+        ),
+        ("Baseline accuracy %", both(lambda v: number(v.get("baseline_accuracy")))),
+        ("Baseline MFLOPs", both(lambda v: number(v.get("baseline_mflops")))),
+        ("Baseline parameters", both(lambda v: _params(v.get("baseline_params")))),
+        ("T-RecX parameters", both(lambda v: _params(v.get("trecx_params")))),
+        ("Standalone accuracy %, early exit", both(lambda v: number(v.get("standalone_ee")))),
+        ("Standalone accuracy %, final exit", both(lambda v: number(v.get("standalone_ef")))),
+        *[(f"MFLOPs at {d} % drop (reduction)", both(lambda v, i=i: _flops_point(v, i))) for i, d in enumerate(DROPS)],
     ]
-    with_target = any("target" in row.get("measured", {}) for row in rows)
+    with_target = any("target" in m for m in measured)
+    two_figures = False
     if with_target:
-        header += [
-            "Target",
-            "Baseline M instr.",
-            "Instr. saved % at the FLOPs points",
-            "Instr. saved % at 1, 2, 3 % drop, rho chosen in instr.",
+        table += [
+            ("Instructions predicted on", [m.get("target", MISSING) for m in measured]),
+            ("Baseline M instructions", [number(m.get("baseline_minstructions")) for m in measured]),
         ]
+        for i, d in enumerate(DROPS):
+            cells = [_instruction_saving(m, i) for m in measured]
+            two_figures |= any(two for _, two in cells)
+            table.append((f"Instructions saved % at {d} % drop", [cell for cell, _ in cells]))
     lines = [
-        "Each cell: measured / paper; lists give the values at 1, 2, 3 % accuracy drop "
-        f"(or for the EE, EF exits); {MISSING} = not available."
+        f"Measured / paper, where the paper has the quantity; {MISSING} = not available. A drop: accuracy points "
+        "below the baseline."
         + (
-            " Instr.: executed instructions per sample on the target, predicted by its cost model "
-            "(measured only; the paper counts FLOPs)."
+            " Instructions: executed per sample on the target, predicted by its cost model (measured only; "
+            "the paper counts FLOPs)."
             if with_target
             else ""
         ),
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join(["---"] + [":---:"] * (len(header) - 1)) + "|",
+        "| | " + " | ".join(titles) + " |",
+        "|---|" + "---:|" * len(rows),
+        *[f"| {label} | " + " | ".join(cells) + " |" for label, cells in table],
+        "",
+        "Test sets: "
+        + "; ".join(
+            f"{title}, {_count(m.get('test_samples'))} samples from "
+            + (f"`{m['test_folder']}`" if m.get("test_folder") else "a folder summary.json does not name")
+            for title, m in zip(titles, measured)
+        )
+        + ".",
     ]
-    for row in rows:
-        m, p = row.get("measured", {}), row.get("paper", {})
-        cells = [
-            str(row["model"]).replace("|", "\\|"),
-            _pair(number(m.get("baseline_accuracy")), number(p.get("baseline_accuracy"))),
-            _pair(number(m.get("baseline_mflops")), number(p.get("baseline_mflops"))),
-            _pair(_params(m.get("baseline_params")), _params(p.get("baseline_params"))),
-            _pair(_nums(m.get("tradeoff_mflops")), _nums(p.get("tradeoff_mflops"))),
-            _pair(_nums(m.get("tradeoff_reduction_pct")), _nums(p.get("tradeoff_reduction_pct"))),
-            _pair(_params(m.get("trecx_params")), _params(p.get("trecx_params"))),
-            _pair(
-                _nums([m.get("standalone_ee"), m.get("standalone_ef")]),
-                _nums([p.get("standalone_ee"), p.get("standalone_ef")]),
-            ),
-        ]
-        if with_target:
-            cells += [
-                m.get("target", MISSING),
-                number(m.get("baseline_minstructions")),
-                _nums(m.get("instruction_reduction_pct_at_flops_tradeoff")),
-                _nums(m.get("tradeoff_instruction_reduction_pct")),
-            ]
-        lines.append("| " + " | ".join(cells) + " |")
+    if two_figures:
+        lines.append(
+            "Instructions saved, two figures A (B): A at the rho of the FLOPs trade-off point, B at the rho chosen as "
+            "the cheapest in instructions within the same drop; one figure where the two are equal."
+        )
     return "\n".join(lines) + "\n"

@@ -34,7 +34,6 @@ and may define:
   FIGURES         {figure name: (title, {legend label: model}, log-scale y)}: test.sh's figures
   AUTHORS_MODELS  {model: path under the authors' models folder}, for `python -m common.pretrained`
   PRETRAINED_DIR  the folder of its pretrained MODEL.npz (default: pretrained/NAME in the repository)
-  TEST_SUBDIR     the sub-folder of data/NAME that test.sh reads by default ("" : data/NAME itself)
   preprocess(data_dir)                      build splits and caches after download, before training
   prepare_test(data_dir)                    build the test set from the download, where it is not
                                             downloaded as it is (reproduce.sh calls it)
@@ -42,6 +41,11 @@ and may define:
   calibration_set(data_dir, n=500, seed=0) -> inputs  deploy.sh's int8 representative set
   training_set(data_dir) -> (inputs, labels)        the training split without the validation inputs, not
                                             augmented, where design-exit trains a branch
+
+The task's package (`NAME/__init__.py`) may define, where help texts read it without importing the task
+module (which imports TensorFlow):
+  TEST_SUBDIR     the sub-folder of data/NAME that test.sh reads by default ("" : data/NAME itself), built
+                  by `preprocess` where the task has `prepare_test`
 
 Training configs live beside the task module, in `NAME/configs/MODEL.yaml`.
 """
@@ -141,20 +145,33 @@ def data_dir(task: types.ModuleType, given: str | os.PathLike | None = None) -> 
     return pathlib.Path(given) if given else REPO_ROOT / "data" / task.NAME
 
 
+def test_subdir(name: str) -> str:
+    """TEST_SUBDIR of task `name`, from its package (no task module, so no TensorFlow, is imported)."""
+    return getattr(importlib.import_module(name), "TEST_SUBDIR", "")
+
+
 def folder_test_sh_reads(task: types.ModuleType, data_dir: str | os.PathLike) -> pathlib.Path:
     """Where test.sh reads the task's test set in its data folder: DATA_DIR[/TEST_SUBDIR]."""
-    return pathlib.Path(data_dir) / getattr(task, "TEST_SUBDIR", "")
+    return pathlib.Path(data_dir) / test_subdir(task.NAME)
 
 
 def test_data_dir(task: types.ModuleType, given: str | os.PathLike | None = None) -> pathlib.Path:
-    """The test data folder (`given`, or data/NAME[/TEST_SUBDIR]); UserError when it does not exist."""
+    """The test data folder (`given`, or data/NAME[/TEST_SUBDIR]); UserError naming the steps that make it
+    when it does not exist."""
+    subdir = test_subdir(task.NAME)
     folder = pathlib.Path(given) if given else folder_test_sh_reads(task, data_dir(task))
-    if not folder.is_dir():
-        raise UserError(
-            f"data folder {folder} not found; run bash {task.NAME}/download.sh "
-            f"--data-dir {folder}, or pass --data-dir DIR holding {task.DATA_LAYOUT}"
-        )
-    return folder
+    if folder.is_dir():
+        return folder
+    # The data folder download.sh (and preprocess.sh) fill: the folder's parent when it is TEST_SUBDIR.
+    data_folder = folder.parent if subdir and folder.name == subdir else folder
+    option = "" if given is None else f" --data-dir {data_folder}"
+    steps = f"bash {task.NAME}/download.sh --split test{option}"
+    if subdir and hasattr(task, "prepare_test"):
+        steps += f", then bash {task.NAME}/preprocess.sh{option}"
+        built = data_folder / subdir
+        steps += ", which builds it" if built == folder else f", which builds {built}, and pass --data-dir {built}"
+    what = "the default test set folder" if given is None else "--data-dir"
+    raise UserError(f"{what} {folder} not found; run {steps}, or pass --data-dir DIR holding {task.DATA_LAYOUT}")
 
 
 def results_dir(task: types.ModuleType, given: str | os.PathLike | None = None) -> pathlib.Path:

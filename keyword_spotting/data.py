@@ -106,11 +106,11 @@ def label_index(word: str) -> int:
 
 
 def _download_hint(data_dir: Path) -> str:
-    return f"run keyword_spotting/download.sh --data-dir {data_dir}"
+    return f"run bash keyword_spotting/download.sh --data-dir {data_dir}"
 
 
 def _preprocess_hint(data_dir: Path) -> str:
-    return f"run keyword_spotting/preprocess.sh --data-dir {data_dir}"
+    return f"run bash keyword_spotting/preprocess.sh --data-dir {data_dir}"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -345,8 +345,21 @@ def _report_skipped(skipped: list[tuple[int, str]], what: str) -> np.ndarray:
 
 
 def _test_root(data_dir: Path) -> Path:
+    """`data_dir`/speech_commands_test_set_v0.02; UserError when it is not there, saying what to pass instead
+    when `data_dir` is that folder itself, or another one holding the label folders."""
     data_dir = Path(data_dir)
     root = data_dir / TEST_FOLDER
+    labelled = [label for label in LABELS if (data_dir / label).is_dir()]
+    if not root.is_dir() and data_dir.name == TEST_FOLDER:
+        raise UserError(
+            f"--data-dir {data_dir} is the test folder itself; pass the folder holding it: --data-dir {data_dir.parent}"
+        )
+    if not root.is_dir() and labelled:
+        raise UserError(
+            f"--data-dir {data_dir} holds the label folders ({', '.join(f'{label}/' for label in labelled[:3])}...) "
+            f"themselves; the test set is read from DIR/{TEST_FOLDER}/<label>/: move them into "
+            f"{root} and pass --data-dir {data_dir}"
+        )
     if not root.is_dir():
         raise UserError(
             f"Speech Commands test folder {root} not found; {_download_hint(data_dir)} "

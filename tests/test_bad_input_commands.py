@@ -4,11 +4,12 @@ prefix of another, and install_mcu_toolchain.sh's own arguments. Each ends in on
 problem and the fix, exit 2, no traceback, files untouched. (The MCU build cache: tests/test_mcu.py.)"""
 
 import json
+import re
 
 import pytest
-from scripts import assert_clean_failure, cli, run
+from scripts import REPO_ROOT, assert_clean_failure, assert_ok, cli, run, task_scripts
 
-from common.tasks import EXTRA_TASKS_VARIABLE
+from common.tasks import EXTRA_TASKS_VARIABLE, TASKS, folder_test_sh_reads, load_task
 
 # ------------------------------------------------------------------------------------------------
 # Extra tasks
@@ -161,6 +162,96 @@ def test_an_option_prefix_is_an_error_not_another_option(tmp_path, command, args
     assert proc.returncode == 2, proc.stderr
     assert f"bash {command}: error: unrecognized arguments: {prefix}" in proc.stderr, proc.stderr
     assert not (tmp_path / "somewhere").exists() and not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# Messages
+
+
+def test_a_message_suggesting_a_script_says_bash_as_the_user_types_it():
+    """No "run TASK/NAME.sh" in the sources: every suggestion reads "run bash TASK/NAME.sh" (the scripts are
+    not executable, and bash is how every other message and the README name them)."""
+    pattern = re.compile(r"\b(?:run|then|or) (?!bash )[\w{}.]+/\w+\.sh\b")
+    sources = [path for folder in ("common", *TASKS) for path in sorted((REPO_ROOT / folder).rglob("*.py"))]
+    assert len(sources) > 20
+    found = [
+        f"{path.relative_to(REPO_ROOT)}: {match}" for path in sources for match in pattern.findall(path.read_text())
+    ]
+    assert found == []
+    assert pattern.search('f"run keyword_spotting/download.sh --data-dir {data_dir}"')  # what it once missed
+
+
+def vww_minival_missing(tmp):
+    data = tmp / "data" / "visual_wake_words"
+    steps = (
+        f"--data-dir {data / 'minival'} not found; run bash visual_wake_words/download.sh --split test --data-dir "
+        f"{data}, then bash visual_wake_words/preprocess.sh --data-dir {data}, which builds it"
+    )
+    return "visual_wake_words/test.sh", ["--data-dir", data / "minival"], [steps]
+
+
+def vww_default_missing(tmp):
+    """test.sh with no --data-dir, on a checkout without data/ (skipped where the test set is in place)."""
+    folder = REPO_ROOT / "data" / "visual_wake_words" / "minival"
+    if folder.exists():
+        pytest.skip(f"{folder} exists: the default test set is in place")
+    steps = (
+        f"the default test set folder {folder} not found; run bash visual_wake_words/download.sh --split test, "
+        "then bash visual_wake_words/preprocess.sh, which builds it"
+    )
+    return "visual_wake_words/deploy.sh", ["--rho", "0.5"], [steps]
+
+
+def kws_one_level_too_deep(tmp):
+    folder = tmp / "speech_commands_test_set_v0.02"
+    (folder / "yes").mkdir(parents=True)
+    return "keyword_spotting/test.sh", ["--data-dir", folder], [f"pass the folder holding it: --data-dir {tmp}"]
+
+
+def kws_label_folders_in_the_data_folder(tmp):
+    (tmp / "mine" / "yes").mkdir(parents=True)
+    moved = tmp / "mine" / "speech_commands_test_set_v0.02"
+    return "keyword_spotting/test.sh", ["--data-dir", tmp / "mine"], ["holds the label folders (yes/...)", str(moved)]
+
+
+def kws_missing(tmp):
+    folder = tmp / "nowhere"
+    steps = f"run bash keyword_spotting/download.sh --split test --data-dir {folder}"
+    return "keyword_spotting/test.sh", ["--data-dir", folder], [f"--data-dir {folder} not found; {steps}"]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        vww_minival_missing,
+        vww_default_missing,
+        kws_one_level_too_deep,
+        kws_label_folders_in_the_data_folder,
+        kws_missing,
+    ],
+)
+def test_a_test_set_folder_not_found_names_the_steps_that_make_it(tmp_path, case):
+    script, args, named = case(tmp_path)
+    proc = run(script, *args, "--results-dir", tmp_path / "out", cwd=tmp_path)
+    assert_clean_failure(proc, *named)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_help_names_the_tasks_own_default_folders(tmp_path, task):
+    """No script's help prints data/TASK: each names the task's folder, and test.sh and deploy.sh the test set
+    folder they read (data/visual_wake_words/minival for visual wake words)."""
+    test_folder = folder_test_sh_reads(load_task(task), f"data/{task}").as_posix()
+    for script in task_scripts(task):
+        proc = run(script, "--help", cwd=tmp_path)
+        assert_ok(proc)
+        text = " ".join(proc.stdout.split())
+        assert "data/TASK" not in text
+        if script.stem in ("test", "deploy"):
+            assert f"the test set folder (default: {test_folder} in the repository)" in text
+        if script.stem != "test":
+            assert f"(default: data/{task} in the repository)" in text
+    assert test_folder.endswith("/minival") == (task == "visual_wake_words")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -73,7 +73,14 @@ def evaluation(tmp_path_factory: pytest.TempPathFactory) -> dict:
     summary = None
     if (out / "summary.json").is_file():
         summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    return {"proc": proc, "out": out, "summary": summary, "labels": read_synthetic_labels(data_dir), "cwd": cwd}
+    return {
+        "proc": proc,
+        "out": out,
+        "summary": summary,
+        "labels": read_synthetic_labels(data_dir),
+        "cwd": cwd,
+        "data": data_dir,
+    }
 
 
 def _ok(evaluation: dict) -> dict:
@@ -95,6 +102,7 @@ def test_summary_structure(evaluation) -> None:
     assert summary is not None, "summary.json missing"
     assert summary["task"] == "image_classification"
     assert summary["num_samples"] == N_TEST
+    assert summary["inputs"]["folder"] == str(evaluation["data"])  # the folder read, absolute
     assert set(summary["models"]) == set(MODELS)
     for name, exits in MODELS.items():
         model = summary["models"][name]
@@ -202,7 +210,10 @@ def test_table_and_figures(evaluation) -> None:
     table = (out / "table1.md").read_text(encoding="utf-8")
     assert "ResNet-8 (CIFAR-10)" in table
     assert "25.27" in table
-    assert "| Target |" in table and "| cortex-m4 |" in table  # the predicted instruction columns
+    assert "| Instructions predicted on | cortex-m4 |" in table  # the predicted instruction rows
+    # How many samples from which folder (250 synthetic images read as 250 of CIFAR-10's would not be).
+    assert f"| Test samples | {N_TEST} |" in table
+    assert f"ResNet-8 (CIFAR-10), {N_TEST} samples from `{evaluation['data']}`" in table
     for figure in ("Fig4a", "Fig7a", "Fig4a_instructions", "Fig7a_instructions"):
         png, pdf = out / f"{figure}.png", out / f"{figure}.pdf"
         assert png.read_bytes()[:8] == PNG_SIGNATURE, png

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from c_arrays import parse_c_array, parse_c_defines
 
-from common import flops, sweep
+from common import flops, sweep, tasks
 from common.deploy import export, pipeline, profile, runtime
 from common.deploy.manifest import read_manifest
 from common.errors import UserError
@@ -536,6 +536,62 @@ def test_deploy_sh_with_given_rho_needs_no_validation_data(cifar):
     assert (out / "int8_vs_float.pdf").is_file()
     assert "| latency saving / FLOPs saving |" in (out / "deploy.md").read_text()
     assert list((cifar / "cwd").iterdir()) == []
+    # What it read is recorded: never mistaken for another test set's results.
+    data = cifar / "data"
+    assert summary["data"] == {
+        "models": "pretrained",
+        "test": str(data),
+        "validation": None,
+        "calibration": str(data),
+        "calibration_from": "the training split",
+        "calibration_samples": 50,
+    }
+    assert (
+        f"Read: the pretrained models; 200 test samples from `{data}`; int8 calibration: 50 inputs from the "
+        f"training split in `{data}`." in (out / "deploy.md").read_text()
+    )
+
+
+def test_deploy_sh_without_training_data_names_calibration_data(cifar, tmp_path):
+    """--rho needs no validation split, but int8 calibration still reads the --train-data-dir by default: the
+    message names --calibration-data, the flag that fixes it, and no other."""
+    proc = run_deploy_sh(
+        "--data-dir", cifar / "data", "--rho", "0.8", "--train-data-dir", tmp_path / "none", cwd=tmp_path
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert (
+        f"error: int8 calibration reads 500 inputs from --calibration-data, by default the --train-data-dir, "
+        f"{tmp_path / 'none'}, which holds neither the training split" in proc.stderr
+    )
+    assert "pass --calibration-data DIR holding either" in proc.stderr and "point --data-dir" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_deploy_writes_apart_from_test_sh_by_default(cifar, tmp_path, monkeypatch):
+    """Without --results-dir: results/TASK/deploy, beside test.sh's results/TASK/ files, never among them
+    (the deployment itself stubbed: what run_deploy hands it)."""
+    handed = {}
+
+    def deploy(task, model, net, base_net, test, results_dir, **kwargs):
+        handed.update(results_dir=results_dir, num_samples=len(test[1]), **kwargs)
+        return "summary"
+
+    monkeypatch.setattr(tasks, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(pipeline, "deploy", deploy)
+    from common.deploy.options import DeployOptions
+
+    summary, out = pipeline.run_deploy(
+        "image_classification",
+        "trecx_ev",
+        models_dir=None,
+        data_dir=cifar / "data",
+        train_data_dir=cifar / "data",
+        options=DeployOptions(rho=0.8, calibration_samples=20),
+        log=lambda *_: None,
+    )
+    assert out == handed["results_dir"] == tmp_path / "results" / "image_classification" / "deploy"
+    assert handed["data"].test == str(cifar / "data") and handed["num_samples"] == 200
+    assert (handed["data"].calibration_samples, handed["data"].calibration_from) == (20, "the training split")
 
 
 def test_deploy_sh_chooses_rho_on_the_validation_split(cifar):
@@ -743,7 +799,7 @@ def test_calibration_data_may_be_a_test_set_without_training_split(cifar, tmp_pa
     assert all(any(np.array_equal(c, t) for t in test_images) for c in calibration)
     _, source = pipeline.calibration_inputs(task, cifar / "data", 30)
     assert source == "the training split"  # a training split, when there is one, comes first
-    with pytest.raises(UserError, match="holds neither the training split nor a test set"):
+    with pytest.raises(UserError, match=r"holds neither the training split \(.*\) nor a test set.*--calibration-data"):
         pipeline.calibration_inputs(task, tmp_path / "nowhere", 30)
 
 

@@ -47,7 +47,10 @@ RUN_BY = {
     "cli reproduce": ["test_reproduce.py::test_reproduce_from_an_empty_data_root_through_a_mirror"],
     "cli report": ["test_reproduce.py::test_report_reprints_table1"],
     "cli flops": ["test_entry_points.py::test_flops_prints_every_exit_path"],
-    "cli tasks": ["test_tasks.py::test_the_fourth_task_is_listed_and_needs_no_preprocessing"],
+    "cli tasks": [
+        "test_entry_points.py::test_tasks_lists_the_names_without_importing_tensorflow",
+        "test_tasks.py::test_the_fourth_task_is_listed_and_needs_no_preprocessing",
+    ],
     "cli design-exit": [
         "test_exit_design.py::test_the_design_round_trips_through_test_deploy_and_train",
         *TASK_SCRIPTS,
@@ -205,6 +208,16 @@ def test_flops_prints_every_exit_path(tmp_path):
     assert_ok(proc)
     assert "trecx_ev, path to exit ee: 11.660 MFLOPs" in proc.stdout
     assert "trecx_ev, path to exit ef: 26.459 MFLOPs" in proc.stdout
+
+
+def test_tasks_lists_the_names_without_importing_tensorflow(tmp_path):
+    """`tasks` answers in a fraction of a second: -X importtime names every module the command imports."""
+    proc = cli("tasks", cwd=tmp_path, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert_ok(proc)
+    assert proc.stdout.split() == list(task_names())
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "common.tasks" in imported  # the import times were recorded
+    assert not {"tensorflow", "keras"} & imported
 
 
 def test_fit_cost_model_refits_from_the_kept_measurements(tmp_path):

@@ -98,6 +98,9 @@ ROW = {
         "trecx_params": 79914,
         "standalone_ee": 61.2,
         "standalone_ef": 85.0,
+        "test_samples": 1185,
+        "test_skipped": 3,
+        "test_folder": "/data/cifar10_test",
     },
     "paper": {
         "baseline_accuracy": 85.91,
@@ -115,24 +118,44 @@ ROW = {
 def test_table1_markdown():
     md = table1_markdown([ROW, {"model": "DS-CNN (KWS)", "measured": {}, "paper": {"baseline_params": 999}}])
     lines = md.splitlines()
-    assert "measured / paper" in lines[0]
+    assert "Measured / paper" in lines[0] and "Instructions" not in lines[0]  # no target: no instruction rows
     table = [line for line in lines if line.startswith("|")]
-    assert len(table) == 4 and all(line.count("|") == 9 for line in table)
-    cells = [c.strip() for c in table[2].strip("|").split("|")]
-    assert cells == [
-        "ResNet-8 (CIFAR-10)",
-        "86.12 / 85.91",
-        "12.50 / 12.64",
-        "78.7K / 78.7K",
-        "9.88, 8.00, – / 9.56, 8.23, 7.08",
-        "20.99, 36.00, – / –",
-        "79.9K / 1.23M",
-        "61.20, 85.00 / –, 85.42",
-    ]
-    empty = [c.strip() for c in table[3].strip("|").split("|")]
-    assert empty[0] == "DS-CNN (KWS)" and empty[3] == "– / 999"
-    assert empty[1] == "– / –" and empty[4] == "– / –" and empty[7] == "–, – / –, –"
-    assert "Baseline acc %" in table[0] and "T-RecX params" in table[0]
+    # One row per quantity, one column per task (narrow: three columns for two tasks).
+    assert table[0] == "| | ResNet-8 (CIFAR-10) | DS-CNN (KWS) |" and all(line.count("|") == 4 for line in table)
+    rows = {cells[0]: cells[1:] for cells in ([c.strip() for c in line.strip("|").split("|")] for line in table[2:])}
+    assert rows == {
+        "Test samples": ["1,185 (3 skipped)", "–"],
+        "Baseline accuracy %": ["86.12 / 85.91", "– / –"],
+        "Baseline MFLOPs": ["12.50 / 12.64", "– / –"],
+        "Baseline parameters": ["78.7K / 78.7K", "– / 999"],
+        "T-RecX parameters": ["79.9K / 1.23M", "– / –"],
+        "Standalone accuracy %, early exit": ["61.20 / –", "– / –"],
+        "Standalone accuracy %, final exit": ["85.00 / 85.42", "– / –"],
+        "MFLOPs at 1 % drop (reduction)": ["9.88 (21.0 %) / 9.56", "– / –"],
+        "MFLOPs at 2 % drop (reduction)": ["8.00 (36.0 %) / 8.23", "– / –"],
+        "MFLOPs at 3 % drop (reduction)": ["– / 7.08", "– / –"],
+    }
+    # Each task's test set: how many samples, from which folder.
+    assert "Test sets: ResNet-8 (CIFAR-10), 1,185 samples from `/data/cifar10_test`; DS-CNN (KWS), – samples" in md
+
+
+def test_table1_shows_one_instruction_figure_where_the_two_agree():
+    instructions = {
+        "target": "cortex-m4",
+        "baseline_minstructions": 29.7712,
+        "instruction_reduction_pct_at_flops_tradeoff": [12.61, 15.04, None],
+        "tradeoff_instruction_reduction_pct": [12.61, 16.2, None],
+    }
+    agreeing = {**instructions, "tradeoff_instruction_reduction_pct": [12.61, 15.04, None]}
+    rows = [{**ROW, "measured": {**ROW["measured"], **instructions}}, {"model": "Other", "measured": agreeing}]
+    md = table1_markdown(rows)
+    assert "| Instructions predicted on | cortex-m4 | cortex-m4 |" in md
+    assert "| Baseline M instructions | 29.77 | 29.77 |" in md
+    assert "| Instructions saved % at 1 % drop | 12.6 | 12.6 |" in md
+    assert "| Instructions saved % at 2 % drop | 15.0 (16.2) | 15.0 |" in md
+    assert "| Instructions saved % at 3 % drop | – | – |" in md
+    assert "two figures A (B): A at the rho of the FLOPs trade-off point, B at the rho chosen" in md
+    assert "two figures" not in table1_markdown(rows[1:])  # the note only where a cell has two
 
 
 def _check_figure(paths, stem):

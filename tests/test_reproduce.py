@@ -8,6 +8,7 @@ the mirror run passes --skip-checksums, and a run without it must refuse them.
 """
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -102,14 +103,39 @@ def test_reproduce_from_an_empty_data_root_through_a_mirror(from_mirror, mirror)
         assert summary["task"] == task and summary["num_samples"] > 0
         assert (root / "results" / task / "table1.md").is_file()
     table = (root / "results" / "table1.md").read_text()
-    assert all(title in table for title in ("ResNet-8", "DS-CNN", "MobileNetV1-0.25"))
-    # Table 1 gains the default target's predicted instruction columns, one value per task.
-    assert "| Target | Baseline M instr. | Instr. saved % at the FLOPs points |" in table
-    rows = [line for line in table.splitlines() if line.startswith("| ") and "cortex-m4" in line]
-    assert len(rows) == len(task_names())
-    for task, row in zip(task_names(), rows):
-        summary = json.loads((root / "results" / task / "summary.json").read_text())
-        assert f"| cortex-m4 | {summary['models']['base']['minstructions']['ef']:.2f} |" in row
+    # As the README's: one row per quantity, one column per task, in the registry's order.
+    assert "| | " + " | ".join(load_task(task).TITLE for task in task_names()) + " |" in table
+    assert {line.count("|") for line in table.splitlines() if line.startswith("|")} == {len(task_names()) + 2}
+    summaries = [json.loads((root / "results" / task / "summary.json").read_text()) for task in task_names()]
+    # How many samples each task was scored on, and from which folder.
+    assert "| Test samples | " + " | ".join(f"{s['num_samples']:,}" for s in summaries) + " |" in table
+    for task, summary in zip(task_names(), summaries):
+        folder = folder_test_sh_reads(load_task(task), root / "data" / task)
+        assert summary["inputs"]["folder"] == str(folder)
+        assert f"{load_task(task).TITLE}, {summary['num_samples']:,} samples from `{folder}`" in table
+    # The default target's predicted instructions, one value per task; one saving where its two agree.
+    assert "| Instructions predicted on | " + " | ".join(["cortex-m4"] * len(summaries)) + " |" in table
+    base = [f"{s['models']['base']['minstructions']['ef']:.2f}" for s in summaries]
+    assert "| Baseline M instructions | " + " | ".join(base) + " |" in table
+    for i, drop in enumerate((1, 2, 3)):
+        cells = []
+        for summary in summaries:
+            trecx = summary["models"]["trecx_ev"]
+            at_flops = trecx["instruction_reduction_pct_at_flops_tradeoff"][i]
+            chosen = trecx["tradeoff_target"][i]["reduction_pct"]
+            figures = [f"{v:.1f}" if v is not None else "–" for v in (at_flops, chosen)]
+            cells.append(figures[0] if figures[0] == figures[1] else f"{figures[0]} ({figures[1]})")
+        assert f"| Instructions saved % at {drop} % drop | " + " | ".join(cells) + " |" in table
+    # Printed once, at the end, followed by where it was written and how long the run took.
+    assert proc.stdout.count("| Test samples |") == 1
+    results = root / "results"
+    last = proc.stdout.strip().splitlines()[-1]
+    folders = ", ".join(str(results / task) for task in task_names())
+    assert re.fullmatch(
+        rf"results in {re.escape(folders)}; Table 1 in {re.escape(str(results / 'table1.md'))} "
+        r"\(\d+\.\d s in all\)",
+        last,
+    ), last
 
 
 def test_reproduce_with_the_test_sets_in_place_fetches_nothing(in_place):
@@ -141,9 +167,17 @@ def test_reproduce_gives_test_sh_numbers(task, from_mirror, in_place, tmp_path):
     )
     assert_ok(tested)
     expected = json.loads((tmp_path / "out" / "summary.json").read_text())
-    for results in (root / "results" / task, mirror_root / "results" / task):
-        assert json.loads((results / "summary.json").read_text()) == expected
-        assert (results / "table1.md").read_text() == (tmp_path / "out" / "table1.md").read_text()
+    table = (tmp_path / "out" / "table1.md").read_text()
+    for results, data in (
+        (root / "results" / task, root / "data"),
+        (mirror_root / "results" / task, mirror_root / "data"),
+    ):
+        # The same numbers; each names the folder it read.
+        folder = str(folder_test_sh_reads(load_task(task), data / task))
+        summary = json.loads((results / "summary.json").read_text())
+        assert summary["inputs"].pop("folder") == folder
+        assert summary == {**expected, "inputs": {k: v for k, v in expected["inputs"].items() if k != "folder"}}
+        assert (results / "table1.md").read_text() == table.replace(expected["inputs"]["folder"], folder)
         for trace in (tmp_path / "out" / "traces").glob("*.npz"):
             with np.load(trace) as want, np.load(results / "traces" / trace.name) as got:
                 assert sorted(want.files) == sorted(got.files)
@@ -166,7 +200,9 @@ def test_report_reprints_table1(in_place):
     assert_ok(proc)
     report = cli("report", "--results-root", root / "results", cwd=root)
     assert_ok(report)
-    assert report.stdout.strip() == (root / "results" / "table1.md").read_text().strip()
+    table, said = report.stdout.strip().rsplit("\n", 1)
+    assert table.strip() == (root / "results" / "table1.md").read_text().strip()
+    assert re.fullmatch(rf"results in {re.escape(str(root / 'results' / 'table1.md'))} \(\d+\.\d s in all\)", said)
 
 
 def test_reproduce_refuses_unofficial_archives_without_skip_checksums(mirror, tmp_path):

@@ -177,9 +177,14 @@ def load_test(data_dir: Path) -> LoadedSet:
     unreadable one is reported by name on stderr, skipped and counted (LoadedSet.skipped).
     """
     data_dir = Path(data_dir)
-    hint = "run visual_wake_words/preprocess.sh and pass --data-dir DATA/minival"
+    hint = "build it with bash visual_wake_words/preprocess.sh --data-dir DATA and pass --data-dir DATA/minival"
     if (data_dir / MINIVAL_FOLDER).is_dir() and not (data_dir / PERSON).is_dir():
         hint += f" (here: --data-dir {data_dir / MINIVAL_FOLDER})"
+    elif (data_dir / IMAGES_FOLDER).is_dir():  # COCO downloaded, minival not built
+        hint = (
+            f"build it with bash visual_wake_words/preprocess.sh --data-dir {data_dir}, then pass "
+            f"--data-dir {data_dir / MINIVAL_FOLDER}"
+        )
     ids: list[str] = []
     labels: list[int] = []
     for label, class_name in enumerate(CLASS_NAMES):

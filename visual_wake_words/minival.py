@@ -22,11 +22,12 @@ from PIL import Image
 from common import files
 from common.errors import UserError
 from common.progress import Progress
+from visual_wake_words import TEST_SUBDIR
 from visual_wake_words.images import IMAGE_SUFFIXES, IO_THREADS, listed_images, to_model_size
 
 IMAGES_FOLDER = "val2017"
 ANNOTATIONS_FILE = "annotations/instances_val2017.json"
-MINIVAL_FOLDER = "minival"
+MINIVAL_FOLDER = TEST_SUBDIR  # under the data folder: what build_minival writes and test.sh reads
 NON_PERSON, PERSON = "non_person", "person"
 # index = label: 0 = non_person, 1 = person (the alphabetical class order of Keras' flow_from_directory).
 CLASS_NAMES = (NON_PERSON, PERSON)
@@ -37,7 +38,7 @@ PERSON_MIN_AREA_FRACTION = Fraction(25, 1000)
 
 
 def download_hint(data_dir: Path) -> str:
-    return f"run visual_wake_words/download.sh --data-dir {data_dir}"
+    return f"run bash visual_wake_words/download.sh --data-dir {data_dir}"
 
 
 def minival_present(data_dir: Path) -> bool:

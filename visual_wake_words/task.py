@@ -44,7 +44,6 @@ AUTHORS_MODELS = {
 }
 DATA_LAYOUT = "person/ and non_person/ image folders (e.g. DATA/minival from preprocess.sh)"
 TEST_SET_SIZE = 4_448  # images in the minival built from COCO val2017 (the authors' VWW test set)
-TEST_SUBDIR = "minival"  # test.sh's default --data-dir is data/visual_wake_words/minival
 
 # The paper's numbers (Table 1 of arXiv 2207.06613, and the int8 size reduction of the early-exit
 # MobileNet it reports), shown beside the measured ones.

@@ -9,6 +9,9 @@ Import the module you need; this package re-exports nothing.
 - `manifest`: what an export holds (`ExportedModel`: files, C symbol, operators, tensors; `TensorSpec`:
   a tensor with its int8 quantisation), written as export/manifest.json and read by everything downstream.
 - `options`: deploy.sh's options and their defaults (`DeployOptions`).
+- `results`: what deploy.sh measures, as typed records (`DeploySummary` is deploy.json).
+- `markdown`: deploy.md, the same records as Markdown, with how they were measured and the
+  microcontroller section.
 - `runtime`: LiteRT interpreters (`Runtime`: threads and kernel set), and the runners that execute a
   model one sample at a time as a microcontroller would: `EarlyExitRunner` runs stage 2 only when the
   early exit is not confident enough, and each sample is timed from its input tensor to its predicted
@@ -24,4 +27,6 @@ Import the module you need; this package re-exports nothing.
 - `mcu_measure`: `deploy.sh --mcu`: those runs on each emulated target checked against LiteRT's int8
   run sample for sample, and summarised (instructions per stage, expected count at the test set's exit
   rate against the FLOPs saving, arena and flash bytes, the per-operator profile).
+- `cost_fit`: `fit-cost-model`: single-operator probes and the tasks' exported models measured on the
+  emulated targets, and the per-operator instruction cost model (common/target_cost.py) fitted to them.
 """

@@ -38,6 +38,7 @@ def deploy_markdown(summary: DeploySummary, task: types.ModuleType) -> str:
         f"{summary.num_samples} test samples, one at a time, {summary.runtime} ({threads}); "
         f"rho = {summary.rho:.4f}, {rho_note}.",
         "",
+        *_data_lines(summary),
         "| | float32 | int8 |",
         "|---|---:|---:|",
     ]
@@ -95,6 +96,17 @@ def deploy_markdown(summary: DeploySummary, task: types.ModuleType) -> str:
     if summary.mcu:
         lines += mcu_markdown(summary.mcu)
     return "\n".join(lines)
+
+
+def _data_lines(summary: DeploySummary) -> list[str]:
+    """What the deployment read (deploy.json's "data"): models, test set, validation split, calibration."""
+    data = summary.data
+    validation = "" if data.validation is None else f"; validation split (rho chosen): `{data.validation}`"
+    return [
+        f"Read: the {data.models} models; {summary.num_samples} test samples from `{data.test}`{validation}; "
+        f"int8 calibration: {data.calibration_samples} inputs from {data.calibration_from} in `{data.calibration}`.",
+        "",
+    ]
 
 
 def _flops_choice(validation: RhoChoice) -> str:

@@ -27,6 +27,7 @@ from common.deploy.export import PRECISIONS, export_models, split_stages, weight
 from common.deploy.options import DEFAULT_DROP, DeployOptions
 from common.deploy.profile import predicted_early_exit_cost
 from common.deploy.results import (
+    DeployData,
     DeploySummary,
     FlopsChoice,
     McuResults,
@@ -40,6 +41,9 @@ from common.errors import UserError
 if TYPE_CHECKING:
     from common.deploy.runtime import Trace
     from common.models import ExitModel
+
+# deploy.sh's default output folder, under results/TASK: apart from test.sh's outputs there.
+DEFAULT_SUBFOLDER = "deploy"
 
 # ------------------------------------------------------------------------------------------------
 # Choosing rho and measuring
@@ -208,13 +212,15 @@ def deploy(
     results_dir: str | os.PathLike,
     *,
     calibration: np.ndarray,
+    data: DeployData,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     options: DeployOptions = DeployOptions(),
     log: Callable[[str], None] = print,
 ) -> DeploySummary:
     """Export, run and report one T-RecX model of `task` (a task module) against its base model.
 
-    test, validation: (inputs float32 (N, ...), labels (N,)); calibration: float32 inputs for int8;
+    test, validation: (inputs float32 (N, ...), labels (N,)); calibration: float32 inputs for int8; data:
+    where the models and those inputs came from (`DeployData`, recorded in deploy.json and deploy.md);
     options: `DeployOptions` (rho given, or None to choose it on `validation` with the float32 models).
     Writes under `results_dir`: deploy.json, deploy.md, int8_vs_float.png/.pdf and export/, and with MCU
     targets mcu_layers.csv and mcu_benefit.png/.pdf. Returns the `DeploySummary` (deploy.json).
@@ -241,6 +247,7 @@ def deploy(
             test,
             staging,
             calibration,
+            data,
             validation,
             options,
             log,
@@ -248,7 +255,7 @@ def deploy(
         )
 
 
-def _deploy(task, model_name, net, base_net, test, results_dir, calibration, validation, options, log, shown_as):
+def _deploy(task, model_name, net, base_net, test, results_dir, calibration, data, validation, options, log, shown_as):
     rho, runtime = options.rho, options.runtime
     path_mflops = flops.path_mflops(net.model)
     base_mflops = flops.path_mflops(base_net.model)[0]
@@ -295,6 +302,7 @@ def _deploy(task, model_name, net, base_net, test, results_dir, calibration, val
         task=task.NAME,
         model=model_name,
         num_samples=int(len(test[1])),
+        data=data,
         rho=float(rho),
         rho_source="given" if details is None else "validation",
         float32=float32,
@@ -417,25 +425,34 @@ def on_mcu(
     )
 
 
-def calibration_inputs(task: types.ModuleType, folder: str | os.PathLike, n: int) -> tuple[np.ndarray, str]:
+def calibration_inputs(
+    task: types.ModuleType, folder: str | os.PathLike, n: int, given: bool = True
+) -> tuple[np.ndarray, str]:
     """(inputs, where from): `n` int8 calibration inputs from the training split in `folder`, or, when
     `folder` holds no training split but is laid out as the task's test set, drawn from it (seeded): a
-    representative set needs no labels. UserError naming both layouts when it is neither."""
-    training_error = f"{task.NAME} draws no calibration set from its training split"
+    representative set needs no labels. UserError naming both layouts and --calibration-data when it is
+    neither; given: whether --calibration-data named `folder` (else it is the --train-data-dir's default)."""
+    training_problem = "the task draws none from it"
     if hasattr(task, "calibration_set"):  # optional in the task protocol
         try:
             return task.calibration_set(folder, n=n), "the training split"
         except UserError as err:
-            training_error = err
+            training_problem = str(err).split("; ")[0]  # the problem, without a fix that names another flag
     try:
         inputs = task.load_test(folder)[0]
     except UserError:
+        where = (
+            f"--calibration-data {folder}"
+            if given
+            else f"int8 calibration reads {n} inputs from --calibration-data, by default the --train-data-dir, "
+            f"{folder}, which"
+        )
         raise UserError(
-            f"--calibration-data {folder} holds neither the training split nor a test set "
-            f"({task.DATA_LAYOUT}): {training_error}"
+            f"{where} holds neither the training split ({training_problem}) nor a test set ({task.DATA_LAYOUT}); "
+            "pass --calibration-data DIR holding either (labels are not read)"
         ) from None
     if len(inputs) == 0:
-        raise UserError(f"--calibration-data {folder}: no input could be read")
+        raise UserError(f"--calibration-data {folder}: no input could be read; pass a folder holding some")
     return inputs[tasks.sample_rows(len(inputs), n)], "the test-layout folder"
 
 
@@ -457,7 +474,7 @@ def run_deploy(
     source: "pretrained" or "trained" (from `models_dir`/TASK/MODEL); data_dir: the test set (default:
     the task's); train_data_dir: the training and validation splits (default data/TASK), where rho is
     chosen when `options.rho` is None; calibration_data: whose training split, or test-layout files, give
-    the int8 calibration inputs (default: train_data_dir); results_dir: default results/TASK; options:
+    the int8 calibration inputs (default: train_data_dir); results_dir: default results/TASK/deploy; options:
     `DeployOptions`. A missing model, a model without an early exit or a missing or damaged MCU toolchain
     raise UserError before any data is read.
 
@@ -469,7 +486,8 @@ def run_deploy(
     if options.mcu:  # every check of the MCU path before the minutes of LiteRT work that precede it
         mcu_build.check_prerequisites()
         mcu_build.check_cache_writable()
-    out = files.check_output_folder(tasks.results_dir(task, results_dir), "--results-dir")
+    out = pathlib.Path(results_dir) if results_dir else tasks.results_dir(task) / DEFAULT_SUBFOLDER
+    out = files.check_output_folder(out, "--results-dir")
     nets = weights.load_nets(task, source, models_dir, ("base", model))  # a missing model fails here
     split_stages(nets[model])  # and a model without an early exit here, before any data is read
     test_dir = tasks.test_data_dir(task, data_dir)
@@ -480,9 +498,19 @@ def run_deploy(
     if options.rho is None:
         validation = task.validation_set(train_dir)
         log(f"{len(validation[1])} validation samples from {train_dir}")
-    calibration_dir = calibration_data or train_dir
-    calibration, source = calibration_inputs(task, calibration_dir, options.calibration_samples)
-    log(f"{len(calibration)} int8 calibration samples from {source} in {calibration_dir}")
+    calibration_dir = pathlib.Path(calibration_data or train_dir)
+    calibration, calibration_from = calibration_inputs(
+        task, calibration_dir, options.calibration_samples, given=calibration_data is not None
+    )
+    log(f"{len(calibration)} int8 calibration samples from {calibration_from} in {calibration_dir}")
+    data = DeployData(
+        models=source,
+        test=os.path.abspath(test_dir),
+        validation=os.path.abspath(train_dir) if validation is not None else None,
+        calibration=os.path.abspath(calibration_dir),
+        calibration_from=calibration_from,
+        calibration_samples=int(len(calibration)),
+    )
     summary = deploy(
         task,
         model,
@@ -491,6 +519,7 @@ def run_deploy(
         (inputs, labels),
         out,
         calibration=calibration,
+        data=data,
         validation=validation,
         options=options,
         log=log,

@@ -159,12 +159,29 @@ class McuResults:
 
 
 @dataclasses.dataclass(frozen=True)
+class DeployData:
+    """What a deployment read, so that its results are never taken for another test set's: the models'
+    source (pretrained or trained), the test set folder (its `num_samples` samples are the summary's), the
+    folder rho was chosen on (None when given) and the int8 calibration inputs, how many and where from
+    (`calibration_from`: "the training split" or "the test-layout folder" of `calibration`). Folders are
+    absolute paths."""
+
+    models: str
+    test: str
+    validation: str | None
+    calibration: str
+    calibration_from: str
+    calibration_samples: int
+
+
+@dataclasses.dataclass(frozen=True)
 class DeploySummary:
     """deploy.json: one T-RecX model deployed against its base model."""
 
     task: str
     model: str
     num_samples: int
+    data: DeployData
     rho: float
     rho_source: str  # "given" or "validation"
     float32: PrecisionResult
