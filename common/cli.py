@@ -2,7 +2,8 @@
 
 Commands: download, preprocess, train, test, deploy (what the per-task shell scripts `TASK/*.sh` call),
 reproduce (what reproduce.sh calls), design-exit (an early exit designed in a target's instructions),
-flops (per-layer counts), fit-cost-model (the per-target instruction cost model refitted), report
+flops (per-layer counts), cost (any int8 model's instructions on a target, ms and mJ on a board),
+fit-cost-model (the per-target instruction cost model refitted), report
 (Table 1 over all tasks) and tasks (the registered task names). This module only parses arguments and
 hands them to the library. User errors (missing data, bad YAML, unknown model) print one message and
 exit with status 2.
@@ -43,7 +44,7 @@ INTERRUPTED = {
 }
 MCU_SAMPLES_UNSET = object()  # --mcu-samples not given (its value may be None: all)
 # Commands that never import a built-in task module, so never TensorFlow (3-4 s of start-up).
-WITHOUT_TENSORFLOW = {"tasks"}
+WITHOUT_TENSORFLOW = {"tasks", "cost"}  # cost imports it only for a .keras model
 WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST)
 
 
@@ -172,6 +173,27 @@ def cmd_flops(args: argparse.Namespace) -> None:
     from common.flops import task_tables
 
     print(task_tables(args.task, args.models, check_target(args.target)))
+
+
+def cmd_cost(args: argparse.Namespace) -> pathlib.Path | None:
+    from common.boards import load_board
+    from common.model_cost import cost_json, format_cost, model_cost, write_json
+
+    board = load_board(args.board) if args.board else None
+    target = check_target(args.target or (board.target if board else DEFAULT_TARGET))
+    if target is None:
+        raise UserError(f"--target: cost needs a target, one of {', '.join(TARGETS)}")
+    if board and board.target != target:
+        raise UserError(
+            f"--board {board.name} is priced with {board.target}'s counts, not --target {target}; drop --target "
+            f"or give --target {board.target}"
+        )
+    result = model_cost(args.model, target, measure=args.measure)
+    print(format_cost(result, board))
+    if args.json:
+        write_json(args.json, cost_json(result, board))
+        return args.json
+    return None
 
 
 def cmd_fit_cost_model(args: argparse.Namespace) -> None:
@@ -522,6 +544,36 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
     sub.add_argument("models", nargs="*", help="models to count (default: all)")
     add_target(sub, "are printed for each path too", default=NO_TARGET)
     sub.set_defaults(func=cmd_flops)
+
+    from common.boards import BOARDS_FILE, boards
+
+    sub = command(
+        "cost",
+        help="Any int8 model's executed instructions on a target, per operator; ESTIMATED ms and mJ on a board.",
+        description="Predict a .tflite (int8) or .keras model's executed instructions on an emulated Cortex-M, "
+        "per operator and in total, from the target's cost model (no toolchain needed), and on a board the "
+        "estimated milliseconds and millijoules (docs/target_cost.md).",
+    )
+    sub.add_argument("model", metavar="MODEL", type=pathlib.Path, help="a .tflite (int8) or .keras model file")
+    sub.add_argument(
+        "--target",
+        metavar="TARGET",
+        help=f"one of {', '.join(TARGETS)} (CMSIS-NN kernels unless :reference; default: the board's target, "
+        f"else {DEFAULT_TARGET})",
+    )
+    sub.add_argument(
+        "--board",
+        metavar="BOARD",
+        help=f"one of {', '.join(boards())} ({BOARDS_FILE.name}): ESTIMATED ms and mJ from the instructions",
+    )
+    sub.add_argument("--json", metavar="FILE", type=pathlib.Path, help="also write the figures to FILE as JSON")
+    sub.add_argument(
+        "--measure",
+        action="store_true",
+        help="also run the model on the emulated target and print each count beside its prediction (needs "
+        "the MCU toolchain: bash install_mcu_toolchain.sh)",
+    )
+    sub.set_defaults(func=cmd_cost)
 
     sub = command(
         "fit-cost-model",

@@ -55,6 +55,7 @@ RUN_BY = {
         "test_exit_design.py::test_the_design_round_trips_through_test_deploy_and_train",
         *TASK_SCRIPTS,
     ],
+    "cli cost": ["test_cost_command.py::test_keras_and_tflite_are_priced_the_same_and_rows_sum_to_the_total"],
     "cli fit-cost-model": ["test_entry_points.py::test_fit_cost_model_refits_from_the_kept_measurements"],
 }
 

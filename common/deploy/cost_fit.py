@@ -19,6 +19,7 @@ import dataclasses
 import datetime
 import json
 import math
+import pathlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -34,8 +35,6 @@ from common.errors import UserError
 from common.target_cost import COST_FILE, TARGETS, Operator, features, model_form
 
 if TYPE_CHECKING:
-    import pathlib
-
     import keras
 
 MEASUREMENTS_FILE = COST_FILE.with_name("target_cost_measurements.json")
@@ -206,6 +205,19 @@ def measure(
         counts = profiled.layer_instructions[m.name][0]
         results.append(Measured(m.stem, ops, tuple(float(c) for c in counts), float(plain.instructions[m.name][0])))
     return results
+
+
+def measure_model(tflite: bytes, target: str, log: Callable[[str], None] = print) -> Measured:
+    """The `Measured` of one int8 .tflite model on `target` (common.target_cost.TARGETS), from one random
+    sample: each operator's count from a profiled run, the whole count from an unprofiled one."""
+    import tempfile
+
+    ((core, kernels),) = mcu_measure.parse_targets(target)
+    with tempfile.TemporaryDirectory(prefix="trecx_cost_") as tmp:
+        model = _export("model", tflite, pathlib.Path(tmp))
+        arena = max(_arena_bytes(tflite), mcu.DEFAULT_ARENA_BYTES)
+        (measured,) = measure([(model, arena)], core, kernels, log=log)
+    return measured
 
 
 def fit(measured: Sequence[Measured]) -> tuple[dict[str, list[float]], list[float]]:
