@@ -90,8 +90,9 @@ class ModelCost:
 # Reading a model
 
 
-def _read_tflite(path: pathlib.Path) -> tuple[bytes, list[Operator]]:
-    """(bytes, operators) of an int8 .tflite file; one UserError for anything else."""
+def _read_tflite(path: pathlib.Path) -> tuple[bytes, list[Operator], list[str]]:
+    """(bytes, operators, their output tensors' names) of an int8 .tflite file; one UserError for anything
+    else. The names carry the Keras layers' (`model/LAYER/...`) in a converted model."""
     from common.deploy.export import read_flatbuffer
     from common.deploy.profile import tflite_operators
 
@@ -104,6 +105,7 @@ def _read_tflite(path: pathlib.Path) -> tuple[bytes, list[Operator]]:
         graph = model.subgraphs[0]
         input_types = [graph.tensors[i].type for i in graph.inputs]
         ops = tflite_operators(data)
+        names = [_text(graph.tensors[op.outputs[0]].name) for op in graph.operators]
     except Exception as err:  # a damaged flatbuffer fails anywhere in the parser: one message, no traceback
         raise UserError(f"cannot read {path} as a .tflite model ({type(err).__name__}: {err}); {fix}") from None
     if any(t != TFLITE_INT8 for t in input_types):
@@ -111,7 +113,11 @@ def _read_tflite(path: pathlib.Path) -> tuple[bytes, list[Operator]]:
             f"{path} is not an int8 model (its input tensors are not int8); the cost models price int8 models "
             "converted with full-integer quantisation, as deploy.sh converts: give the .keras model instead"
         )
-    return data, ops
+    return data, ops, names
+
+
+def _text(name) -> str:
+    return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
 
 
 def _load_keras(path: pathlib.Path):
@@ -125,6 +131,11 @@ def _load_keras(path: pathlib.Path):
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as err:  # damaged zip, unknown layer, unsafe Lambda: one message
+        if "safe_mode" in str(err):
+            raise UserError(
+                f"{path} holds Python code (a Lambda layer), which is never run here: rebuild the model without "
+                "Lambda layers, or give its int8 .tflite"
+            ) from None
         raise UserError(f"cannot load {path} as a Keras model ({type(err).__name__}: {err})") from None
 
 
@@ -187,8 +198,11 @@ def model_cost(
     cost = load_cost_model(target)
     tflite = None
     if path.suffix == ".tflite":
-        tflite, ops = _read_tflite(path)
-        pairs = [(op, f"operator {i}, {Row(op, '', 0.0).shapes}") for i, op in enumerate(ops)]
+        tflite, ops, names = _read_tflite(path)
+        pairs = [
+            (op, f"operator {i}, {Row(op, '', 0.0).shapes}, output {name}")
+            for i, (op, name) in enumerate(zip(ops, names))
+        ]
         read_as = "int8 .tflite, read as data"
     else:
         keras_model = _load_keras(path)

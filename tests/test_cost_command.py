@@ -13,6 +13,8 @@ from scripts import REPO_ROOT, assert_clean_failure, assert_ok, cli
 
 from common import boards
 from common.deploy import mcu_build
+from common.errors import UserError
+from common.model_cost import model_cost
 
 needs_toolchain = pytest.mark.skipif(
     bool(mcu_build.missing_prerequisites()), reason="the MCU toolchain is not installed (bash install_mcu_toolchain.sh)"
@@ -123,7 +125,8 @@ def test_the_board_calibration_is_recomputed_from_the_published_figures():
 
 def test_an_operator_without_a_cost_rule_is_refused_by_name(models, tmp_path):
     proc = cli("cost", models["pooled.tflite"], cwd=tmp_path)
-    assert_clean_failure(proc, "no MAX_POOL_2D operators", "operator 0", "AVERAGE_POOL_2D")
+    # the .tflite's operator by index, shapes and output tensor, which carries the Keras layer's name
+    assert_clean_failure(proc, "no MAX_POOL_2D operators", "operator 0, 16x16x3 -> 8x8x3", "the_max_pool", "SOFTMAX")
     assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("error: ")
     proc = cli("cost", models["pooled.keras"], cwd=tmp_path)
     assert_clean_failure(proc, "the_max_pool (MaxPooling2D)", "the cost model prices: ")
@@ -144,6 +147,23 @@ def test_unknown_board_target_and_damaged_files_are_one_message(models, tmp_path
         proc = cli("cost", *args, cwd=tmp_path)
         assert_clean_failure(proc, *named)
         assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_keras_file_with_code_or_damaged_is_refused_without_running_it(models, tmp_path):
+    import keras
+
+    marker = tmp_path / "ran"
+    inp = keras.Input((4,))
+    touch = eval(f"lambda x: (__import__('pathlib').Path({str(marker)!r}).touch(), x)[1]")  # the path a constant
+    unsafe = keras.Model(inp, keras.layers.Lambda(touch)(inp))
+    unsafe.save(tmp_path / "unsafe.keras")
+    marker.unlink(missing_ok=True)  # building the model ran the lambda once
+    with pytest.raises(UserError, match="holds Python code .a Lambda layer., which is never run"):
+        model_cost(tmp_path / "unsafe.keras", "cortex-m4")
+    assert not marker.exists()
+    (tmp_path / "damaged.keras").write_bytes(models["small.keras"].read_bytes()[:300])
+    with pytest.raises(UserError, match="cannot load .*damaged.keras as a Keras model"):
+        model_cost(tmp_path / "damaged.keras", "cortex-m4")
 
 
 @needs_toolchain
