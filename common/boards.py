@@ -47,6 +47,7 @@ class Board:
     fit_error_pct: dict  # each model's ms from the fit on all three, against the published ms
     leave_one_out_error_pct: dict  # each model's ms from the fit on the other two
     power_mw: float | None
+    power_from: str | None  # the board whose measured power is assumed, when this one has none
     sources: dict  # figure -> where it comes from
 
     def ms(self, instructions: float) -> float:
@@ -60,16 +61,6 @@ class Board:
     @property
     def worst_leave_one_out_pct(self) -> float:
         return max(abs(e) for e in self.leave_one_out_error_pct.values())
-
-    def describe(self) -> str:
-        """One line: the board, its calibration and its error."""
-        power = f"{self.power_mw:.1f} mW" if self.power_mw is not None else "no power figure"
-        mapped = f"; {self.mapped}" if self.mapped else ""
-        return (
-            f"{self.name}: {self.chip} at {self.mhz:g} MHz, {self.engine}{mapped}; "
-            f"{self.cycles_per_instruction:.3f} cycles per {self.target} instruction, {power}; "
-            f"leave-one-model-out error up to {self.worst_leave_one_out_pct:.1f} %"
-        )
 
 
 def cycles_per_instruction(published_ms: dict, instructions: dict, mhz: float, models=None) -> float:
@@ -136,6 +127,7 @@ def _board(name, entry, entries):
         fit_error_pct=fit,
         leave_one_out_error_pct=leave_one_out(published, instructions, mhz),
         power_mw=power,
+        power_from=entry.get("power_from"),
         sources=sources,
     )
 

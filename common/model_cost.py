@@ -141,15 +141,10 @@ def _load_keras(path: pathlib.Path):
 
 def _keras_rows(model, cost: CostModel) -> list[tuple[Operator, str]]:
     """[(Operator, layer name)] of every layer of a Keras model (all its exits), in dependency order."""
-    import keras
-
     from common.flops import path_layers
-    from common.target_cost import _inbound, layer_operators
+    from common.target_cost import layer_consumers, layer_operators
 
-    consumers = {}
-    for layer in model.layers:
-        for parent in [] if isinstance(layer, keras.layers.InputLayer) else _inbound(layer):
-            consumers.setdefault(parent.name, []).append(layer)
+    consumers = layer_consumers(model)
     ops = []
     for layer in path_layers(model)[-1]:
         try:
@@ -290,6 +285,7 @@ def board_line(result: ModelCost, board: Board) -> str:
         f"ESTIMATED on board {board.name}: {board.ms(result.predicted):.3f} ms, {energy}{measured}; "
         f"{board.cycles_per_instruction:.3f} cycles per {board.target} instruction at {board.mhz:g} MHz"
         + (f" and {board.power_mw:.1f} mW" if board.power_mw is not None else "")
+        + (f" (measured on {board.power_from}, assumed)" if board.power_from else "")
         + f", calibrated on MLPerf Tiny's published ms of the three base models ({board.engine}"
         + (f"; {board.mapped}" if board.mapped else "")
         + f"); leave-one-model-out error up to {board.worst_leave_one_out_pct:.1f} % (sources: common/boards.json)"
@@ -337,6 +333,7 @@ def cost_json(result: ModelCost, board: Board | None = None) -> dict[str, Any]:
             "mhz": board.mhz,
             "cycles_per_instruction": board.cycles_per_instruction,
             "power_mw": board.power_mw,
+            "power_from": board.power_from,
             "estimated_ms": board.ms(result.predicted),
             "estimated_mj": board.mj(result.predicted),
             "estimated_ms_from_measured": None if result.measured is None else board.ms(result.measured),

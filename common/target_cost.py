@@ -428,17 +428,23 @@ def layer_operators(layer: keras.layers.Layer, consumers: Sequence[keras.layers.
     raise ValueError(f"no TFLite operator rule for layer {layer.name} ({kind})")
 
 
-def keras_operators(model: keras.Model) -> list[list[Operator]]:
-    """[[Operator, ...] per exit], cumulative as common.flops.path_layers: exit k holds the operators
-    of everything exits 0..k compute."""
+def layer_consumers(model: keras.Model) -> dict[str, list[keras.layers.Layer]]:
+    """{layer name: the layers that read its output} of a Keras model (for `layer_operators`)."""
     import keras
-
-    from common.flops import path_layers
 
     consumers = {}
     for layer in model.layers:
         for parent in [] if isinstance(layer, keras.layers.InputLayer) else _inbound(layer):
             consumers.setdefault(parent.name, []).append(layer)
+    return consumers
+
+
+def keras_operators(model: keras.Model) -> list[list[Operator]]:
+    """[[Operator, ...] per exit], cumulative as common.flops.path_layers: exit k holds the operators
+    of everything exits 0..k compute."""
+    from common.flops import path_layers
+
+    consumers = layer_consumers(model)
     return [
         [op for layer in layers for op in layer_operators(layer, consumers.get(layer.name, []))]
         for layers in path_layers(model)
