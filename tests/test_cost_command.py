@@ -47,6 +47,8 @@ def _models(folder):
         model.save(paths[f"{name}.keras"])
         paths[f"{name}.tflite"] = folder / f"{name}.tflite"
         paths[f"{name}.tflite"].write_bytes(to_tflite(model, calibration))
+    paths["float.tflite"] = folder / "float.tflite"
+    paths["float.tflite"].write_bytes(to_tflite(pooled))
     return paths
 
 
@@ -139,6 +141,7 @@ def test_unknown_board_target_and_damaged_files_are_one_message(models, tmp_path
         ((models["small.tflite"], "--target", "cortex-m3"), ["unknown target 'cortex-m3'", "cortex-m55"]),
         ((models["small.tflite"], "--board", "ek-ra8d1", "--target", "cortex-m4"), ["cortex-m55"]),
         ((tmp_path / "missing.tflite",), ["no model file"]),
+        ((models["float.tflite"],), ["is not an int8 model", "give the .keras model"]),
     ]
     damaged = tmp_path / "damaged.tflite"
     damaged.write_bytes(models["small.tflite"].read_bytes()[:200])
