@@ -42,6 +42,9 @@ and may define:
   calibration_set(data_dir, n=500, seed=0) -> inputs  deploy.sh's int8 representative set
   training_set(data_dir) -> (inputs, labels)        the training split without the validation inputs, not
                                             augmented, where design-exit trains a branch
+  PRETRAINED_TRAINING_DATA  a `common.provenance.DataOrigin`: what its pretrained models were trained on
+                  (source and format), which design-exit's report compares its data with
+  training_data_origin(data_dir) -> DataOrigin        what training_set and validation_set read there
 
 Training configs live beside the task module, in `NAME/configs/MODEL.yaml`.
 """
