@@ -27,8 +27,6 @@ from common.weights import load_nets
 from image_classification import data as cifar_data
 from image_classification.synthetic import synthetic_batch, write_cifar, write_image_folders
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
 
 @pytest.mark.parametrize("task", task_names())
 def test_every_candidate_builds_splits_and_exports_to_int8_with_the_operators_costed(task):
@@ -384,29 +382,3 @@ def test_the_design_round_trips_through_test_deploy_and_train(designed, tmp_path
     assert_ok(retrained)
     config = yaml.safe_load((tmp_path / "m" / "image_classification" / "trecx_ev" / "config.yaml").read_text())
     assert config["early_exit"] == chosen["early_exit"]
-
-
-def test_the_shipped_cortex_m4_design_is_the_pretrained_network_with_a_new_branch():
-    """pretrained/designs/cortex-m4: loads as trained models; outside its early-exit branch every weight is
-    the pretrained trecx_ev's, its base model the pretrained base file."""
-    task = load_task("image_classification")
-    shipped = REPO_ROOT / "pretrained" / "designs" / "cortex-m4"
-    nets = load_nets(task, "trained", shipped, ("base", "trecx_ev"))
-    config = yaml.safe_load((shipped / task.NAME / "trecx_ev" / "config.yaml").read_text())
-    design = EarlyExit(**config["early_exit"])
-    assert nets["trecx_ev"].tap == build_model(task, "trecx_ev", design).tap
-    pretrained = load_nets(task, "pretrained", None, ("trecx_ev",))["trecx_ev"]
-    tap_shape = nets["trecx_ev"].model.get_layer(nets["trecx_ev"].tap).output.shape[1:]
-    branch = {layer.name for layer in exit_design.branch_model(task, design, tap_shape).layers if layer.weights}
-    source = {layer.name: layer for layer in pretrained.model.layers}
-    changed = []
-    for layer in nets["trecx_ev"].model.layers:
-        same = all(a.tobytes() == b.tobytes() for a, b in zip(layer.get_weights(), source[layer.name].get_weights()))
-        if layer.name in branch:
-            changed += [] if same else [layer.name]
-        else:
-            assert same, layer.name
-    assert changed  # the branch was retrained
-    assert (shipped / task.NAME / "base" / "weights.npz").read_bytes() == (
-        REPO_ROOT / "pretrained" / task.NAME / "base.npz"
-    ).read_bytes()
