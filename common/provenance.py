@@ -78,7 +78,9 @@ def pretrained_origin(task: types.ModuleType) -> DataOrigin:
 
 
 def data_origin(task: types.ModuleType, data_dir: str | os.PathLike) -> DataOrigin:
-    """What the task reads from `data_dir` for training (its training_data_origin), or UNKNOWN with the folder."""
+    """What the task reads from `data_dir` (made absolute) for training (its training_data_origin), or
+    UNKNOWN with the folder."""
+    data_dir = pathlib.Path(os.path.abspath(data_dir))
     describe = getattr(task, "training_data_origin", None)
     return describe(data_dir) if describe else dataclasses.replace(UNKNOWN, folder=str(data_dir))
 

@@ -197,6 +197,10 @@ def test_task_scripts_in_the_order_a_user_runs_them(task, sessions):
         trained, candidate = design["candidates"]
         assert trained["trained"] and design["chosen"] == candidate and candidate["paper"] is False
         assert design["new_over_trained_pp"] > 0 and design["verdict"].startswith("a new exit won by")
+        record = json.loads((tmp / "models" / task / "trecx_ev" / "training_data.json").read_text())
+        assert design["backbone_data"] == record["backbone"]  # train.sh's record, read by design-exit
+        in_domain = hasattr(load_task(task), "training_data_origin")  # else unknown, and flagged
+        assert design["data"]["source"] == record["backbone"]["source"] and (design["data_notes"] == []) == in_domain
         report = json.loads((tmp / "results" / "deploy_design" / "deploy.json").read_text())
         assert report["path_mflops"]["ee"] == pytest.approx(candidate["path_mflops"][0], abs=1e-6)
         assert report["path_mflops"]["ef"] == pytest.approx(candidate["path_mflops"][1], abs=1e-6)
