@@ -611,7 +611,8 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
     sub = add(
         "design-exit",
         "Design a T-RecX model's early exit in a target's instructions: every tap and branch, each branch "
-        "trained on the frozen network, the largest instruction saving within --drop on validation.",
+        "trained on the frozen network, against the model's own trained exit on the same validation data; a "
+        "new exit is kept only where it saves more instructions within --drop.",
         cmd_design_exit,
     )
     add_models_source(sub)
@@ -652,8 +653,9 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
         "--output-models-dir",
         type=pathlib.Path,
         default=DEFAULT_MODELS_DIR,
-        help="where the chosen network goes, as a trained model (OUT/TASK/MODEL) beside its base model, for "
-        "test.sh, deploy.sh and train.sh (default: %(default)s)",
+        help="where a new exit that beats the trained one goes, as a trained model (OUT/TASK/MODEL) beside its "
+        "base model, for test.sh, deploy.sh and train.sh; nothing is written when the trained exit wins "
+        "(default: %(default)s)",
     )
     sub.add_argument("--force", action="store_true", help="replace a trained model there")
     add_target(sub, "choose the design")

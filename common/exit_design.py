@@ -4,9 +4,12 @@ For a trained T-RecX network, every candidate early exit (each backbone tap an e
 each branch of `common.exits.BRANCHES`) gets its branch trained alone on the frozen network: the tap's
 features of the training split are computed once and cached, and the branch learns from them with early
 stopping on the validation split, so nothing else of the network can change. Each candidate is then
-costed in the target's instructions (common.target_cost) and the design kept is the one with the largest
-expected instruction saving on validation, at the cheapest rho within `drop` accuracy points of the base
-model (as deploy.sh chooses rho). The final exit, early view included, stays as trained.
+costed in the target's instructions (common.target_cost), at the cheapest rho within `drop` accuracy
+points of the base model on validation (as deploy.sh chooses rho), beside the network's own trained early
+exit, unchanged, costed the same way on the same data. A new exit is kept only where it saves more than
+the trained one; otherwise the network stays as it is and nothing is written. The final exit, early view
+included, stays as trained. The report says what data the branches were trained and chosen on and what
+the backbone was trained on (common.provenance), flagging a difference of source or format.
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ from collections.abc import Callable, Sequence
 import keras
 import numpy as np
 
-from common import exits, flops, sweep, target_cost
+from common import exits, flops, provenance, sweep, target_cost
 from common.config import EarlyExit
 from common.design_options import DesignOptions
 from common.errors import UserError
 from common.evaluation import predict_exits
 from common.models import DESIGNABLE_VARIANTS, ExitModel, build_model, early_exit_taps, tap_layers
+from common.provenance import DataOrigin
 
 BATCH_SIZE = 128
 SPLITS = ("training_set", "validation_set")  # the optional task functions design-exit trains and chooses on
@@ -38,7 +42,8 @@ class Candidate:
     accuracy: the early exit's standalone accuracy (%); path_minstructions / path_mflops: stage 1 (tap and
     branch) and stage 1 + stage 2; choice: the cheapest rho in instructions within the drop
     (`common.deploy.pipeline.choose_rho`: rho, accuracy, minstructions, reduction_pct, met); epochs: those
-    the branch trained before early stopping; paper: the architecture's own exit.
+    the branch trained before early stopping (0 for the trained exit); paper: the architecture's own exit;
+    trained: the network's own trained early exit, unchanged (not a new branch).
     """
 
     early_exit: EarlyExit
@@ -50,16 +55,35 @@ class Candidate:
     paper: bool
     curve_accuracy: tuple[float, ...]
     curve_minstructions: tuple[float, ...]
+    trained: bool = False
 
     @property
     def name(self) -> str:
         return f"{self.early_exit.tap}/{self.early_exit.branch}"
 
+    @property
+    def label(self) -> str:
+        """The name, with "trained (the model's own)" for the trained exit."""
+        return self.name + (", trained (the model's own)" if self.trained else "")
+
+    @property
+    def saving(self) -> float | None:
+        """The instruction saving (%) at the chosen rho, None when no rho is within the drop."""
+        return self.choice["reduction_pct"] if self.choice["met"] else None
+
 
 @dataclasses.dataclass(frozen=True)
 class Design:
-    """All candidates of a run, the base model's validation accuracy and cost, and the chosen candidate
-    (None when none saves instructions within the drop)."""
+    """All candidates of a run (the trained exit first), the base model's validation accuracy and cost, and
+    the chosen candidate: a new exit only where it saves more than the trained one, else the trained exit
+    (the network kept as it is), None when neither saves instructions within the drop.
+
+    verdict: which won and by how much, in words; new_over_trained_pp: the best new exit's saving minus the
+    trained exit's, in percentage points of the base model's instructions (None when either has no rho
+    within the drop); data: what the branches were trained and chosen on; backbone_data: what the network
+    was trained on; data_notes: where the two differ in source or format; output: the folder the new
+    design is written to (None: nothing written); samples: the training and validation samples.
+    """
 
     task: str
     model: str
@@ -70,6 +94,18 @@ class Design:
     base_mflops: float
     candidates: list[Candidate]
     chosen: Candidate | None
+    verdict: str = ""
+    new_over_trained_pp: float | None = None
+    data: DataOrigin = provenance.UNKNOWN
+    backbone_data: DataOrigin = provenance.UNKNOWN
+    data_notes: tuple[str, ...] = ()
+    output: str | None = None
+    samples: tuple[int, int] = (0, 0)  # training, validation
+
+    @property
+    def new_design(self) -> bool:
+        """Whether a new exit won (and is written)."""
+        return self.chosen is not None and not self.chosen.trained
 
 
 def candidates(task: types.ModuleType, taps: Sequence[str] = (), branches: Sequence[str] = ()) -> list[EarlyExit]:
@@ -167,6 +203,71 @@ def best(candidates: Sequence[Candidate]) -> Candidate | None:
     return max(saving, key=lambda c: (c.choice["reduction_pct"], c.choice["accuracy"]))
 
 
+def decide(candidates: Sequence[Candidate]) -> tuple[Candidate | None, str, float | None]:
+    """(the chosen candidate, the verdict in words, the best new exit's saving minus the trained exit's in
+    percentage points) of a run's candidates, the trained exit among them: the best new exit (`best`) only
+    where it saves more than the trained exit (a tie keeps the trained one), else the trained exit where it
+    saves anything, else None."""
+    [trained] = [c for c in candidates if c.trained]
+    new = [c for c in candidates if not c.trained]
+    within = [c for c in new if c.saving is not None]
+    runner = max(within, key=lambda c: (c.saving, c.choice["accuracy"])) if within else None
+    margin = runner.saving - trained.saving if runner is not None and trained.saving is not None else None
+    own = f"the trained exit {trained.name} (the model's own, unchanged)"
+    own_result = f"saves {trained.saving:.1f} %" if trained.saving is not None else "has no rho within the drop"
+    winner = best(new)
+    if winner is not None and (trained.saving is None or winner.saving > trained.saving):
+        by = f" by {margin:.1f} percentage points of instructions saved" if margin is not None else ""
+        verdict = f"a new exit won{by}: {winner.name} saves {winner.saving:.1f} %; {own} {own_result}"
+        return winner, verdict, margin
+    if trained.saving is not None and trained.saving > 0:
+        if runner is None:
+            against = "; no new exit has a rho within the drop"
+        else:
+            by = "as much as" if margin == 0 else f"{-margin:.1f} percentage points more than"
+            against = f", {by} the best new exit, {runner.name} ({runner.saving:.1f} %)"
+        return trained, f"the trained exit won: {own} {own_result}{against}; the model stays as it is", margin
+    verdict = f"no exit saves instructions within the drop: {own} {own_result}, and no new exit saves any"
+    return None, verdict + "; keep the base model", margin
+
+
+def trained_candidate(
+    own_exit: EarlyExit,
+    paper: EarlyExit,
+    source: ExitModel,
+    early_softmax: np.ndarray,
+    final_softmax: np.ndarray,
+    labels: np.ndarray,
+    cost: target_cost.CostModel,
+    base_accuracy: float,
+    base_minstructions: float,
+    drop: float,
+) -> Candidate:
+    """The network's own trained early exit, unchanged, as a candidate: costed and chosen on the same
+    validation softmaxes and the same rule as every new branch."""
+    accuracy, minstructions, mflops, choice, curve, mean = evaluate(
+        source, early_softmax, final_softmax, labels, cost, base_accuracy, base_minstructions, drop
+    )
+    return Candidate(
+        own_exit,
+        accuracy,
+        minstructions,
+        mflops,
+        choice,
+        0,
+        own_exit == paper,
+        tuple(float(a) for a in curve.accuracy),
+        tuple(float(m) for m in mean),
+        trained=True,
+    )
+
+
+def _saved(choice: dict) -> str:
+    if not choice["met"]:
+        return "no rho within the drop"
+    return f"saves {choice['reduction_pct']:.1f} % at rho {choice['rho']:.2f}"
+
+
 def design_exits(
     task: types.ModuleType,
     source: ExitModel,
@@ -181,23 +282,44 @@ def design_exits(
     epochs: int = DesignOptions.epochs,
     patience: int = DesignOptions.patience,
     seed: int = 0,
+    own_exit: EarlyExit | None = None,
+    data: DataOrigin = provenance.UNKNOWN,
+    backbone_data: DataOrigin = provenance.UNKNOWN,
     log: Callable[[str], None] = print,
 ) -> tuple[Design, dict[str, ExitModel]]:
-    """Train and cost every design (default: all candidates) on the frozen `source`; returns the Design
-    and {candidate name: its assembled network}."""
+    """Train and cost every design (default: all candidates) on the frozen `source`, beside `source`'s own
+    trained early exit (`own_exit`, default the paper's); returns the Design and {new candidate name: its
+    assembled network}. `data`, `backbone_data`: what the splits are and what `source` was trained on."""
     designs = list(designs) or candidates(task)
     cost = target_cost.load_cost_model(target)
     val_inputs, val_labels = validation
-    final_softmax = predict_exits(source, val_inputs)["ef"]
+    source_softmax = predict_exits(source, val_inputs)
+    final_softmax = source_softmax["ef"]
     base_accuracy = sweep.standalone_accuracy(predict_exits(base, val_inputs)["ef"], val_labels)
     base_minstructions = target_cost.path_instructions(base.model, cost)[0] / 1e6
     base_mflops = flops.path_mflops(base.model)[0]
     log(
-        f"{task.NAME}: {len(designs)} candidate early exits on the frozen {variant}; base model "
+        f"{task.NAME}: the trained early exit and {len(designs)} new ones on the frozen {variant}; base model "
         f"{base_accuracy:.2f} % on {len(val_labels)} validation samples, {base_minstructions:.3f} M "
         f"instructions on {target}"
     )
-    results, nets = [], {}
+    trained = trained_candidate(
+        own_exit or paper_exit(task),
+        paper_exit(task),
+        source,
+        source_softmax["ee"],
+        final_softmax,
+        val_labels,
+        cost,
+        base_accuracy,
+        base_minstructions,
+        drop,
+    )
+    log(
+        f"  {trained.label}: early exit {trained.accuracy:6.2f} %, stage 1 {trained.path_minstructions[0]:.3f} M, "
+        f"both {trained.path_minstructions[1]:.3f} M instructions; {_saved(trained.choice)}"
+    )
+    results, nets = [trained], {}
     layers = tap_layers(task.ARCHITECTURE)
     for tap in dict.fromkeys(design.tap for design in designs):
         layer = layers[tap]
@@ -230,17 +352,27 @@ def design_exits(
             )
             results.append(candidate)
             nets[candidate.name] = net
-            saved = (
-                f"saves {choice['reduction_pct']:.1f} % at rho {choice['rho']:.2f}"
-                if choice["met"]
-                else "no rho within the drop"
-            )
             log(
                 f"  {candidate.name:<24} early exit {accuracy:6.2f} %, stage 1 {minstructions[0]:.3f} M, both "
-                f"{minstructions[1]:.3f} M instructions; {saved} ({ran} epochs)"
+                f"{minstructions[1]:.3f} M instructions; {_saved(choice)} ({ran} epochs)"
             )
+    chosen, verdict, margin = decide(results)
     design = Design(
-        task.NAME, variant, target, drop, base_accuracy, base_minstructions, base_mflops, results, best(results)
+        task.NAME,
+        variant,
+        target,
+        drop,
+        base_accuracy,
+        base_minstructions,
+        base_mflops,
+        results,
+        chosen,
+        verdict,
+        margin,
+        data,
+        backbone_data,
+        tuple(provenance.differences(data, backbone_data)),
+        samples=(len(train[1]), len(val_labels)),
     )
     return design, nets
 
@@ -253,11 +385,14 @@ def write_design_model(
     variant: str,
     models_dir: str | os.PathLike,
     force: bool = False,
+    data: DataOrigin = provenance.UNKNOWN,
+    backbone_data: DataOrigin = provenance.UNKNOWN,
 ) -> pathlib.Path:
-    """The chosen network as a trained model, MODELS_DIR/TASK/VARIANT/{weights.npz, config.yaml} (the
-    task's config for VARIANT with `early_exit` set, which train.sh retrains from scratch), beside the base
-    model it was designed against (MODELS_DIR/TASK/base, written when absent): what test.sh and deploy.sh
-    read with --models trained. Refuses to replace a trained model without `force`."""
+    """The chosen network as a trained model, MODELS_DIR/TASK/VARIANT/{weights.npz, config.yaml,
+    training_data.json} (the task's config for VARIANT with `early_exit` set, which train.sh retrains from
+    scratch; what the backbone and the new branch were trained on), beside the base model it was designed
+    against (MODELS_DIR/TASK/base, written when absent): what test.sh and deploy.sh read with --models
+    trained. Refuses to replace a trained model without `force`."""
     from common import config as config_lib
     from common.files import staged_folder, write_bytes, write_text
     from common.tasks import config_path
@@ -269,6 +404,7 @@ def write_design_model(
     config = dataclasses.replace(config, early_exit=candidate.early_exit, weight_transfer_epochs=transfer)
     with staged_folder(target.parent) as staging:  # config and weights replace a model's together, or not at all
         write_text(staging / "config.yaml", config_lib.to_yaml(config))
+        write_text(staging / provenance.FILE, provenance.trained_record(backbone_data, data))
         save_weights(net.model, staging / target.name)
     base = trained_path(task, "base", models_dir)
     if not base.exists():
@@ -284,6 +420,7 @@ def _row(candidate: Candidate) -> dict:
         "tap": candidate.early_exit.tap,
         "branch": candidate.early_exit.branch,
         "paper": candidate.paper,
+        "trained": candidate.trained,
         "early_exit_accuracy_pct": candidate.accuracy,
         "stage1_minstructions": candidate.path_minstructions[0],
         "both_stages_minstructions": candidate.path_minstructions[1],
@@ -301,6 +438,7 @@ COLUMNS = (
     "tap",
     "branch",
     "paper",
+    "trained",
     "early_exit_accuracy_pct",
     "stage1_minstructions",
     "both_stages_minstructions",
@@ -314,46 +452,59 @@ COLUMNS = (
 )
 
 
+def outcome(design: Design) -> str:
+    """What the run kept and wrote, in one sentence after the verdict."""
+    if design.output is not None:
+        return f"The new design is written to {design.output}."
+    return "No model is written: nothing in the models folder was replaced."
+
+
 def design_markdown(design: Design) -> str:
-    """The candidates as a Markdown table, best saving first, the paper's exit and the chosen one marked."""
+    """The data, the candidates as a Markdown table (best saving first; the trained exit, the paper's exit and
+    the chosen one marked) and the verdict: which won, by how much, what was written."""
 
     def num(value, decimals=2):
         return "–" if value is None else f"{value:.{decimals}f}"
 
+    training, validation = design.samples
     lines = [
         f"# Early-exit design: {design.task} {design.model} on {design.target}",
         "",
+        f"Data: the new branches were trained on {training} samples and every exit was chosen on {validation} "
+        f"validation samples of {design.data.describe()}. The backbone ({design.model}, frozen) was trained on "
+        f"{design.backbone_data.describe()}.",
+        "",
+        *[f"**Data differ**: {note}." for note in design.data_notes],
+        *([""] if design.data_notes else []),
         f"Validation: base model {design.base_accuracy:.2f} %, {design.base_minstructions:.3f} M instructions, "
         f"{design.base_mflops:.2f} MFLOPs. Each candidate at the cheapest rho in instructions within "
-        f"{design.drop:g} accuracy points of the base model.",
+        f"{design.drop:g} accuracy points of the base model; the trained exit is the model's own, unchanged.",
         "",
-        "| Tap | Branch | Early exit acc. % | Stage 1 M instr. | Both stages M instr. | rho | Acc. at rho % "
+        "| Exit | Tap | Branch | Early exit acc. % | Stage 1 M instr. | Both stages M instr. | rho | Acc. at rho % "
         "| M instr. per sample | Instr. saved % |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     order = sorted(design.candidates, key=lambda c: -(c.choice["reduction_pct"] if c.choice["met"] else -1e9))
     for candidate in order:
         row = _row(candidate)
-        marks = (" (paper)" if candidate.paper else "") + (" **chosen**" if candidate is design.chosen else "")
-        lines.append(
-            f"| {row['tap']} | {row['branch']}{marks} | {num(row['early_exit_accuracy_pct'])} | "
-            f"{num(row['stage1_minstructions'], 3)} | {num(row['both_stages_minstructions'], 3)} | {num(row['rho'])} | "
-            f"{num(row['accuracy_at_rho_pct'])} | {num(row['minstructions_at_rho'], 3)} | "
-            f"{num(row['instruction_saving_pct'], 1)} |"
+        kind = ("trained (the model's own)" if candidate.trained else "new") + (
+            " **chosen**" if candidate is design.chosen else ""
         )
-    lines.append("")
-    if design.chosen is None:
-        lines.append("No candidate saves instructions within the drop: keep the base model.")
-    else:
+        branch = row["branch"] + (" (the paper's exit)" if candidate.paper else "")
         lines.append(
-            f"Chosen: {design.chosen.name}, saving {design.chosen.choice['reduction_pct']:.1f} % of the instructions."
+            f"| {kind} | {row['tap']} | {branch} | "
+            f"{num(row['early_exit_accuracy_pct'])} | {num(row['stage1_minstructions'], 3)} | "
+            f"{num(row['both_stages_minstructions'], 3)} | {num(row['rho'])} | {num(row['accuracy_at_rho_pct'])} | "
+            f"{num(row['minstructions_at_rho'], 3)} | {num(row['instruction_saving_pct'], 1)} |"
         )
+    lines += ["", f"Result: {design.verdict}. {outcome(design)}"]
     return "\n".join(lines) + "\n"
 
 
 def design_figure(design: Design, out_stem: pathlib.Path) -> list[pathlib.Path]:
-    """Validation accuracy against mean instructions per sample, one benefit curve per candidate (the
-    paper's exit in black, the chosen one thick), the base model a star; PNG and PDF."""
+    """Validation accuracy against mean instructions per sample, one benefit curve per candidate (the trained
+    exit in black, new branches of the paper's design dashed, the chosen one thick), the base model a star;
+    PNG and PDF."""
     from matplotlib.figure import Figure
 
     from common.plots import save_figure
@@ -361,11 +512,15 @@ def design_figure(design: Design, out_stem: pathlib.Path) -> list[pathlib.Path]:
     fig = Figure(figsize=(7, 4.5))
     ax = fig.add_subplot()
     for candidate in design.candidates:
-        style = {"color": "black", "lw": 2.0, "zorder": 3} if candidate.paper else {"lw": 1.0, "alpha": 0.7}
+        style = {"color": "black", "lw": 2.0, "zorder": 3} if candidate.trained else {"lw": 1.0, "alpha": 0.7}
+        if candidate.paper and not candidate.trained:
+            style["ls"] = "--"
         if candidate is design.chosen:
             style = {**style, "lw": 3.0, "zorder": 4}
         label = (
-            candidate.name + (" (paper)" if candidate.paper else "") + (" chosen" if candidate is design.chosen else "")
+            candidate.label
+            + (" (paper)" if candidate.paper else "")
+            + (" chosen" if candidate is design.chosen else "")
         )
         ax.plot(candidate.curve_minstructions, candidate.curve_accuracy, label=label, **style)
     ax.plot(
@@ -404,10 +559,13 @@ def run_design(
     output_models_dir: str | os.PathLike,
 ) -> tuple[Design, pathlib.Path]:
     """What `design-exit` does: design `options.model`'s early exit on the task's training and validation
-    splits in `data_dir`, write the report into `results_dir` (default results/TASK/design) and the chosen
-    network as a trained model into `output_models_dir`. Returns the Design and the report folder."""
+    splits in `data_dir` against the model's own trained exit, write the report into `results_dir` (default
+    results/TASK/design) and, only where a new exit wins, that network as a trained model into
+    `output_models_dir` (where the trained exit wins, nothing is written there). Returns the Design and the
+    report folder."""
     from common import tasks
-    from common.weights import load_nets, weights_paths, writable_trained_path
+    from common.config import load_config
+    from common.weights import load_nets, trained_path, weights_paths, writable_trained_path
 
     variant = options.model
     if variant not in DESIGNABLE_VARIANTS:
@@ -418,11 +576,19 @@ def run_design(
         if not hasattr(task, name):
             raise UserError(f"task {task.NAME} defines no {name}, which design-exit trains and chooses on")
     designs = candidates(task, options.taps, options.branches)
-    writable_trained_path(task, variant, output_models_dir, options.force)  # before the run, not after it
+    target = writable_trained_path(task, variant, output_models_dir, options.force)  # before the run, not after
     data_dir = tasks.data_dir(task, data_dir)
     nets = load_nets(task, source, models_dir, ("base", variant))
+    if source == "trained":
+        folder = trained_path(task, variant, models_dir).parent
+        own_exit = load_config(folder / "config.yaml").early_exit or paper_exit(task)
+        backbone_data = provenance.read_trained(folder, "backbone")
+    else:
+        own_exit, backbone_data = paper_exit(task), provenance.pretrained_origin(task)
     train, validation = task.training_set(data_dir), task.validation_set(data_dir)
+    data = provenance.data_origin(task, data_dir)
     print(f"training split {len(train[1])} samples, validation split {len(validation[1])} samples, from {data_dir}")
+    print(f"design data: {data.describe()}; the backbone was trained on {backbone_data.describe()}")
     design, assembled = design_exits(
         task,
         nets[variant],
@@ -436,13 +602,28 @@ def run_design(
         epochs=options.epochs,
         patience=options.patience,
         seed=options.seed,
+        own_exit=own_exit,
+        data=data,
+        backbone_data=backbone_data,
     )
+    for note in design.data_notes:
+        print(f"data differ: {note}")
+    if design.new_design:
+        design = dataclasses.replace(design, output=str(target.parent))
     results_dir = pathlib.Path(results_dir) if results_dir else tasks.results_dir(task) / "design"
     write_report(design, results_dir)
-    if design.chosen is not None:
+    if design.new_design:
         base_weights = weights_paths(task, source, models_dir, ("base",))["base"]
-        folder = write_design_model(
-            task, assembled[design.chosen.name], design.chosen, base_weights, variant, output_models_dir, options.force
+        write_design_model(
+            task,
+            assembled[design.chosen.name],
+            design.chosen,
+            base_weights,
+            variant,
+            output_models_dir,
+            options.force,
+            data,
+            backbone_data,
         )
-        print(f"the chosen design {design.chosen.name} written to {folder}")
+    print(f"{design.verdict}. {outcome(design)}")
     return design, results_dir

@@ -41,6 +41,9 @@ and may define:
   calibration_set(data_dir, n=500, seed=0) -> inputs  deploy.sh's int8 representative set
   training_set(data_dir) -> (inputs, labels)        the training split without the validation inputs, not
                                             augmented, where design-exit trains a branch
+  PRETRAINED_TRAINING_DATA  a `common.provenance.DataOrigin`: what its pretrained models were trained on
+                  (source and format), which design-exit's report compares its data with
+  training_data_origin(data_dir) -> DataOrigin        what training_set and validation_set read there
 
 The task's package (`NAME/__init__.py`) may define, where help texts read it without importing the task
 module (which imports TensorFlow):

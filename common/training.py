@@ -9,7 +9,8 @@ flows through the copy, so the early exit's kernel learns from the early-exit lo
 
 A run writes into its folder: `backup/` (the config, and the weights and optimizer state after each of
 the last two epochs, each written whole or not at all, for resuming an interrupted run), `log.csv`, and
-when done `config.yaml` and `weights.npz`. Retraining a finished model (`force`) runs in `retrain/`
+when done `config.yaml`, `training_data.json` (what the data were, where the caller said: common.provenance)
+and `weights.npz`. Retraining a finished model (`force`) runs in `retrain/`
 inside its folder and replaces the finished model's files only once the new one is saved. A loss that
 becomes NaN or infinite stops the run, which then saves nothing.
 """
@@ -31,7 +32,7 @@ import keras
 import tensorflow as tf
 
 from common import config as config_lib
-from common import files
+from common import files, provenance
 from common.errors import UserError
 from common.files import write_text
 from common.models import ExitModel, build_model
@@ -322,12 +323,15 @@ def train(
     callbacks: Iterable[keras.callbacks.Callback] = (),
     verbose: int | str = "auto",
     origin: Callable[[str], str] | None = None,
+    training_data: provenance.DataOrigin | None = None,
 ) -> ExitModel:
     """Train `config.model` on `train_data` ((images, labels) batches) and write `run_dir`.
 
     An interrupted run resumes from its last finished epoch. A finished run is never overwritten
     unless `force`; then the new run trains in run_dir/retrain/ and its files replace the finished
-    model's only when it is saved. `origin(key)` names where a config key came from in messages.
+    model's only when it is saved. `origin(key)` names where a config key came from in messages;
+    `training_data`, what `train_data` is, is kept beside the weights (an earlier record is removed
+    without it).
     Returns the trained `ExitModel`.
     """
     started = time.perf_counter()
@@ -400,10 +404,17 @@ def train(
         raise
     try:
         write_text(work_dir / "config.yaml", config_yaml)
+        record = work_dir / provenance.FILE
+        if training_data is not None:
+            write_text(record, provenance.trained_record(training_data, training_data))
+        else:
+            record.unlink(missing_ok=True)
         save_weights(net.model, work_dir / "weights.npz")
         if work_dir != run_dir:
-            for name in ("log.csv", "config.yaml", "weights.npz"):  # the weights last: they mark a finished run
-                os.replace(work_dir / name, run_dir / name)
+            (run_dir / provenance.FILE).unlink(missing_ok=True)  # the earlier model's, unless replaced next
+            for name in ("log.csv", "config.yaml", provenance.FILE, "weights.npz"):  # weights last: a finished run
+                if (work_dir / name).exists():
+                    os.replace(work_dir / name, run_dir / name)
     except OSError as err:
         raise UserError(
             _failed(work_dir, f"cannot save the model in {work_dir} ({err.strerror})")
@@ -452,4 +463,5 @@ def train_task(
             force=force,
             verbose=verbose,
             origin=lambda key, path=path: config_lib.origin(path, overrides, key),
+            training_data=provenance.data_origin(task, folder),
         )

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from common.download import check_split, extract, fetch
 from common.errors import UserError
+from common.provenance import DataOrigin, image_format
 from common.tasks import LoadedSet
 from image_classification import image_folders
 
@@ -28,6 +29,11 @@ META = "batches.meta"
 NUM_CLASSES = 10
 IMAGE_SHAPE = (32, 32, 3)
 VALUES_PER_IMAGE = 32 * 32 * 3
+# The official training batches: what the pretrained models (MLPerf Tiny's ResNet-8 and the authors' exits)
+# were trained on, 8-bit pixels pickled as they are.
+OFFICIAL_TRAINING_DATA = DataOrigin(
+    "CIFAR-10 in the official python batches (cifar-10-batches-py)", "pickled 8-bit pixels (lossless)"
+)
 
 
 def _fix_hint(data_dir: Path) -> str:
@@ -181,12 +187,30 @@ def load_test(data_dir: Path) -> LoadedSet:
 def load_train(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """data_batch_1..5 concatenated: images uint8 (N, 32, 32, 3), labels int64 (N,) in 0..9; without
     them, the image folders' training split (`image_folders.read_train`)."""
-    batches_there = all((Path(data_dir) / FOLDER / name).is_file() for name in TRAIN_BATCHES)
-    if not batches_there and image_folders.present(data_dir, "train"):
+    if _reads_image_folders(data_dir):
         return image_folders.read_train(data_dir)
     folder = _folder(data_dir)
     batches = [_read_batch(folder / name, Path(data_dir)) for name in TRAIN_BATCHES]
     return np.concatenate([images for images, _ in batches]), np.concatenate([labels for _, labels in batches])
+
+
+def _reads_image_folders(data_dir: Path) -> bool:
+    """Whether load_train reads the image folders: no five training batches, and train/CLASS/ there."""
+    batches_there = all((Path(data_dir) / FOLDER / name).is_file() for name in TRAIN_BATCHES)
+    return not batches_there and image_folders.present(data_dir, "train")
+
+
+def training_origin(data_dir: Path) -> DataOrigin:
+    """What load_train reads from `data_dir`: the official batches, or image folders in their files' format
+    (JPEG copies are lossy: not the official pixels)."""
+    if _reads_image_folders(data_dir):
+        suffixes = {Path(path).suffix for path, _ in image_folders.listed(data_dir, "train")}
+        return DataOrigin(
+            "CIFAR-10 as image folders (train/CLASS/), not the official batches",
+            image_format(suffixes),
+            str(Path(data_dir) / "train"),
+        )
+    return DataOrigin(OFFICIAL_TRAINING_DATA.source, OFFICIAL_TRAINING_DATA.format, str(Path(data_dir) / FOLDER))
 
 
 def to_model_input(images_uint8: np.ndarray) -> np.ndarray:

@@ -28,6 +28,8 @@ AUTHORS_MODELS = {
     "branchynet": "image_classification/trained_models/model_branchynet",
 }
 DATA_LAYOUT = "cifar-10-batches-py/test_batch, or test/CLASS/*.png|jpg (CIFAR-10 as image folders)"
+PRETRAINED_TRAINING_DATA = data.OFFICIAL_TRAINING_DATA  # MLPerf Tiny's and the authors' training read the batches
+training_data_origin = data.training_origin  # what training_set and validation_set read from a data folder
 TEST_SET_SIZE = 10_000  # images in the official test batch
 
 # The paper's numbers (Table 1 and Table 2 of arXiv 2207.06613), shown beside the measured ones.

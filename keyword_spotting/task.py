@@ -5,6 +5,7 @@ import numpy as np
 from common import backbones
 from common.download import mirror_url
 from common.models import Architecture
+from common.provenance import DataOrigin
 from keyword_spotting import data, synthetic
 
 NAME = "keyword_spotting"
@@ -45,6 +46,12 @@ AUTHORS_MODELS = {
 }
 DATA_LAYOUT = "speech_commands_test_set_v0.02/<label>/*.wav"
 TEST_SET_SIZE = 4_890  # clips in the official test archive
+# What the pretrained models were trained on (the authors load TFDS speech_commands 0.0.2); a data folder
+# holds the same clips in the same format, the only layout preprocess.sh reads.
+PRETRAINED_TRAINING_DATA = DataOrigin(
+    f"Speech Commands v0.02 ({data.TRAIN_FOLDER}.tar.gz), TFDS's training split",
+    "16-bit WAV clips (lossless) as MFCCs",
+)
 
 # The paper's numbers (Table 1 and Table 2 of arXiv 2207.06613), shown beside the measured ones.
 PAPER = {
@@ -139,6 +146,11 @@ def training_set(data_dir):
     """(MFCCs float32 (N, 49, 10, 1), labels (N,)): the cached train split, not augmented (design-exit
     trains a branch on it)."""
     return _arrays(data.train_dataset(data_dir, 2048, augment=False, seed=0, shuffle=False))
+
+
+def training_data_origin(data_dir):
+    """What training_set and validation_set read: the pretrained models' kind of data, from `data_dir`."""
+    return DataOrigin(PRETRAINED_TRAINING_DATA.source, PRETRAINED_TRAINING_DATA.format, str(data_dir))
 
 
 def _arrays(dataset):

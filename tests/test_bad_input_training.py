@@ -7,6 +7,7 @@ that fills up during training, a loss that becomes NaN at a chosen batch) are in
 """
 
 import concurrent.futures
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from image_classification.data import OFFICIAL_TRAINING_DATA
 from image_classification.synthetic import write_cifar
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -134,7 +136,14 @@ def test_a_damaged_checkpoint_restarts_the_run_with_a_message(runs):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert "is damaged" in out and "no readable checkpoint" in out and "starting the run over from epoch 1" in out
-    assert {"weights.npz", "config.yaml", "log.csv"} == {str(p) for p in finished}  # backup/ removed when done
+    assert {"weights.npz", "config.yaml", "log.csv", "training_data.json"} == {str(p) for p in finished}  # no backup/
+    record = json.loads(finished[Path("training_data.json")])  # what it was trained on, for design-exit's report
+    assert record["backbone"] == record["early_exit"]
+    assert (record["backbone"]["source"], record["backbone"]["format"]) == (
+        OFFICIAL_TRAINING_DATA.source,
+        OFFICIAL_TRAINING_DATA.format,
+    )
+    assert record["backbone"]["folder"].endswith(os.path.join("data", "cifar-10-batches-py"))
 
 
 def test_the_log_shows_the_config_one_line_per_epoch_and_a_summary(runs):

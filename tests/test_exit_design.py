@@ -1,6 +1,8 @@
 """Early exits designed in a target's cost (common/exit_design.py, `design-exit`): every candidate builds
 and exports for every task, training a branch changes no frozen weight, the choice follows the stated
-rule, and a saved design round-trips through test.sh, deploy.sh and train.sh."""
+rule against the model's own trained exit (a new exit is written only where it saves more), the report
+says what data the design and the backbone were trained on, and a saved design round-trips through
+test.sh, deploy.sh and train.sh."""
 
 import json
 import re
@@ -12,7 +14,7 @@ import pytest
 import yaml
 from scripts import assert_clean_failure, assert_ok, cli, run
 
-from common import exit_design, exits, target_cost
+from common import exit_design, exits, provenance, target_cost
 from common import weights as weights_module
 from common.config import EarlyExit
 from common.deploy import export
@@ -22,9 +24,8 @@ from common.errors import UserError
 from common.models import build_model, early_exit_taps, tap_layers
 from common.tasks import load_task, task_names
 from common.weights import load_nets
-from image_classification.synthetic import write_cifar
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from image_classification import data as cifar_data
+from image_classification.synthetic import synthetic_batch, write_cifar, write_image_folders
 
 
 @pytest.mark.parametrize("task", task_names())
@@ -95,9 +96,11 @@ def test_design_exit_refuses_a_bad_option_before_any_work(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def _candidate(tap, branch, saving, accuracy, met=True):
+def _candidate(tap, branch, saving, accuracy, met=True, trained=False):
     choice = {"rho": 0.5, "accuracy": accuracy, "minstructions": 1.0, "reduction_pct": saving, "met": met}
-    return exit_design.Candidate(EarlyExit(tap, branch), 80.0, (1.0, 2.0), (1.0, 2.0), choice, 3, False, (), ())
+    return exit_design.Candidate(
+        EarlyExit(tap, branch), 80.0, (1.0, 2.0), (1.0, 2.0), choice, 3, False, (), (), trained=trained
+    )
 
 
 def test_the_chosen_design_saves_most_within_the_drop():
@@ -113,6 +116,42 @@ def test_the_chosen_design_saves_most_within_the_drop():
     assert exit_design.best(candidates).name == "d/depthwise_pool"
     assert exit_design.best(candidates[:2] + candidates[4:]).name == "a/paper"
     assert exit_design.best([candidates[1], candidates[4]]) is None
+
+
+def test_a_new_exit_is_kept_only_where_it_saves_more_than_the_trained_one():
+    """The trained exit wins ties and when no new exit saves as much; a new exit wins by the difference in
+    percentage points, or outright when the trained exit has no rho within the drop; nothing saving, None."""
+    trained = _candidate("a", "paper", 20.0, 85.0, trained=True)
+    better, equal, worse = (_candidate("b", "pool_conv", saving, 84.0) for saving in (27.5, 20.0, 12.0))
+    chosen, verdict, margin = exit_design.decide([trained, worse, better])
+    assert chosen is better and margin == pytest.approx(7.5)
+    assert verdict.startswith("a new exit won by 7.5 percentage points of instructions saved: b/pool_conv saves 27.5 %")
+    chosen, verdict, margin = exit_design.decide([trained, equal, worse])
+    assert chosen is trained and margin == 0.0 and "as much as the best new exit" in verdict
+    chosen, verdict, margin = exit_design.decide([trained, worse])
+    assert chosen is trained and margin == pytest.approx(-8.0)
+    assert verdict.startswith(
+        "the trained exit won: the trained exit a/paper (the model's own, unchanged) saves 20.0 %"
+    )
+    assert "8.0 percentage points more than the best new exit, b/pool_conv (12.0 %)" in verdict
+    unmet = _candidate("a", "paper", 30.0, 70.0, met=False, trained=True)
+    chosen, verdict, margin = exit_design.decide([unmet, worse])
+    assert chosen is worse and margin is None and "a/paper (the model's own, unchanged) has no rho within" in verdict
+    chosen, verdict, _ = exit_design.decide([unmet, _candidate("b", "pool_conv", -2.0, 84.0)])
+    assert chosen is None and "keep the base model" in verdict
+
+
+def test_a_difference_of_source_or_format_is_flagged():
+    official = cifar_data.OFFICIAL_TRAINING_DATA
+    assert provenance.differences(provenance.DataOrigin(official.source, official.format, "elsewhere"), official) == []
+    jpeg = provenance.DataOrigin("CIFAR-10 as image folders", provenance.image_format([".JPG", ".jpeg"]))
+    [note] = provenance.differences(jpeg, official)
+    assert "they differ in source and format" in note and "adapting to JPEG compression" in note
+    png = provenance.DataOrigin(official.source, provenance.image_format([".png"]))
+    [note] = provenance.differences(png, official)
+    assert "they differ in format," in note and "adapting to the difference" in note
+    [note] = provenance.differences(official, provenance.UNKNOWN)
+    assert note.startswith("what the backbone was trained on is unknown")
 
 
 def test_an_interrupted_write_leaves_the_earlier_model_as_it_was(tmp_path, monkeypatch):
@@ -141,8 +180,10 @@ def test_an_interrupted_write_leaves_the_earlier_model_as_it_was(tmp_path, monke
 
 @pytest.fixture(scope="module")
 def designed(tmp_path_factory):
-    """design-exit on synthetic CIFAR-10 (200 training images, 20 held apart for validation), two taps
-    and two branches, each trained two epochs on the frozen pretrained trecx_ev."""
+    """design-exit on synthetic CIFAR-10 in the official batches (198 training images, 22 held apart for
+    validation), two taps and two branches, each trained two epochs on the frozen pretrained trecx_ev. With
+    every rho within a drop of 100 points, each exit saves what its stage 1 spares: stack1/pooled_dense
+    (14.49 M instructions) beats the trained stack1/paper exit (17.15 M)."""
     root = tmp_path_factory.mktemp("design")
     write_cifar(root / "data", n_test=40, n_train_per_batch=44)
     args = ["--data-dir", root / "data", "--results-dir", root / "results", "--output-models-dir", root / "models"]
@@ -166,21 +207,49 @@ def test_design_exit_reports_every_candidate_and_writes_the_chosen_model(designe
     root, proc = designed
     assert_ok(proc)
     design = json.loads((root / "results" / "design.json").read_text())
-    names = [(c["early_exit"]["tap"], c["early_exit"]["branch"]) for c in design["candidates"]]
-    assert names == [("stack1", "paper"), ("stack1", "pooled_dense"), ("stack2", "paper"), ("stack2", "pooled_dense")]
-    assert [c["paper"] for c in design["candidates"]] == [True, False, False, False]
-    chosen = design["chosen"]
-    assert chosen["choice"]["reduction_pct"] == max(c["choice"]["reduction_pct"] for c in design["candidates"])
+    names = [(c["early_exit"]["tap"], c["early_exit"]["branch"], c["trained"]) for c in design["candidates"]]
+    assert names == [
+        ("stack1", "paper", True),  # the model's own exit, unchanged
+        ("stack1", "paper", False),
+        ("stack1", "pooled_dense", False),
+        ("stack2", "paper", False),
+        ("stack2", "pooled_dense", False),
+    ]
+    assert [c["paper"] for c in design["candidates"]] == [True, True, False, False, False]
+    assert [c["epochs"] for c in design["candidates"]][0] == 0
+    trained, chosen = design["candidates"][0], design["chosen"]
+    assert chosen["early_exit"] == {"tap": "stack1", "branch": "pooled_dense"} and not chosen["trained"]
+    saving = chosen["choice"]["reduction_pct"]
+    assert saving == max(c["choice"]["reduction_pct"] for c in design["candidates"])
+    assert design["new_over_trained_pp"] == pytest.approx(saving - trained["choice"]["reduction_pct"])
+    assert design["new_over_trained_pp"] > 5  # 51.3 against 42.4 % of the base model's instructions
+    won = f"a new exit won by {design['new_over_trained_pp']:.1f} percentage points of instructions saved"
+    assert design["verdict"].startswith(won) and won in proc.stdout
+    assert design["output"] == str(root / "models" / "image_classification" / "trecx_ev")
     for candidate in design["candidates"]:  # stage 1 costs less than both stages, which cost more than the base
         stage1, both = candidate["path_minstructions"]
         assert 0 < stage1 < design["base_minstructions"] < both
+    official = cifar_data.OFFICIAL_TRAINING_DATA  # the design data are in the backbone's domain: no flag
+    assert design["data"] == {
+        "source": official.source,
+        "format": official.format,
+        "folder": str(root / "data" / "cifar-10-batches-py"),
+    }
+    assert design["backbone_data"] == {"source": official.source, "format": official.format, "folder": ""}
+    assert design["data_notes"] == [] and design["samples"] == [198, 22]
     table = (root / "results" / "design.md").read_text()
-    assert table.count("| stack") == 4 and "(paper)" in table and "**chosen**" in table
+    assert table.count("| stack") == 5 and "(the paper's exit)" in table and "| new **chosen** | stack1 |" in table
+    assert "| trained (the model's own) | stack1 | paper (the paper's exit) |" in table
+    assert f"Result: {won}" in table and "The new design is written to" in table and "Data differ" not in table
+    assert "trained on 198 samples and every exit was chosen on 22 validation samples of CIFAR-10 in" in table
     assert (root / "results" / "design.png").read_bytes()[:4] == b"\x89PNG"
-    assert (root / "results" / "design.csv").read_text().startswith("tap,branch,paper,early_exit_accuracy_pct")
-    config = yaml.safe_load((root / "models" / "image_classification" / "trecx_ev" / "config.yaml").read_text())
+    assert (root / "results" / "design.csv").read_text().startswith("tap,branch,paper,trained,early_exit_accuracy_pct")
+    model = root / "models" / "image_classification"
+    config = yaml.safe_load((model / "trecx_ev" / "config.yaml").read_text())
     assert config["early_exit"] == chosen["early_exit"] and config["model"] == "trecx_ev"
-    assert (root / "models" / "image_classification" / "base" / "weights.npz").is_file()
+    record = json.loads((model / "trecx_ev" / "training_data.json").read_text())
+    assert record == {"backbone": design["backbone_data"], "early_exit": design["data"]}
+    assert (model / "base" / "weights.npz").is_file()
     again = cli(
         "design-exit",
         "image_classification",
@@ -191,6 +260,57 @@ def test_design_exit_reports_every_candidate_and_writes_the_chosen_model(designe
         cwd=root,
     )
     assert_clean_failure(again, "already holds a trained trecx_ev", "--force")
+
+
+def test_the_trained_exit_wins_and_nothing_is_written_and_jpeg_data_are_flagged(tmp_path):
+    """design-exit on JPEG image folders, one new candidate at stack2 (22.73 M instructions in stage 1) against
+    the trained exit at stack1 (17.15 M): the trained exit wins, the report says by how much, and the trained
+    model already in the output folder is left as it was, --force notwithstanding; the report and the output
+    flag JPEG data against a backbone trained on the official lossless batches."""
+    batch = synthetic_batch(np.random.default_rng(0), 220)
+    images = np.ascontiguousarray(batch[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+    write_image_folders(tmp_path / "jpeg", "train", images, np.asarray(batch[b"labels"]), suffix=".jpg")
+    earlier = tmp_path / "models" / "image_classification" / "trecx_ev"
+    earlier.mkdir(parents=True)
+    (earlier / "config.yaml").write_text("the earlier config")
+    (earlier / "weights.npz").write_bytes(b"the earlier weights")
+    proc = cli(
+        "design-exit",
+        "image_classification",
+        *("--data-dir", tmp_path / "jpeg", "--results-dir", tmp_path / "results"),
+        *("--output-models-dir", tmp_path / "models", "--force"),
+        *("--taps", "stack2", "--branches", "pooled_dense", "--epochs", "1", "--drop", "100"),
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert_ok(proc)
+    design = json.loads((tmp_path / "results" / "design.json").read_text())
+    trained, new = design["candidates"]
+    assert trained["trained"] and design["chosen"] == trained and design["output"] is None
+    margin = new["choice"]["reduction_pct"] - trained["choice"]["reduction_pct"]
+    assert design["new_over_trained_pp"] == pytest.approx(margin) and margin < -15  # 23.6 against 42.4 %
+    verdict = (
+        f"the trained exit won: the trained exit stack1/paper (the model's own, unchanged) saves "
+        f"{trained['choice']['reduction_pct']:.1f} %, {-margin:.1f} percentage points more than the best new exit"
+    )
+    table = (tmp_path / "results" / "design.md").read_text()
+    assert design["verdict"].startswith(verdict) and verdict in table and verdict in proc.stdout
+    assert "No model is written: nothing in the models folder was replaced." in table
+    assert sorted(path.name for path in (tmp_path / "models").rglob("*")) == [
+        "config.yaml",
+        "image_classification",
+        "trecx_ev",
+        "weights.npz",
+    ]
+    assert (earlier / "config.yaml").read_text() == "the earlier config"
+    assert (earlier / "weights.npz").read_bytes() == b"the earlier weights"
+    assert design["data"]["format"] == "JPEG images (lossy)" and design["data"]["folder"] == str(
+        tmp_path / "jpeg" / "train"
+    )
+    [note] = design["data_notes"]
+    assert "the design data are CIFAR-10 as image folders" in note and "JPEG images (lossy)" in note
+    assert "trained on CIFAR-10 in the official python batches" in note and "adapting to JPEG compression" in note
+    assert f"**Data differ**: {note}." in table and f"data differ: {note}" in proc.stdout
 
 
 def test_training_a_branch_leaves_every_frozen_weight_unchanged(designed):
@@ -262,29 +382,3 @@ def test_the_design_round_trips_through_test_deploy_and_train(designed, tmp_path
     assert_ok(retrained)
     config = yaml.safe_load((tmp_path / "m" / "image_classification" / "trecx_ev" / "config.yaml").read_text())
     assert config["early_exit"] == chosen["early_exit"]
-
-
-def test_the_shipped_cortex_m4_design_is_the_pretrained_network_with_a_new_branch():
-    """pretrained/designs/cortex-m4: loads as trained models; outside its early-exit branch every weight is
-    the pretrained trecx_ev's, its base model the pretrained base file."""
-    task = load_task("image_classification")
-    shipped = REPO_ROOT / "pretrained" / "designs" / "cortex-m4"
-    nets = load_nets(task, "trained", shipped, ("base", "trecx_ev"))
-    config = yaml.safe_load((shipped / task.NAME / "trecx_ev" / "config.yaml").read_text())
-    design = EarlyExit(**config["early_exit"])
-    assert nets["trecx_ev"].tap == build_model(task, "trecx_ev", design).tap
-    pretrained = load_nets(task, "pretrained", None, ("trecx_ev",))["trecx_ev"]
-    tap_shape = nets["trecx_ev"].model.get_layer(nets["trecx_ev"].tap).output.shape[1:]
-    branch = {layer.name for layer in exit_design.branch_model(task, design, tap_shape).layers if layer.weights}
-    source = {layer.name: layer for layer in pretrained.model.layers}
-    changed = []
-    for layer in nets["trecx_ev"].model.layers:
-        same = all(a.tobytes() == b.tobytes() for a, b in zip(layer.get_weights(), source[layer.name].get_weights()))
-        if layer.name in branch:
-            changed += [] if same else [layer.name]
-        else:
-            assert same, layer.name
-    assert changed  # the branch was retrained
-    assert (shipped / task.NAME / "base" / "weights.npz").read_bytes() == (
-        REPO_ROOT / "pretrained" / task.NAME / "base.npz"
-    ).read_bytes()

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from common import files
+from common import files, provenance
 from common.config import load_config
 from common.errors import UserError
 from common.evaluation import evaluate_models
@@ -84,12 +84,23 @@ def test_every_variant_trains_saves_reloads_and_evaluates(cifar, tmp_path):
 
 
 def test_a_finished_model_is_not_overwritten_without_force(cifar, tmp_path):
+    """--force replaces the finished model's files, its record of the training data included: replaced by
+    the new run's, or removed when the new run has none (an earlier record would describe other data)."""
     cfg = config("base")
-    train(cfg, batches(cifar, cfg), tmp_path / "run", verbose=0)
+    jpeg = provenance.DataOrigin("CIFAR-10 as image folders", "JPEG images (lossy)", "elsewhere")
+    train(cfg, batches(cifar, cfg), tmp_path / "run", verbose=0, training_data=jpeg)
+    assert provenance.read_trained(tmp_path / "run") == provenance.read_trained(tmp_path / "run", "early_exit") == jpeg
     with pytest.raises(UserError, match="pass --force"):
         train(cfg, batches(cifar, cfg), tmp_path / "run", verbose=0)
-    train(cfg, batches(cifar, cfg), tmp_path / "run", force=True, verbose=0)
+    official = data.training_origin(cifar)
+    train(cfg, batches(cifar, cfg), tmp_path / "run", force=True, verbose=0, training_data=official)
     assert len(log_rows(tmp_path / "run")) == 1
+    assert (
+        provenance.read_trained(tmp_path / "run") == official and official.source == data.OFFICIAL_TRAINING_DATA.source
+    )
+    train(cfg, batches(cifar, cfg), tmp_path / "run", force=True, verbose=0)
+    assert provenance.read_trained(tmp_path / "run") == provenance.UNKNOWN
+    assert sorted(path.name for path in (tmp_path / "run").iterdir()) == ["config.yaml", "log.csv", "weights.npz"]
 
 
 def test_an_interrupted_run_resumes_where_it_stopped(cifar, tmp_path):

@@ -8,6 +8,7 @@ from common import backbones
 from common.download import mirror_url
 from common.errors import UserError
 from common.models import Architecture
+from common.provenance import DataOrigin, image_format
 from common.tasks import sample_rows
 from visual_wake_words import data, minival, synthetic
 from visual_wake_words.images import load_images
@@ -44,6 +45,10 @@ AUTHORS_MODELS = {
 }
 DATA_LAYOUT = "person/ and non_person/ image folders (e.g. DATA/minival from preprocess.sh)"
 TEST_SET_SIZE = 4_448  # images in the minival built from COCO val2017 (the authors' VWW test set)
+# What the pretrained models were trained on: the images of MLPerf Tiny's archive (COCO 2014, 96x96).
+PRETRAINED_TRAINING_DATA = DataOrigin(
+    f"Visual Wake Words, COCO 2014 at 96x96 (MLPerf Tiny's {data.TRAIN_FOLDER}.tar.gz)", image_format([".jpg"])
+)
 
 # The paper's numbers (Table 1 of arXiv 2207.06613, and the int8 size reduction of the early-exit
 # MobileNet it reports), shown beside the measured ones.
@@ -132,6 +137,14 @@ def training_set(data_dir):
     augmented (design-exit trains a branch on it; the whole split takes 11 GB as float32)."""
     train, _ = data.split_train(data_dir)
     return _images_and_labels(data_dir, train)
+
+
+def training_data_origin(data_dir):
+    """What training_set and validation_set read from `data_dir`: vw_coco2014_96/, in its files' format."""
+    train, validation = data.split_train(data_dir)
+    suffixes = {pathlib.PurePath(path).suffix for path, _ in train + validation}
+    folder = pathlib.Path(data_dir) / data.TRAIN_FOLDER
+    return DataOrigin(PRETRAINED_TRAINING_DATA.source, image_format(suffixes), str(folder))
 
 
 def _images_and_labels(data_dir, split):
