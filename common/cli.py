@@ -39,7 +39,7 @@ DEFAULT_MODELS_DIR = tasks.REPO_ROOT / "trained_models"
 INTERRUPTED = {
     "test": "the results folder was left as it was",
     "deploy": "the results folder was left as it was",
-    "reproduce": "run the same command again: finished downloads and results are kept",
+    "reproduce": "the results folder was left as it was; run the same command again: finished downloads are kept",
 }
 MCU_SAMPLES_UNSET = object()  # --mcu-samples not given (its value may be None: all)
 # Commands that never import a built-in task module, so never TensorFlow (3-4 s of start-up).
