@@ -365,7 +365,11 @@ def ended(runs, name, code):
 
 
 def inputs_of(tmp: Path) -> dict:
-    return json.loads((tmp / "out" / "summary.json").read_text())["inputs"]
+    """summary.json's inputs, less the test set folder read, checked to be absolute and under `tmp`."""
+    inputs = json.loads((tmp / "out" / "summary.json").read_text())["inputs"]
+    folder = Path(inputs.pop("folder"))
+    assert folder.is_absolute() and folder.is_relative_to(tmp), folder
+    return inputs
 
 
 def test_kws_damaged_clips_are_skipped_named_and_counted(runs) -> None:

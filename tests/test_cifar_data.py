@@ -321,6 +321,7 @@ def test_test_sh_reads_image_folders_and_counts_the_skipped(data_dir, tmp_path) 
     assert_ok(proc)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["inputs"] == {
+        "folder": str(folders),
         "found": len(test_labels) + 1,
         "scored": len(test_labels),
         "skipped": [{"id": "test/frog/odd.png", "reason": "48x48 pixels, not 32x32"}],
