@@ -32,7 +32,7 @@ if __name__ == "__main__":  # before the imports below need the packages: one me
 
 from common import tasks
 from common.native_logs import import_tensorflow_quietly, quiet_native_logs
-from common.target_cost import COST_FILE, DEFAULT_TARGET, NO_TARGET, TARGETS, check_target
+from common.target_cost import COST_FILE, DEFAULT_TARGET, MEASUREMENTS_FILE, NO_TARGET, TARGETS, check_target
 from common.weights import SOURCES
 
 DEFAULT_MODELS_DIR = tasks.REPO_ROOT / "trained_models"
@@ -40,7 +40,7 @@ DEFAULT_MODELS_DIR = tasks.REPO_ROOT / "trained_models"
 INTERRUPTED = {
     "test": "the results folder was left as it was",
     "deploy": "the results folder was left as it was",
-    "reproduce": "run the same command again: finished downloads and results are kept",
+    "reproduce": "the results folder was left as it was; run the same command again: finished downloads are kept",
 }
 MCU_SAMPLES_UNSET = object()  # --mcu-samples not given (its value may be None: all)
 # Commands that never import a built-in task module, so never TensorFlow (3-4 s of start-up).
@@ -203,7 +203,9 @@ def cmd_fit_cost_model(args: argparse.Namespace) -> None:
     targets = [check_target(name, "--targets") for name in names]
     if None in targets:
         raise UserError(f"--targets: {NO_TARGET} is not a target to fit; give some of {', '.join(TARGETS)}, or all")
-    content = fit_cost_models(targets, args.output, remeasure=not args.from_measurements, fresh=args.fresh)
+    content = fit_cost_models(
+        targets, args.output, args.measurements, remeasure=not args.from_measurements, fresh=args.fresh
+    )
     for target in targets:
         fit = content["targets"][target]["fit"]
         ops = fit["operators"]
@@ -596,8 +598,14 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
     sub.add_argument(
         "--from-measurements",
         action="store_true",
-        help="refit from the counts kept in common/target_cost_measurements.json instead of measuring "
-        "on the emulator (needs no toolchain)",
+        help="refit from the counts kept in --measurements instead of measuring on the emulator (needs no toolchain)",
+    )
+    sub.add_argument(
+        "--measurements",
+        type=pathlib.Path,
+        default=MEASUREMENTS_FILE,
+        help="the emulator's counts, kept between runs: read, checked, and updated when measuring "
+        "(default: %(default)s)",
     )
     sub.add_argument(
         "--fresh",

@@ -82,7 +82,7 @@ def run_test(
             log(f"not trained in {models_dir}, so not evaluated: {', '.join(untrained)}")
     else:
         names = tasks.check_models(task, names)
-    results_dir = files.check_output_folder(tasks.results_dir(task, results_dir), "--results-dir")
+    results_dir = files.check_output_folder(tasks.results_dir(task, results_dir), "--results-dir", whole=True)
     data_dir = tasks.test_data_dir(task, data_dir)
     loaded = task.load_test(data_dir)
     inputs, labels, ids = loaded
@@ -432,9 +432,21 @@ def write_table1(results_root: str | os.PathLike) -> str:
     """Table 1 over every task with RESULTS_ROOT/TASK/summary.json, and the headline (the mean FLOPs
     reduction at the 1 % point) when every row has it; written to RESULTS_ROOT/table1.md, returned."""
     results_root = pathlib.Path(results_root)
+    files.recover(results_root)  # a reproduce.sh killed while replacing the results
+    text = table1_text(results_root)
+    files.write_text(results_root / "table1.md", text)
+    return text
+
+
+def table1_text(results_root: str | os.PathLike, folders: Mapping[str, pathlib.Path] | None = None) -> str:
+    """Table 1 over every task with a summary.json in folders[TASK] (default RESULTS_ROOT/TASK), and the
+    headline (the mean FLOPs reduction at the 1 % point) when every row has it."""
+    results_root, folders = pathlib.Path(results_root), folders or {}
     rows, reductions, savings, notes = [], [], [], ""
     for name in tasks.task_names():
-        path = results_root / name / "summary.json"
+        folder = folders.get(name, results_root / name)
+        files.recover(folder)  # a test.sh killed while replacing its results
+        path = folder / "summary.json"
         if path.is_file():
             task = tasks.load_task(name)  # a task whose package is gone: one message naming it
             try:
@@ -464,7 +476,6 @@ def write_table1(results_root: str | os.PathLike) -> str:
             f"Mean predicted instruction saving on {targets.pop()} at the 1 % trade-off point chosen in "
             f"instructions, over {len(savings)} task(s): {sum(s for _, s in savings) / len(savings):.2f} %\n"
         )
-    files.write_text(results_root / "table1.md", text)
     return text
 
 
@@ -481,23 +492,30 @@ def reproduce(
     DATA_ROOT/TASK unless its test set is in place (from `mirror`, a URL or folder holding the official
     archives, when given), build the test set where the task builds one (`prepare_test`), evaluate the
     pretrained models into RESULTS_ROOT/TASK (costs also in `target`'s predicted instructions unless it
-    is None); then Table 1 over them. Returns the Table 1 text."""
-    for name in names or tasks.task_names():
-        task = tasks.load_task(name)
-        log(f"== {task.NAME}")
-        data_dir = pathlib.Path(data_root) / task.NAME
-        folder = task.download(data_dir, mirror, split="test", verify_checksums=verify_checksums)
-        log(f"data ready in {folder}")
-        if hasattr(task, "prepare_test"):
-            task.prepare_test(data_dir)
-        run_test(
-            task,
-            "pretrained",
-            None,
-            tasks.folder_test_sh_reads(task, data_dir),
-            pathlib.Path(results_root) / task.NAME,
-            log=log,
-            target=target,
-            show_table=False,
-        )
-    return write_table1(results_root)
+    is None); then Table 1 over them. The results of every task run and Table 1 replace the earlier ones as
+    a whole (common.files.staged_folder over RESULTS_ROOT; the other tasks' results and other files there
+    are kept). Returns the Table 1 text."""
+    task_modules = [tasks.load_task(name) for name in names or tasks.task_names()]
+    results_root = files.check_output_folder(results_root, "--results-root", whole=True)
+    stale = ["table1.md", *(f"{task.NAME}/{pattern}" for task in task_modules for pattern in _stale_outputs(task))]
+    with files.staged_folder(results_root, stale) as staging:
+        for task in task_modules:
+            log(f"== {task.NAME}")
+            data_dir = pathlib.Path(data_root) / task.NAME
+            folder = task.download(data_dir, mirror, split="test", verify_checksums=verify_checksums)
+            log(f"data ready in {folder}")
+            if hasattr(task, "prepare_test"):
+                task.prepare_test(data_dir)
+            run_test(
+                task,
+                "pretrained",
+                None,
+                tasks.folder_test_sh_reads(task, data_dir),
+                staging / task.NAME,
+                log=log,
+                target=target,
+                show_table=False,
+            )
+        text = table1_text(results_root, {task.NAME: staging / task.NAME for task in task_modules})
+        files.write_text(staging / "table1.md", text)
+    return text

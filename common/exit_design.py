@@ -535,16 +535,20 @@ def design_figure(design: Design, out_stem: pathlib.Path) -> list[pathlib.Path]:
     return save_figure(fig, out_stem)
 
 
+REPORT = ("design.md", "design.csv", "design.json", "design.png", "design.pdf")
+
+
 def write_report(design: Design, results_dir: pathlib.Path) -> pathlib.Path:
-    """design.md, design.csv, design.json and design.png/pdf in `results_dir`; returns design.md."""
-    from common.files import write_text
+    """design.md, design.csv, design.json and design.png/pdf in `results_dir`, replacing an earlier run's
+    as a whole (common.files.staged_folder); returns design.md."""
+    from common.files import staged_folder, write_text
     from common.report import write_json, write_rows_csv
 
-    results_dir.mkdir(parents=True, exist_ok=True)
-    write_rows_csv(results_dir / "design.csv", [_row(c) for c in design.candidates], COLUMNS)
-    write_json(results_dir / "design.json", dataclasses.asdict(design))
-    design_figure(design, results_dir / "design")
-    write_text(results_dir / "design.md", design_markdown(design))
+    with staged_folder(results_dir, REPORT) as staging:
+        write_rows_csv(staging / "design.csv", [_row(c) for c in design.candidates], COLUMNS)
+        write_json(staging / "design.json", dataclasses.asdict(design))
+        design_figure(design, staging / "design")
+        write_text(staging / "design.md", design_markdown(design))
     return results_dir / "design.md"
 
 
@@ -565,6 +569,7 @@ def run_design(
     report folder."""
     from common import tasks
     from common.config import load_config
+    from common.files import check_output_folder
     from common.weights import load_nets, trained_path, weights_paths, writable_trained_path
 
     variant = options.model
@@ -577,6 +582,8 @@ def run_design(
             raise UserError(f"task {task.NAME} defines no {name}, which design-exit trains and chooses on")
     designs = candidates(task, options.taps, options.branches)
     target = writable_trained_path(task, variant, output_models_dir, options.force)  # before the run, not after
+    results_dir = pathlib.Path(results_dir) if results_dir else tasks.results_dir(task) / "design"
+    check_output_folder(results_dir, "--results-dir", whole=True)
     data_dir = tasks.data_dir(task, data_dir)
     nets = load_nets(task, source, models_dir, ("base", variant))
     if source == "trained":
@@ -610,7 +617,6 @@ def run_design(
         print(f"data differ: {note}")
     if design.new_design:
         design = dataclasses.replace(design, output=str(target.parent))
-    results_dir = pathlib.Path(results_dir) if results_dir else tasks.results_dir(task) / "design"
     write_report(design, results_dir)
     if design.new_design:
         base_weights = weights_paths(task, source, models_dir, ("base",))["base"]

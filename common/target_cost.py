@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     import keras
 
 COST_FILE = pathlib.Path(__file__).with_name("target_costs.json")
+MEASUREMENTS_FILE = COST_FILE.with_name("target_cost_measurements.json")  # the emulator's counts it is fitted to
 TARGETS = ("cortex-m4", "cortex-m4:reference", "cortex-m7", "cortex-m55")
 DEFAULT_TARGET = "cortex-m4"
 NO_TARGET = "none"
@@ -243,6 +244,18 @@ FEATURES = {
     "CONCATENATION": (("outputs", "inputs", "one"), lambda op: [op.output_elements, op.inputs, 1]),
 }
 BETWEEN = ("invocations", "operators")  # the terms of TFLM's work around the kernels
+# The operator kinds the model has a form for (each of its variants is one of these kinds).
+KINDS = (
+    "CONV_2D",
+    "DEPTHWISE_CONV_2D",
+    "FULLY_CONNECTED",
+    "AVERAGE_POOL_2D",
+    "ADD",
+    "SOFTMAX",
+    "RESHAPE",
+    "STRIDED_SLICE",
+    "CONCATENATION",
+)
 
 
 def features(op: Operator) -> list[float]:

@@ -336,6 +336,8 @@ def train(
     """
     started = time.perf_counter()
     run_dir = pathlib.Path(run_dir)
+    if run_dir.parent.is_dir():
+        files.recover(run_dir)  # a model that design-exit was killed replacing: back in place
     origin = origin or (lambda key: f"config of {run_dir}")
     weights_path = run_dir / "weights.npz"
     work_dir = run_dir

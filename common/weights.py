@@ -79,8 +79,12 @@ def load_weights(model: keras.Model, path: str | os.PathLike) -> None:
 
 
 def trained_path(task: types.ModuleType, model: str, models_dir: str | os.PathLike) -> pathlib.Path:
-    """Where train.sh saves `model`'s weights: MODELS_DIR/TASK/MODEL/weights.npz."""
-    return pathlib.Path(models_dir) / task.NAME / model / "weights.npz"
+    """Where train.sh saves `model`'s weights: MODELS_DIR/TASK/MODEL/weights.npz (its folder first put
+    back in place if a run replacing it was killed: common.files.recover)."""
+    path = pathlib.Path(models_dir) / task.NAME / model / "weights.npz"
+    if path.parent.parent.is_dir():
+        files.recover(path.parent)
+    return path
 
 
 def writable_trained_path(

@@ -71,8 +71,13 @@ def download(
         return folder
     splits = image_folders.SPLITS if split == "all" else (split,)
     if all(image_folders.present(data_dir, name) for name in splits):
+        for name in splits:
+            image_folders.check(data_dir, name)
         print(f"CIFAR-10 as image folders ({', '.join(splits)}) already present at {data_dir}")
         return data_dir
+    too_deep = _one_level_too_deep(data_dir)
+    if too_deep:
+        raise UserError(f"{too_deep}; download.sh unpacks the archive there")
     archive = fetch(url, data_dir / (Path(urlparse(url).path).name or "cifar-10-python.tar.gz"), md5=md5)
     extract(archive, data_dir, force=force)
     missing = [name for name in required if not (folder / name).is_file()]
@@ -151,12 +156,34 @@ def _read_batch(path: Path, data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(images), labels
 
 
-def _folder(data_dir: Path) -> Path:
+def _one_level_too_deep(data_dir: Path, training: bool = False) -> str | None:
+    """What `data_dir` is and the --data-dir to pass instead (with deploy.sh's --train-data-dir for
+    `training` data), when it is a folder inside the layout: the cifar-10-batches-py folder itself, or the
+    train/ or test/ folder of image folders (it holds class folders); None otherwise."""
+    data_dir = Path(data_dir)
+    parent = data_dir.resolve().parent
+    fix = f"pass --data-dir {parent}" + (f" (deploy.sh: --train-data-dir {parent})" if training else "")
+    if any((data_dir / name).is_file() for name in (TEST_BATCH, *TRAIN_BATCHES)):
+        return f"{data_dir} is the {FOLDER} folder itself, not the folder that holds it; {fix}"
+    classes = [f"{name}/" for name in image_folders.CLASS_NAMES if (data_dir / name).is_dir()]
+    if classes:
+        return (
+            f"{data_dir} holds CIFAR-10 class folders ({', '.join(classes[:2])}{', ...' * (len(classes) > 2)}) "
+            f"itself, as the train/ or test/ folder of image folders does, not the folder that holds train/ "
+            f"and test/; {fix}"
+        )
+    return None
+
+
+def _folder(data_dir: Path, training: bool = False) -> Path:
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise UserError(f"data folder {data_dir} not found; {_fix_hint(data_dir)}")
     folder = data_dir / FOLDER
     if not folder.is_dir():
+        too_deep = _one_level_too_deep(data_dir, training)
+        if too_deep:
+            raise UserError(too_deep)
         raise UserError(f"CIFAR-10 folder {folder} not found; {_fix_hint(data_dir)}")
     return folder
 
@@ -164,10 +191,11 @@ def _folder(data_dir: Path) -> Path:
 def load_test(data_dir: Path) -> LoadedSet:
     """The test batch: a LoadedSet of images uint8 (N, 32, 32, 3), labels int64 (N,) in 0..9 and ids int64
     (N,) = row in test_batch, skipping nothing (a batch is read whole or refused). Without a test batch,
-    the image folders' test split, ids their paths, files that are not 32x32 images skipped by name. A
-    test set without images is a UserError."""
+    the image folders' test split (`image_folders.read`: exactly the ten class folders), ids their paths,
+    files that are not 32x32 images and what else the split holds skipped by name. A test set without
+    images is a UserError, and so is a --data-dir one level inside the layout (naming the one to pass)."""
     if not (Path(data_dir) / FOLDER / TEST_BATCH).is_file() and image_folders.present(data_dir, "test"):
-        images, labels, ids, skipped = image_folders.read(data_dir, "test")
+        images, labels, ids, skipped, _ = image_folders.read(data_dir, "test")
         if not len(images):
             raise UserError(
                 f"no test image could be read under {Path(data_dir) / 'test'} ({len(skipped)} skipped); "
@@ -189,7 +217,7 @@ def load_train(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     them, the image folders' training split (`image_folders.read_train`)."""
     if _reads_image_folders(data_dir):
         return image_folders.read_train(data_dir)
-    folder = _folder(data_dir)
+    folder = _folder(data_dir, training=True)
     batches = [_read_batch(folder / name, Path(data_dir)) for name in TRAIN_BATCHES]
     return np.concatenate([images for images, _ in batches]), np.concatenate([labels for _, labels in batches])
 

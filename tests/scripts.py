@@ -63,6 +63,29 @@ def assert_clean_failure(proc, *named):
         assert str(part) in proc.stderr, f"{part!r} not in {proc.stderr!r}"
 
 
+def snapshot(folder):
+    """{relative path: bytes} of every file under `folder`."""
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+def kill_at(point):
+    """The environment that makes a command kill itself (SIGKILL) at `point` of its writing: "file:N" (the
+    Nth file written, before it takes its name), "before-swap:N", "mid-swap:N" or "after-swap:N" (the Nth
+    output folder replaced; common/files.py)."""
+    return {"TRECX_TEST_KILL_AT": point}
+
+
+def assert_killed(proc):
+    """The command was killed (SIGKILL: -9 run directly, 137 through bash), with no traceback."""
+    assert proc.returncode in (-9, 137), f"{proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert "Traceback" not in proc.stderr
+
+
+def left_beside(folder):
+    """The names of what runs left beside `folder` (temporary files, staging folders, earlier outputs)."""
+    return sorted(p.name for p in Path(folder).parent.glob(f".{Path(folder).name}.*"))
+
+
 @contextlib.contextmanager
 def tmpfs(mount_point, size="4m"):
     """A tmpfs of `size` mounted at `mount_point` (root can mount one on the machines this project runs

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from scripts import assert_clean_failure, tmpfs
+from scripts import assert_clean_failure, assert_killed, kill_at, left_beside, snapshot, tmpfs
 
 from common import config as config_lib
 from common import files
@@ -38,11 +38,6 @@ def run(script, *args, cwd, timeout=300):
         text=True,
         timeout=timeout,
     )
-
-
-def snapshot(folder):
-    """{relative path: bytes} of every file under `folder`."""
-    return {p.relative_to(folder): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
 
 
 def fake_trained(models_dir, name):
@@ -294,3 +289,88 @@ def test_test_sh_on_a_full_disk_leaves_the_earlier_results_as_they_were(cifar, t
     assert_clean_failure(proc, "No space left on device")
     assert snapshot(out) == before
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "results"]  # no half-written folder beside it
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs of several files replaced as a whole (common.files.staged_folder), killed at every point
+
+WRITER = """
+import sys
+from pathlib import Path
+from common import files
+folder, tag, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+with files.staged_folder(folder, ["out_*.txt", "traces/*.txt"]) as staging:
+    for i in range(count):
+        files.write_text(staging / f"out_{i}.txt", tag)
+    files.write_text(staging / "traces" / "t.txt", tag)
+"""
+
+
+def write_outputs(folder, tag, count, env=None):
+    return subprocess.run(
+        [sys.executable, "-c", WRITER, str(folder), tag, str(count)],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("point", ["file:1", "file:3", "file:4", "before-swap:1", "mid-swap:1", "after-swap:1"])
+def test_outputs_killed_at_any_point_are_wholly_the_earlier_ones_or_wholly_the_new(tmp_path, point):
+    """Three outputs and a trace replace an earlier run's four outputs and trace; the user's files beside them
+    (a note, a folder of their own, an empty folder) stay. Killed anywhere, the folder holds wholly the
+    earlier outputs, or (killed after the swap) wholly the new ones; a kill between the two renames leaves
+    the earlier folder aside, which the next reader (`recover`) or run puts back; the next run completes and
+    leaves nothing beside the folder."""
+    out = tmp_path / "out"
+    assert write_outputs(out, "earlier", 4).returncode == 0
+    (out / "notes.txt").write_text("mine")
+    (out / "deploy").mkdir()
+    (out / "deploy" / "deploy.json").write_text("{}")
+    (out / "empty").mkdir()
+    earlier = snapshot(out)
+    assert len(earlier) == 7
+    new = {**{k: v for k, v in earlier.items() if not k.name.startswith("out_")}, Path("traces/t.txt"): b"new"}
+    new.update({Path(f"out_{i}.txt"): b"new" for i in range(3)})
+
+    assert_killed(write_outputs(out, "new", 3, kill_at(point)))
+    if point == "mid-swap:1":
+        assert not out.exists() and len(left_beside(out)) == 2  # the earlier outputs aside, the new staged
+        files.recover(out)  # what the next reader or run does first
+    assert snapshot(out) == (new if point == "after-swap:1" else earlier)
+    assert (out / "empty").is_dir()
+    assert write_outputs(out, "new", 3).returncode == 0
+    assert snapshot(out) == new and (out / "empty").is_dir()
+    assert left_beside(out) == []
+    assert (out / "deploy" / "deploy.json").stat().st_nlink == 1  # linked across, the earlier folder deleted
+
+
+def test_test_sh_killed_while_writing_leaves_the_earlier_results_whole(cifar, tmp_path):
+    """test.sh of base and trecx_noev over base and trecx_ev's results (a note and deploy.sh's outputs beside
+    them), killed at summary.json, at a figure, and between its two renames: each time the
+    earlier results byte for byte (put back by `report`, their next reader, after the last); the next run
+    replaces them whole, keeping the note and deploy.sh's outputs, and leaves nothing beside them."""
+    from scripts import cli
+
+    out = tmp_path / "results" / TASK
+    first = ["--data-dir", cifar / "data", "--results-dir", out, "--models", "pretrained", "base", "trecx_ev"]
+    assert run("test.sh", *first, cwd=tmp_path).returncode == 0
+    (out / "notes.txt").write_text("mine")
+    (out / "deploy").mkdir()
+    (out / "deploy" / "deploy.json").write_text("{}")
+    earlier = snapshot(out)
+    again = ["--data-dir", cifar / "data", "--results-dir", out, "--models", "pretrained", "base", "trecx_noev"]
+    for point in ("file:5", "file:9", "mid-swap:1"):
+        env = {**os.environ, "PYTHON": sys.executable, **kill_at(point)}
+        argv = ["bash", str(REPO_ROOT / TASK / "test.sh"), *map(str, again)]
+        assert_killed(subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300))
+        if point == "mid-swap:1":
+            assert not out.exists()
+            assert cli("report", "--results-root", tmp_path / "results", cwd=tmp_path).returncode == 0
+        assert snapshot(out) == earlier, point
+    second = run("test.sh", *again, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert sorted(p.name for p in (out / "traces").iterdir()) == ["base.npz", "trecx_noev.npz"]
+    assert (out / "notes.txt").read_text() == "mine" and (out / "deploy" / "deploy.json").read_text() == "{}"
+    assert left_beside(out) == []

@@ -33,7 +33,8 @@ CASES = {}
 
 
 def case(setup):
-    """Register `setup(tmp) -> (script, args, context)`: one run of a real script in the fixture below."""
+    """Register `setup(tmp) -> (script, args, context)`: one run of a real script ("cli": python3 -m
+    common.cli) in the fixture below."""
     CASES[setup.__name__] = setup
     return setup
 
@@ -216,6 +217,87 @@ def cifar_download_keeps_own_test_batch(tmp):
     )
 
 
+def cifar_folders(root: Path, n_train: int = 60, n_test: int = 20) -> Path:
+    """CIFAR-10 as image folders under `root`, every class with images."""
+    from image_classification.synthetic import synthetic_inputs, write_image_folders
+
+    for split, n in (("train", n_train), ("test", n_test)):
+        images = synthetic_inputs(n, seed=len(split))[0].astype(np.uint8)
+        write_image_folders(root, split, images, np.arange(n) % 10)
+    return root
+
+
+@case
+def cifar_extra_class_folder(tmp):  # issue 27, case 1: design-exit beside a train/unicorn/ of 5 images
+    folders = cifar_folders(tmp / "data")
+    shutil.copytree(folders / "train" / "cat", folders / "train" / "unicorn")
+    for extra in list((folders / "train" / "unicorn").iterdir())[5:]:
+        extra.unlink()
+    args = ["design-exit", "image_classification", "--data-dir", folders, "--output-models-dir", tmp / "models"]
+    return "cli", [*args, "--results-dir", tmp / "out"], {}
+
+
+@case
+def cifar_empty_class_folder(tmp):  # issue 27, case 2: design-exit with train/dog/ empty
+    folders = cifar_folders(tmp / "data")
+    for image in (folders / "train" / "dog").iterdir():
+        image.unlink()
+    (folders / "train" / "dog" / ".DS_Store").write_bytes(b"")
+    args = ["design-exit", "image_classification", "--data-dir", folders, "--output-models-dir", tmp / "models"]
+    return "cli", [*args, "--results-dir", tmp / "out"], {}
+
+
+@case
+def cifar_missing_test_class_folder(tmp):  # issue 27, case 6: test.sh with test/dog/ missing
+    folders = cifar_folders(tmp / "data")
+    shutil.rmtree(folders / "test" / "dog")
+    return "image_classification/test.sh", ["--data-dir", folders, "--results-dir", tmp / "out"], {}
+
+
+@case
+def cifar_missing_train_class_folder(tmp):
+    folders = cifar_folders(tmp / "data")
+    shutil.rmtree(folders / "train" / "dog")
+    args = ["base", "--data-dir", folders, "--models-dir", tmp / "models", "--set", "epochs=1"]
+    return "image_classification/train.sh", args, {}
+
+
+@case
+def cifar_extra_test_class_folder(tmp):
+    folders = cifar_folders(tmp / "data")
+    shutil.copytree(folders / "test" / "cat", folders / "test" / "unicorn")
+    return "image_classification/deploy.sh", ["--data-dir", folders, "--rho", "0.5", "--results-dir", tmp / "out"], {}
+
+
+@case
+def cifar_skipped_files_are_counted(tmp):
+    folders = cifar_folders(tmp / "data")
+    (folders / "test" / "cat" / "notes.txt").write_text("mine")
+    (folders / "test" / ".DS_Store").write_bytes(b"")
+    (folders / "test" / ".ipynb_checkpoints").mkdir()
+    args = ["--data-dir", folders, "--results-dir", tmp / "out", "--models", "pretrained", "base"]
+    return "image_classification/test.sh", args, {}
+
+
+@case
+def cifar_batches_folder_given(tmp):  # issue 26: --data-dir one level too deep
+    folder = write_cifar(tmp / "data", n_test=3, n_train_per_batch=1)
+    return "image_classification/test.sh", ["--data-dir", folder, "--results-dir", tmp / "out"], {}
+
+
+@case
+def cifar_split_folder_given(tmp):
+    folders = cifar_folders(tmp / "data")
+    return "image_classification/test.sh", ["--data-dir", folders / "test", "--results-dir", tmp / "out"], {}
+
+
+@case
+def cifar_train_split_folder_given(tmp):
+    folders = cifar_folders(tmp / "data")
+    args = ["--data-dir", folders, "--train-data-dir", folders / "train", "--results-dir", tmp / "out"]
+    return "image_classification/deploy.sh", args, {}
+
+
 @case
 def kws_download_test_split(tmp):
     write_test_tree(tmp / "data" / KWS_TEST, per_label=1)
@@ -256,9 +338,10 @@ def runs(tmp_path_factory, kws_cache) -> dict:
     for name, setup in CASES.items():
         tmp = tmp_path_factory.mktemp(name)
         script, args, context = setup(tmp, kws_cache) if "kws_cache" in name else setup(tmp)
+        command = [sys.executable, "-m", "common.cli"] if script == "cli" else ["bash", str(REPO_ROOT / script)]
         prepared[name] = (
             tmp,
-            ["bash", str(REPO_ROOT / script), *map(str, args)],
+            [*command, *map(str, args)],
             context,
             snapshot(tmp / "data") if (tmp / "data").exists() else {},
         )
@@ -282,7 +365,11 @@ def ended(runs, name, code):
 
 
 def inputs_of(tmp: Path) -> dict:
-    return json.loads((tmp / "out" / "summary.json").read_text())["inputs"]
+    """summary.json's inputs, less the test set folder read, checked to be absolute and under `tmp`."""
+    inputs = json.loads((tmp / "out" / "summary.json").read_text())["inputs"]
+    folder = Path(inputs.pop("folder"))
+    assert folder.is_absolute() and folder.is_relative_to(tmp), folder
+    return inputs
 
 
 def test_kws_damaged_clips_are_skipped_named_and_counted(runs) -> None:
@@ -370,6 +457,73 @@ def test_cifar_download_keeps_a_users_own_test_batch(runs) -> None:
     _, tmp, _, _, before = runs["cifar_download_keeps_own_test_batch"]
     assert "cifar-10-python.tar.gz" in output and "md5" in output  # the synthetic archive is refused
     assert snapshot(tmp / "data") == before
+
+
+CLASS_FOLDERS = "(the class folders must be exactly the ten, airplane, automobile, bird, cat, deer, dog, frog"
+
+
+def test_cifar_image_folders_beside_the_ten_classes_are_refused_naming_them(runs) -> None:
+    """One rule in every command reading CIFAR-10 image folders: an extra class folder, an empty one or a
+    missing one is refused, named with the fix, before anything is written."""
+    train, test = "data/train", "data/test"
+    for name, problem, fix in (
+        (
+            "cifar_extra_class_folder",
+            "unicorn/ is not a CIFAR-10 class (5 files)",
+            f"move unicorn/ out of {{}}/{train}",
+        ),
+        ("cifar_empty_class_folder", "dog/ holds no .png/.jpg image", f"put the dog images in {{}}/{train}/dog/"),
+        ("cifar_missing_test_class_folder", "dog/ is missing", f"put the dog images in {{}}/{test}/dog/"),
+        ("cifar_missing_train_class_folder", "dog/ is missing", f"put the dog images in {{}}/{train}/dog/"),
+        (
+            "cifar_extra_test_class_folder",
+            "unicorn/ is not a CIFAR-10 class (2 files)",
+            f"move unicorn/ out of {{}}/{test}",
+        ),
+    ):
+        _, tmp, _, _, before = runs[name]
+        assert runs[name][0].returncode == 2, name
+        output = ended(runs, name, 2)
+        assert f"error: CIFAR-10 image folders under {tmp}/data/" in output and problem in output, output
+        assert fix.format(tmp) in output and CLASS_FOLDERS in output, output
+        assert snapshot(tmp / "data") == before and not (tmp / "out").exists() and not (tmp / "models").exists()
+
+
+def test_cifar_image_folders_files_that_are_not_images_are_skipped_named_and_counted(runs) -> None:
+    ended(runs, "cifar_skipped_files_are_counted", 0)
+    _, tmp, _, _, _ = runs["cifar_skipped_files_are_counted"]
+    assert inputs_of(tmp) == {
+        "found": 23,
+        "scored": 20,
+        "skipped": [
+            {"id": "test/.DS_Store", "reason": "not in a class folder"},
+            {"id": "test/.ipynb_checkpoints", "reason": "a hidden folder beside the class folders"},
+            {"id": "test/cat/notes.txt", "reason": "not a .png/.jpg/.jpeg file"},
+        ],
+    }
+    assert "3 skipped: test/.DS_Store (not in a class folder)" in (tmp / "out" / "table1.md").read_text()
+
+
+def test_cifar_data_dir_one_level_too_deep_names_the_folder_to_pass(runs) -> None:
+    for name, given, said, option in (
+        (
+            "cifar_batches_folder_given",
+            "data/cifar-10-batches-py",
+            "is the cifar-10-batches-py folder itself",
+            "--data-dir",
+        ),
+        (
+            "cifar_split_folder_given",
+            "data/test",
+            "holds CIFAR-10 class folders (airplane/, automobile/, ...)",
+            "--data-dir",
+        ),
+        ("cifar_train_split_folder_given", "data/train", "holds CIFAR-10 class folders", "--train-data-dir"),
+    ):
+        output = ended(runs, name, 2)
+        tmp = runs[name][1]
+        assert f"error: {tmp}/{given} {said}" in output, output
+        assert f"{option} {tmp}/data" in output and "download.sh" not in output, output
 
 
 def test_download_split_test_fetches_only_the_test_data(runs) -> None:

@@ -232,11 +232,17 @@ def test_train_dataset_reshuffles_each_epoch(data_dir) -> None:
 # CIFAR-10 as image folders (train/CLASS/*.png|jpg, test/CLASS/...)
 
 
+def every_class(labels):
+    """Labels that give every class images (the image folders refuse an empty class folder)."""
+    return np.arange(len(labels)) % 10
+
+
 def test_image_folders_load_the_pixels_of_the_batches_they_were_written_from(data_dir, tmp_path) -> None:
     from image_classification import task
 
     test_images, test_labels, _ = data.load_test(data_dir)
     train_images, train_labels = data.load_train(data_dir)
+    test_labels, train_labels = every_class(test_labels), every_class(train_labels)
     folders = write_image_folders(tmp_path / "folders", "test", test_images, test_labels)
     write_image_folders(folders, "train", train_images, train_labels)
     loaded = data.load_test(folders)
@@ -262,6 +268,7 @@ def test_image_folders_skip_odd_test_images_by_name_and_refuse_odd_training_imag
     from PIL import Image
 
     test_images, test_labels, _ = data.load_test(data_dir)
+    test_labels = every_class(test_labels)
     folders = write_image_folders(tmp_path / "folders", "test", test_images[:20], test_labels[:20])
     write_image_folders(folders, "train", test_images[:20], test_labels[:20], suffix=".jpg")
     Image.new("RGB", (64, 64)).save(folders / "test" / "cat" / "big.png")
@@ -281,7 +288,7 @@ def test_image_folders_skip_odd_test_images_by_name_and_refuse_odd_training_imag
 
 def test_download_with_image_folders_in_place_fetches_nothing(data_dir, tmp_path, capsys) -> None:
     test_images, test_labels, _ = data.load_test(data_dir)
-    folders = write_image_folders(tmp_path / "folders", "test", test_images, test_labels)
+    folders = write_image_folders(tmp_path / "folders", "test", test_images, every_class(test_labels))
     nowhere = (tmp_path / "no_mirror" / "cifar-10-python.tar.gz").as_uri()
     assert data.download(folders, url=nowhere, split="test") == folders
     assert "CIFAR-10 as image folders (test) already present" in capsys.readouterr().out
@@ -296,6 +303,7 @@ def test_test_sh_reads_image_folders_and_counts_the_skipped(data_dir, tmp_path) 
     from scripts import assert_ok, run
 
     test_images, test_labels, _ = data.load_test(data_dir)
+    test_labels = every_class(test_labels)
     folders = write_image_folders(tmp_path / "folders", "test", test_images, test_labels)
     Image.new("RGB", (48, 48)).save(folders / "test" / "frog" / "odd.png")
     out = tmp_path / "results"
@@ -313,6 +321,7 @@ def test_test_sh_reads_image_folders_and_counts_the_skipped(data_dir, tmp_path) 
     assert_ok(proc)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["inputs"] == {
+        "folder": str(folders),
         "found": len(test_labels) + 1,
         "scored": len(test_labels),
         "skipped": [{"id": "test/frog/odd.png", "reason": "48x48 pixels, not 32x32"}],
@@ -321,3 +330,22 @@ def test_test_sh_reads_image_folders_and_counts_the_skipped(data_dir, tmp_path) 
     expected = [f"test/{image_folders.CLASS_NAMES[label]}/{i:05d}.png" for i, label in ordered]
     with np.load(out / "traces" / "base.npz") as trace:
         assert trace["ids"].tolist() == expected  # each sample named by its file
+
+
+def test_image_folders_hold_one_rule_for_every_reader(data_dir, tmp_path, capsys) -> None:
+    """Training images beside a file that is not one: the file skipped, named and counted on stderr once;
+    an extra class folder refused by the training reader and by download alike, naming it."""
+    test_images, test_labels, _ = data.load_test(data_dir)
+    folders = write_image_folders(tmp_path / "folders", "train", test_images[:20], every_class(test_labels[:20]))
+    (folders / "train" / "dog" / "notes.txt").write_text("mine")
+    assert len(data.load_train(folders)[0]) == 20
+    assert capsys.readouterr().err == (
+        f"skipped 1 file(s) under {folders / 'train'}: train/dog/notes.txt (not a .png/.jpg/.jpeg file)\n"
+    )
+    data.load_train(folders)  # read again in the same run (design-exit reads it twice): said once
+    assert capsys.readouterr().err == ""
+    shutil.copytree(folders / "train" / "cat", folders / "train" / "unicorn")
+    nowhere = (tmp_path / "no_mirror" / "cifar-10-python.tar.gz").as_uri()
+    for read in (lambda: data.load_train(folders), lambda: data.download(folders, url=nowhere, split="train")):
+        with pytest.raises(UserError, match=r"train: unicorn/ is not a CIFAR-10 class \(2 files\); move unicorn/"):
+            read()

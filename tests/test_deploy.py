@@ -873,3 +873,30 @@ def test_stage1_shares_split_stage1_where_it_leaves_the_base_models_path():
         "backbone": {"instructions_pct": 40.0, "macs_pct": 30.0},
         "branch": {"instructions_pct": 12.5, "macs_pct": 10.0},
     }
+
+
+def test_deploy_sh_killed_while_writing_leaves_the_earlier_results_whole(tmp_path):
+    """deploy.sh at rho 0.5 over an earlier run's results at rho 0.8 (test.sh's summary beside them), killed
+    at deploy.json (its export written) and between its two renames: each time the earlier results byte for byte
+    (put back after the last, as the next run does first); the next run replaces them whole, keeping test.sh's file."""
+    from scripts import assert_killed, kill_at, left_beside, snapshot
+
+    from common import files
+
+    write_cifar(tmp_path / "data", n_test=20, n_train_per_batch=4)
+    out = tmp_path / "out"
+    args = ["--data-dir", tmp_path / "data", "--results-dir", out, "--calibration-data", tmp_path / "data"]
+    args += ["--calibration-samples", "8", "--kernels", "builtin"]
+    assert run_deploy_sh(*args, "--rho", "0.8", cwd=tmp_path).returncode == 0
+    (out / "summary.json").write_text("test.sh's")
+    earlier = snapshot(out)
+    for point in ("file:20", "mid-swap:1"):
+        assert_killed(run_deploy_sh(*args, "--rho", "0.5", cwd=tmp_path, **kill_at(point)))
+        if point == "mid-swap:1":
+            assert not out.exists() and len(left_beside(out)) == 2
+            files.recover(out)  # what the next run does first
+        assert snapshot(out) == earlier, point
+    proc = run_deploy_sh(*args, "--rho", "0.5", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((out / "deploy.json").read_text())["rho"] == 0.5
+    assert (out / "summary.json").read_text() == "test.sh's" and left_beside(out) == []

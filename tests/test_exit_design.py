@@ -14,7 +14,7 @@ import pytest
 import yaml
 from scripts import assert_clean_failure, assert_ok, cli, run
 
-from common import exit_design, exits, provenance, target_cost
+from common import exit_design, exits, files, provenance, target_cost
 from common import weights as weights_module
 from common.config import EarlyExit
 from common.deploy import export
@@ -382,3 +382,38 @@ def test_the_design_round_trips_through_test_deploy_and_train(designed, tmp_path
     assert_ok(retrained)
     config = yaml.safe_load((tmp_path / "m" / "image_classification" / "trecx_ev" / "config.yaml").read_text())
     assert config["early_exit"] == chosen["early_exit"]
+
+
+def test_design_exit_killed_while_writing_leaves_each_output_whole(tmp_path):
+    """design-exit --force with another branch over an earlier design, killed at the report's design.json,
+    between the report's two renames, then at the model's weights (the report replaced by then): the report
+    wholly the earlier one, then wholly the new one, the model wholly the earlier one each time; the next run
+    completes and leaves nothing beside them."""
+    from scripts import assert_killed, kill_at, left_beside, snapshot
+
+    write_cifar(tmp_path / "data", n_test=10, n_train_per_batch=20)
+    report, model = tmp_path / "results", tmp_path / "models" / "image_classification" / "trecx_ev"
+    args = ["--data-dir", tmp_path / "data", "--results-dir", report, "--output-models-dir", tmp_path / "models"]
+    args += ["--taps", "stack1", "--epochs", "1", "--drop", "100"]
+    # both branches cheaper than the trained exit's at its tap, so each run writes its model (--drop 100)
+    assert_ok(
+        cli("design-exit", "image_classification", *args, "--branches", "depthwise_pool", cwd=tmp_path, timeout=900)
+    )
+    earlier_report, earlier_model = snapshot(report), snapshot(model)
+    args += ["--branches", "pooled_dense", "--force"]
+    for point in ("file:2", "mid-swap:1", "file:7"):
+        killed = cli("design-exit", "image_classification", *args, cwd=tmp_path, env=kill_at(point), timeout=900)
+        assert_killed(killed)
+        if point == "mid-swap:1":
+            assert not report.exists() and len(left_beside(report)) == 2
+            files.recover(report)  # what the next run does first
+        if point == "file:7":  # the report replaced whole: each of its files the new run's
+            new = snapshot(report)
+            assert sorted(new) == sorted(earlier_report) and all(new[name] != earlier_report[name] for name in new)
+            assert b"pooled_dense" in new[Path("design.md")] and b"pooled_dense" in new[Path("design.csv")]
+        else:
+            assert snapshot(report) == earlier_report, point
+        assert snapshot(model) == earlier_model, point
+    assert_ok(cli("design-exit", "image_classification", *args, cwd=tmp_path, timeout=900))
+    assert "pooled_dense" in (model / "config.yaml").read_text()
+    assert left_beside(report) == [] and left_beside(model) == []

@@ -10,6 +10,7 @@ the mirror run passes --skip-checksums, and a run without it must refuse them.
 import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -228,3 +229,34 @@ def test_reproduce_help_names_the_script(tmp_path):
     assert proc.stdout.startswith("usage: bash reproduce.sh")
     for option in ("--data-root", "--results-root", "--mirror", "--skip-checksums"):
         assert option in proc.stdout
+
+
+def test_reproduce_killed_while_writing_leaves_the_earlier_results_whole(in_place, tmp_path):
+    """reproduce.sh image_classification --target none over the three tasks' results (a note and deploy.sh's
+    outputs among them), killed at a trace, with its task's results and Table 1 staged, and between its
+    two renames: each time the earlier results byte for byte (put back by `report` after the last); the
+    next run replaces that task's results and Table 1, keeping everything else."""
+    from scripts import assert_killed, kill_at, left_beside, snapshot
+
+    _, root, _ = in_place
+    results = tmp_path / "results"
+    shutil.copytree(root / "results", results)
+    (results / "notes.txt").write_text("mine")
+    (results / "image_classification" / "deploy").mkdir()
+    (results / "image_classification" / "deploy" / "deploy.json").write_text("{}")
+    earlier = snapshot(results)
+    args = ["image_classification", "--data-root", root / "data", "--results-root", results, "--target", "none"]
+    args += ["--mirror", root / "empty_mirror"]
+    for point in ("file:2", "before-swap:2", "mid-swap:1"):
+        assert_killed(run("reproduce.sh", *args, cwd=tmp_path, env=kill_at(point)))
+        if point == "mid-swap:1":
+            assert not results.exists()
+            assert_ok(cli("report", "--results-root", results, cwd=tmp_path))
+        assert snapshot(results) == earlier, point
+    assert_ok(run("reproduce.sh", *args, cwd=tmp_path))
+    now = snapshot(results)
+    changed = {name for name in earlier if now.get(name) != earlier[name]}
+    assert Path("table1.md") in changed and Path("image_classification/summary.json") in changed
+    assert all(name.parts[0] in ("table1.md", "image_classification") for name in changed)
+    assert now[Path("notes.txt")] == b"mine" and now[Path("image_classification/deploy/deploy.json")] == b"{}"
+    assert left_beside(results) == []

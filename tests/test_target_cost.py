@@ -7,9 +7,11 @@ Cortex-M4 with CMSIS-NN) and are skipped without it; everything else runs on the
 """
 
 import json
+import re
 
 import numpy as np
 import pytest
+from scripts import assert_clean_failure, assert_killed, assert_ok, cli, kill_at, left_beside
 
 from common import sweep, target_cost, tasks
 from common.deploy import cost_fit, mcu, mcu_build, pipeline
@@ -245,3 +247,89 @@ def test_operators_of_shapes_the_fit_did_not_see_are_predicted_within_10_percent
         (probe_op,) = measured.ops
         assert probe_op == op
         assert cost.operator(op) == pytest.approx(measured.op_instructions[0], rel=OPERATOR_TOLERANCE), op
+
+
+# ---------------------------------------------------------------------------------------------
+# The kept counts are checked before a fit; the cost file is replaced whole
+
+
+def kept_counts(tmp_path, change):
+    """The kept counts, changed by `change(content)`, as a file in `tmp_path`."""
+    content = json.loads(cost_fit.MEASUREMENTS_FILE.read_text())
+    change(content)
+    path = tmp_path / "kept.json"
+    path.write_text(json.dumps(content))
+    return path
+
+
+def negate_every_count(content):
+    for entries in content.values():
+        for entry in entries:
+            entry["instructions"] = -entry["instructions"]
+            for op in entry["ops"]:
+                op[-1] = -op[-1]
+
+
+def test_fit_cost_model_refuses_negated_counts_and_an_output_folder(tmp_path):
+    """Through the real command: every count negated is refused naming the file, the entry and the key, and
+    nothing is written; --output an existing folder is one message."""
+    kept = kept_counts(tmp_path, negate_every_count)
+    out = tmp_path / "costs.json"
+    proc = cli("fit-cost-model", "--from-measurements", "--measurements", kept, "--output", out, cwd=tmp_path)
+    assert_clean_failure(proc, f"the kept counts {kept} are damaged: cortex-m4 entry 0 (p000): instructions is -")
+    assert "expected a finite, positive number" in proc.stderr and not out.exists()
+    folder = tmp_path / "costs_dir"
+    folder.mkdir()
+    proc = cli("fit-cost-model", "--from-measurements", "--output", folder, cwd=tmp_path)
+    assert_clean_failure(proc, f"--output {folder} is a folder; give the cost model file to write")
+    assert list(folder.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["costs_dir", "kept.json"]
+
+
+def _set(target, entry, key, value, op=0):
+    """A change of the kept counts: `key` (an entry's or, with an OPERATOR_KEYS name, its operator `op`'s)."""
+
+    def change(content):
+        if key in cost_fit.OPERATOR_KEYS:
+            content[target][entry]["ops"][op][cost_fit.OPERATOR_KEYS.index(key)] = value
+        else:
+            content[target][entry][key] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            _set("cortex-m7", 3, "count", float("nan")),
+            "cortex-m7 entry 3 (p003), ops[0]: count is nan, expected a finite",
+        ),
+        (_set("cortex-m4", 5, "count", 0), "entry 5 (p005), ops[0]: count is 0, expected a finite, positive number"),
+        (_set("cortex-m4", 1, "instructions", "12"), "entry 1 (p001): instructions is '12', expected a finite"),
+        (_set("cortex-m4", 2, "kind", "GATHER"), "kind is 'GATHER', not an operator the cost model has a form for"),
+        (_set("cortex-m4", 0, "input_shape", [32, 32]), "input_shape is [32, 32], expected 3 positive whole numbers"),
+        (_set("cortex-m4", 0, "kernel", [3, 0]), "ops[0]: kernel is [3, 0], expected 2 positive whole numbers"),
+        (_set("cortex-m4", 0, "padding", "full"), "padding is 'full', expected same or valid"),
+        (_set("cortex-m4", 0, "output_shape", [30, 30, 16]), "gives [32, 32]"),
+        (_set("cortex-m4", 0, "ops", []), "entry 0 (p000): ops is [], expected a list of measured operators"),
+        (_set("cortex-m4", 0, "extra", 1), "the entry holds ['extra', 'instructions', 'name', 'ops']"),
+    ],
+)
+def test_kept_counts_that_make_no_sense_are_named_by_entry_and_key(tmp_path, change, message):
+    kept = kept_counts(tmp_path, change)
+    out = tmp_path / "out.json"
+    with pytest.raises(UserError, match=f"the kept counts {kept} are damaged: .*{re.escape(message)}"):
+        cost_fit.fit_cost_models(target_cost.TARGETS, path=out, measurements=kept, remeasure=False, log=quiet)
+    assert not out.exists()
+
+
+def test_fit_cost_model_killed_while_writing_leaves_the_earlier_file(tmp_path):
+    """Killed with the new cost models written but not yet in place (its one file): the earlier file byte
+    for byte; the next run replaces it and leaves nothing beside it."""
+    out = tmp_path / "costs.json"
+    out.write_text('{"note": "the earlier cost models"}\n')
+    args = ["fit-cost-model", "--from-measurements", "--targets", "cortex-m4", "--output", out]
+    assert_killed(cli(*args, cwd=tmp_path, env=kill_at("file:1")))
+    assert out.read_text() == '{"note": "the earlier cost models"}\n' and len(left_beside(out)) == 1
+    assert_ok(cli(*args, cwd=tmp_path))
+    assert list(json.loads(out.read_text())["targets"]) == ["cortex-m4"] and left_beside(out) == []

@@ -32,12 +32,11 @@ from common.deploy.manifest import ExportedModel
 from common.deploy.profile import tflite_operators
 from common.deploy.runtime import model_tensors
 from common.errors import UserError
-from common.target_cost import COST_FILE, TARGETS, Operator, features, model_form
+from common.target_cost import COST_FILE, KINDS, MEASUREMENTS_FILE, TARGETS, Operator, features, model_form
 
 if TYPE_CHECKING:
     import keras
 
-MEASUREMENTS_FILE = COST_FILE.with_name("target_cost_measurements.json")
 PROBES_PER_PROGRAM = 24
 CALIBRATION_SAMPLES = 32
 SEED = 0
@@ -301,15 +300,95 @@ def _to_json(measured):
     ]
 
 
-def _from_json(entries):
-    def op(values):
-        kind, input_shape, output_shape, kernel, stride, padding, inputs = values
-        return Operator(kind, tuple(input_shape), tuple(output_shape), tuple(kernel), tuple(stride), padding, inputs)
+KEPT_FIX = "restore them with git checkout, or delete the file and measure every target again"
+OPERATOR_KEYS = ("kind", "input_shape", "output_shape", "kernel", "stride", "padding", "inputs", "count")
+WINDOWED = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D")  # (H, W, C) in and out, kernel and stride
 
-    return [
-        Measured(e["name"], tuple(op(o[:-1]) for o in e["ops"]), tuple(o[-1] for o in e["ops"]), e["instructions"])
-        for e in entries
-    ]
+
+def _count(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _operator_problem(values) -> tuple[str, str] | None:
+    """(key, what is wrong) with one measured operator [kind, input_shape, output_shape, kernel, stride,
+    padding, inputs, count], or None when it makes sense: a kind the cost model has a form for, shapes of
+    positive whole numbers of the kind's rank, the output a convolution or pool of that input gives, and
+    a finite, positive count."""
+    if not isinstance(values, list) or len(values) != len(OPERATOR_KEYS):
+        return "the operator", f"is {values!r}, expected a list [{', '.join(OPERATOR_KEYS)}]"
+    kind, ins, outs, kernel, stride, padding, inputs, count = values
+    if kind not in KINDS:
+        return "kind", f"is {kind!r}, not an operator the cost model has a form for ({', '.join(KINDS)})"
+    ranks = (3,) if kind in WINDOWED else (1, 3)  # (H, W, C) or (N,)
+    for key, shape, rank in (("input_shape", ins, ranks), ("output_shape", outs, ranks), ("kernel", kernel, (2,))):
+        if not isinstance(shape, list) or len(shape) not in rank or not all(map(_whole, shape)):
+            expected = " or ".join(map(str, rank))
+            return key, f"is {shape!r}, expected {expected} positive whole numbers for {kind}"
+    if not isinstance(stride, list) or len(stride) != 2 or not all(map(_whole, stride)):
+        return "stride", f"is {stride!r}, expected 2 positive whole numbers"
+    if padding not in ("same", "valid"):
+        return "padding", f"is {padding!r}, expected same or valid"
+    if not _whole(inputs):
+        return "inputs", f"is {inputs!r}, expected a positive whole number"
+    if not _count(count):
+        return "count", f"is {count!r}, expected a finite, positive number of instructions"
+    if kind in WINDOWED:
+        expected = [
+            math.ceil(size / s) if padding == "same" else (size - k) // s + 1
+            for size, k, s in zip(ins[:2], kernel, stride)
+        ]
+        if outs[:2] != expected:
+            return "output_shape", f"is {outs!r}: {kind} {kernel} stride {stride} {padding} of {ins} gives {expected}"
+        if (kind == "DEPTHWISE_CONV_2D" and outs[-1] % ins[-1]) or (kind == "AVERAGE_POOL_2D" and outs[-1] != ins[-1]):
+            return "output_shape", f"has {outs[-1]} channels, which {kind} cannot make of {ins[-1]}"
+    elif kind in ("ADD", "SOFTMAX") and ins != outs:
+        return "output_shape", f"is {outs!r}, expected {ins!r}, the input's shape ({kind})"
+    elif kind == "RESHAPE" and math.prod(ins) != math.prod(outs):
+        return "output_shape", f"is {outs!r}, not the {math.prod(ins)} elements of the input {ins!r}"
+    elif kind == "STRIDED_SLICE" and (len(ins) != len(outs) or ins[:-1] != outs[:-1] or outs[-1] > ins[-1]):
+        return "output_shape", f"is {outs!r}, not a slice of the channels of {ins!r}"
+    elif kind == "CONCATENATION" and (len(ins) != len(outs) or math.prod(outs) < math.prod(ins)):
+        return "output_shape", f"is {outs!r}, not a concatenation of {ins!r} with others"
+    return None
+
+
+def _from_json(entries, path=MEASUREMENTS_FILE, target="", fix=KEPT_FIX) -> list[Measured]:
+    """[Measured] of one target's entries in the kept counts `path`, each checked first: a name, a finite,
+    positive whole-model count and operators that make sense (`_operator_problem`); UserError naming the
+    file, the target, the entry and the key otherwise."""
+
+    def fail(where, key, problem):
+        raise UserError(f"the kept counts {path} are damaged: {target} {where}: {key} {problem}; {fix}")
+
+    if not isinstance(entries, list):
+        fail("", "the entries", f"are a JSON {type(entries).__name__}, not a list")
+    measured = []
+    for i, entry in enumerate(entries):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        where = f"entry {i}" + (f" ({name})" if isinstance(name, str) else "")
+        if not isinstance(entry, dict) or set(entry) != {"name", "instructions", "ops"}:
+            keys = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
+            fail(where, "the entry", f"holds {keys}, expected name, instructions and ops")
+        if not isinstance(name, str) or not name:
+            fail(where, "name", f"is {name!r}, expected the model's name")
+        if not _count(entry["instructions"]):
+            fail(where, "instructions", f"is {entry['instructions']!r}, expected a finite, positive number")
+        if not isinstance(entry["ops"], list) or not entry["ops"]:
+            fail(where, "ops", f"is {entry['ops']!r}, expected a list of measured operators")
+        for j, values in enumerate(entry["ops"]):
+            problem = _operator_problem(values)
+            if problem:
+                fail(f"{where}, ops[{j}]", *problem)
+        ops = tuple(
+            Operator(kind, tuple(ins), tuple(outs), tuple(kernel), tuple(stride), padding, inputs)
+            for kind, ins, outs, kernel, stride, padding, inputs, _ in entry["ops"]
+        )
+        measured.append(Measured(name, ops, tuple(float(o[-1]) for o in entry["ops"]), float(entry["instructions"])))
+    return measured
 
 
 def _read_json(path: pathlib.Path, what: str, fix: str) -> dict:
@@ -366,18 +445,12 @@ def fit_cost_models(
     import pathlib
     import tempfile
 
-    kept = _read_json(
-        measurements,
-        "the kept counts",
-        "restore them with git checkout, or delete the file and measure every target again",
-    )
-    try:
-        before = {target: [] if fresh else _from_json(kept.get(target, [])) for target in targets}
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
-        raise UserError(
-            f"the kept counts {measurements} are damaged ({type(err).__name__}: {err}); restore them with git "
-            "checkout, or delete the file and measure every target again"
-        ) from None
+    path = pathlib.Path(path)
+    if path.is_dir():
+        raise UserError(f"--output {path} is a folder; give the cost model file to write, e.g. {path / COST_FILE.name}")
+    files.check_output_folder(path.parent, "--output")
+    kept = _read_json(measurements, "the kept counts", KEPT_FIX)
+    before = {target: [] if fresh else _from_json(kept.get(target, []), measurements, target) for target in targets}
     if remeasure:
         mcu_build.check_prerequisites()
         mcu_build.check_cache_writable()
@@ -401,7 +474,7 @@ def fit_cost_models(
         raise UserError(f"no measurements of {', '.join(missing)} in {measurements}: refit with the emulator")
     content = _read_json(path, "the cost models", "restore them with git checkout, or give another --output")
     for target in targets:
-        measured = _from_json(kept[target]) if remeasure else before[target]
+        measured = _from_json(kept[target], measurements, target) if remeasure else before[target]
         coefficients, between = fit(measured)
         content.setdefault("targets", {})[target] = {
             "coefficients": coefficients,

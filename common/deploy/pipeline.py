@@ -487,7 +487,7 @@ def run_deploy(
         mcu_build.check_prerequisites()
         mcu_build.check_cache_writable()
     out = pathlib.Path(results_dir) if results_dir else tasks.results_dir(task) / DEFAULT_SUBFOLDER
-    out = files.check_output_folder(out, "--results-dir")
+    out = files.check_output_folder(out, "--results-dir", whole=True)
     nets = weights.load_nets(task, source, models_dir, ("base", model))  # a missing model fails here
     split_stages(nets[model])  # and a model without an early exit here, before any data is read
     test_dir = tasks.test_data_dir(task, data_dir)
