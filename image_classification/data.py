@@ -232,7 +232,8 @@ def training_origin(data_dir: Path) -> DataOrigin:
     """What load_train reads from `data_dir`: the official batches, or image folders in their files' format
     (JPEG copies are lossy: not the official pixels)."""
     if _reads_image_folders(data_dir):
-        suffixes = {Path(path).suffix for path, _ in image_folders.listed(data_dir, "train")}
+        images, _skipped = image_folders.listed(data_dir, "train")
+        suffixes = {Path(path).suffix for path, _ in images}
         return DataOrigin(
             "CIFAR-10 as image folders (train/CLASS/), not the official batches",
             image_format(suffixes),
