@@ -240,6 +240,8 @@ def test_an_interrupted_run_leaves_the_earlier_results_as_they_were(cifar, tmp_p
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # SIGINT as a user's Ctrl-C finds it: a suite started in the background (`cmd &`) inherits it ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     for line in proc.stdout:  # interrupt while the models run, after some traces are written
         if line.startswith("trecx_noev: predicting"):  # at once: on an idle machine the rest takes < 0.5 s
