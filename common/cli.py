@@ -18,9 +18,11 @@ import pathlib
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from common import environment
+from common.arguments import ALL, GivenOnce, comma_list, old_form
 from common.errors import UserError
 
 if __name__ == "__main__":  # before the imports below need the packages: one message, not a traceback
@@ -46,9 +48,11 @@ MCU_SAMPLES_UNSET = object()  # --mcu-samples not given (its value may be None: 
 # Commands that never import a built-in task module, so never TensorFlow (3-4 s of start-up).
 WITHOUT_TENSORFLOW = {"tasks", "cost"}  # cost imports it only for a .keras model
 WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST)
+Parser = argparse.ArgumentParser
+Commands = argparse._SubParsersAction  # what add_subparsers returns: one parser per command
 
 
-def _verify_checksums(args):
+def _verify_checksums(args: argparse.Namespace) -> bool:
     """--skip-checksums' choice, said on every run that makes it."""
     if args.skip_checksums:
         print(
@@ -93,15 +97,17 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_test(args: argparse.Namespace) -> pathlib.Path:
     from common.evaluation import run_test
 
-    source, *names = args.models
-    if source not in SOURCES:
-        raise UserError(f"--models takes pretrained or trained first, then model names; got {source!r}")
+    names = () if args.model is None else comma_list(args.model)
+    if args.model is not None and not names:
+        raise UserError("--model needs at least one model name, e.g. --model base,trecx_ev")
     target = check_target(args.target)
-    _, results_dir = run_test(args.task, source, args.models_dir, args.data_dir, args.results_dir, names, target=target)
+    _, results_dir = run_test(
+        args.task, args.models, args.models_dir, args.data_dir, args.results_dir, list(names), target=target
+    )
     return results_dir
 
 
-def _count_or_all(text):
+def _count_or_all(text: str) -> int | None:
     """argparse type: a whole number, or "all" (None)."""
     if text == "all":
         return None
@@ -199,8 +205,9 @@ def cmd_cost(args: argparse.Namespace) -> pathlib.Path | None:
 def cmd_fit_cost_model(args: argparse.Namespace) -> None:
     from common.deploy.cost_fit import fit_cost_models
 
-    names = TARGETS if args.targets == "all" else [name.strip() for name in args.targets.split(",")]
-    targets = [check_target(name, "--targets") for name in names]
+    targets = [check_target(name, "--targets") for name in comma_list(args.targets, every=TARGETS)]
+    if not targets:
+        raise UserError(f"--targets needs at least one target: some of {', '.join(TARGETS)}, or {ALL}")
     if None in targets:
         raise UserError(f"--targets: {NO_TARGET} is not a target to fit; give some of {', '.join(TARGETS)}, or all")
     content = fit_cost_models(
@@ -217,10 +224,6 @@ def cmd_fit_cost_model(args: argparse.Namespace) -> None:
     print(f"cost models written to {args.output}")
 
 
-def _names(text: str | None) -> list[str]:
-    return [name.strip() for name in (text or "").split(",") if name.strip()]
-
-
 def cmd_design_exit(args: argparse.Namespace) -> None:
     from common.design_options import DesignOptions
     from common.exit_design import run_design
@@ -229,8 +232,8 @@ def cmd_design_exit(args: argparse.Namespace) -> None:
         model=args.model,
         target=args.target,
         drop=args.drop,
-        taps=tuple(_names(args.taps)),
-        branches=tuple(_names(args.branches)),
+        taps=comma_list(args.taps or ""),
+        branches=comma_list(args.branches or ""),
         epochs=args.epochs,
         patience=args.patience,
         seed=args.seed,
@@ -273,94 +276,126 @@ def script_task(argv: Sequence[str]) -> str | None:
     return None
 
 
-def build_parser(task: str | None = None) -> argparse.ArgumentParser:
-    """The command line; `task`: the task a task script runs, whose default folders the help texts name
-    (without it, data/TASK stands for them)."""
-    from common.deploy.options import DeployOptions
-    from common.deploy.runtime import KERNELS
+@dataclass(frozen=True)
+class HelpFolders:
+    """What the help texts name: the script a task script runs as (TRECX_SCRIPT, shown as the usage's program
+    with the task argument hidden; None when typed by hand), the task names, and the default folders, the
+    task's own when a script runs a task (else data/TASK stands for them)."""
 
-    defaults = DeployOptions()
+    script: str | None
+    task_names: str
+    data: str
+    results: str
+    test: str
 
+    @classmethod
+    def of(cls, task: str | None) -> HelpFolders:
+        data = f"data/{task or 'TASK'} in the repository"
+        if task:  # the test set's subfolder: TEST_SUBDIR, common/tasks.py
+            test = f"{pathlib.PurePosixPath('data', task, tasks.test_subdir(task))} in the repository"
+        else:
+            test = "; ".join(
+                [data] + [f"{name}: data/{name}/{sub}" for name in tasks.TASKS if (sub := tasks.test_subdir(name))]
+            )
+        return cls(
+            script=os.environ.get("TRECX_SCRIPT"),
+            task_names=", ".join(tasks.task_names()),
+            data=data,
+            results=f"results/{task or 'TASK'}",
+            test=test,
+        )
+
+
+def _command(commands: Commands, name: str, help_text: str, description: str, prog: str | None = None) -> Parser:
     # allow_abbrev=False everywhere: an option's prefix (a typo) is an error, never another option.
-    parser = argparse.ArgumentParser(
-        prog="python -m common.cli", description=__doc__.split("\n")[0], allow_abbrev=False
+    sub = commands.add_parser(name, help=help_text, description=description, prog=prog, allow_abbrev=False)
+    # An unknown option is reported with this command's usage; list_options: its comma-separated lists.
+    sub.set_defaults(command_parser=sub, list_options=())
+    return sub
+
+
+def _task_command(
+    commands: Commands, folders: HelpFolders, name: str, help_text: str, func: Callable[[argparse.Namespace], Any]
+) -> Parser:
+    """A command a task script runs: TASK (hidden from a script's usage) and --data-dir."""
+    sub = _command(commands, name, help_text, help_text, prog=folders.script)
+    sub.add_argument(
+        "task", metavar="TASK", help=argparse.SUPPRESS if folders.script else f"one of {folders.task_names}"
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    data_help = (
+        f"the test set folder (default: {folders.test})"
+        if name in ("test", "deploy")
+        else f"dataset folder (default: {folders.data})"
+    )
+    sub.add_argument("--data-dir", type=pathlib.Path, help=data_help)
+    sub.set_defaults(func=func)
+    return sub
 
-    def command(name: str, **options: Any) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, allow_abbrev=False, **options)
-        sub.set_defaults(command_parser=sub)  # an unknown option is reported with this command's usage
-        return sub
 
-    names = ", ".join(tasks.task_names())
-
-    # A task script (TASK/NAME.sh) names itself in TRECX_SCRIPT and passes the task: its usage shows the
-    # script and hides the task argument.
-    script = os.environ.get("TRECX_SCRIPT")
-
-    # The default folders, named as the task's when a script runs a task (TEST_SUBDIR: common/tasks.py).
-    data_folder = f"data/{task or 'TASK'} in the repository"
-    results_folder = f"results/{task or 'TASK'}"
-    if task:
-        test_folder = f"{pathlib.PurePosixPath('data', task, tasks.test_subdir(task))} in the repository"
-    else:
-        test_folder = "; ".join(
-            [data_folder] + [f"{name}: data/{name}/{sub}" for name in tasks.TASKS if (sub := tasks.test_subdir(name))]
+def _weights_source(text: str) -> str:
+    """argparse type of --models: the weights' source, with the model names' option named when a name is given."""
+    if text not in SOURCES:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a source, pretrained or trained; a model is named with --model, e.g. --model {text}"
         )
+    return text
 
-    def add(
-        name: str, help_text: str, func: Callable[[argparse.Namespace], pathlib.Path | None]
-    ) -> argparse.ArgumentParser:
-        sub = command(name, help=help_text, description=help_text, prog=script)
-        sub.add_argument("task", metavar="TASK", help=argparse.SUPPRESS if script else f"one of {names}")
-        data_help = (
-            f"the test set folder (default: {test_folder})"
-            if name in ("test", "deploy")
-            else f"dataset folder (default: {data_folder})"
-        )
-        sub.add_argument("--data-dir", type=pathlib.Path, help=data_help)
-        sub.set_defaults(func=func)
-        return sub
 
-    def add_models_source(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument(
-            "--models",
-            choices=SOURCES,
-            default="pretrained",
-            help="the authors' converted weights, or your own from train (default: pretrained)",
-        )
-        sub.add_argument(
-            "--models-dir",
-            type=pathlib.Path,
-            default=DEFAULT_MODELS_DIR,
-            help="trained models root, for --models trained (default: %(default)s)",
-        )
+def _add_models_source(sub: Parser) -> None:
+    sub.add_argument(
+        "--models",
+        choices=SOURCES,
+        type=_weights_source,
+        default="pretrained",
+        help="the authors' converted weights, or your own from train (default: pretrained)",
+    )
+    _add_models_dir(sub, "trained models root, for --models trained (default: %(default)s)")
 
-    def add_mirror(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument(
-            "--mirror",
-            metavar="URL_OR_DIR",
-            help="a URL or folder holding the archives under their official file "
-            "names, used instead of the official sites (checksums still apply)",
-        )
-        sub.add_argument(
-            "--skip-checksums",
-            action="store_true",
-            help="do not check the archives against the official checksums: for archives you "
-            "re-packed yourself in the official formats (default: check)",
-        )
 
-    def add_target(sub: argparse.ArgumentParser, what: str, default: str = DEFAULT_TARGET) -> None:
-        sub.add_argument(
-            "--target",
-            default=default,
-            metavar="TARGET",
-            help=f"the microcontroller whose executed instructions, predicted by its cost model, {what}: "
-            f"{', '.join(TARGETS)} (CMSIS-NN kernels unless :reference), or {NO_TARGET} (default: %(default)s)",
-        )
+def _add_models_dir(sub: Parser, help_text: str) -> None:
+    sub.add_argument("--models-dir", type=pathlib.Path, default=DEFAULT_MODELS_DIR, help=help_text)
 
-    sub = add("download", "Download and unpack the task's dataset (checksum-verified, resumable).", cmd_download)
-    add_mirror(sub)
+
+def _add_list(sub: Parser, option: str, help_text: str, **options: str) -> None:
+    """An option whose value is one comma-separated list (parsed by common.arguments.comma_list)."""
+    sub.add_argument(option, action=GivenOnce, help=help_text, **options)
+    sub.set_defaults(list_options=(*sub.get_default("list_options"), option))
+
+
+def _add_mirror(sub: Parser) -> None:
+    sub.add_argument(
+        "--mirror",
+        metavar="URL_OR_DIR",
+        help="a URL or folder holding the archives under their official file "
+        "names, used instead of the official sites (checksums still apply)",
+    )
+    sub.add_argument(
+        "--skip-checksums",
+        action="store_true",
+        help="do not check the archives against the official checksums: for archives you "
+        "re-packed yourself in the official formats (default: check)",
+    )
+
+
+def _add_target(sub: Parser, what: str, default: str = DEFAULT_TARGET) -> None:
+    sub.add_argument(
+        "--target",
+        default=default,
+        metavar="TARGET",
+        help=f"the microcontroller whose executed instructions, predicted by its cost model, {what}: "
+        f"{', '.join(TARGETS)} (CMSIS-NN kernels unless :reference), or {NO_TARGET} (default: %(default)s)",
+    )
+
+
+def _add_download(commands: Commands, folders: HelpFolders) -> None:
+    sub = _task_command(
+        commands,
+        folders,
+        "download",
+        "Download and unpack the task's dataset (checksum-verified, resumable).",
+        cmd_download,
+    )
+    _add_mirror(sub)
     sub.add_argument(
         "--split",
         choices=("test", "train", "all"),
@@ -374,14 +409,22 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
         "(default: refuse and list them)",
     )
 
-    add(
+
+def _add_preprocess(commands: Commands, folders: HelpFolders) -> None:
+    _task_command(
+        commands,
+        folders,
         "preprocess",
         "Build the task's splits and caches from the downloaded data (keyword spotting, visual wake words).",
         cmd_preprocess,
     )
 
-    sub = add("train", "Train models from their YAML configs (TASK/configs/NAME.yaml).", cmd_train)
-    sub.add_argument("models", nargs="*", help="models to train (default: all)")
+
+def _add_train(commands: Commands, folders: HelpFolders) -> None:
+    sub = _task_command(
+        commands, folders, "train", "Train models from their YAML configs (TASK/configs/NAME.yaml).", cmd_train
+    )
+    sub.add_argument("models", nargs="*", metavar="NAME", help="models to train (default: all)")
     sub.add_argument(
         "--config",
         type=pathlib.Path,
@@ -392,37 +435,36 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config key, e.g. --set epochs=10 (repeatable)",
+        help="override a config key, e.g. --set epochs=10 (repeatable: a value may hold commas itself)",
     )
-    sub.add_argument(
-        "--models-dir",
-        type=pathlib.Path,
-        default=DEFAULT_MODELS_DIR,
-        help="where trained models go, as MODELS_DIR/TASK/NAME/ (default: %(default)s)",
-    )
+    _add_models_dir(sub, "where trained models go, as MODELS_DIR/TASK/NAME/ (default: %(default)s)")
     sub.add_argument("--force", action="store_true", help="overwrite an already trained model")
 
-    sub = add("test", "Evaluate every model: traces, benefit curves, Table 1, figures.", cmd_test)
-    sub.add_argument("--results-dir", type=pathlib.Path, help=f"output folder (default: {results_folder})")
-    sub.add_argument(
-        "--models",
-        nargs="+",
-        default=["pretrained"],
-        metavar=("SOURCE", "NAME"),
-        help="pretrained (the authors' converted weights) or trained (your own from train), then "
-        "optionally the models to evaluate; trained without names: every model you trained. "
-        "The trade-off baseline is base, the pretrained one when base is not evaluated "
-        "(default: pretrained, all models)",
-    )
-    sub.add_argument(
-        "--models-dir",
-        type=pathlib.Path,
-        default=DEFAULT_MODELS_DIR,
-        help="trained models root, for --models trained (default: %(default)s)",
-    )
-    add_target(sub, "are reported beside the MFLOPs")
 
-    sub = add(
+def _add_test(commands: Commands, folders: HelpFolders) -> None:
+    sub = _task_command(
+        commands, folders, "test", "Evaluate every model: traces, benefit curves, Table 1, figures.", cmd_test
+    )
+    sub.add_argument("--results-dir", type=pathlib.Path, help=f"output folder (default: {folders.results})")
+    _add_models_source(sub)
+    _add_list(
+        sub,
+        "--model",
+        "the models to evaluate, comma-separated, e.g. base,trecx_ev (default: all; with --models trained, every "
+        "model you trained). The trade-off baseline is base, the pretrained one when base is not evaluated",
+        metavar="NAME[,NAME...]",
+    )
+    _add_target(sub, "are reported beside the MFLOPs")
+
+
+def _add_deploy(commands: Commands, folders: HelpFolders) -> None:
+    from common.deploy.options import DeployOptions
+    from common.deploy.runtime import KERNELS
+
+    defaults = DeployOptions()
+    sub = _task_command(
+        commands,
+        folders,
         "deploy",
         "Export a T-RecX model to LiteRT float32/int8 and C arrays; run it with early exit "
         "and measure accuracy, exit rate and latency against the base model.",
@@ -432,11 +474,14 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
         "--results-dir",
         type=pathlib.Path,
         help="output folder: deploy.json, deploy.md, int8_vs_float.png/pdf, export/ (default: "
-        f"{results_folder}/deploy, apart from test.sh's outputs)",
+        f"{folders.results}/deploy, apart from test.sh's outputs)",
     )
-    add_models_source(sub)
+    _add_models_source(sub)
     sub.add_argument(
-        "--model", default="trecx_ev", help="the T-RecX model to deploy: trecx_ev or trecx_noev (default: %(default)s)"
+        "--model",
+        default="trecx_ev",
+        metavar="NAME",
+        help="the T-RecX model to deploy: trecx_ev or trecx_noev (default: %(default)s)",
     )
     sub.add_argument(
         "--rho",
@@ -453,7 +498,7 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
     sub.add_argument(
         "--train-data-dir",
         type=pathlib.Path,
-        help=f"folder holding the training and validation splits (default: {data_folder})",
+        help=f"folder holding the training and validation splits (default: {folders.data})",
     )
     sub.add_argument(
         "--calibration-data",
@@ -481,13 +526,14 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
         "reference (the portable kernels TensorFlow Lite Micro shares; slow, but their relative "
         "op costs are a microcontroller's) (default: %(default)s)",
     )
-    sub.add_argument(
+    _add_list(
+        sub,
         "--mcu",
-        metavar="TARGETS",
-        help="also run the int8 models in TensorFlow Lite Micro on emulated Cortex-M cores, "
+        "also run the int8 models in TensorFlow Lite Micro on emulated Cortex-M cores, "
         "counting executed instructions (needs bash install_mcu_toolchain.sh): comma-separated "
         "CORE or CORE:KERNELS, CORE one of cortex-m4, cortex-m7, cortex-m55, KERNELS cmsis-nn "
         "(default) or reference; all = cortex-m4,cortex-m4:reference,cortex-m7,cortex-m55",
+        metavar="TARGET[,TARGET...]",
     )
     sub.add_argument(
         "--mcu-samples",
@@ -496,12 +542,15 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
         metavar="K",
         help=f"test samples to run on each emulated core, or all; only with --mcu (default: {defaults.mcu_samples})",
     )
-    add_target(sub, "choose rho on the validation split (the cheapest within --drop) and are reported")
+    _add_target(sub, "choose rho on the validation split (the cheapest within --drop) and are reported")
 
-    sub = command(
+
+def _add_report(commands: Commands) -> None:
+    sub = _command(
+        commands,
         "report",
-        help="Table 1 over all tasks from their results (results/table1.md).",
-        description="Table 1 over all tasks from RESULTS_ROOT/TASK/summary.json, written to RESULTS_ROOT/table1.md.",
+        "Table 1 over all tasks from their results (results/table1.md).",
+        "Table 1 over all tasks from RESULTS_ROOT/TASK/summary.json, written to RESULTS_ROOT/table1.md.",
     )
     sub.add_argument(
         "--results-root",
@@ -511,17 +560,20 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
     )
     sub.set_defaults(func=cmd_report)
 
-    sub = command(
+
+def _add_reproduce(commands: Commands, folders: HelpFolders) -> None:
+    sub = _command(
+        commands,
         "reproduce",
-        help="Download, evaluate every pretrained model and write Table 1.",
-        prog=script,
-        description="For each task (default: all): download what its test set needs "
+        "Download, evaluate every pretrained model and write Table 1.",
+        "For each task (default: all): download what its test set needs "
         "into DATA_ROOT/TASK unless the test set is in place, build its test "
         "set, evaluate every pretrained model into RESULTS_ROOT/TASK; then "
         "RESULTS_ROOT/table1.md.",
+        prog=folders.script,
     )
-    sub.add_argument("tasks", nargs="*", metavar="task", help=f"tasks to run (default: all of {names})")
-    add_mirror(sub)
+    sub.add_argument("tasks", nargs="*", metavar="task", help=f"tasks to run (default: all of {folders.task_names})")
+    _add_mirror(sub)
     sub.add_argument(
         "--data-root",
         type=pathlib.Path,
@@ -534,25 +586,27 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
         default=tasks.REPO_ROOT / "results",
         help="results go to RESULTS_ROOT/TASK (default: %(default)s)",
     )
-    add_target(sub, "are reported beside the MFLOPs")
+    _add_target(sub, "are reported beside the MFLOPs")
     sub.set_defaults(func=cmd_reproduce)
 
-    sub = command(
-        "flops",
-        help="Per-layer FLOPs, MACs and parameters of each exit path.",
-        description="Per-layer FLOPs, MACs and parameters of each exit path.",
-    )
-    sub.add_argument("task", help=f"one of {names}")
-    sub.add_argument("models", nargs="*", help="models to count (default: all)")
-    add_target(sub, "are printed for each path too", default=NO_TARGET)
+
+def _add_flops(commands: Commands, folders: HelpFolders) -> None:
+    help_text = "Per-layer FLOPs, MACs and parameters of each exit path."
+    sub = _command(commands, "flops", help_text, help_text)
+    sub.add_argument("task", help=f"one of {folders.task_names}")
+    sub.add_argument("models", nargs="*", metavar="NAME", help="models to count (default: all)")
+    _add_target(sub, "are printed for each path too", default=NO_TARGET)
     sub.set_defaults(func=cmd_flops)
 
+
+def _add_cost(commands: Commands) -> None:
     from common.boards import BOARDS_FILE, boards
 
-    sub = command(
+    sub = _command(
+        commands,
         "cost",
-        help="Any int8 model's executed instructions on a target, per operator; ESTIMATED ms and mJ on a board.",
-        description="Predict a .tflite (int8) or .keras model's executed instructions on an emulated Cortex-M, "
+        "Any int8 model's executed instructions on a target, per operator; ESTIMATED ms and mJ on a board.",
+        "Predict a .tflite (int8) or .keras model's executed instructions on an emulated Cortex-M, "
         "per operator and in total, from the target's cost model (no toolchain needed), and on a board the "
         "estimated milliseconds and millijoules (docs/target_cost.md).",
     )
@@ -577,17 +631,22 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
     )
     sub.set_defaults(func=cmd_cost)
 
-    sub = command(
+
+def _add_fit_cost_model(commands: Commands) -> None:
+    sub = _command(
+        commands,
         "fit-cost-model",
-        help="Refit the per-target instruction cost model on the emulator (needs the MCU toolchain).",
-        description="Measure single-operator probes and the tasks' exported T-RecX models on the emulated "
+        "Refit the per-target instruction cost model on the emulator (needs the MCU toolchain).",
+        "Measure single-operator probes and the tasks' exported T-RecX models on the emulated "
         "targets and fit the per-operator instruction cost model (common/target_cost.py) to them.",
     )
-    sub.add_argument(
+    _add_list(
+        sub,
         "--targets",
-        default="all",
-        help="comma-separated targets to refit, or all (default: all = cortex-m4, cortex-m4:reference, "
+        "comma-separated targets to refit, or all (default: all = cortex-m4, cortex-m4:reference, "
         "cortex-m7, cortex-m55)",
+        default=ALL,
+        metavar="TARGET[,TARGET...]",
     )
     sub.add_argument(
         "--output",
@@ -614,25 +673,34 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
     )
     sub.set_defaults(func=cmd_fit_cost_model)
 
+
+def _add_design_exit(commands: Commands, folders: HelpFolders) -> None:
     from common.design_options import DesignOptions
 
-    sub = add(
+    sub = _task_command(
+        commands,
+        folders,
         "design-exit",
         "Design a T-RecX model's early exit in a target's instructions: every tap and branch, each branch "
         "trained on the frozen network, against the model's own trained exit on the same validation data; a "
         "new exit is kept only where it saves more instructions within --drop.",
         cmd_design_exit,
     )
-    add_models_source(sub)
+    _add_models_source(sub)
     sub.add_argument(
         "--model",
         default=DesignOptions.model,
+        metavar="NAME",
         help="the T-RecX model whose early exit to redesign (default: %(default)s)",
     )
-    sub.add_argument("--taps", help="comma-separated taps to try (default: every tap the backbone allows)")
-    sub.add_argument(
+    _add_list(
+        sub, "--taps", "comma-separated taps to try (default: every tap the backbone allows)", metavar="TAP[,TAP...]"
+    )
+    _add_list(
+        sub,
         "--branches",
-        help="comma-separated branches to try, of common.exits.BRANCHES (default: all; docs/exit_design.md)",
+        "comma-separated branches to try, of common.exits.BRANCHES (default: all; docs/exit_design.md)",
+        metavar="BRANCH[,BRANCH...]",
     )
     sub.add_argument(
         "--drop",
@@ -666,14 +734,39 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
         "(default: %(default)s)",
     )
     sub.add_argument("--force", action="store_true", help="replace a trained model there")
-    add_target(sub, "choose the design")
+    _add_target(sub, "choose the design")
 
-    sub = command(
+
+def _add_tasks(commands: Commands) -> None:
+    sub = _command(
+        commands,
         "tasks",
-        help="List the registered tasks, one per line.",
-        description="List the registered tasks (common/tasks.py), one per line.",
+        "List the registered tasks, one per line.",
+        "List the registered tasks (common/tasks.py), one per line.",
     )
     sub.set_defaults(func=cmd_tasks)
+
+
+def build_parser(task: str | None = None) -> Parser:
+    """The command line, one `_add_COMMAND` per command; `task`: the task a task script runs, whose default
+    folders the help texts name (without it, data/TASK stands for them)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m common.cli", description=__doc__.split("\n")[0], allow_abbrev=False
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    folders = HelpFolders.of(task)
+    _add_download(commands, folders)
+    _add_preprocess(commands, folders)
+    _add_train(commands, folders)
+    _add_test(commands, folders)
+    _add_deploy(commands, folders)
+    _add_report(commands)
+    _add_reproduce(commands, folders)
+    _add_flops(commands, folders)
+    _add_cost(commands)
+    _add_fit_cost_model(commands)
+    _add_design_exit(commands, folders)
+    _add_tasks(commands)
     return parser
 
 
@@ -682,7 +775,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args, unknown = build_parser(script_task(argv)).parse_known_args(argv)
     if unknown:
-        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        message = old_form(argv, unknown, args.list_options)  # an old space-separated list: the new form
+        args.command_parser.error(message or f"unrecognized arguments: {' '.join(unknown)}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the way
     if args.command not in WITHOUT_TENSORFLOW:
         import_tensorflow_quietly()  # the other commands import task modules, which import Keras

@@ -123,7 +123,7 @@ def test_truncated_summary_given_to_report(tmp_path):
 
 @pytest.fixture(scope="module")
 def trained_subset(cifar, tmp_path_factory):
-    """test.sh --models trained NAME... with only trecx_ev trained, then with trecx_ev and base."""
+    """test.sh --models trained with only trecx_ev trained, then --model trecx_ev,base with both trained."""
     root = tmp_path_factory.mktemp("subset")
     models = root / "models"
     fake_trained(models, "trecx_ev")
@@ -146,8 +146,8 @@ def trained_subset(cifar, tmp_path_factory):
         cifar / "data",
         "--models",
         "trained",
-        "trecx_ev",
-        "base",
+        "--model",
+        "trecx_ev,base",
         "--models-dir",
         models,
         "--results-dir",
@@ -186,8 +186,8 @@ def test_named_trained_model_that_is_missing(cifar, tmp_path):
         cifar / "data",
         "--models",
         "trained",
-        "trecx_ev",
-        "sdn",
+        "--model",
+        "trecx_ev,sdn",
         "--models-dir",
         models,
         cwd=tmp_path,
@@ -208,6 +208,7 @@ def test_a_new_run_replaces_the_earlier_results_as_a_whole(cifar, tmp_path, trai
         cifar / "data",
         "--models",
         "trained",
+        "--model",
         "trecx_ev",
         "--models-dir",
         root / "models",
@@ -354,13 +355,13 @@ def test_test_sh_killed_while_writing_leaves_the_earlier_results_whole(cifar, tm
     from scripts import cli
 
     out = tmp_path / "results" / TASK
-    first = ["--data-dir", cifar / "data", "--results-dir", out, "--models", "pretrained", "base", "trecx_ev"]
+    first = ["--data-dir", cifar / "data", "--results-dir", out, "--model", "base,trecx_ev"]
     assert run("test.sh", *first, cwd=tmp_path).returncode == 0
     (out / "notes.txt").write_text("mine")
     (out / "deploy").mkdir()
     (out / "deploy" / "deploy.json").write_text("{}")
     earlier = snapshot(out)
-    again = ["--data-dir", cifar / "data", "--results-dir", out, "--models", "pretrained", "base", "trecx_noev"]
+    again = ["--data-dir", cifar / "data", "--results-dir", out, "--model", "base,trecx_noev"]
     for point in ("file:5", "file:9", "mid-swap:1"):
         env = {**os.environ, "PYTHON": sys.executable, **kill_at(point)}
         argv = ["bash", str(REPO_ROOT / TASK / "test.sh"), *map(str, again)]

@@ -275,7 +275,7 @@ def cifar_skipped_files_are_counted(tmp):
     (folders / "test" / "cat" / "notes.txt").write_text("mine")
     (folders / "test" / ".DS_Store").write_bytes(b"")
     (folders / "test" / ".ipynb_checkpoints").mkdir()
-    args = ["--data-dir", folders, "--results-dir", tmp / "out", "--models", "pretrained", "base"]
+    args = ["--data-dir", folders, "--results-dir", tmp / "out", "--models", "pretrained", "--model", "base"]
     return "image_classification/test.sh", args, {}
 
 

@@ -315,6 +315,7 @@ def test_test_sh_reads_image_folders_and_counts_the_skipped(data_dir, tmp_path) 
         out,
         "--models",
         "pretrained",
+        "--model",
         "base",
         cwd=tmp_path,
     )

@@ -345,3 +345,150 @@ def test_download_sh_from_a_mirror_folder(tmp_path) -> None:
     assert hashlib.md5(archive.read_bytes()).hexdigest() != real_md5
     assert result.returncode == 2 and "md5" in result.stderr.lower() and "Traceback" not in result.stderr
     assert not (tmp_path / "data" / "cifar-10-batches-py").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# One list syntax: comma-separated option values, one parser, old forms refused (in-process, no TensorFlow)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("base", ("base",)),
+        ("base,trecx_ev", ("base", "trecx_ev")),
+        (" base , trecx_ev ,", ("base", "trecx_ev")),
+        ("", ()),
+        (" , ", ()),
+        ("all", ("all",)),  # a plain name where the option has no "all"
+    ],
+)
+def test_comma_list(text, expected) -> None:
+    from common.arguments import comma_list
+
+    assert comma_list(text) == expected
+
+
+def test_comma_list_all_stands_for_every_item() -> None:
+    from common.arguments import comma_list
+
+    assert comma_list(" all ", every=("a", "b")) == ("a", "b")
+    assert comma_list("b,a", every=("a", "b")) == ("b", "a")
+
+
+def _list_options() -> dict[str, list]:
+    """command -> its options whose help says they take a comma-separated list."""
+    from common.cli import build_parser
+
+    commands = next(action for action in build_parser()._actions if action.dest == "command").choices
+    return {
+        name: [action for action in sub._actions if "comma-separated" in (action.help or "")]
+        for name, sub in commands.items()
+    }
+
+
+def test_every_list_option_is_given_once_and_known_to_the_old_form_check() -> None:
+    from common.arguments import GivenOnce
+    from common.cli import build_parser
+
+    commands = next(action for action in build_parser()._actions if action.dest == "command").choices
+    found = {}
+    for name, actions in _list_options().items():
+        for action in actions:
+            assert isinstance(action, GivenOnce), (name, action.option_strings)
+            assert action.option_strings[0] in commands[name].get_default("list_options"), (name, action)
+            found.setdefault(name, []).append(action.option_strings[0])
+    assert found == {
+        "test": ["--model"],
+        "deploy": ["--mcu"],
+        "fit-cost-model": ["--targets"],
+        "design-exit": ["--taps", "--branches"],
+    }
+
+
+def _refused(capsys: pytest.CaptureFixture, *argv: str) -> str:
+    """The one-line error `python3 -m common.cli ARGV` exits 2 with, before importing TensorFlow."""
+    from common import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(list(argv))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (
+            ["test", "image_classification", "--models", "trained", "base", "trecx_ev"],
+            "--models takes only the weights' source, pretrained or trained; name the models with --model, one "
+            "comma-separated list: --models trained --model base,trecx_ev",
+        ),
+        (
+            ["test", "image_classification", "--models", "base"],
+            "'base' is not a source, pretrained or trained; a model is named with --model, e.g. --model base",
+        ),
+        (
+            ["deploy", "image_classification", "--mcu", "cortex-m4", "cortex-m7", "--rho", "0.5"],
+            "--mcu takes one comma-separated list, not separate words: --mcu cortex-m4,cortex-m7",
+        ),
+        (
+            ["deploy", "image_classification", "--mcu=cortex-m4", "cortex-m7"],
+            "--mcu takes one comma-separated list, not separate words: --mcu cortex-m4,cortex-m7",
+        ),
+        (
+            ["design-exit", "image_classification", "--taps", "stack1", "stack2"],
+            "--taps takes one comma-separated list, not separate words: --taps stack1,stack2",
+        ),
+        (
+            ["fit-cost-model", "--targets", "cortex-m4", "cortex-m7"],
+            "--targets takes one comma-separated list, not separate words: --targets cortex-m4,cortex-m7",
+        ),
+        (
+            ["deploy", "image_classification", "--mcu", "cortex-m4", "--mcu", "cortex-m7"],
+            "--mcu given twice; give it once, with every item in one comma-separated list: --mcu cortex-m4,cortex-m7",
+        ),
+        (
+            ["test", "image_classification", "--model", "base", "--model", "sdn"],
+            "--model given twice; give it once, with every item in one comma-separated list: --model base,sdn",
+        ),
+        # deploy's --model takes one name: a second word is not a list to join
+        (["deploy", "image_classification", "--model", "trecx_ev", "trecx_noev"], "unrecognized arguments: trecx_noev"),
+    ],
+    ids=[
+        "test-models-source-then-names",
+        "test-models-name",
+        "mcu-words",
+        "mcu-equals-words",
+        "taps-words",
+        "targets-words",
+        "mcu-twice",
+        "model-twice",
+        "deploy-model-words",
+    ],
+)
+def test_old_list_forms_are_refused_naming_the_new_form(capsys, argv, expected) -> None:
+    message = _refused(capsys, *argv)
+    assert message.endswith(f"error: {expected}") or message.endswith(f"argument --models: {expected}"), message
+
+
+def test_test_model_option_selects_the_named_models(monkeypatch) -> None:
+    """test --models trained --model a,b hands run_test the source and the names, in order."""
+    import types
+
+    from common import cli
+
+    seen = {}
+
+    def fake_run_test(task, source, models_dir, data_dir, results_dir, names, **options):
+        seen.update(source=source, names=names)
+        return {}, Path("out")
+
+    # A stand-in for the evaluation module, which would import TensorFlow.
+    monkeypatch.setitem(sys.modules, "common.evaluation", types.SimpleNamespace(run_test=fake_run_test))
+    args = cli.build_parser().parse_args(
+        ["test", "image_classification", "--models", "trained", "--model", " trecx_ev, base"]
+    )
+    assert cli.cmd_test(args) == Path("out")
+    assert seen == {"source": "trained", "names": ["trecx_ev", "base"]}

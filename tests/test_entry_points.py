@@ -93,13 +93,22 @@ def user_session(task, tmp):
     steps = [("download", [scripts["download"], "--data-dir", data, "--mirror", mirror, "--skip-checksums"])]
     if "preprocess" in scripts:
         steps.append(("preprocess", [scripts["preprocess"], "--data-dir", data]))
-    trained = ["--models-dir", models, "--models", "trained"]  # test.sh takes model names after it
+    trained = ["--models-dir", models, "--models", "trained"]
     rho_and_calibration = ["--rho", "0.5", "--calibration-data", data, "--calibration-samples", "8"]
     steps += [
         ("train", [scripts["train"], "base", "trecx_ev", "--data-dir", data, "--models-dir", models, *ONE_SHORT_EPOCH]),
         (
             "test",
-            [scripts["test"], "--data-dir", test_dir, "--results-dir", results / "test", *trained, "base", "trecx_ev"],
+            [
+                scripts["test"],
+                "--data-dir",
+                test_dir,
+                "--results-dir",
+                results / "test",
+                *trained,
+                "--model",
+                "base,trecx_ev",
+            ],
         ),
         (
             "deploy",

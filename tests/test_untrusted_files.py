@@ -74,7 +74,7 @@ def trained_base_run(tmp, rewrite):
     with np.load(weights) as stored:
         arrays = rewrite(dict(stored))
     np.savez(weights, **arrays)
-    args = ["--data-dir", tmp / "data", "--models", "trained", "base", "--models-dir", tmp / "models"]
+    args = ["--data-dir", tmp / "data", "--models", "trained", "--model", "base", "--models-dir", tmp / "models"]
     return f"{CIFAR}/test.sh", [*args, "--results-dir", tmp / "out"]
 
 

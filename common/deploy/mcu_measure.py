@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from common.arguments import comma_list
 from common.deploy import mcu, mcu_build
 from common.deploy.profile import operators, predicted_early_exit_cost, predicted_instructions
 from common.deploy.results import McuTargetResult, PredictedCounts
@@ -59,9 +60,8 @@ LAYER_COLUMNS = (
 def parse_targets(text: str) -> list[tuple[str, str]]:
     """[(core, kernels)] from --mcu's value: comma-separated CORE or CORE:KERNELS (kernels default
     cmsis-nn), or "all" for every core with CMSIS-NN and the M4 with the reference kernels too."""
-    names = ALL_TARGETS if text.strip() == "all" else [name.strip() for name in text.split(",") if name.strip()]
     targets = []
-    for name in names:
+    for name in comma_list(text, every=ALL_TARGETS):
         core, _, kernels = name.partition(":")
         if core not in mcu_build.CORES or (kernels or "cmsis-nn") not in mcu_build.KERNEL_SETS:
             raise UserError(
