@@ -12,7 +12,7 @@ import os
 import pathlib
 import types
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -21,6 +21,7 @@ from common.errors import UserError
 
 MAX_SEED = 2**32 - 1  # numpy's seeds
 FLOAT32_MAX = 3.4028234663852886e38  # what training computes in
+_Config = typing.TypeVar("_Config")  # a config dataclass that `_build` fills
 
 
 class ConfigError(ValueError):
@@ -31,12 +32,12 @@ class ConfigError(ValueError):
         self.key = key
 
 
-def _at_least(key, value, low):
+def _at_least(key: str, value: float | None, low: float) -> None:
     if value is not None and value < low:
         raise ConfigError(key, f"{key} must be at least {low}, got {value}")
 
 
-def _number(key, value, low=0.0, above=False):
+def _number(key: str, value: float, low: float = 0.0, above: bool = False) -> None:
     """A finite float32 >= low (> low when `above`)."""
     if not abs(value) <= FLOAT32_MAX or value < low or (above and value == low):
         raise ConfigError(key, f"{key} must be a finite number {'above' if above else 'at least'} {low:g}, got {value}")
@@ -54,7 +55,7 @@ class LearningRate:
     boundaries: tuple[int, ...] = ()
     values: tuple[float, ...] = ()
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         key = "learning_rate."
         if self.schedule not in ("constant", "exponential", "step"):
             raise ConfigError(
@@ -122,7 +123,7 @@ class TrainConfig:
     jit_compile: bool = False
     early_exit: EarlyExit | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for key in ("epochs", "batch_size", "steps_per_epoch"):
             _at_least(key, getattr(self, key), 1)
         _at_least("weight_transfer_epochs", self.weight_transfer_epochs, 0)
@@ -148,7 +149,7 @@ class TrainConfig:
             raise ConfigError("distribute", f"distribute must be none or mirrored, got {self.distribute!r}")
 
 
-def _check(value, kind, key):
+def _check(value: object, kind: object, key: str) -> object:
     """`value` converted to `kind`, or ConfigError naming `key`."""
     origin = typing.get_origin(kind)
     if dataclasses.is_dataclass(kind):
@@ -182,7 +183,7 @@ def _check(value, kind, key):
     return value
 
 
-def _build(cls, mapping, prefix=""):
+def _build(cls: type[_Config], mapping: Mapping[str, object], prefix: str = "") -> _Config:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(mapping) - set(fields))
     if unknown:
@@ -237,7 +238,7 @@ def origin(path: str | os.PathLike, overrides: Iterable[str], key: str) -> str:
     return str(path)
 
 
-def _merge(base, overrides):
+def _merge(base: Mapping[str, object], overrides: Mapping[str, object]) -> dict[str, object]:
     merged = dict(base)
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
@@ -271,7 +272,7 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Train
 def to_dict(config: TrainConfig) -> dict[str, Any]:
     """A plain mapping that `load_config` reads back into the same config."""
 
-    def plain(value: Any) -> Any:
+    def plain(value: object) -> object:
         if isinstance(value, tuple):
             return [plain(v) for v in value]
         if isinstance(value, dict):
@@ -289,7 +290,7 @@ def to_yaml(config: TrainConfig) -> str:
 def summary(config: TrainConfig, width: int = 100) -> str:
     """The resolved config as a compact block of `key: value` items, YAML flow style as --set takes them."""
 
-    def flow(value: Any) -> str:
+    def flow(value: object) -> str:
         if isinstance(value, dict):
             value = {k: v for k, v in value.items() if v not in ([], ())}
         text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=1e9)

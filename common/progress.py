@@ -55,11 +55,11 @@ class Progress:
             self.stream.write("\n")
             self.stream.flush()
 
-    def _step(self):
+    def _step(self) -> int:
         """How many tenths of the total are done (0 without a total)."""
         return int(LOG_STEPS * min(self.done / self.total, 1.0)) if self.total else 0
 
-    def _draw(self):
+    def _draw(self) -> None:
         self.last_draw, self.drawn_done = time.monotonic(), self.done
         rate = (self.done - self.start_done) / max(self.last_draw - self.start, 1e-6)
         if self.unit == "bytes":
