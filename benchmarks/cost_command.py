@@ -8,7 +8,7 @@ pricing; for a `.keras`, loading it). It prints medians of --repeats and the pre
 the same for a model's two files.
 
 Usage, from the repository root:
-    python3 -m benchmarks.cost_command [--tasks ...] [--repeats 5] [--board stm32l4r5-microtvm]
+    python3 -m benchmarks.cost_command [--tasks T1,T2] [--repeats 5] [--board stm32l4r5-microtvm]
 """
 
 import argparse
@@ -31,12 +31,18 @@ def _median_s(call, repeats):
 
 
 def main(argv=None):
+    from common.arguments import ALL, choice_list
     from common.tasks import task_names
 
     parser = argparse.ArgumentParser(
         allow_abbrev=False, description=__doc__.split("\n")[0], epilog="Prints a table; asserts nothing."
     )
-    parser.add_argument("--tasks", nargs="*", default=list(task_names()), choices=task_names())
+    parser.add_argument(
+        "--tasks",
+        type=choice_list(task_names()),
+        default=ALL,
+        help=f"tasks to measure, comma-separated, of {', '.join(task_names())} (default: %(default)s)",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure (default: %(default)s)")
     parser.add_argument("--board", default="stm32l4r5-microtvm", help="the board of the timed command")
     args = parser.parse_args(argv)

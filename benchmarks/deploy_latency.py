@@ -23,7 +23,7 @@ rate, which is what the saving depends on, is set by rho.
 
 Usage, from the repository root:
     python -m benchmarks.deploy_latency [--num-samples 2000] [--kernels xnnpack,reference]
-                                        [--exit-fractions 0.5,0.8] [--tasks ...]
+                                        [--exit-fractions 0.5,0.8] [--tasks T1,T2]
 """
 
 import argparse
@@ -32,6 +32,7 @@ import pathlib
 import sys
 import time
 
+from common.arguments import ALL, choice_list, comma_list
 from common.tasks import REPO_ROOT, task_names
 
 
@@ -80,7 +81,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         allow_abbrev=False, description=__doc__.split("\n")[0], epilog="Prints tables; asserts nothing."
     )
-    parser.add_argument("--tasks", nargs="*", default=list(task_names()), choices=task_names())
+    parser.add_argument(
+        "--tasks",
+        type=choice_list(task_names()),
+        default=ALL,
+        help=f"tasks to measure, comma-separated, of {', '.join(task_names())} (default: %(default)s)",
+    )
     parser.add_argument(
         "--num-samples", type=int, default=2000, help="synthetic test inputs per task (default: %(default)s)"
     )
@@ -116,8 +122,8 @@ def main(argv=None):
         help="where real test sets are looked for, as DATA_ROOT/TASK[/minival] (default: %(default)s)",
     )
     args = parser.parse_args(argv)
-    fractions = [float(f) for f in args.exit_fractions.split(",")]
-    kernels = args.kernels.split(",")
+    fractions = [float(f) for f in comma_list(args.exit_fractions)]
+    kernels = list(comma_list(args.kernels))
     if (
         min(args.num_samples, args.reference_samples) < 10
         or args.calibration_samples < 1

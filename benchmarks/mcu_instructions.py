@@ -15,7 +15,7 @@ on an emulator, not cycles. Needs `bash install_mcu_toolchain.sh` (and, per core
 TFLM build: 4-9 minutes on 2 cores, cached).
 
 Usage, from the repository root:
-  python3 -m benchmarks.mcu_instructions [--tasks ...] [--mcu all] [--samples 10] [--out results/mcu]
+  python3 -m benchmarks.mcu_instructions [--tasks T1,T2] [--mcu all] [--samples 10] [--out results/mcu]
 """
 
 import argparse
@@ -28,10 +28,16 @@ EXIT_RATES = (0.5, 0.8)
 
 
 def main(argv=None):
+    from common.arguments import ALL, choice_list
     from common.tasks import task_names
 
     parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n")[0])
-    parser.add_argument("--tasks", nargs="*", default=list(task_names()), choices=task_names())
+    parser.add_argument(
+        "--tasks",
+        type=choice_list(task_names()),
+        default=ALL,
+        help=f"tasks to measure, comma-separated, of {', '.join(task_names())} (default: %(default)s)",
+    )
     parser.add_argument("--mcu", default="all", help="targets as deploy.sh --mcu takes them (default: %(default)s)")
     parser.add_argument("--samples", type=int, default=10, help="synthetic samples per task (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=Path("results/mcu"), help="folder for the per-operator CSVs")

@@ -19,12 +19,13 @@ Each timed alone, an operator also pays one invocation's fixed cost (about half 
 the shares of the smallest operators are upper bounds.
 
 Usage, from the repository root:
-    python -m benchmarks.op_latency [--tasks ...] [--kernels xnnpack,reference] [--repeats 200]
+    python -m benchmarks.op_latency [--tasks T1,T2] [--kernels xnnpack,reference] [--repeats 200]
 """
 
 import argparse
 import sys
 
+from common.arguments import ALL, choice_list, comma_list
 from common.tasks import task_names
 
 
@@ -46,7 +47,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         allow_abbrev=False, description=__doc__.split("\n")[0], epilog="Prints tables; asserts nothing."
     )
-    parser.add_argument("--tasks", nargs="*", default=list(task_names()), choices=task_names())
+    parser.add_argument(
+        "--tasks",
+        type=choice_list(task_names()),
+        default=ALL,
+        help=f"tasks to measure, comma-separated, of {', '.join(task_names())} (default: %(default)s)",
+    )
     parser.add_argument(
         "--kernels",
         default="xnnpack,reference",
@@ -80,7 +86,7 @@ def main(argv=None):
     from common.weights import load_nets
 
     try:
-        runtimes = [Runtime(1, k) for k in args.kernels.split(",")]
+        runtimes = [Runtime(1, k) for k in comma_list(args.kernels)]
     except UserError as err:  # an unknown kernel set
         parser.error(str(err))
     configs = [(runtime, precision) for runtime in runtimes for precision in PRECISIONS]

@@ -9,7 +9,7 @@ never a silently different meaning. Imports nothing heavy, so that any module ma
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 ALL = "all"  # the word that stands for every item, where an option takes it
@@ -21,6 +21,21 @@ def comma_list(text: str, every: Sequence[str] | None = None) -> tuple[str, ...]
     if every is not None and text.strip() == ALL:
         return tuple(every)
     return tuple(item for item in (part.strip() for part in text.split(",")) if item)
+
+
+def choice_list(choices: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
+    """An argparse type: a comma-separated list of some of `choices`, or "all" for every one; an unknown
+    item is refused listing the valid ones."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        items = comma_list(text, every=choices)
+        unknown = [item for item in items if item not in choices]
+        if unknown or not items:
+            got = f"unknown {unknown[0]!r}" if unknown else "no item"
+            raise argparse.ArgumentTypeError(f"{got}; give some of {', '.join(choices)}, comma-separated, or {ALL}")
+        return items
+
+    return parse
 
 
 class GivenOnce(argparse.Action):

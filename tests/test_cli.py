@@ -375,6 +375,20 @@ def test_comma_list_all_stands_for_every_item() -> None:
     assert comma_list("b,a", every=("a", "b")) == ("b", "a")
 
 
+def test_choice_list_refuses_an_unknown_item_listing_the_valid_ones() -> None:
+    import argparse
+
+    from common.arguments import choice_list
+
+    parse = choice_list(("image_classification", "keyword_spotting"))
+    assert parse("all") == ("image_classification", "keyword_spotting")
+    assert parse("keyword_spotting") == ("keyword_spotting",)
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown 'kws'; give some of image_classification, keyword"):
+        parse("image_classification,kws")
+    with pytest.raises(argparse.ArgumentTypeError, match="no item"):
+        parse(",")
+
+
 def _list_options() -> dict[str, list]:
     """command -> its options whose help says they take a comma-separated list."""
     from common.cli import build_parser
