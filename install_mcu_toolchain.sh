@@ -23,7 +23,7 @@ printf|printf.tar.gz|f8ed5a9bd9fa8384430973465e94aa14c925872d|https://github.com
 
 usage() {
   cat <<EOF
-Usage: bash install_mcu_toolchain.sh [--sources DIR | --fetch] [--home DIR] [--skip-packages] [--build CORE:KERNELS ...]
+Usage: bash install_mcu_toolchain.sh [--sources DIR | --fetch] [--home DIR] [--skip-packages] [--build CORE:KERNELS,...]
 
 Installs the apt packages the emulated-microcontroller measurements need
 (${PACKAGES[*]}) and lays out TensorFlow Lite Micro with CMSIS-NN and its
@@ -37,8 +37,8 @@ Running it again with the same sources does nothing.
   --home DIR       build home (default: \$TRECX_MCU_HOME, else ~/.cache/trecx-mcu); TFLM goes to DIR/tflm.
                    The Python side finds it through \$TRECX_MCU_HOME: set that to the same folder
   --skip-packages  do not install packages, only check that the tools are there
-  --build CORE:KERNELS  also build (or find cached) TFLM's library for a core and kernel set, e.g.
-                   cortex-m4:cmsis-nn (what the tests use); repeatable; needs the project's Python
+  --build CORE:KERNELS,...  also build (or find cached) TFLM's library for each core and kernel set,
+                   comma-separated, e.g. cortex-m4:cmsis-nn (what the tests use); needs the project's Python
                    requirements installed first (python3 -m pip install -r requirements.txt), which it
                    checks before anything else. Otherwise the first run on the microcontroller builds it.
   -h, --help       this text
@@ -61,8 +61,17 @@ while [[ $# -gt 0 ]]; do
     --fetch) FETCH=1; shift ;;
     --home) [[ $# -ge 2 ]] || die "--home needs a folder"; MCU_HOME="$2"; shift 2 ;;
     --skip-packages) SKIP_PACKAGES=1; shift ;;
-    --build) [[ $# -ge 2 && "$2" == *:* ]] || die "--build needs CORE:KERNELS, e.g. cortex-m4:cmsis-nn"
-             BUILDS+=("$2"); shift 2 ;;
+    --build) [[ $# -ge 2 ]] || die "--build needs CORE:KERNELS, e.g. cortex-m4:cmsis-nn"
+             [[ ${#BUILDS[@]} -eq 0 ]] || die "--build given twice; give one comma-separated list: --build ${BUILDS[*]// /,},$2"
+             IFS=, read -ra listed <<< "$2"  # one comma-separated list, as every list of the command line
+             for choice in ${listed[@]+"${listed[@]}"}; do
+               choice="${choice// /}"
+               [[ -z "$choice" ]] && continue
+               [[ "$choice" == *:* ]] || die "--build needs CORE:KERNELS, e.g. cortex-m4:cmsis-nn (several: comma-separated)"
+               BUILDS+=("$choice")
+             done
+             [[ ${#BUILDS[@]} -gt 0 ]] || die "--build needs CORE:KERNELS, e.g. cortex-m4:cmsis-nn"
+             shift 2 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
 done

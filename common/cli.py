@@ -333,7 +333,7 @@ def _task_command(
 
 
 def _weights_source(text: str) -> str:
-    """argparse type of --models: the weights' source, with the model names' option named when a name is given."""
+    """argparse type of --models: the weights' source; a model name given instead is refused naming --model."""
     if text not in SOURCES:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a source, pretrained or trained; a model is named with --model, e.g. --model {text}"

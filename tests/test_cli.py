@@ -506,3 +506,28 @@ def test_test_model_option_selects_the_named_models(monkeypatch) -> None:
     )
     assert cli.cmd_test(args) == Path("out")
     assert seen == {"source": "trained", "names": ["trecx_ev", "base"]}
+
+
+def test_install_mcu_toolchain_build_takes_one_comma_separated_list(tmp_path) -> None:
+    """--build A,B is read (the usage follows); --build A --build B is refused naming the one-list form."""
+    script = str(REPO_ROOT / "install_mcu_toolchain.sh")
+    listed = subprocess.run(
+        ["bash", script, "--build", "cortex-m4:cmsis-nn, cortex-m7:cmsis-nn", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert listed.returncode == 0 and listed.stdout.startswith("Usage: bash install_mcu_toolchain.sh"), listed.stderr
+    twice = subprocess.run(
+        ["bash", script, "--build", "cortex-m4:cmsis-nn", "--build", "cortex-m7:cmsis-nn", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert twice.returncode == 2
+    assert twice.stderr.strip() == (
+        "install_mcu_toolchain.sh: --build given twice; give one comma-separated list: "
+        "--build cortex-m4:cmsis-nn,cortex-m7:cmsis-nn"
+    )
+    half = subprocess.run(["bash", script, "--build", "cortex-m4:cmsis-nn,cortex-m7"], capture_output=True, text=True)
+    assert half.returncode == 2 and "--build needs CORE:KERNELS" in half.stderr
