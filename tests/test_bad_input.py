@@ -96,6 +96,7 @@ def test_truncated_trained_weights(cifar, tmp_path):
         cifar / "data",
         "--models",
         "trained",
+        "--model",
         "base",
         "--models-dir",
         models,
