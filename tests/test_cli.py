@@ -1,7 +1,8 @@
 """End-to-end tests of the per-task shell scripts (image_classification/{download,train,test}.sh).
 
 Everything runs offline on synthetic CIFAR-10 files with the pretrained weights shipped in pretrained/.
-The one full evaluation runs once (module-scoped fixture); the error cases fail before inference.
+The one full evaluation runs once (module-scoped fixture); the error cases fail before inference. The
+command line's one list syntax (common/arguments.py) and its refusal of the old forms are checked in-process.
 """
 
 import csv
