@@ -52,7 +52,7 @@ def test_every_variant_builds_softmax_exits_whose_costs_grow_along_the_path(name
         instructions = target_cost.path_instructions(net.model, cost)
         assert all(m > 0 for m in mflops) and mflops == sorted(set(mflops)), (variant, mflops)
         assert all(i > 0 for i in instructions) and instructions == sorted(set(instructions)), (variant, instructions)
-        if variant in getattr(task, "AUTHORS_PARAMS", {}):
+        if variant in task.AUTHORS_PARAMS:
             assert net.model.count_params() == task.AUTHORS_PARAMS[variant], variant
 
 
