@@ -3,6 +3,7 @@ fourth task (tests/toy_task, registered by tests/conftest.py as a user registers
 over the registry check it as they check the three) and its pretrained models; and importing the library
 changes neither the environment nor matplotlib's backend."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -98,6 +99,15 @@ def test_a_part_of_the_wrong_kind_is_one_error_naming_the_module_and_the_part(pa
 def test_a_missing_required_part_is_one_error_naming_the_module_and_the_part():
     with pytest.raises(UserError, match="^task module bad_task.task lacks load_test; see common/tasks.py"):
         Task.from_module(a_task_module(load_test=DELETE))
+
+
+def test_deploy_without_rho_of_a_task_without_validation_set_says_to_pass_rho(tmp_path):
+    from common.deploy.pipeline import run_deploy
+
+    task = dataclasses.replace(load_task(TOY), validation_set=None)
+    with pytest.raises(UserError, match="^task toy_task defines no validation_set to choose rho on; pass --rho R$"):
+        run_deploy(task, "trecx_ev", models_dir=None, results_dir=tmp_path / "deploy")
+    assert not (tmp_path / "deploy").exists()  # refused before any work
 
 
 def test_registry_refuses_unknown_tasks_and_incomplete_task_modules(tmp_path, monkeypatch):

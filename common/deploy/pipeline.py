@@ -468,7 +468,7 @@ def run_deploy(
     options: DeployOptions = DeployOptions(),
     log: Callable[[str], None] = print,
 ) -> tuple[DeploySummary, pathlib.Path]:
-    """What `deploy.sh` does: deploy `model` of `task` (a name or task module) against its base model.
+    """What `deploy.sh` does: deploy `model` of `task` (a name or `Task`) against its base model.
 
     source: "pretrained" or "trained" (from `models_dir`/TASK/MODEL); data_dir: the test set (default:
     the task's); train_data_dir: the training and validation splits (default data/TASK), where rho is
@@ -482,6 +482,8 @@ def run_deploy(
     task = tasks.load_task(task)
     if model not in task.MODELS:
         raise UserError(f"unknown model {model!r} for {task.NAME}; valid models: {', '.join(task.MODELS)}")
+    if options.rho is None and task.validation_set is None:  # optional in the task protocol
+        raise UserError(f"task {task.NAME} defines no validation_set to choose rho on; pass --rho R")
     if options.mcu:  # every check of the MCU path before the minutes of LiteRT work that precede it
         mcu_build.check_prerequisites()
         mcu_build.check_cache_writable()
