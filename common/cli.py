@@ -74,7 +74,7 @@ def cmd_download(args: argparse.Namespace) -> None:
 
 def cmd_preprocess(args: argparse.Namespace) -> None:
     task = args.task
-    if not hasattr(task, "preprocess"):
+    if task.preprocess is None:
         print(f"{task.NAME} needs no preprocessing: bash {task.NAME}/test.sh and train.sh read the downloaded data")
         return
     task.preprocess(tasks.data_dir(task, args.data_dir))

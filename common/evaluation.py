@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import pathlib
-import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +59,7 @@ def predict_exits(net: ExitModel, inputs: np.ndarray, batch_size: int = PREDICT_
 
 
 def run_test(
-    task: str | types.ModuleType,
+    task: str | tasks.Task,
     source: str,
     models_dir: str | os.PathLike | None,
     data_dir: str | os.PathLike | None = None,
@@ -130,7 +129,7 @@ def _stale_outputs(task):
     """Glob patterns of what test.sh writes: an earlier run's files that a new run did not rewrite."""
     figures = [
         f"{figure}{suffix}.{ext}"
-        for figure in getattr(task, "FIGURES", {})
+        for figure in task.FIGURES
         for suffix in ("", INSTRUCTION_FIGURE_SUFFIX)
         for ext in ("png", "pdf")
     ]
@@ -138,7 +137,7 @@ def _stale_outputs(task):
 
 
 def evaluate_models(
-    task: types.ModuleType,
+    task: tasks.Task,
     nets: Mapping[str, ExitModel],
     inputs: np.ndarray,
     labels: np.ndarray,
@@ -238,7 +237,7 @@ def _evaluate(task, nets, inputs, labels, ids, results_dir, log, skipped, source
         "source": source,
         "baseline": baseline,
         "models": summary_models,
-        "paper": getattr(task, "PAPER", {}),
+        "paper": task.PAPER,
     }
     if cost_model:
         summary["target"] = {"name": target, "unit": TARGET_UNIT, "cost_model": target_cost.COST_FILE.name}
@@ -247,7 +246,7 @@ def _evaluate(task, nets, inputs, labels, ids, results_dir, log, skipped, source
         results_dir / "table1.md", report.table1_markdown([table1_row(task, summary)]) + run_notes(summary)
     )
 
-    for figure, (title, members, log_y) in getattr(task, "FIGURES", {}).items():
+    for figure, (title, members, log_y) in task.FIGURES.items():
         present = {label: curves[m] for label, m in members.items() if m in curves}
         if present:
             plots.benefit_figure(present, (base_accuracy, base_mflops), title, results_dir / figure, log_y=log_y)
@@ -300,7 +299,7 @@ def run_notes(summary: Mapping[str, Any]) -> str:
     return "".join(f"\n{note}\n" for note in notes)
 
 
-def table1_row(task: types.ModuleType, summary: Mapping[str, Any]) -> dict[str, Any]:
+def table1_row(task: tasks.Task, summary: Mapping[str, Any]) -> dict[str, Any]:
     """The task's Table 1 row: measured from `summary` (base and trecx_ev), and the paper's."""
     models = summary["models"]
     base, trecx = models["base"], models.get("trecx_ev")
@@ -504,7 +503,7 @@ def reproduce(
             data_dir = pathlib.Path(data_root) / task.NAME
             folder = task.download(data_dir, mirror, split="test", verify_checksums=verify_checksums)
             log(f"data ready in {folder}")
-            if hasattr(task, "prepare_test"):
+            if task.prepare_test is not None:
                 task.prepare_test(data_dir)
             run_test(
                 task,

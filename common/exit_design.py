@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-import types
 from collections.abc import Callable, Sequence
 
 import keras
@@ -30,9 +29,9 @@ from common.errors import UserError
 from common.evaluation import predict_exits
 from common.models import DESIGNABLE_VARIANTS, ExitModel, build_model, early_exit_taps, tap_layers
 from common.provenance import DataOrigin
+from common.tasks import Task
 
 BATCH_SIZE = 128
-SPLITS = ("training_set", "validation_set")  # the optional task functions design-exit trains and chooses on
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +107,7 @@ class Design:
         return self.chosen is not None and not self.chosen.trained
 
 
-def candidates(task: types.ModuleType, taps: Sequence[str] = (), branches: Sequence[str] = ()) -> list[EarlyExit]:
+def candidates(task: Task, taps: Sequence[str] = (), branches: Sequence[str] = ()) -> list[EarlyExit]:
     """Every (tap, branch) of the task, or of the taps and branches named; UserError naming the valid ones."""
     valid_taps = early_exit_taps(task.ARCHITECTURE)
     for option, named, valid in (("--taps", taps, valid_taps), ("--branches", branches, tuple(exits.BRANCHES))):
@@ -118,9 +117,15 @@ def candidates(task: types.ModuleType, taps: Sequence[str] = (), branches: Seque
     return [EarlyExit(tap, branch) for tap in taps or valid_taps for branch in branches or exits.BRANCHES]
 
 
-def paper_exit(task: types.ModuleType) -> EarlyExit:
+def missing_splits(task: Task) -> list[str]:
+    """The optional task functions design-exit trains and chooses on that the task does not define."""
+    splits = {"training_set": task.training_set, "validation_set": task.validation_set}
+    return [name for name, split in splits.items() if split is None]
+
+
+def paper_exit(task: Task) -> EarlyExit:
     """The architecture's own early exit, as a design."""
-    return EarlyExit(task.ARCHITECTURE.trecx["tap"], "paper")
+    return EarlyExit(task.ARCHITECTURE.trecx.tap, "paper")
 
 
 def tap_features(net: ExitModel, tap_layer: str, inputs: np.ndarray) -> np.ndarray:
@@ -129,11 +134,11 @@ def tap_features(net: ExitModel, tap_layer: str, inputs: np.ndarray) -> np.ndarr
     return np.asarray(extractor.predict(inputs, batch_size=256, verbose=0))
 
 
-def branch_model(task: types.ModuleType, design: EarlyExit, tap_shape: tuple[int, ...]) -> keras.Model:
+def branch_model(task: Task, design: EarlyExit, tap_shape: tuple[int, ...]) -> keras.Model:
     """The branch of `design` alone: the tap's features in, the early exit's softmax out."""
     arch = task.ARCHITECTURE
     features = keras.Input(tap_shape, name="tap_features")
-    return keras.Model(features, exits.BRANCHES[design.branch](features, arch.num_classes, arch.early_exit_arguments()))
+    return keras.Model(features, exits.BRANCHES[design.branch](features, arch.num_classes, arch.trecx))
 
 
 def train_branch(
@@ -158,9 +163,7 @@ def train_branch(
     return len(history.history["loss"])
 
 
-def assemble(
-    task: types.ModuleType, variant: str, design: EarlyExit, source: ExitModel, branch: keras.Model
-) -> ExitModel:
+def assemble(task: Task, variant: str, design: EarlyExit, source: ExitModel, branch: keras.Model) -> ExitModel:
     """`variant` of the task with `design`'s early exit: the branch's weights from `branch`, every other
     layer's from `source` (the network the branch was trained on)."""
     net = build_model(task, variant, design)
@@ -269,7 +272,7 @@ def _saved(choice: dict) -> str:
 
 
 def design_exits(
-    task: types.ModuleType,
+    task: Task,
     source: ExitModel,
     base: ExitModel,
     variant: str,
@@ -378,7 +381,7 @@ def design_exits(
 
 
 def write_design_model(
-    task: types.ModuleType,
+    task: Task,
     net: ExitModel,
     candidate: Candidate,
     base_weights: str | os.PathLike,
@@ -553,7 +556,7 @@ def write_report(design: Design, results_dir: pathlib.Path) -> pathlib.Path:
 
 
 def run_design(
-    task: types.ModuleType,
+    task: Task,
     options: DesignOptions,
     *,
     source: str = "pretrained",
@@ -577,9 +580,9 @@ def run_design(
         raise UserError(
             f"--model: design-exit designs the early exit of {' or '.join(DESIGNABLE_VARIANTS)}, not {variant}"
         )
-    for name in SPLITS:
-        if not hasattr(task, name):
-            raise UserError(f"task {task.NAME} defines no {name}, which design-exit trains and chooses on")
+    missing = missing_splits(task)
+    if missing:
+        raise UserError(f"task {task.NAME} defines no {missing[0]}, which design-exit trains and chooses on")
     designs = candidates(task, options.taps, options.branches)
     target = writable_trained_path(task, variant, output_models_dir, options.force)  # before the run, not after
     results_dir = pathlib.Path(results_dir) if results_dir else tasks.results_dir(task) / "design"

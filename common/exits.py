@@ -7,6 +7,7 @@ and the prior methods' exits (`sdn_exit`, `branchynet_exit`). Layer names follow
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import TYPE_CHECKING
 
@@ -27,43 +28,58 @@ def classifier(x: keras.KerasTensor, num_classes: int, name: str, separate_softm
     return keras.layers.Softmax(name=name)(x)
 
 
+Pair = int | tuple[int, int]  # a kernel, stride or pool size: square, or (height, width)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrecxExit:
+    """Where a task's T-RecX early exit attaches and its shape, with the authors' layer names.
+
+    `tap`: the backbone tap it reads. Then, in order: a slice of the tap's first `slice_channels` channels
+    (None: all), a 1x1 convolution to `pointwise_filters` channels (None: none) named `pointwise_name`, a
+    depthwise convolution (`dw_kernel`, `dw_strides`) + ReLU, an average pool `pool` named `pool_name`, a
+    flatten named `flatten_name` and the softmax classifier (`separate_softmax`: a Dense for logits, then a
+    Softmax layer, as in the authors' KWS and VWW exits).
+    """
+
+    tap: str
+    dw_kernel: Pair
+    dw_strides: Pair
+    pool: Pair
+    pointwise_filters: int | None = None
+    slice_channels: int | None = None
+    separate_softmax: bool = False
+    pointwise_name: str = "pointwise_conv_ee_1"
+    pool_name: str = "average_pooling_2d_1"
+    flatten_name: str = "flatten_1"
+
+
 def trecx_exit(
-    tap: keras.KerasTensor,
-    num_classes: int,
-    *,
-    dw_kernel: int | tuple[int, int],
-    dw_strides: int | tuple[int, int],
-    pool: int | tuple[int, int],
-    pointwise_filters: int | None = None,
-    slice_channels: int | None = None,
-    separate_softmax: bool = False,
-    pointwise_name: str = "pointwise_conv_ee_1",
-    pool_name: str = "average_pooling_2d_1",
-    flatten_name: str = "flatten_1",
+    tap: keras.KerasTensor, num_classes: int, spec: TrecxExit
 ) -> tuple[keras.KerasTensor, keras.KerasTensor]:
-    """The T-RecX early exit (no BatchNorm): [channel slice] [1x1 conv] -> depthwise conv + ReLU
-    -> average pool -> flatten -> softmax classifier `ee_out`.
+    """The T-RecX early exit (no BatchNorm) that `spec` describes, on the tap's output `tap`: [channel slice]
+    [1x1 conv] -> depthwise conv + ReLU -> average pool -> flatten -> softmax classifier `ee_out`.
 
     Returns the exit's softmax and the depthwise conv's output (which the EE-fmaps ablation reuses).
     """
     x = tap
-    if slice_channels is not None:
-        x = ChannelSlice(slice_channels, name="ee_slice")(x)
-    if pointwise_filters is not None:
+    if spec.slice_channels is not None:
+        x = ChannelSlice(spec.slice_channels, name="ee_slice")(x)
+    if spec.pointwise_filters is not None:
         x = keras.layers.Conv2D(
-            pointwise_filters,
+            spec.pointwise_filters,
             1,
             padding="same",
             kernel_initializer="he_normal",
             kernel_regularizer=keras.regularizers.L2(1e-4),
-            name=pointwise_name,
+            name=spec.pointwise_name,
         )(x)
     features = keras.layers.DepthwiseConv2D(
-        dw_kernel, dw_strides, padding="same", activation="relu", name="depth_conv_ee_1"
+        spec.dw_kernel, spec.dw_strides, padding="same", activation="relu", name="depth_conv_ee_1"
     )(x)
-    x = keras.layers.AveragePooling2D(pool, name=pool_name)(features)
-    x = keras.layers.Flatten(name=flatten_name)(x)
-    return classifier(x, num_classes, "ee_out", separate_softmax), features
+    x = keras.layers.AveragePooling2D(spec.pool, name=spec.pool_name)(features)
+    x = keras.layers.Flatten(name=spec.flatten_name)(x)
+    return classifier(x, num_classes, "ee_out", spec.separate_softmax), features
 
 
 def early_view(
@@ -146,19 +162,19 @@ def branchynet_exit(
 
 
 # The early-exit branches a design chooses from, each built on any tap (H, W, C): name -> builder
-# (tap, num_classes, the architecture's `trecx` keyword arguments) -> softmax `ee_out`.
-def _paper_branch(tap: keras.KerasTensor, num_classes: int, trecx: dict) -> keras.KerasTensor:
+# (tap, num_classes, the architecture's `TrecxExit`) -> softmax `ee_out`.
+def _paper_branch(tap: keras.KerasTensor, num_classes: int, trecx: TrecxExit) -> keras.KerasTensor:
     """The paper's branch, as the architecture defines it at its own tap; at a tap whose depthwise output is
     smaller than the branch's pool, the pool covers the whole map instead."""
-    strides = _pair(trecx["dw_strides"])
+    strides = _pair(trecx.dw_strides)
     depthwise_out = [math.ceil(size / stride) for size, stride in zip(tap.shape[1:3], strides)]  # "same" padding
-    pool = _pair(trecx["pool"])
+    pool = _pair(trecx.pool)
     if any(p > size for p, size in zip(pool, depthwise_out)):
-        trecx = {**trecx, "pool": tuple(min(p, size) for p, size in zip(pool, depthwise_out))}
-    return trecx_exit(tap, num_classes, **trecx)[0]
+        trecx = dataclasses.replace(trecx, pool=tuple(min(p, size) for p, size in zip(pool, depthwise_out)))
+    return trecx_exit(tap, num_classes, trecx)[0]
 
 
-def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
+def _pair(value: Pair) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else tuple(value)
 
 
@@ -169,7 +185,7 @@ def _pooled(x: keras.KerasTensor, cells: int, name: str) -> keras.KerasTensor:
     return keras.layers.Flatten(name=f"{name}_flatten")(keras.layers.AveragePooling2D(pool, name=f"{name}_pool")(x))
 
 
-def _pool_conv_branch(tap: keras.KerasTensor, num_classes: int, trecx: dict) -> keras.KerasTensor:
+def _pool_conv_branch(tap: keras.KerasTensor, num_classes: int, trecx: TrecxExit) -> keras.KerasTensor:
     """Pool first (2x2, or the whole map where it is smaller), then a 1x1 convolution to 32 channels with
     ReLU, pooled to one position."""
     x = keras.layers.AveragePooling2D(tuple(min(2, size) for size in tap.shape[1:3]), name="ee_pool_in")(tap)
@@ -177,13 +193,13 @@ def _pool_conv_branch(tap: keras.KerasTensor, num_classes: int, trecx: dict) -> 
     return classifier(_pooled(x, 1, "ee"), num_classes, "ee_out")
 
 
-def _depthwise_pool_branch(tap: keras.KerasTensor, num_classes: int, trecx: dict) -> keras.KerasTensor:
+def _depthwise_pool_branch(tap: keras.KerasTensor, num_classes: int, trecx: TrecxExit) -> keras.KerasTensor:
     """A 3x3 depthwise convolution with stride 2 and ReLU over the tap's channels, pooled to 2 x 2."""
     x = keras.layers.DepthwiseConv2D(3, 2, padding="same", activation="relu", name="ee_depthwise")(tap)
     return classifier(_pooled(x, 2, "ee"), num_classes, "ee_out")
 
 
-def _pooled_dense_branch(tap: keras.KerasTensor, num_classes: int, trecx: dict) -> keras.KerasTensor:
+def _pooled_dense_branch(tap: keras.KerasTensor, num_classes: int, trecx: TrecxExit) -> keras.KerasTensor:
     """The tap pooled to one position per channel, then the classifier: no convolution."""
     return classifier(_pooled(tap, 1, "ee"), num_classes, "ee_out")
 

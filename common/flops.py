@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import types
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import keras
 
 from common.layers import ChannelSlice
+
+if TYPE_CHECKING:
+    from common.tasks import Task
 
 FREE_LAYERS = (
     keras.layers.InputLayer,
@@ -131,7 +134,7 @@ def format_table(costs: Sequence[LayerCost]) -> str:
     return "\n".join(rows)
 
 
-def task_tables(task: str | types.ModuleType, models: Sequence[str] = (), target: str | None = None) -> str:
+def task_tables(task: str | Task, models: Sequence[str] = (), target: str | None = None) -> str:
     """Per-layer tables of every exit path of the task's models (all, or those named), as text; with
     `target` (common.target_cost.TARGETS), each path's predicted instructions there too, and for
     two-exit models the exit rate above which early exit saves instructions on it."""

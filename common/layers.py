@@ -36,7 +36,7 @@ class BatchNorm(keras.layers.BatchNormalization):
 class ChannelSlice(keras.layers.Layer):
     """The first `channels` channels of an NHWC tensor (the authors' `x[..., :n]` op layers)."""
 
-    def __init__(self, channels: int, **kwargs: Any) -> None:
+    def __init__(self, channels: int, **kwargs: object) -> None:  # name, dtype, trainable: keras.layers.Layer's
         super().__init__(**kwargs)
         self.channels = channels
 

@@ -16,8 +16,8 @@ from it. Variants:
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
+from collections.abc import Callable
+from typing import Any
 
 import keras
 
@@ -25,7 +25,7 @@ from common import exits
 from common.backbones import LayerNames
 from common.config import EarlyExit
 from common.errors import UserError
-from common.tasks import load_task
+from common.tasks import Task, load_task
 
 VARIANTS = ("base", "trecx_ev", "trecx_noev", "eefmaps_concat", "sdn", "branchynet")
 OPTIONAL_VARIANTS = ("eefmaps_concat", "sdn", "branchynet")  # only where the architecture defines them
@@ -37,32 +37,29 @@ class Architecture:
     """Where and how the exits of each variant attach to one backbone.
 
     `backbone` is a builder (inputs, LayerNames) -> {tap name: feature map}, the last one the final feature map
-    (common/backbones.py has the MLPerf Tiny ones). `trecx` holds the tap name plus `exits.trecx_exit` keyword
-    arguments, `early_view` the `exits.early_view` ones, `eefmaps_concat` the `exits.eefmaps_concat` ones; `sdn`
-    lists (tap, pool) per exit; `branchynet` (tap, filters, kernel, pool). `final_pool` is the final exit's pool in
-    the early-exit models, `base_final_pool` the shipped base model's where it differs, and `final_names` the names
-    of the final exit's pool and flatten layers in the T-RecX models.
+    (common/backbones.py has the MLPerf Tiny ones). `trecx` is the T-RecX early exit (`exits.TrecxExit`: its
+    tap and shape), `early_view` holds the `exits.early_view` keyword arguments, `eefmaps_concat` the
+    `exits.eefmaps_concat` ones; `sdn` lists (tap, pool) per exit; `branchynet` (tap, filters, kernel, pool).
+    `final_pool` is the final exit's pool in the early-exit models, `base_final_pool` the shipped base model's
+    where it differs (None: the same), and `final_names` the names of the final exit's pool and flatten layers in
+    the T-RecX models.
     """
 
-    backbone: typing.Callable
-    input_shape: tuple
+    backbone: Callable[[keras.KerasTensor, LayerNames], dict[str, keras.KerasTensor]]
+    input_shape: tuple[int, ...]
     num_classes: int
-    final_pool: tuple
-    trecx: dict
-    early_view: dict
-    base_final_pool: tuple = None
-    final_names: tuple = ("average_pooling_2d", "flatten_x_pooled")
-    eefmaps_concat: dict = dataclasses.field(default_factory=dict)
-    sdn: tuple = ()
-    branchynet: tuple = ()
+    final_pool: exits.Pair
+    trecx: exits.TrecxExit
+    early_view: dict[str, Any]
+    base_final_pool: exits.Pair | None = None
+    final_names: tuple[str, str] = ("average_pooling_2d", "flatten_x_pooled")
+    eefmaps_concat: dict[str, Any] = dataclasses.field(default_factory=dict)
+    sdn: tuple[tuple[str, exits.Pair], ...] = ()
+    branchynet: tuple[tuple[str, int, exits.Pair, exits.Pair], ...] = ()
 
     def variants(self) -> tuple[str, ...]:
-        return tuple(v for v in VARIANTS if v not in OPTIONAL_VARIANTS or getattr(self, v))
-
-    def early_exit_arguments(self) -> dict:
-        """`trecx` without its tap: the keyword arguments of `exits.trecx_exit`, which every branch of
-        `exits.BRANCHES` receives."""
-        return {key: value for key, value in self.trecx.items() if key != "tap"}
+        optional = {"eefmaps_concat": self.eefmaps_concat, "sdn": self.sdn, "branchynet": self.branchynet}
+        return tuple(v for v in VARIANTS if v not in OPTIONAL_VARIANTS or optional[v])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +73,7 @@ class ExitModel:
     model: keras.Model
     exits: tuple
     rule: str  # "strict" (T-RecX) or "cascade" (SDN, BranchyNet); see common.sweep
-    tap: str = None
+    tap: str | None = None
 
 
 def tap_layers(arch: Architecture) -> dict[str, str]:
@@ -91,8 +88,8 @@ def early_exit_taps(arch: Architecture) -> tuple[str, ...]:
     return tuple(tap_layers(arch))
 
 
-def build_model(task: str | types.ModuleType, variant: str, early_exit: EarlyExit | None = None) -> ExitModel:
-    """Build `variant` of the task's network (a task name or module) with the authors' layer names
+def build_model(task: str | Task, variant: str, early_exit: EarlyExit | None = None) -> ExitModel:
+    """Build `variant` of the task's network (a task name or `Task`) with the authors' layer names
     (untrained). `early_exit`: a T-RecX model's early exit at another tap or with another branch
     (common.exits.BRANCHES) than the architecture's."""
     task = load_task(task)
@@ -121,13 +118,12 @@ def build_model(task: str | types.ModuleType, variant: str, early_exit: EarlyExi
         ]
         exit_names, rule = ("ef",), "strict"
     elif variant in ("trecx_ev", "trecx_noev", "eefmaps_concat"):
-        head = arch.early_exit_arguments()
         if early_exit is None:
-            tap_tensor = taps[arch.trecx["tap"]]
-            ee, ee_features = exits.trecx_exit(tap_tensor, classes, **head)
+            tap_tensor = taps[arch.trecx.tap]
+            ee, ee_features = exits.trecx_exit(tap_tensor, classes, arch.trecx)
         else:
             tap_tensor = taps[early_exit.tap]
-            ee = exits.BRANCHES[early_exit.branch](tap_tensor, classes, head)
+            ee = exits.BRANCHES[early_exit.branch](tap_tensor, classes, arch.trecx)
         split_at = tap_tensor._keras_history[0].name
         extra = None
         if variant == "trecx_ev":
@@ -144,7 +140,7 @@ def build_model(task: str | types.ModuleType, variant: str, early_exit: EarlyExi
         exit_names, rule = ("ee", "ef"), "strict"
     else:
         outputs = []
-        for i, spec in enumerate(getattr(arch, variant), start=1):
+        for i, spec in enumerate(arch.sdn if variant == "sdn" else arch.branchynet, start=1):
             if variant == "sdn":
                 tap_name, pool = spec
                 outputs.append(exits.sdn_exit(taps[tap_name], classes, pool=pool, name=f"ee_{i}", names=names))
@@ -170,7 +166,7 @@ def build_model(task: str | types.ModuleType, variant: str, early_exit: EarlyExi
     return ExitModel(model, exit_names, rule, split_at)
 
 
-def _check_early_exit(task, variant, early_exit):
+def _check_early_exit(task: Task, variant: str, early_exit: EarlyExit) -> None:
     """UserError unless `early_exit` can be built for `variant` of `task`."""
     if variant not in DESIGNABLE_VARIANTS:
         raise UserError(f"early_exit: an early-exit design is for {' or '.join(DESIGNABLE_VARIANTS)}, not {variant}")

@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.source.is_dir():
         sys.exit(f"error: source folder {args.source} not found; pass --source")
     for task in task_names():
-        for variant in getattr(load_task(task), "AUTHORS_MODELS", {}):
+        for variant in load_task(task).AUTHORS_MODELS:
             print(f"{task}/{variant} -> {convert(task, variant, args.source, args.out)}")
 
 

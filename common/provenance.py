@@ -13,8 +13,11 @@ import dataclasses
 import json
 import os
 import pathlib
-import types
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from common.tasks import Task
 
 FILE = "training_data.json"  # beside a trained model's weights: {"backbone": origin, "early_exit": origin}
 
@@ -72,17 +75,18 @@ def differences(data: DataOrigin, backbone: DataOrigin) -> list[str]:
     ]
 
 
-def pretrained_origin(task: types.ModuleType) -> DataOrigin:
+def pretrained_origin(task: Task) -> DataOrigin:
     """What the task's pretrained models were trained on (its PRETRAINED_TRAINING_DATA), or UNKNOWN."""
-    return getattr(task, "PRETRAINED_TRAINING_DATA", UNKNOWN)
+    return task.PRETRAINED_TRAINING_DATA
 
 
-def data_origin(task: types.ModuleType, data_dir: str | os.PathLike) -> DataOrigin:
+def data_origin(task: Task, data_dir: str | os.PathLike) -> DataOrigin:
     """What the task reads from `data_dir` (made absolute) for training (its training_data_origin), or
     UNKNOWN with the folder."""
     data_dir = pathlib.Path(os.path.abspath(data_dir))
-    describe = getattr(task, "training_data_origin", None)
-    return describe(data_dir) if describe else dataclasses.replace(UNKNOWN, folder=str(data_dir))
+    if task.training_data_origin is None:
+        return dataclasses.replace(UNKNOWN, folder=str(data_dir))
+    return task.training_data_origin(data_dir)
 
 
 def read_trained(model_folder: str | os.PathLike, part: str = "backbone") -> DataOrigin:

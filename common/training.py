@@ -25,7 +25,6 @@ import re
 import shutil
 import sys
 import time
-import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import keras
@@ -36,7 +35,7 @@ from common import files, provenance
 from common.errors import UserError
 from common.files import write_text
 from common.models import ExitModel, build_model
-from common.tasks import check_models, config_path, data_dir, load_task
+from common.tasks import Task, check_models, config_path, data_dir, load_task
 from common.weights import save_weights
 
 MIN_FREE_MB = 50  # checkpoints and weights of these networks need a few MB; refuse a disk nearly full
@@ -429,7 +428,7 @@ def train(
 
 
 def train_task(
-    task: str | types.ModuleType,
+    task: str | Task,
     models: Sequence[str] = (),
     *,
     config_file: str | os.PathLike | None = None,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import types
 import zipfile
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -19,7 +18,7 @@ import numpy as np
 
 from common import files
 from common.errors import UserError
-from common.tasks import REPO_ROOT, check_models
+from common.tasks import REPO_ROOT, Task, check_models
 
 if TYPE_CHECKING:
     import keras
@@ -29,9 +28,9 @@ if TYPE_CHECKING:
 SOURCES = ("pretrained", "trained")
 
 
-def pretrained_path(task: types.ModuleType, model: str) -> pathlib.Path:
+def pretrained_path(task: Task, model: str) -> pathlib.Path:
     """Where the task's pretrained `model` weights are: pretrained/NAME/MODEL.npz (or the task's PRETRAINED_DIR)."""
-    folder = getattr(task, "PRETRAINED_DIR", None) or REPO_ROOT / "pretrained" / task.NAME
+    folder = task.PRETRAINED_DIR or REPO_ROOT / "pretrained" / task.NAME
     return pathlib.Path(folder) / f"{model}.npz"
 
 
@@ -78,7 +77,7 @@ def load_weights(model: keras.Model, path: str | os.PathLike) -> None:
         w.assign(arrays[w.path])
 
 
-def trained_path(task: types.ModuleType, model: str, models_dir: str | os.PathLike) -> pathlib.Path:
+def trained_path(task: Task, model: str, models_dir: str | os.PathLike) -> pathlib.Path:
     """Where train.sh saves `model`'s weights: MODELS_DIR/TASK/MODEL/weights.npz (its folder first put
     back in place if a run replacing it was killed: common.files.recover)."""
     path = pathlib.Path(models_dir) / task.NAME / model / "weights.npz"
@@ -87,9 +86,7 @@ def trained_path(task: types.ModuleType, model: str, models_dir: str | os.PathLi
     return path
 
 
-def writable_trained_path(
-    task: types.ModuleType, model: str, models_dir: str | os.PathLike, force: bool = False
-) -> pathlib.Path:
+def writable_trained_path(task: Task, model: str, models_dir: str | os.PathLike, force: bool = False) -> pathlib.Path:
     """trained_path, for writing: UserError when it already holds a trained model and not `force`."""
     path = trained_path(task, model, models_dir)
     if path.exists() and not force:
@@ -98,7 +95,7 @@ def writable_trained_path(
 
 
 def weights_paths(
-    task: types.ModuleType,
+    task: Task,
     source: str,
     models_dir: str | os.PathLike | None,
     names: Sequence[str] | None = None,
@@ -119,9 +116,7 @@ def weights_paths(
     return paths
 
 
-def select_trained(
-    task: types.ModuleType, models_dir: str | os.PathLike, names: Sequence[str] = ()
-) -> tuple[list[str], list[str]]:
+def select_trained(task: Task, models_dir: str | os.PathLike, names: Sequence[str] = ()) -> tuple[list[str], list[str]]:
     """(the trained models to evaluate, the task's models not trained) in MODELS_DIR/TASK: those named
     (UserError when one is missing), else every trained one (UserError when there is none)."""
     if names:
@@ -135,7 +130,7 @@ def select_trained(
 
 
 def load_nets(
-    task: types.ModuleType,
+    task: Task,
     source: str,
     models_dir: str | os.PathLike | None,
     names: Sequence[str] | None = None,

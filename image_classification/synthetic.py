@@ -2,6 +2,7 @@
 look like them to the networks (labels meaningless), written in the official python-pickle layout (test
 batch, all batches, the .tar.gz archive) or as image folders."""
 
+import os
 import pickle
 import tarfile
 from pathlib import Path
@@ -17,7 +18,7 @@ ARCHIVE_NAME = "cifar-10-python.tar.gz"
 SYNTHETIC_CLASS_RGB = np.random.default_rng(1234).integers(40, 216, size=(10, 3))
 
 
-def synthetic_batch(rng, n, batch_label="synthetic"):
+def synthetic_batch(rng: np.random.Generator, n: int, batch_label: str = "synthetic") -> dict[bytes, object]:
     """A batch of `n` synthetic images in the official pickle layout ({b"batch_label", b"labels", b"data":
     uint8 (n, 3072) channel-first rows, b"filenames"}): a class's mean colour plus Gaussian noise (std 25),
     rounded to 8 bits as a CIFAR-10 image is. Draws the labels, then the noise, from `rng`."""
@@ -32,14 +33,14 @@ def synthetic_batch(rng, n, batch_label="synthetic"):
     }
 
 
-def synthetic_inputs(n, seed=0):
+def synthetic_inputs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(float32 (n, 32, 32, 3) in [0, 255], labels (n,)) of a `synthetic_batch`."""
     batch = synthetic_batch(np.random.default_rng(seed), n)
     images = batch[b"data"].reshape(n, 3, 32, 32).transpose(0, 2, 3, 1)
     return data.to_model_input(np.ascontiguousarray(images)), np.asarray(batch[b"labels"], np.int64)
 
 
-def write_synthetic_test_set(folder, n, seed=0):
+def write_synthetic_test_set(folder: str | os.PathLike, n: int, seed: int = 0) -> Path:
     """A `synthetic_batch` as `folder`/cifar-10-batches-py/test_batch; returns the folder test.sh reads
     (`folder`)."""
     target = Path(folder) / data.FOLDER / data.TEST_BATCH
@@ -97,7 +98,7 @@ def write_image_folders(root: Path, split: str, images: np.ndarray, labels: np.n
     return Path(root)
 
 
-def write_synthetic_archives(folder):
+def write_synthetic_archives(folder: str | os.PathLike) -> Path:
     """A mirror of the official archive (30 test images, 12 per training batch) in `folder`; returns it."""
     make_cifar_archive(folder, n_test=30, n_train_per_batch=12)
     return Path(folder)

@@ -1,10 +1,23 @@
 """What the shared pipeline needs to know about image classification: CIFAR-10 on ResNet-8."""
 
+from __future__ import annotations
+
+import pathlib
+from typing import TYPE_CHECKING
+
+import numpy as np
+
 from common import backbones
 from common.download import mirror_url
+from common.exits import TrecxExit
 from common.models import Architecture
-from common.tasks import LoadedSet, sample_rows
+from common.tasks import CALIBRATION_SAMPLES, Folder, LoadedSet, sample_rows
 from image_classification import data, synthetic
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from common.config import TrainConfig
 
 NAME = "image_classification"
 TITLE = "ResNet-8 (CIFAR-10)"
@@ -13,7 +26,7 @@ ARCHITECTURE = Architecture(
     input_shape=(32, 32, 3),
     num_classes=10,
     final_pool=(8, 8),
-    trecx=dict(tap="stack1", pointwise_filters=32, dw_kernel=2, dw_strides=2, pool=4),
+    trecx=TrecxExit(tap="stack1", pointwise_filters=32, dw_kernel=2, dw_strides=2, pool=4),
     early_view=dict(channels=32, dw_kernel=2, dw_strides=2),
     sdn=(("stack1", 4), ("stack2", 4)),
     branchynet=(("stack1", 16, 3, 4), ("stack2", 16, 3, 4)),
@@ -69,7 +82,13 @@ FIGURES = {
 }
 
 
-def download(data_dir, mirror=None, split="all", force=False, verify_checksums=True):
+def download(
+    data_dir: pathlib.Path,
+    mirror: Folder | None = None,
+    split: str = "all",
+    force: bool = False,
+    verify_checksums: bool = True,
+) -> pathlib.Path:
     """`mirror`: a URL or folder holding cifar-10-python.tar.gz, instead of the official site. The one
     archive serves every `split` (test, train, all); `force` replaces existing files whose content differs."""
     return data.download(
@@ -81,14 +100,14 @@ def download(data_dir, mirror=None, split="all", force=False, verify_checksums=T
     )
 
 
-def load_test(data_dir):
+def load_test(data_dir: Folder) -> LoadedSet:
     """LoadedSet(inputs float32 (N, 32, 32, 3), labels (N,), ids (N,) = row in test_batch)."""
     test_set = data.load_test(data_dir)
     images, labels, ids = test_set
     return LoadedSet(data.to_model_input(images), labels, ids, test_set.skipped)
 
 
-def training_data(config, data_dir):
+def training_data(config: TrainConfig, data_dir: pathlib.Path) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
     """(train batches, validation batches or None): the authors train on all 50,000 images."""
     images, labels = data.load_train(data_dir)
     return data.train_dataset(images, labels, config.batch_size, config.augment, config.seed), None
@@ -98,12 +117,12 @@ def training_data(config, data_dir):
 VALIDATION_SIZE = 5000
 
 
-def _validation_count(n_train):
+def _validation_count(n_train: int) -> int:
     """The last 5,000 of the 50,000 training images; a tenth of a smaller (e.g. synthetic) training set."""
     return min(VALIDATION_SIZE, n_train // 10)
 
 
-def validation_set(data_dir):
+def validation_set(data_dir: Folder) -> tuple[np.ndarray, np.ndarray]:
     """(inputs float32 (N, 32, 32, 3), labels (N,)): the last 5,000 training images (second half of
     data_batch_5), to choose the early-exit threshold on.
 
@@ -116,7 +135,7 @@ def validation_set(data_dir):
     return data.to_model_input(images[len(images) - n :]), labels[len(images) - n :]
 
 
-def training_set(data_dir):
+def training_set(data_dir: Folder) -> tuple[np.ndarray, np.ndarray]:
     """(inputs float32 (N, 32, 32, 3), labels (N,)): the training images before the validation ones, not
     augmented (design-exit trains a branch on them)."""
     images, labels = data.load_train(data_dir)
@@ -124,7 +143,7 @@ def training_set(data_dir):
     return data.to_model_input(images[:n]), labels[:n]
 
 
-def calibration_set(data_dir, n=500, seed=0):
+def calibration_set(data_dir: Folder, n: int = CALIBRATION_SAMPLES, seed: int = 0) -> np.ndarray:
     """float32 (n, 32, 32, 3): training images drawn without replacement (seeded) from those before the
     validation images, the representative set of int8 quantisation."""
     images, _ = data.load_train(data_dir)

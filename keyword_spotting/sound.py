@@ -37,7 +37,7 @@ class WavReadError(UserError):
     """A WAV file that cannot be read or holds no usable samples; the message names the file and `reason`
     says why in a few words ("truncated", "non-finite samples"...), for counting skipped clips."""
 
-    def __init__(self, message: str, reason: str = "unreadable"):
+    def __init__(self, message: str, reason: str = "unreadable") -> None:
         super().__init__(message)
         self.reason = reason
 

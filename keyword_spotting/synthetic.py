@@ -10,6 +10,7 @@ labels with `_silence_` and `_unknown_` included, as TFDS expects (it globs `<ex
 All clips are 16 kHz mono int16: a word-dependent tone plus noise.
 """
 
+import os
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,7 +149,7 @@ def make_archives(root: Path, per_label: int = 2) -> tuple[Path, Path, TrainLayo
     )
 
 
-def synthetic_clips(rng, n):
+def synthetic_clips(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     """float32 (n, 16000) in [-1, 1]: a tone burst with a smooth envelope in faint noise, or (1 in 12)
     noise alone; labels (n,) in 0..11 (the pitch band)."""
     rate = sound.SAMPLE_RATE
@@ -171,14 +172,14 @@ def synthetic_clips(rng, n):
     return np.clip(clips, -1.0, 1.0).astype(np.float32), labels.astype(np.int64)
 
 
-def synthetic_inputs(n, seed=0):
+def synthetic_inputs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(MFCCs float32 (n, 49, 10, 1), labels (n,)) of `synthetic_clips`, through the project's own feature
     pipeline, so that quiet and padded frames reach the strongly negative values real recordings give."""
     clips, labels = synthetic_clips(np.random.default_rng(seed), n)
     return sound.compute_mfcc(sound.normalize_and_pad(clips)), labels
 
 
-def write_synthetic_test_set(folder, n, seed=0):
+def write_synthetic_test_set(folder: str | os.PathLike, n: int, seed: int = 0) -> Path:
     """`synthetic_clips` as 16-bit WAV files in `folder`/speech_commands_test_set_v0.02/<label>/, the
     official test archive's layout (label = the clip's pitch band); returns the folder test.sh reads."""
     clips, labels = synthetic_clips(np.random.default_rng(seed), n)
@@ -189,7 +190,7 @@ def write_synthetic_test_set(folder, n, seed=0):
     return Path(folder)
 
 
-def write_synthetic_archives(folder):
+def write_synthetic_archives(folder: str | os.PathLike) -> Path:
     """A mirror of the official archives, tiny, in `folder`; returns it."""
     make_archives(folder, per_label=1)
     return Path(folder)

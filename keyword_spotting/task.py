@@ -1,12 +1,24 @@
 """What the shared pipeline needs to know about keyword spotting: Speech Commands v2 on DS-CNN."""
 
+from __future__ import annotations
+
+import pathlib
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from common import backbones
 from common.download import mirror_url
+from common.exits import TrecxExit
 from common.models import Architecture
 from common.provenance import DataOrigin
+from common.tasks import CALIBRATION_SAMPLES, Folder
 from keyword_spotting import data, synthetic
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from common.config import TrainConfig
 
 NAME = "keyword_spotting"
 TITLE = "DS-CNN (Speech Commands)"
@@ -19,7 +31,7 @@ ARCHITECTURE = Architecture(
     final_pool=(24, 5),
     base_final_pool=(25, 5),
     final_names=("average_pooling2d_1", "flatten"),
-    trecx=dict(
+    trecx=TrecxExit(
         tap="ds2",
         slice_channels=32,
         dw_kernel=3,
@@ -106,7 +118,13 @@ FIGURES = {
 }
 
 
-def download(data_dir, mirror=None, split="all", force=False, verify_checksums=True):
+def download(
+    data_dir: pathlib.Path,
+    mirror: Folder | None = None,
+    split: str = "all",
+    force: bool = False,
+    verify_checksums: bool = True,
+) -> pathlib.Path:
     """`mirror`: a URL or folder holding the archives under their official names. `split`: "test" fetches
     only the official test archive, "train" only the train archive, "all" both; `force` replaces existing
     files whose content differs."""
@@ -121,14 +139,14 @@ def download(data_dir, mirror=None, split="all", force=False, verify_checksums=T
     )
 
 
-def preprocess(data_dir):
+def preprocess(data_dir: pathlib.Path) -> pathlib.Path:
     return data.preprocess(data_dir)
 
 
 load_test = data.load_test  # (MFCCs float32 (N, 49, 10, 1), labels (N,), ids = clip path relative to data_dir)
 
 
-def training_data(config, data_dir):
+def training_data(config: TrainConfig, data_dir: pathlib.Path) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
     """(train batches, validation batches), from the cache that preprocess.sh writes."""
     return (
         data.train_dataset(data_dir, config.batch_size, config.augment, config.seed),
@@ -137,29 +155,29 @@ def training_data(config, data_dir):
 
 
 # Deployment (common/deploy/): a validation split to choose rho on, and int8 calibration inputs.
-def validation_set(data_dir):
+def validation_set(data_dir: Folder) -> tuple[np.ndarray, np.ndarray]:
     """(MFCCs float32 (N, 49, 10, 1), labels (N,)): the cached validation split (preprocess.sh)."""
     return _arrays(data.validation_dataset(data_dir, 2048))
 
 
-def training_set(data_dir):
+def training_set(data_dir: Folder) -> tuple[np.ndarray, np.ndarray]:
     """(MFCCs float32 (N, 49, 10, 1), labels (N,)): the cached train split, not augmented (design-exit
     trains a branch on it)."""
     return _arrays(data.train_dataset(data_dir, 2048, augment=False, seed=0, shuffle=False))
 
 
-def training_data_origin(data_dir):
+def training_data_origin(data_dir: Folder) -> DataOrigin:
     """What training_set and validation_set read: the pretrained models' kind of data, from `data_dir`."""
     return DataOrigin(PRETRAINED_TRAINING_DATA.source, PRETRAINED_TRAINING_DATA.format, str(data_dir))
 
 
-def _arrays(dataset):
+def _arrays(dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
     """(features, labels) of a batched (features, labels) dataset, each as one array."""
     batches = list(dataset.as_numpy_iterator())
     return np.concatenate([f for f, _ in batches]), np.concatenate([labels for _, labels in batches])
 
 
-def calibration_set(data_dir, n=500, seed=0):
+def calibration_set(data_dir: Folder, n: int = CALIBRATION_SAMPLES, seed: int = 0) -> np.ndarray:
     """MFCCs float32 (n, 49, 10, 1) of n training clips drawn at random (seeded, not augmented) from the
     cached train split: the representative set of int8 quantisation."""
     features, _ = next(iter(data.train_dataset(data_dir, n, augment=False, seed=seed)))

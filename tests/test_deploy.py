@@ -787,8 +787,7 @@ def test_vww_validation_and_calibration_sets(tmp_path):
 def test_calibration_data_may_be_a_test_set_without_training_split(cifar, tmp_path):
     import shutil
 
-    from image_classification import task
-
+    task = load_task("image_classification")
     test_only = tmp_path / "test_only"
     shutil.copytree(cifar / "data", test_only)
     for batch in test_only.glob("cifar-10-batches-py/data_batch_*"):

@@ -35,7 +35,7 @@ def test_every_candidate_builds_splits_and_exports_to_int8_with_the_operators_co
     hold exactly the TFLite operators the cost model counts for its paths (the paper's branch:
     test_task_protocol.py; deploy.sh on a designed exit of every task: test_entry_points.py)."""
     module = load_task(task)
-    paper_tap = module.ARCHITECTURE.trecx["tap"]
+    paper_tap = module.ARCHITECTURE.trecx.tap
     designs = {EarlyExit(paper_tap, branch) for branch in exits.BRANCHES}
     designs |= {EarlyExit(tap, "pooled_dense") for tap in early_exit_taps(module.ARCHITECTURE)}
     every = exit_design.candidates(module)

@@ -1,7 +1,7 @@
 """The task protocol (common/tasks.py), checked for every registered task: the three tasks and any task
 registered through TRECX_EXTRA_TASKS. What the pipeline assumes of a task, with no task named here, so
-that a task added through the protocol gets these checks with no edit outside its folder
-(tests/test_tasks.py runs them on a throw-away fourth task).
+that a task added through the protocol gets these checks with no edit outside its folder (the toy fourth
+task, tests/toy_task, registered by tests/conftest.py, gets them so).
 
 A task's networks are checked with its pretrained weights where it has them, else with seeded random
 ones: what is checked (shapes, exits, costs, the two-stage split and the int8 export) holds for any
@@ -52,7 +52,7 @@ def test_every_variant_builds_softmax_exits_whose_costs_grow_along_the_path(name
         instructions = target_cost.path_instructions(net.model, cost)
         assert all(m > 0 for m in mflops) and mflops == sorted(set(mflops)), (variant, mflops)
         assert all(i > 0 for i in instructions) and instructions == sorted(set(instructions)), (variant, instructions)
-        if variant in getattr(task, "AUTHORS_PARAMS", {}):
+        if variant in task.AUTHORS_PARAMS:
             assert net.model.count_params() == task.AUTHORS_PARAMS[variant], variant
 
 

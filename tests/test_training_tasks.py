@@ -3,10 +3,9 @@ and without augmentation, and the trained models reload and evaluate through the
 
 import pytest
 
-import keyword_spotting.task
-import visual_wake_words.task
 from common.config import load_config
 from common.evaluation import evaluate_models
+from common.tasks import load_task
 from common.training import train
 from common.weights import load_nets
 from keyword_spotting import data as kws_data
@@ -32,8 +31,8 @@ def visual_wake_words_data(root):
 
 
 DATA_MAKERS = {
-    "keyword_spotting": (keyword_spotting.task, speech_commands),
-    "visual_wake_words": (visual_wake_words.task, visual_wake_words_data),
+    "keyword_spotting": (load_task("keyword_spotting"), speech_commands),
+    "visual_wake_words": (load_task("visual_wake_words"), visual_wake_words_data),
 }
 
 

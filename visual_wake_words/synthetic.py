@@ -9,6 +9,7 @@ laid out like the official ones.
 """
 
 import json
+import os
 import tarfile
 import zipfile
 from dataclasses import dataclass, field
@@ -87,7 +88,7 @@ def _pixels(rng: np.random.Generator, width: int, height: int, mode: str) -> np.
     return pixels if mode == "RGB" else pixels[..., 0]
 
 
-def save_image(path: Path, pixels: np.ndarray, **save_args) -> Path:
+def save_image(path: Path, pixels: np.ndarray, **save_args: object) -> Path:
     """Write uint8 (H, W, 3) or (H, W) `pixels` to `path`; the format follows the suffix."""
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path, **save_args)
@@ -192,7 +193,7 @@ def make_archives(root: Path, n_non_person: int = 12, n_person: int = 15, seed: 
     return archives
 
 
-def synthetic_inputs(n, seed=0, grid=6):
+def synthetic_inputs(n: int, seed: int = 0, grid: int = 6) -> tuple[np.ndarray, np.ndarray]:
     """(float32 (n, 96, 96, 3) in [0, 1], labels (n,) in {0, 1}): bilinear upsampling of a (grid, grid, 3)
     random colour field plus mild noise."""
     rng, size = np.random.default_rng(seed), IMAGE_SIZE
@@ -207,7 +208,7 @@ def synthetic_inputs(n, seed=0, grid=6):
     return np.clip(images, 0.0, 1.0).astype(np.float32), rng.integers(0, 2, n).astype(np.int64)
 
 
-def write_synthetic_test_set(folder, n, seed=0):
+def write_synthetic_test_set(folder: str | os.PathLike, n: int, seed: int = 0) -> Path:
     """`synthetic_inputs` as 96x96 JPEG files (as the minival builder writes them) in `folder`/person/ and
     `folder`/non_person/ by label, the minival's layout; returns the folder test.sh reads (`folder`)."""
     images, labels = synthetic_inputs(n, seed)
@@ -218,7 +219,7 @@ def write_synthetic_test_set(folder, n, seed=0):
     return Path(folder)
 
 
-def write_synthetic_archives(folder):
+def write_synthetic_archives(folder: str | os.PathLike) -> Path:
     """A mirror of the official archives, tiny, in `folder`; returns it."""
     make_archives(folder, n_non_person=12, n_person=14)
     return Path(folder)

@@ -1,17 +1,26 @@
 """What the shared pipeline needs to know about visual wake words: VWW on MobileNetV1-0.25."""
 
+from __future__ import annotations
+
 import pathlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from common import backbones
 from common.download import mirror_url
 from common.errors import UserError
+from common.exits import TrecxExit
 from common.models import Architecture
 from common.provenance import DataOrigin, image_format
-from common.tasks import sample_rows
+from common.tasks import CALIBRATION_SAMPLES, Folder, sample_rows
 from visual_wake_words import data, minival, synthetic
 from visual_wake_words.images import load_images
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from common.config import TrainConfig
 
 NAME = "visual_wake_words"
 TITLE = "MobileNetV1-0.25 (VWW)"
@@ -23,7 +32,7 @@ ARCHITECTURE = Architecture(
     num_classes=2,
     final_pool=(3, 3),
     final_names=("average_pooling2d_1", "flatten_2"),
-    trecx=dict(
+    trecx=TrecxExit(
         tap="ds3",
         pointwise_filters=64,
         dw_kernel=2,
@@ -79,7 +88,13 @@ FIGURES = {
 }
 
 
-def download(data_dir, mirror=None, split="all", force=False, verify_checksums=True):
+def download(
+    data_dir: pathlib.Path,
+    mirror: Folder | None = None,
+    split: str = "all",
+    force: bool = False,
+    verify_checksums: bool = True,
+) -> pathlib.Path:
     """`mirror`: a URL or folder holding the archives under their official names. `split`: "test" fetches
     COCO val2017 and its annotations (the minival is built from them) unless a minival is in place,
     "train" the training set vw_coco2014_96, "all" the three; `force` replaces existing files whose
@@ -95,11 +110,11 @@ def download(data_dir, mirror=None, split="all", force=False, verify_checksums=T
     )
 
 
-def preprocess(data_dir):
+def preprocess(data_dir: pathlib.Path) -> dict[str, int]:
     return minival.build_minival(data_dir)
 
 
-def prepare_test(data_dir):
+def prepare_test(data_dir: pathlib.Path) -> None:
     """The test set (minival) is built from COCO val2017, not downloaded; a minival in place without the
     COCO annotations to check it against is used as it is."""
     if minival.minival_present(data_dir) and not (pathlib.Path(data_dir) / minival.ANNOTATIONS_FILE).is_file():
@@ -112,7 +127,7 @@ def prepare_test(data_dir):
 load_test = data.load_test
 
 
-def training_data(config, data_dir):
+def training_data(config: TrainConfig, data_dir: pathlib.Path) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
     """(train batches, validation batches): the 90 % / 10 % per-class split of vw_coco2014_96."""
     return (
         data.train_dataset(data_dir, config.batch_size, config.augment, config.seed),
@@ -121,7 +136,7 @@ def training_data(config, data_dir):
 
 
 # Deployment (common/deploy/): a validation split to choose rho on, and int8 calibration inputs.
-def validation_set(data_dir):
+def validation_set(data_dir: Folder) -> tuple[np.ndarray, np.ndarray]:
     """(images float32 (N, 96, 96, 3) in [0, 1], labels (N,)): the 10 % validation split of vw_coco2014_96."""
     _, validation = data.split_train(data_dir)
     if not validation:
@@ -132,14 +147,14 @@ def validation_set(data_dir):
     return _images_and_labels(data_dir, validation)
 
 
-def training_set(data_dir):
+def training_set(data_dir: Folder) -> tuple[np.ndarray, np.ndarray]:
     """(images float32 (N, 96, 96, 3) in [0, 1], labels (N,)): the 90 % training split of vw_coco2014_96, not
     augmented (design-exit trains a branch on it; the whole split takes 11 GB as float32)."""
     train, _ = data.split_train(data_dir)
     return _images_and_labels(data_dir, train)
 
 
-def training_data_origin(data_dir):
+def training_data_origin(data_dir: Folder) -> DataOrigin:
     """What training_set and validation_set read from `data_dir`: vw_coco2014_96/, in its files' format."""
     train, validation = data.split_train(data_dir)
     suffixes = {pathlib.PurePath(path).suffix for path, _ in train + validation}
@@ -147,13 +162,13 @@ def training_data_origin(data_dir):
     return DataOrigin(PRETRAINED_TRAINING_DATA.source, image_format(suffixes), str(folder))
 
 
-def _images_and_labels(data_dir, split):
+def _images_and_labels(data_dir: Folder, split: list[tuple[str, int]]) -> tuple[np.ndarray, np.ndarray]:
     """(images, labels) of a split's (path under data_dir, label) pairs."""
     images = load_images([pathlib.Path(data_dir) / path for path, _ in split])
     return images, np.array([label for _, label in split], np.int64)
 
 
-def calibration_set(data_dir, n=500, seed=0):
+def calibration_set(data_dir: Folder, n: int = CALIBRATION_SAMPLES, seed: int = 0) -> np.ndarray:
     """float32 (n, 96, 96, 3) in [0, 1]: training-split images drawn without replacement (seeded), the
     representative set of int8 quantisation."""
     train, _ = data.split_train(data_dir)

@@ -3,14 +3,17 @@ its microcontroller section."""
 
 from __future__ import annotations
 
-import types
+from typing import TYPE_CHECKING
 
 from common.deploy.results import DeploySummary, McuResults, McuTargetResult, RhoChoice, TargetCostResult
 from common.deploy.runtime import KERNELS
 from common.report import MISSING, number
 
+if TYPE_CHECKING:
+    from common.tasks import Task
 
-def deploy_markdown(summary: DeploySummary, task: types.ModuleType) -> str:
+
+def deploy_markdown(summary: DeploySummary, task: Task) -> str:
     """deploy.md: the measured table of a `DeploySummary`, and how it was measured.
 
     task: the task module (its TITLE; its PAPER's "int8_size_reduction_pct", when it has one, is quoted
@@ -69,7 +72,7 @@ def deploy_markdown(summary: DeploySummary, task: types.ModuleType) -> str:
     ]
     lines += [f"| {label} | {cell(summary.float32)} | {cell(summary.int8)} |" for label, cell in rows]
     files, weights = summary.int8_size_reduction_pct, summary.int8_weights_reduction_pct
-    paper = getattr(task, "PAPER", {}).get("int8_size_reduction_pct")
+    paper = task.PAPER.get("int8_size_reduction_pct")
     paper_note = "" if paper is None else f"; the paper reports {paper:.1f} % for this model"
     lines += [
         "",

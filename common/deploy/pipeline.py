@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -204,7 +203,7 @@ def size_reduction(float32: PrecisionResult, int8: PrecisionResult, key: str = "
 
 
 def deploy(
-    task: types.ModuleType,
+    task: tasks.Task,
     model_name: str,
     net: ExitModel,
     base_net: ExitModel,
@@ -381,7 +380,7 @@ def target_summary(
 
 
 def on_mcu(
-    task: types.ModuleType,
+    task: tasks.Task,
     model_name: str,
     int8_models: Mapping[str, bytes],
     results_dir: pathlib.Path,
@@ -426,14 +425,14 @@ def on_mcu(
 
 
 def calibration_inputs(
-    task: types.ModuleType, folder: str | os.PathLike, n: int, given: bool = True
+    task: tasks.Task, folder: str | os.PathLike, n: int, given: bool = True
 ) -> tuple[np.ndarray, str]:
     """(inputs, where from): `n` int8 calibration inputs from the training split in `folder`, or, when
     `folder` holds no training split but is laid out as the task's test set, drawn from it (seeded): a
     representative set needs no labels. UserError naming both layouts and --calibration-data when it is
     neither; given: whether --calibration-data named `folder` (else it is the --train-data-dir's default)."""
     training_problem = "the task draws none from it"
-    if hasattr(task, "calibration_set"):  # optional in the task protocol
+    if task.calibration_set is not None:  # optional in the task protocol
         try:
             return task.calibration_set(folder, n=n), "the training split"
         except UserError as err:
@@ -457,7 +456,7 @@ def calibration_inputs(
 
 
 def run_deploy(
-    task: str | types.ModuleType,
+    task: str | tasks.Task,
     model: str,
     *,
     source: str = "pretrained",
@@ -469,7 +468,7 @@ def run_deploy(
     options: DeployOptions = DeployOptions(),
     log: Callable[[str], None] = print,
 ) -> tuple[DeploySummary, pathlib.Path]:
-    """What `deploy.sh` does: deploy `model` of `task` (a name or task module) against its base model.
+    """What `deploy.sh` does: deploy `model` of `task` (a name or `Task`) against its base model.
 
     source: "pretrained" or "trained" (from `models_dir`/TASK/MODEL); data_dir: the test set (default:
     the task's); train_data_dir: the training and validation splits (default data/TASK), where rho is
@@ -483,6 +482,8 @@ def run_deploy(
     task = tasks.load_task(task)
     if model not in task.MODELS:
         raise UserError(f"unknown model {model!r} for {task.NAME}; valid models: {', '.join(task.MODELS)}")
+    if options.rho is None and task.validation_set is None:  # optional in the task protocol
+        raise UserError(f"task {task.NAME} defines no validation_set to choose rho on; pass --rho R")
     if options.mcu:  # every check of the MCU path before the minutes of LiteRT work that precede it
         mcu_build.check_prerequisites()
         mcu_build.check_cache_writable()
