@@ -91,13 +91,14 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_test(args: argparse.Namespace) -> pathlib.Path:
-    from common.evaluation import run_test
+    from common.evaluation import ModelSelection, run_test
 
     source, *names = args.models
     if source not in SOURCES:
         raise UserError(f"--models takes pretrained or trained first, then model names; got {source!r}")
     target = check_target(args.target)
-    _, results_dir = run_test(args.task, source, args.models_dir, args.data_dir, args.results_dir, names, target=target)
+    models = ModelSelection(source, args.models_dir, names)
+    _, results_dir = run_test(args.task, models, args.data_dir, args.results_dir, target=target)
     return results_dir
 
 
@@ -148,7 +149,7 @@ def cmd_deploy(args: argparse.Namespace) -> pathlib.Path:
 
 
 def cmd_report(args: argparse.Namespace) -> pathlib.Path:
-    from common.evaluation import write_table1
+    from common.table1 import write_table1
 
     print(write_table1(args.results_root))
     return args.results_root / "table1.md"
@@ -156,7 +157,7 @@ def cmd_report(args: argparse.Namespace) -> pathlib.Path:
 
 def cmd_reproduce(args: argparse.Namespace) -> str:
     """Table 1 over the tasks run; returns where their results and it were written."""
-    from common.evaluation import reproduce
+    from common.reproduce import reproduce
 
     target = check_target(args.target)
     verify = _verify_checksums(args)
