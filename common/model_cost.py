@@ -22,7 +22,16 @@ import numpy as np
 
 from common import files
 from common.errors import UserError
-from common.target_cost import BETWEEN, COST_FILE, CostModel, Operator, load_cost_model
+from common.exit_paths import path_layers
+from common.target_cost import (
+    BETWEEN,
+    COST_FILE,
+    CostModel,
+    Operator,
+    layer_consumers,
+    layer_operators,
+    load_cost_model,
+)
 
 if TYPE_CHECKING:
     from common.boards import Board
@@ -141,9 +150,6 @@ def _load_keras(path: pathlib.Path):
 
 def _keras_rows(model, cost: CostModel) -> list[tuple[Operator, str]]:
     """[(Operator, layer name)] of every layer of a Keras model (all its exits), in dependency order."""
-    from common.flops import path_layers
-    from common.target_cost import layer_consumers, layer_operators
-
     consumers = layer_consumers(model)
     ops = []
     for layer in path_layers(model)[-1]:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from common.errors import UserError
+from common.exit_paths import path_layers
 
 if TYPE_CHECKING:
     import keras
@@ -453,9 +454,8 @@ def layer_consumers(model: keras.Model) -> dict[str, list[keras.layers.Layer]]:
 
 
 def keras_operators(model: keras.Model) -> list[list[Operator]]:
-    """[[Operator, ...] per exit], cumulative as common.flops.path_layers: exit k holds the operators
-    of everything exits 0..k compute."""
-    from common.flops import path_layers
+    """[[Operator, ...] per exit], cumulative as common.exit_paths.path_layers: exit k holds the
+    operators of everything exits 0..k compute."""
 
     consumers = layer_consumers(model)
     return [
