@@ -44,11 +44,11 @@ class LayerCost:
     params: int
 
 
-def _elements(shape):
+def _elements(shape: Sequence[int]) -> int:
     return math.prod(d for d in shape[1:])
 
 
-def _activation_flops(layer, output_shape):
+def _activation_flops(layer: keras.layers.Layer, output_shape: Sequence[int]) -> int:
     activation = getattr(layer, "activation", None)
     if activation is None or activation.__name__ in ("linear", "relu"):
         return 0

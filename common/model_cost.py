@@ -34,6 +34,8 @@ from common.target_cost import (
 )
 
 if TYPE_CHECKING:
+    import keras
+
     from common.boards import Board
 
 SUFFIXES = (".tflite", ".keras")
@@ -72,7 +74,7 @@ class Row:
         return _error(self.predicted, self.measured)
 
 
-def _error(predicted, measured):
+def _error(predicted: float, measured: float | None) -> float | None:
     return None if measured is None or not measured else float(100.0 * (predicted / measured - 1.0))
 
 
@@ -125,11 +127,11 @@ def _read_tflite(path: pathlib.Path) -> tuple[bytes, list[Operator], list[str]]:
     return data, ops, names
 
 
-def _text(name) -> str:
+def _text(name: str | bytes) -> str:
     return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
 
 
-def _load_keras(path: pathlib.Path):
+def _load_keras(path: pathlib.Path) -> keras.Model:
     from common.native_logs import import_tensorflow_quietly
 
     import_tensorflow_quietly()
@@ -148,7 +150,7 @@ def _load_keras(path: pathlib.Path):
         raise UserError(f"cannot load {path} as a Keras model ({type(err).__name__}: {err})") from None
 
 
-def _keras_rows(model, cost: CostModel) -> list[tuple[Operator, str]]:
+def _keras_rows(model: keras.Model, cost: CostModel) -> list[tuple[Operator, str]]:
     """[(Operator, layer name)] of every layer of a Keras model (all its exits), in dependency order."""
     consumers = layer_consumers(model)
     ops = []
@@ -239,7 +241,7 @@ def model_cost(
 # Reporting
 
 
-def _count(value):
+def _count(value: float | None) -> str:
     return "" if value is None else f"{value:,.0f}"
 
 
@@ -301,7 +303,7 @@ def board_line(result: ModelCost, board: Board) -> str:
 def cost_json(result: ModelCost, board: Board | None = None) -> dict[str, Any]:
     """The same figures as `format_cost`, for scripts."""
 
-    def row_json(i, row):
+    def row_json(i: int, row: Row) -> dict[str, Any]:
         out = {"index": i, "operator": row.name if row.op is None else row.op.kind, "from": row.origin}
         if row.op is not None:
             out.update(dataclasses.asdict(row.op))

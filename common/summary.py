@@ -130,10 +130,10 @@ class Summary:
     target: TargetRecord | None = dataclasses.field(default=None, metadata=OPTIONAL)
 
     @classmethod
-    def from_json(cls, data: Any) -> Summary:
+    def from_json(cls, data: object) -> Summary:
         """The summary held by parsed JSON `data`; SummaryError naming the key when a value is missing or
         of another type, a trade-off list is empty, or Table 1's models and exits are not there."""
-        summary = _read(data, cls, ())
+        summary = _read_dataclass(data, cls, ())
         summary.check_table1()
         return summary
 
@@ -193,7 +193,7 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _describe(kind: Any) -> str:
+def _describe(kind: object) -> str:
     """How an error names the JSON a type expects: "a number", "a string or null", "a list"."""
     args = typing.get_args(kind)
     if _is_union(kind):
@@ -207,29 +207,29 @@ def _describe(kind: Any) -> str:
     return _TYPE_NAMES[origin]
 
 
-def _is_union(kind: Any) -> bool:
+def _is_union(kind: object) -> bool:
     return typing.get_origin(kind) in (typing.Union, types.UnionType)
 
 
-def _fits(value: Any, kind: type) -> bool:
+def _fits(value: object, kind: type) -> bool:
     """Whether a JSON scalar is of `kind` (int, float or str): an int is a number; a bool is neither."""
     if isinstance(value, bool):
         return False
     return isinstance(value, (int, float)) if kind is float else isinstance(value, kind)
 
 
-def _mismatch(value: Any, kind: Any, where: tuple[str | int, ...]) -> SummaryError:
+def _mismatch(value: object, kind: object, where: tuple[str | int, ...]) -> SummaryError:
     if isinstance(value, dict) or not _expects_object(kind):
         return SummaryError(where, f"is {type(value).__name__}, expected {_describe(kind)}")
     return SummaryError(where, "is not a JSON object")
 
 
-def _expects_object(kind: Any) -> bool:
+def _expects_object(kind: object) -> bool:
     kinds = typing.get_args(kind) if _is_union(kind) else (kind,)
     return all((typing.get_origin(k) or k) is dict or dataclasses.is_dataclass(k) for k in kinds if k is not type(None))
 
 
-def _read(value: Any, kind: Any, where: tuple[str | int, ...]) -> Any:
+def _read(value: object, kind: object, where: tuple[str | int, ...]) -> object:
     """`value` (parsed JSON) as `kind`: a dataclass, list[X], dict[str, X], X | None, int, float, str or
     Any; SummaryError naming `where` (the key path) when it does not fit."""
     if kind is Any:
@@ -262,7 +262,7 @@ def _read(value: Any, kind: Any, where: tuple[str | int, ...]) -> Any:
     return value
 
 
-def _read_dataclass(value: Any, cls: type[T], where: tuple[str | int, ...]) -> T:
+def _read_dataclass(value: object, cls: type[T], where: tuple[str | int, ...]) -> T:
     if not isinstance(value, dict):
         raise SummaryError(where, "is not a JSON object")
     hints, fields = _hints(cls), {}

@@ -108,7 +108,7 @@ def _chain(graph: dict[str, set[str]], group: set[str]) -> list[str]:
     raise AssertionError(f"no cycle through {start}")  # a strongly connected group always has one
 
 
-def test_the_graph_holds_every_module_and_imports_inside_functions():
+def test_the_graph_holds_every_module_and_imports_inside_functions() -> None:
     graph = import_graph()
     assert {"common.cli", "common.deploy.pipeline", "common.summary", "image_classification.task"} <= set(graph)
     assert "common.target_cost" in graph["common.flops"]  # imported inside task_tables
@@ -116,11 +116,11 @@ def test_the_graph_holds_every_module_and_imports_inside_functions():
     assert "common.boards" not in graph["common.model_cost"]  # under TYPE_CHECKING only
 
 
-def test_cycles_are_found_and_printed():
+def test_cycles_are_found_and_printed() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": {"e"}}
     assert cycles(graph) == [["a", "b", "c", "a"]]
 
 
-def test_no_import_cycle():
+def test_no_import_cycle() -> None:
     found = cycles(import_graph())
     assert not found, "import cycles:\n" + "\n".join(" -> ".join(chain) for chain in found)

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import pathlib
 
 import matplotlib.image as mpimg
 import numpy as np
@@ -22,7 +23,7 @@ CURVE = Curve(
 )
 
 
-def test_json_round_trip_with_numpy_types(tmp_path):
+def test_json_round_trip_with_numpy_types(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "sub" / "r.json"
     obj = {
         "acc": np.float32(91.5),
@@ -56,7 +57,7 @@ def test_json_round_trip_with_numpy_types(tmp_path):
     assert [p.name for p in tmp_path.joinpath("sub").iterdir()] == ["r.json"]  # no temp files left
 
 
-def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path):
+def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "r.json"
     write_json(path, {"a": 1})
     with pytest.raises(TypeError):
@@ -68,12 +69,12 @@ def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path):
     assert os.listdir(tmp_path) == ["r.json"]
 
 
-def test_write_text(tmp_path):
+def test_write_text(tmp_path: pathlib.Path) -> None:
     write_text(tmp_path / "t.md", "héllo –\n")
     assert (tmp_path / "t.md").read_text(encoding="utf-8") == "héllo –\n"
 
 
-def test_curve_csv_round_trip(tmp_path):
+def test_curve_csv_round_trip(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "curve.csv"
     write_curve_csv(path, CURVE, ["ee", "ef"])
     with open(path, newline="") as f:
@@ -117,7 +118,7 @@ ROW = {
 }
 
 
-def test_table1_markdown():
+def test_table1_markdown() -> None:
     md = table1_markdown([ROW, {"model": "DS-CNN (KWS)", "measured": {}, "paper": {"baseline_params": 999}}])
     lines = md.splitlines()
     assert "Measured / paper" in lines[0] and "Instructions" not in lines[0]  # no target: no instruction rows
@@ -141,7 +142,7 @@ def test_table1_markdown():
     assert "Test sets: ResNet-8 (CIFAR-10), 1,185 samples from `/data/cifar10_test`; DS-CNN (KWS), – samples" in md
 
 
-def test_table1_shows_one_instruction_figure_where_the_two_agree():
+def test_table1_shows_one_instruction_figure_where_the_two_agree() -> None:
     instructions = {
         "target": "cortex-m4",
         "baseline_minstructions": 29.7712,
@@ -160,7 +161,7 @@ def test_table1_shows_one_instruction_figure_where_the_two_agree():
     assert "two figures" not in table1_markdown(rows[1:])  # the note only where a cell has two
 
 
-def _check_figure(paths, stem):
+def _check_figure(paths: list[pathlib.Path], stem: pathlib.Path) -> None:
     png, pdf = paths
     assert png == stem.parent / "fig.v1.png" and pdf == stem.parent / "fig.v1.pdf"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -173,7 +174,7 @@ def _check_figure(paths, stem):
     assert red.sum() > 100  # the red baseline cross and guides were drawn
 
 
-def test_benefit_figure_linear_and_log(tmp_path):
+def test_benefit_figure_linear_and_log(tmp_path: pathlib.Path) -> None:
     other = Curve(CURVE.rho, CURVE.accuracy - 2.0, CURVE.mflops * 1.5, CURVE.exit_fraction)
     curves = {"T-RecX": CURVE, "SDN": other}
     images = []
@@ -186,7 +187,7 @@ def test_benefit_figure_linear_and_log(tmp_path):
     assert images[0].shape == images[1].shape and not np.array_equal(*images)
 
 
-def test_benefit_figure_explicit_limits_and_log_needs_positive(tmp_path):
+def test_benefit_figure_explicit_limits_and_log_needs_positive(tmp_path: pathlib.Path) -> None:
     stem = tmp_path / "fig.v1"
     _check_figure(benefit_figure({"a": CURVE}, (86.0, 12.0), "t", stem, xlim=(70, 90), ylim=(0, 15)), stem)
     zero = Curve(CURVE.rho, CURVE.accuracy, np.array([0.0, 1.0, 2.0]), CURVE.exit_fraction)
@@ -228,7 +229,7 @@ SUMMARY = {  # as test.sh writes it, keys in its order
 }
 
 
-def test_summary_round_trip_writes_the_same_bytes(tmp_path):
+def test_summary_round_trip_writes_the_same_bytes(tmp_path: pathlib.Path) -> None:
     write_json(tmp_path / "a.json", SUMMARY)
     summary = Summary.from_json(json.loads((tmp_path / "a.json").read_text()))
     assert summary.models["trecx_ev"].tradeoff[2].mflops is None and summary.target.name == "cortex-m4"
@@ -237,7 +238,7 @@ def test_summary_round_trip_writes_the_same_bytes(tmp_path):
     assert (tmp_path / "b.json").read_bytes() == (tmp_path / "a.json").read_bytes()
 
 
-def test_summary_without_target_leaves_the_instruction_fields_out():
+def test_summary_without_target_leaves_the_instruction_fields_out() -> None:
     plain = json.loads(json.dumps(SUMMARY))
     del plain["target"]
     for model in plain["models"].values():
@@ -246,7 +247,7 @@ def test_summary_without_target_leaves_the_instruction_fields_out():
     assert Summary.from_json(plain).to_json() == plain
 
 
-def test_summary_of_an_older_run_reads_without_the_later_fields():
+def test_summary_of_an_older_run_reads_without_the_later_fields() -> None:
     older = json.loads(json.dumps(SUMMARY))
     for key in ("inputs", "source", "baseline", "paper", "target"):
         del older[key]
@@ -282,7 +283,9 @@ def _damaged(path: tuple, value: object = KeyError) -> dict:
         (("target", "name"), None, "target.name is NoneType, expected a string"),
     ],
 )
-def test_damaged_summary_names_the_file_and_the_key(tmp_path, path, value, problem):
+def test_damaged_summary_names_the_file_and_the_key(
+    tmp_path: pathlib.Path, path: tuple, value: object, problem: str
+) -> None:
     file = tmp_path / "summary.json"
     file.write_text(json.dumps(_damaged(path, value)))
     with pytest.raises(UserError) as raised:
@@ -292,7 +295,7 @@ def test_damaged_summary_names_the_file_and_the_key(tmp_path, path, value, probl
 
 
 @pytest.mark.parametrize("text, problem", [("[1, 2]", "the file is not a JSON object"), ("{", "JSONDecodeError")])
-def test_summary_that_is_no_json_object_names_the_file(tmp_path, text, problem):
+def test_summary_that_is_no_json_object_names_the_file(tmp_path: pathlib.Path, text: str, problem: str) -> None:
     file = tmp_path / "summary.json"
     file.write_text(text)
     with pytest.raises(UserError, match=f"is damaged.*{problem}"):
