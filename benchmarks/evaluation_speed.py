@@ -7,7 +7,7 @@ VWW image folders; written to a temporary folder), in one process, this measures
      computing MFCCs), building the models and loading their pretrained weights, inference, benefit
      curves, Table 1, figures;
   2. in this process, a bare `model.predict(x)` of the task's pretrained models over the same inputs,
-     at Keras' default batch size (32) and at the evaluation's (common.evaluation.PREDICT_BATCH).
+     at Keras' default batch size (32) and at the evaluation's (common.predict.PREDICT_BATCH).
      Each model first predicts on a few samples with the same batch shapes (a full batch, plus the
      last partial one if any), so graph tracing is excluded from the timed predict and reported on
      its own line.
@@ -79,7 +79,7 @@ def measure(task_name, tmp, scale, repeats):
     test_sh_s, reported_s = min(runs, key=lambda r: r[0])
 
     # 2. Bare predict in this process.
-    from common.evaluation import PREDICT_BATCH
+    from common.predict import PREDICT_BATCH
     from common.weights import load_nets
 
     task = load_task(task_name)

@@ -63,7 +63,9 @@ class Board:
         return max(abs(e) for e in self.leave_one_out_error_pct.values())
 
 
-def cycles_per_instruction(published_ms: dict, instructions: dict, mhz: float, models=None) -> float:
+def cycles_per_instruction(
+    published_ms: dict, instructions: dict, mhz: float, models: list[str] | None = None
+) -> float:
     """The ratio of sums over `models` (default all): published cycles / counted instructions."""
     models = list(published_ms) if models is None else models
     return sum(published_ms[m] * mhz * 1e3 for m in models) / sum(instructions[m] for m in models)
@@ -78,7 +80,7 @@ def leave_one_out(published_ms: dict, instructions: dict, mhz: float) -> dict:
     return errors
 
 
-def _read(path, what):
+def _read(path: str | pathlib.Path, what: str) -> object:
     try:
         return json.loads(pathlib.Path(path).read_text())
     except (OSError, ValueError) as err:
@@ -100,7 +102,7 @@ def base_instructions(target: str, path: pathlib.Path = MEASUREMENTS_FILE) -> di
     return counts
 
 
-def _board(name, entry, entries):
+def _board(name: str, entry: dict, entries: dict[str, dict]) -> Board:
     published = {m: 1e3 / float(entry["throughput_per_s"][m]) for m in MODELS}
     instructions = base_instructions(entry["target"])
     mhz = float(entry["mhz"])

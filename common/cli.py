@@ -95,15 +95,14 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_test(args: argparse.Namespace) -> pathlib.Path:
-    from common.evaluation import run_test
+    from common.evaluation import ModelSelection, run_test
 
     names = () if args.model is None else comma_list(args.model)
     if args.model is not None and not names:
         raise UserError("--model needs at least one model name, e.g. --model base,trecx_ev")
     target = check_target(args.target)
-    _, results_dir = run_test(
-        args.task, args.models, args.models_dir, args.data_dir, args.results_dir, list(names), target=target
-    )
+    models = ModelSelection(args.models, args.models_dir, list(names))
+    _, results_dir = run_test(args.task, models, args.data_dir, args.results_dir, target=target)
     return results_dir
 
 
@@ -154,7 +153,7 @@ def cmd_deploy(args: argparse.Namespace) -> pathlib.Path:
 
 
 def cmd_report(args: argparse.Namespace) -> pathlib.Path:
-    from common.evaluation import write_table1
+    from common.table1 import write_table1
 
     print(write_table1(args.results_root))
     return args.results_root / "table1.md"
@@ -162,7 +161,7 @@ def cmd_report(args: argparse.Namespace) -> pathlib.Path:
 
 def cmd_reproduce(args: argparse.Namespace) -> str:
     """Table 1 over the tasks run; returns where their results and it were written."""
-    from common.evaluation import reproduce
+    from common.reproduce import reproduce
 
     target = check_target(args.target)
     verify = _verify_checksums(args)

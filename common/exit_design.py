@@ -26,8 +26,8 @@ from common import exits, flops, provenance, sweep, target_cost
 from common.config import EarlyExit
 from common.design_options import DesignOptions
 from common.errors import UserError
-from common.evaluation import predict_exits
 from common.models import DESIGNABLE_VARIANTS, ExitModel, build_model, early_exit_taps, tap_layers
+from common.predict import predict_exits
 from common.provenance import DataOrigin
 from common.tasks import Task
 

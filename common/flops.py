@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 import keras
 
+from common import target_cost
+from common.exit_paths import path_layers
 from common.layers import ChannelSlice
 
 if TYPE_CHECKING:
@@ -45,11 +47,11 @@ class LayerCost:
     params: int
 
 
-def _elements(shape):
+def _elements(shape: Sequence[int]) -> int:
     return math.prod(d for d in shape[1:])
 
 
-def _activation_flops(layer, output_shape):
+def _activation_flops(layer: keras.layers.Layer, output_shape: Sequence[int]) -> int:
     activation = getattr(layer, "activation", None)
     if activation is None or activation.__name__ in ("linear", "relu"):
         return 0
@@ -91,28 +93,8 @@ def layer_cost(layer: keras.layers.Layer) -> LayerCost:
     return LayerCost(layer.name, type(layer).__name__, out_shape[1:], macs, flops, params)
 
 
-def _ancestors(tensor, seen):
-    """Add the layers `tensor` depends on (itself included) to `seen`, in dependency order."""
-    layer, node_index, _ = tensor._keras_history
-    if layer.name in seen:
-        return
-    for parent in layer._inbound_nodes[node_index].input_tensors:
-        _ancestors(parent, seen)
-    seen[layer.name] = layer
-
-
-def path_layers(model: keras.Model) -> list[list[keras.layers.Layer]]:
-    """[[layer, ...] per exit] in dependency order, cumulative: exit k holds every layer exits 0..k
-    compute (what a sample that leaves at exit k has computed)."""
-    seen, paths = {}, []
-    for output in model.outputs:
-        _ancestors(output, seen)
-        paths.append(list(seen.values()))
-    return paths
-
-
 def path_costs(model: keras.Model) -> list[list[LayerCost]]:
-    """[[LayerCost, ...] per exit], cumulative (`path_layers`)."""
+    """[[LayerCost, ...] per exit], cumulative (common.exit_paths.path_layers)."""
     return [[layer_cost(layer) for layer in layers] for layers in path_layers(model)]
 
 
@@ -139,16 +121,15 @@ def task_tables(task: str | Task, models: Sequence[str] = (), target: str | None
     `target` (common.target_cost.TARGETS), each path's predicted instructions there too, and for
     two-exit models the exit rate above which early exit saves instructions on it."""
     from common.models import build_model
-    from common.target_cost import EarlyExitCost, load_cost_model, path_instructions
     from common.tasks import check_models, load_task
 
     task = load_task(task)
-    cost = load_cost_model(target) if target else None
-    base = path_instructions(build_model(task, "base").model, cost)[0] if cost else None
+    cost = target_cost.load_cost_model(target) if target else None
+    base = target_cost.path_instructions(build_model(task, "base").model, cost)[0] if cost else None
     parts = []
     for name in check_models(task, models):
         net = build_model(task, name)
-        instructions = path_instructions(net.model, cost) if cost else [None] * len(net.exits)
+        instructions = target_cost.path_instructions(net.model, cost) if cost else [None] * len(net.exits)
         for exit_name, costs, count in zip(net.exits, path_costs(net.model), instructions):
             on_target = f", {count / 1e6:.3f} M instructions on {target} (predicted)" if cost else ""
             parts.append(
@@ -156,7 +137,7 @@ def task_tables(task: str | Task, models: Sequence[str] = (), target: str | None
                 f"{sum(c.flops for c in costs) / 1e6:.3f} MFLOPs{on_target}\n{format_table(costs)}"
             )
         if cost and len(net.exits) == 2:
-            stages = EarlyExitCost(target, instructions[0], instructions[1] - instructions[0], base)
+            stages = target_cost.EarlyExitCost(target, instructions[0], instructions[1] - instructions[0], base)
             parts.append(
                 f"\n{task.NAME}/{name} on {target}: early exit saves instructions above an exit rate of "
                 f"{stages.break_even_exit_rate:.3f} (base model {base / 1e6:.3f} M)"

@@ -22,9 +22,20 @@ import numpy as np
 
 from common import files
 from common.errors import UserError
-from common.target_cost import BETWEEN, COST_FILE, CostModel, Operator, load_cost_model
+from common.exit_paths import path_layers
+from common.target_cost import (
+    BETWEEN,
+    COST_FILE,
+    CostModel,
+    Operator,
+    layer_consumers,
+    layer_operators,
+    load_cost_model,
+)
 
 if TYPE_CHECKING:
+    import keras
+
     from common.boards import Board
 
 SUFFIXES = (".tflite", ".keras")
@@ -63,7 +74,7 @@ class Row:
         return _error(self.predicted, self.measured)
 
 
-def _error(predicted, measured):
+def _error(predicted: float, measured: float | None) -> float | None:
     return None if measured is None or not measured else float(100.0 * (predicted / measured - 1.0))
 
 
@@ -116,11 +127,11 @@ def _read_tflite(path: pathlib.Path) -> tuple[bytes, list[Operator], list[str]]:
     return data, ops, names
 
 
-def _text(name) -> str:
+def _text(name: str | bytes) -> str:
     return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
 
 
-def _load_keras(path: pathlib.Path):
+def _load_keras(path: pathlib.Path) -> keras.Model:
     from common.native_logs import import_tensorflow_quietly
 
     import_tensorflow_quietly()
@@ -139,11 +150,8 @@ def _load_keras(path: pathlib.Path):
         raise UserError(f"cannot load {path} as a Keras model ({type(err).__name__}: {err})") from None
 
 
-def _keras_rows(model, cost: CostModel) -> list[tuple[Operator, str]]:
+def _keras_rows(model: keras.Model, cost: CostModel) -> list[tuple[Operator, str]]:
     """[(Operator, layer name)] of every layer of a Keras model (all its exits), in dependency order."""
-    from common.flops import path_layers
-    from common.target_cost import layer_consumers, layer_operators
-
     consumers = layer_consumers(model)
     ops = []
     for layer in path_layers(model)[-1]:
@@ -233,7 +241,7 @@ def model_cost(
 # Reporting
 
 
-def _count(value):
+def _count(value: float | None) -> str:
     return "" if value is None else f"{value:,.0f}"
 
 
@@ -295,7 +303,7 @@ def board_line(result: ModelCost, board: Board) -> str:
 def cost_json(result: ModelCost, board: Board | None = None) -> dict[str, Any]:
     """The same figures as `format_cost`, for scripts."""
 
-    def row_json(i, row):
+    def row_json(i: int, row: Row) -> dict[str, Any]:
         out = {"index": i, "operator": row.name if row.op is None else row.op.kind, "from": row.origin}
         if row.op is not None:
             out.update(dataclasses.asdict(row.op))

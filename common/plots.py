@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 import numpy as np
@@ -11,6 +12,9 @@ from matplotlib.ticker import LogFormatter
 
 from common.files import atomic_output
 from common.sweep import Curve
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 _STYLE = {"font.size": 11, "axes.labelsize": 12, "axes.titlesize": 12, "legend.fontsize": 10}
 _MARGIN = 0.05  # fraction of the data span added on each side when limits are chosen from the data
@@ -70,7 +74,16 @@ def save_figure(fig: Figure, out_stem: Path) -> list[Path]:
     return paths
 
 
-def _draw_benefit(ax, curves, base_point, title, log_y=False, xlim=None, ylim=None, unit="MFLOPs"):
+def _draw_benefit(
+    ax: Axes,
+    curves: dict[str, Curve],
+    base_point: tuple[float, float],
+    title: str,
+    log_y: bool = False,
+    xlim: tuple[float, float] | None = None,
+    ylim: tuple[float, float] | None = None,
+    unit: str = "MFLOPs",
+) -> None:
     base_acc, base_cost = map(float, base_point)
     accs = np.concatenate([c.accuracy for c in curves.values()] + [[base_acc]])
     costs = np.concatenate([c.mflops for c in curves.values()] + [[base_cost]])

@@ -8,8 +8,7 @@ import dataclasses
 import json
 import math
 import os
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -19,7 +18,7 @@ from common.sweep import Curve
 MISSING = "–"
 
 
-def _jsonable(obj: Any) -> Any:
+def _jsonable(obj: object) -> object:
     """Plain-Python copy of obj: numpy scalars/arrays, dataclasses, tuples and paths converted;
     NaN/inf become None so the output is strict JSON."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
@@ -37,7 +36,7 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> None:
+def write_json(path: str | os.PathLike, obj: object) -> None:
     """Write obj as indented JSON (numpy types converted, non-finite floats as null)."""
     write_text(path, json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
 
@@ -61,7 +60,7 @@ def write_curve_csv(
 def write_rows_csv(path: str | os.PathLike, rows: Sequence[dict], columns: Sequence[str]) -> None:
     """One row per dict, in `columns` order (None as an empty cell; floats to 6 significant digits)."""
 
-    def cell(value: Any) -> Any:
+    def cell(value: object) -> object:
         return "" if value is None else f"{value:.6g}" if isinstance(value, float) else value
 
     with atomic_output(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
@@ -132,7 +131,7 @@ def table1_markdown(rows: list[dict]) -> str:
     paper = [row.get("paper", {}) for row in rows]
     titles = [str(row["model"]).replace("|", "\\|") for row in rows]
 
-    def both(cell):
+    def both(cell: Callable[[dict], str]) -> list[str]:
         """A row's cells: measured / paper of `cell(values)` for each task."""
         return [_pair(cell(m), cell(p)) for m, p in zip(measured, paper)]
 

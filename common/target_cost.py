@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from common.errors import UserError
+from common.exit_paths import path_layers
 
 if TYPE_CHECKING:
     import keras
@@ -113,7 +114,7 @@ class Operator:
         return self.kind
 
 
-def _conv_features(op):
+def _conv_features(op: Operator) -> list[float]:
     """A convolution as CMSIS-NN runs it: an im2col copy of each tap inside the input (a call each, then
     per channel), a zero fill of each padded one, a matrix product over columns of kh x kw x Cin in
     blocks of 4 (16 with Helium; the rest one by one) for pairs (fours) of output pixels and channels (an
@@ -166,7 +167,7 @@ CONV_TERMS = (
 )
 
 
-def _depthwise_features(op):
+def _depthwise_features(op: Operator) -> list[float]:
     """A depthwise convolution: per tap inside the input (a call, then per channel or per group of 4
     channels with Helium), per padded tap, per output and pixel, channels not a multiple of 4 one by one."""
     channels = op.output_shape[-1]
@@ -203,7 +204,7 @@ DEPTHWISE_TERMS = (
 )
 
 
-def _fully_connected_features(op):
+def _fully_connected_features(op: Operator) -> list[float]:
     """Per MAC, output and input; inputs not a multiple of 4 (DSP) or of 16 (MVE vectors) and outputs not
     a multiple of 4 (rows taken four at a time) by their rest."""
     n_in, n_out = op.input_elements, op.output_elements
@@ -213,7 +214,7 @@ def _fully_connected_features(op):
 FULLY_CONNECTED_TERMS = ("macs", "outputs", "inputs", "macs_mod_4", "vectors_of_16", "odd_row_macs", "one")
 
 
-def _pool_features(op):
+def _pool_features(op: Operator) -> list[float]:
     """Per tap inside the input per channel, per tap, per window row of each output, per output and pixel."""
     inside = op.taps_inside()
     return [
@@ -375,20 +376,20 @@ def load_cost_model(target: str, path: pathlib.Path = COST_FILE) -> CostModel:
 # The TFLite operators of a Keras model, without converting it
 
 
-def _layer_of(tensor):
+def _layer_of(tensor: keras.KerasTensor) -> keras.layers.Layer:
     return tensor._keras_history[0]
 
 
-def _inbound(layer):
+def _inbound(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
     inputs = layer.input if isinstance(layer.input, list) else [layer.input]
     return [_layer_of(t) for t in inputs]
 
 
-def _shape(tensor):
+def _shape(tensor: keras.KerasTensor) -> tuple[int, ...]:
     return tuple(int(d) for d in tensor.shape[1:])
 
 
-def _padding(layer):
+def _padding(layer: keras.layers.Layer) -> str:
     return getattr(layer, "padding", "valid").lower()
 
 
@@ -453,9 +454,8 @@ def layer_consumers(model: keras.Model) -> dict[str, list[keras.layers.Layer]]:
 
 
 def keras_operators(model: keras.Model) -> list[list[Operator]]:
-    """[[Operator, ...] per exit], cumulative as common.flops.path_layers: exit k holds the operators
-    of everything exits 0..k compute."""
-    from common.flops import path_layers
+    """[[Operator, ...] per exit], cumulative as common.exit_paths.path_layers: exit k holds the
+    operators of everything exits 0..k compute."""
 
     consumers = layer_consumers(model)
     return [

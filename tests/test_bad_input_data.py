@@ -541,7 +541,7 @@ def test_download_split_test_fetches_only_the_test_data(runs) -> None:
 
 
 def test_every_mode_reads_as_its_8_bit_rgb_version_with_the_same_probabilities(tmp_path) -> None:
-    from common.evaluation import predict_exits
+    from common.predict import predict_exits
     from common.tasks import load_task
     from common.weights import load_nets
 

@@ -10,7 +10,7 @@ import pytest
 from common import files, provenance
 from common.config import load_config
 from common.errors import UserError
-from common.evaluation import evaluate_models
+from common.evaluation import EvaluationInputs, evaluate_models
 from common.training import train
 from common.weights import load_nets
 from image_classification import data, task
@@ -77,8 +77,9 @@ def test_every_variant_trains_saves_reloads_and_evaluates(cifar, tmp_path):
         ):
             np.testing.assert_array_equal(a, b)
 
-    summary = evaluate_models(task, nets, inputs, labels, ids, tmp_path / "results", log=lambda *_: None)
-    assert summary["num_samples"] == 60 and set(summary["models"]) == set(task.MODELS)
+    test_set = EvaluationInputs(inputs, labels, ids)
+    summary = evaluate_models(task, nets, test_set, tmp_path / "results", log=lambda *_: None)
+    assert summary.num_samples == 60 and set(summary.models) == set(task.MODELS)
     for figure in task.FIGURES:
         assert (tmp_path / "results" / f"{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -4,7 +4,7 @@ and without augmentation, and the trained models reload and evaluate through the
 import pytest
 
 from common.config import load_config
-from common.evaluation import evaluate_models
+from common.evaluation import EvaluationInputs, evaluate_models
 from common.tasks import load_task
 from common.training import train
 from common.weights import load_nets
@@ -64,7 +64,7 @@ def test_trained_models_reload_and_evaluate(prepared, tmp_path):
     task, _, test_dir, models_dir = prepared
     nets = load_nets(task, "trained", models_dir / "true")
     inputs, labels, ids = task.load_test(test_dir)
-    summary = evaluate_models(task, nets, inputs, labels, ids, tmp_path, log=lambda *_: None)
-    assert summary["num_samples"] == len(ids) == len(labels) > 0
-    assert list(summary["models"]) == list(task.MODELS)
+    summary = evaluate_models(task, nets, EvaluationInputs(inputs, labels, ids), tmp_path, log=lambda *_: None)
+    assert summary.num_samples == len(ids) == len(labels) > 0
+    assert list(summary.models) == list(task.MODELS)
     assert {f"{figure}.png" for figure in task.FIGURES} <= {p.name for p in tmp_path.iterdir()}
