@@ -101,7 +101,7 @@ def cmd_test(args: argparse.Namespace) -> pathlib.Path:
     if args.model is not None and not names:
         raise UserError("--model needs at least one model name, e.g. --model base,trecx_ev")
     target = check_target(args.target)
-    models = ModelSelection(args.models, args.models_dir, list(names))
+    models = ModelSelection(source=args.models, models_dir=args.models_dir, names=list(names))
     _, results_dir = run_test(args.task, models, args.data_dir, args.results_dir, target=target)
     return results_dir
 

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from common.architecture import Architecture
 from common.errors import UserError
 from common.provenance import UNKNOWN, DataOrigin
 
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
     from common.config import TrainConfig
-    from common.models import Architecture
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 TASKS = ("image_classification", "keyword_spotting", "visual_wake_words")
@@ -130,14 +130,12 @@ class _Kind:
 
 
 def _is_architecture(value: object) -> bool:
-    from common.models import Architecture  # imports Keras: only once a task module (which did so) registers
-
     return isinstance(value, Architecture)
 
 
 KIND = "kind"  # the metadata key of a task part's field: its _Kind
 STRING = _Kind(lambda value: isinstance(value, str), "a str")
-AN_ARCHITECTURE = _Kind(_is_architecture, "a common.models.Architecture")
+AN_ARCHITECTURE = _Kind(_is_architecture, "a common.architecture.Architecture")
 NAMES = _Kind(lambda value: isinstance(value, tuple) and all(isinstance(n, str) for n in value), "a tuple of str")
 FUNCTION = _Kind(callable, "a function")
 TABLE = _Kind(lambda value: isinstance(value, Mapping), "a dict")

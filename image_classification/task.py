@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from common import backbones
+from common.architecture import Architecture
 from common.download import mirror_url
 from common.exits import TrecxExit
-from common.models import Architecture
 from common.tasks import CALIBRATION_SAMPLES, Folder, LoadedSet, sample_rows
 from image_classification import data, synthetic
 

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from common import backbones
+from common.architecture import Architecture
 from common.download import mirror_url
 from common.exits import TrecxExit
-from common.models import Architecture
 from common.provenance import DataOrigin
 from common.tasks import CALIBRATION_SAMPLES, Folder
 from keyword_spotting import data, synthetic

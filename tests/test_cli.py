@@ -496,12 +496,13 @@ def test_test_model_option_selects_the_named_models(monkeypatch) -> None:
 
     seen = {}
 
-    def fake_run_test(task, source, models_dir, data_dir, results_dir, names, **options):
-        seen.update(source=source, names=names)
+    def fake_run_test(task, models, data_dir, results_dir, **options):
+        seen.update(source=models.source, names=list(models.names))
         return {}, Path("out")
 
     # A stand-in for the evaluation module, which would import TensorFlow.
-    monkeypatch.setitem(sys.modules, "common.evaluation", types.SimpleNamespace(run_test=fake_run_test))
+    stand_in = types.SimpleNamespace(run_test=fake_run_test, ModelSelection=types.SimpleNamespace)
+    monkeypatch.setitem(sys.modules, "common.evaluation", stand_in)
     args = cli.build_parser().parse_args(
         ["test", "image_classification", "--models", "trained", "--model", " trecx_ev, base"]
     )

@@ -81,7 +81,7 @@ def test_the_toys_parts_register_and_an_optional_part_left_out_reads_as_none():
 @pytest.mark.parametrize(
     "part, value, expected",
     [
-        ("ARCHITECTURE", "resnet8", "ARCHITECTURE is str, expected a common.models.Architecture"),
+        ("ARCHITECTURE", "resnet8", "ARCHITECTURE is str, expected a common.architecture.Architecture"),
         ("MODELS", ["base"], "MODELS is list, expected a tuple of str"),
         ("download", "download.sh", "download is str, expected a function"),
         ("FIGURES", [("FigToy",)], "FIGURES is list, expected a dict"),

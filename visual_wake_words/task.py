@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from common import backbones
+from common.architecture import Architecture
 from common.download import mirror_url
 from common.errors import UserError
 from common.exits import TrecxExit
-from common.models import Architecture
 from common.provenance import DataOrigin, image_format
 from common.tasks import CALIBRATION_SAMPLES, Folder, sample_rows
 from visual_wake_words import data, minival, synthetic

@@ -12,9 +12,9 @@ import numpy as np
 import tensorflow as tf
 
 from common import backbones
+from common.architecture import Architecture
 from common.backbones import LayerNames
 from common.exits import TrecxExit
-from common.models import Architecture
 from common.tasks import Folder
 
 if TYPE_CHECKING:
