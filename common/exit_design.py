@@ -42,9 +42,9 @@ class Candidate:
 
     accuracy: the early exit's standalone accuracy (%); path_minstructions / path_mflops: stage 1 (tap and
     branch) and stage 1 + stage 2; choice: the cheapest rho in instructions (M) within the drop
-    (`common.sweep.choose_rho`); epochs: those
-    the branch trained before early stopping (0 for the trained exit); paper: the architecture's own exit;
-    trained: the network's own trained early exit, unchanged (not a new branch).
+    (`common.sweep.choose_rho`); epochs: those the branch trained before early stopping (0 for the trained
+    exit); paper: the architecture's own exit; trained: the network's own trained early exit, unchanged (not
+    a new branch).
     """
 
     early_exit: EarlyExit

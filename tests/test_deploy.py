@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -550,6 +551,12 @@ def test_deploy_sh_without_training_data_names_calibration_data(cifar, tmp_path)
     )
     assert "pass --calibration-data DIR holding either" in proc.stderr and "point --data-dir" not in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_choosing_rho_on_a_task_without_a_validation_split_names_the_task_and_the_fix():
+    task = types.SimpleNamespace(NAME="no_validation", validation_set=None)  # the optional part absent
+    with pytest.raises(UserError, match=r"task no_validation defines no validation_set, .*; pass --rho R"):
+        pipeline.validation_split(task, Path("unused"))
 
 
 def test_deploy_writes_apart_from_test_sh_by_default(cifar, tmp_path, monkeypatch):
