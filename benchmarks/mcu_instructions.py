@@ -19,6 +19,7 @@ Usage, from the repository root:
 """
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -80,17 +81,13 @@ def main(argv=None):
             models = export_models(nets["trecx_ev"], nets["base"], calibration, log=lambda *_: None)
             write_export(Path(tmp), task, "trecx_ev", {"int8": models["int8"]}, log=lambda *_: None)
             for core, kernels in targets:
-                run = mcu.run_on_mcu(
-                    tmp, "trecx_ev", inputs, rho=NEVER_EXIT, core=core, kernels=kernels, log=lambda *_: None
-                )
+                settings = mcu.McuRun(rho=NEVER_EXIT, core=core, kernels=kernels)
+                run = mcu.run_on_mcu(tmp, "trecx_ev", inputs, settings, log=lambda *_: None)
                 profiled = mcu.run_on_mcu(
                     tmp,
                     "trecx_ev",
                     inputs[:PROFILE_SAMPLES],
-                    rho=NEVER_EXIT,
-                    core=core,
-                    kernels=kernels,
-                    profile=True,
+                    dataclasses.replace(settings, profile=True),
                     log=lambda *_: None,
                 )
                 layers += layer_rows(profiled, models["int8"])

@@ -118,7 +118,7 @@ def _count_or_all(text: str) -> int | None:
 
 def cmd_deploy(args: argparse.Namespace) -> pathlib.Path:
     from common.deploy.mcu_measure import parse_targets
-    from common.deploy.options import DeployOptions
+    from common.deploy.options import DeployFolders, DeployOptions
     from common.deploy.pipeline import run_deploy
 
     if args.mcu_samples is not MCU_SAMPLES_UNSET and not args.mcu:
@@ -141,11 +141,13 @@ def cmd_deploy(args: argparse.Namespace) -> pathlib.Path:
         args.task,
         args.model,
         source=args.models,
-        models_dir=args.models_dir,
-        data_dir=args.data_dir,
-        train_data_dir=args.train_data_dir,
-        calibration_data=args.calibration_data,
-        results_dir=args.results_dir,
+        folders=DeployFolders(
+            models=args.models_dir,
+            test_data=args.data_dir,
+            train_data=args.train_data_dir,
+            calibration_data=args.calibration_data,
+            results=args.results_dir,
+        ),
         options=options,
     )
     print((results_dir / "deploy.md").read_text())

@@ -18,6 +18,7 @@ import dataclasses
 import os
 import pathlib
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -39,17 +40,17 @@ class Candidate:
     """One early exit trained on the frozen network, measured on the validation split.
 
     accuracy: the early exit's standalone accuracy (%); path_minstructions / path_mflops: stage 1 (tap and
-    branch) and stage 1 + stage 2; choice: the cheapest rho in instructions within the drop
-    (`common.deploy.pipeline.choose_rho`: rho, accuracy, minstructions, reduction_pct, met); epochs: those
-    the branch trained before early stopping (0 for the trained exit); paper: the architecture's own exit;
-    trained: the network's own trained early exit, unchanged (not a new branch).
+    branch) and stage 1 + stage 2; choice: the cheapest rho in instructions (M) within the drop
+    (`common.sweep.choose_rho`); epochs: those the branch trained before early stopping (0 for the trained
+    exit); paper: the architecture's own exit; trained: the network's own trained early exit, unchanged (not
+    a new branch).
     """
 
     early_exit: EarlyExit
     accuracy: float
     path_minstructions: tuple[float, float]
     path_mflops: tuple[float, float]
-    choice: dict
+    choice: sweep.ChosenRho
     epochs: int
     paper: bool
     curve_accuracy: tuple[float, ...]
@@ -68,7 +69,7 @@ class Candidate:
     @property
     def saving(self) -> float | None:
         """The instruction saving (%) at the chosen rho, None when no rho is within the drop."""
-        return self.choice["reduction_pct"] if self.choice["met"] else None
+        return self.choice.reduction_pct if self.choice.met else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,35 +176,42 @@ def assemble(task: Task, variant: str, design: EarlyExit, source: ExitModel, bra
     return net
 
 
-def evaluate(
-    net: ExitModel,
-    early_softmax: np.ndarray,
-    final_softmax: np.ndarray,
-    labels: np.ndarray,
-    cost: target_cost.CostModel,
-    base_accuracy: float,
-    base_minstructions: float,
-    drop: float,
-) -> tuple[float, tuple, tuple, dict, sweep.Curve, np.ndarray]:
-    """(standalone accuracy, path instructions (M), path MFLOPs, the choice in instructions, curve, its
-    mean instructions per rho) of an early-exit model from its validation softmaxes."""
-    from common.deploy.pipeline import choose_rho
+@dataclasses.dataclass(frozen=True, eq=False)  # arrays: identity equality, no elementwise ==
+class Yardstick:
+    """What every candidate is measured against on the validation split: the frozen network's final
+    softmax (N, C), the labels (N,), the target's cost model, the base model's accuracy (%) and
+    instructions (M), and the accuracy points below it that rho may cost."""
 
-    minstructions = tuple(value / 1e6 for value in target_cost.path_instructions(net.model, cost))
+    final_softmax: np.ndarray
+    labels: np.ndarray
+    cost: target_cost.CostModel
+    base_accuracy: float
+    base_minstructions: float
+    drop: float
+
+
+def evaluate(
+    net: ExitModel, early_softmax: np.ndarray, yardstick: Yardstick
+) -> tuple[float, tuple, tuple, sweep.ChosenRho, sweep.Curve, np.ndarray]:
+    """(standalone accuracy, path instructions (M), path MFLOPs, the choice in instructions, curve, its
+    mean instructions per rho) of an early-exit model from its validation early-exit softmax."""
+    minstructions = tuple(value / 1e6 for value in target_cost.path_instructions(net.model, yardstick.cost))
     mflops = tuple(flops.path_mflops(net.model))
-    curve = sweep.benefit_curve([early_softmax, final_softmax], labels, mflops, net.rule)
+    curve = sweep.benefit_curve([early_softmax, yardstick.final_softmax], yardstick.labels, mflops, net.rule)
     mean = sweep.mean_cost(curve, minstructions)
-    choice = choose_rho(curve, base_accuracy, base_minstructions, drop, cost=mean, unit="minstructions")
-    return sweep.standalone_accuracy(early_softmax, labels), minstructions, mflops, choice, curve, mean
+    choice = sweep.choose_rho(
+        curve, yardstick.base_accuracy, yardstick.base_minstructions, yardstick.drop, cost=mean, unit="minstructions"
+    )
+    return sweep.standalone_accuracy(early_softmax, yardstick.labels), minstructions, mflops, choice, curve, mean
 
 
 def best(candidates: Sequence[Candidate]) -> Candidate | None:
     """The candidate with the largest expected instruction saving among those within the drop that save
     anything (ties: the higher validation accuracy at the chosen rho, then the first listed)."""
-    saving = [c for c in candidates if c.choice["met"] and c.choice["reduction_pct"] > 0]
+    saving = [c for c in candidates if c.choice.met and c.choice.reduction_pct > 0]
     if not saving:
         return None
-    return max(saving, key=lambda c: (c.choice["reduction_pct"], c.choice["accuracy"]))
+    return max(saving, key=lambda c: (c.choice.reduction_pct, c.choice.accuracy))
 
 
 def decide(candidates: Sequence[Candidate]) -> tuple[Candidate | None, str, float | None]:
@@ -214,7 +222,7 @@ def decide(candidates: Sequence[Candidate]) -> tuple[Candidate | None, str, floa
     [trained] = [c for c in candidates if c.trained]
     new = [c for c in candidates if not c.trained]
     within = [c for c in new if c.saving is not None]
-    runner = max(within, key=lambda c: (c.saving, c.choice["accuracy"])) if within else None
+    runner = max(within, key=lambda c: (c.saving, c.choice.accuracy)) if within else None
     margin = runner.saving - trained.saving if runner is not None and trained.saving is not None else None
     own = f"the trained exit {trained.name} (the model's own, unchanged)"
     own_result = f"saves {trained.saving:.1f} %" if trained.saving is not None else "has no rho within the drop"
@@ -235,22 +243,11 @@ def decide(candidates: Sequence[Candidate]) -> tuple[Candidate | None, str, floa
 
 
 def trained_candidate(
-    own_exit: EarlyExit,
-    paper: EarlyExit,
-    source: ExitModel,
-    early_softmax: np.ndarray,
-    final_softmax: np.ndarray,
-    labels: np.ndarray,
-    cost: target_cost.CostModel,
-    base_accuracy: float,
-    base_minstructions: float,
-    drop: float,
+    own_exit: EarlyExit, paper: EarlyExit, net: ExitModel, early_softmax: np.ndarray, yardstick: Yardstick
 ) -> Candidate:
     """The network's own trained early exit, unchanged, as a candidate: costed and chosen on the same
     validation softmaxes and the same rule as every new branch."""
-    accuracy, minstructions, mflops, choice, curve, mean = evaluate(
-        source, early_softmax, final_softmax, labels, cost, base_accuracy, base_minstructions, drop
-    )
+    accuracy, minstructions, mflops, choice, curve, mean = evaluate(net, early_softmax, yardstick)
     return Candidate(
         own_exit,
         accuracy,
@@ -265,39 +262,43 @@ def trained_candidate(
     )
 
 
-def _saved(choice: dict) -> str:
-    if not choice["met"]:
+def _saved(choice: sweep.ChosenRho) -> str:
+    if not choice.met:
         return "no rho within the drop"
-    return f"saves {choice['reduction_pct']:.1f} % at rho {choice['rho']:.2f}"
+    return f"saves {choice.reduction_pct:.1f} % at rho {choice.rho:.2f}"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # arrays: identity equality, no elementwise ==
+class DesignData:
+    """The splits a design trains and chooses on, (inputs, labels) each; origin: what they are;
+    backbone_origin: what the frozen network was trained on."""
+
+    train: tuple[np.ndarray, np.ndarray]
+    validation: tuple[np.ndarray, np.ndarray]
+    origin: DataOrigin = provenance.UNKNOWN
+    backbone_origin: DataOrigin = provenance.UNKNOWN
 
 
 def design_exits(
     task: Task,
-    source: ExitModel,
+    frozen: ExitModel,
     base: ExitModel,
-    variant: str,
-    train: tuple[np.ndarray, np.ndarray],
-    validation: tuple[np.ndarray, np.ndarray],
+    splits: DesignData,
+    options: DesignOptions,
     *,
-    target: str,
-    drop: float = DesignOptions.drop,
-    designs: Sequence[EarlyExit] = (),
-    epochs: int = DesignOptions.epochs,
-    patience: int = DesignOptions.patience,
-    seed: int = 0,
     own_exit: EarlyExit | None = None,
-    data: DataOrigin = provenance.UNKNOWN,
-    backbone_data: DataOrigin = provenance.UNKNOWN,
     log: Callable[[str], None] = print,
 ) -> tuple[Design, dict[str, ExitModel]]:
-    """Train and cost every design (default: all candidates) on the frozen `source`, beside `source`'s own
-    trained early exit (`own_exit`, default the paper's); returns the Design and {new candidate name: its
-    assembled network}. `data`, `backbone_data`: what the splits are and what `source` was trained on."""
-    designs = list(designs) or candidates(task)
+    """Train and cost every design of `options` (its taps and branches; default all candidates) on the
+    `frozen` network (variant `options.model`), beside its own trained early exit (`own_exit`, default the
+    paper's); returns the Design and {new candidate name: its assembled network}."""
+    variant, target, drop = options.model, options.target, options.drop
+    designs = candidates(task, options.taps, options.branches)
+    train, data, backbone_data = splits.train, splits.origin, splits.backbone_origin
     cost = target_cost.load_cost_model(target)
-    val_inputs, val_labels = validation
-    source_softmax = predict_exits(source, val_inputs)
-    final_softmax = source_softmax["ef"]
+    val_inputs, val_labels = splits.validation
+    frozen_softmax = predict_exits(frozen, val_inputs)
+    final_softmax = frozen_softmax["ef"]
     base_accuracy = sweep.standalone_accuracy(predict_exits(base, val_inputs)["ef"], val_labels)
     base_minstructions = target_cost.path_instructions(base.model, cost)[0] / 1e6
     base_mflops = flops.path_mflops(base.model)[0]
@@ -306,18 +307,8 @@ def design_exits(
         f"{base_accuracy:.2f} % on {len(val_labels)} validation samples, {base_minstructions:.3f} M "
         f"instructions on {target}"
     )
-    trained = trained_candidate(
-        own_exit or paper_exit(task),
-        paper_exit(task),
-        source,
-        source_softmax["ee"],
-        final_softmax,
-        val_labels,
-        cost,
-        base_accuracy,
-        base_minstructions,
-        drop,
-    )
+    yardstick = Yardstick(final_softmax, val_labels, cost, base_accuracy, base_minstructions, drop)
+    trained = trained_candidate(own_exit or paper_exit(task), paper_exit(task), frozen, frozen_softmax["ee"], yardstick)
     log(
         f"  {trained.label}: early exit {trained.accuracy:6.2f} %, stage 1 {trained.path_minstructions[0]:.3f} M, "
         f"both {trained.path_minstructions[1]:.3f} M instructions; {_saved(trained.choice)}"
@@ -326,22 +317,20 @@ def design_exits(
     layers = tap_layers(task.ARCHITECTURE)
     for tap in dict.fromkeys(design.tap for design in designs):
         layer = layers[tap]
-        train_features, val_features = tap_features(source, layer, train[0]), tap_features(source, layer, val_inputs)
+        train_features, val_features = tap_features(frozen, layer, train[0]), tap_features(frozen, layer, val_inputs)
         for design in (d for d in designs if d.tap == tap):
             branch = branch_model(task, design, train_features.shape[1:])
             ran = train_branch(
                 branch,
                 (train_features, train[1]),
                 (val_features, val_labels),
-                epochs=epochs,
-                patience=patience,
-                seed=seed,
+                epochs=options.epochs,
+                patience=options.patience,
+                seed=options.seed,
             )
-            net = assemble(task, variant, design, source, branch)
+            net = assemble(task, variant, design, frozen, branch)
             early_softmax = np.asarray(branch.predict(val_features, batch_size=256, verbose=0))
-            accuracy, minstructions, mflops, choice, curve, mean = evaluate(
-                net, early_softmax, final_softmax, val_labels, cost, base_accuracy, base_minstructions, drop
-            )
+            accuracy, minstructions, mflops, choice, curve, mean = evaluate(net, early_softmax, yardstick)
             candidate = Candidate(
                 design,
                 accuracy,
@@ -385,9 +374,8 @@ def write_design_model(
     net: ExitModel,
     candidate: Candidate,
     base_weights: str | os.PathLike,
-    variant: str,
     models_dir: str | os.PathLike,
-    force: bool = False,
+    options: DesignOptions,
     data: DataOrigin = provenance.UNKNOWN,
     backbone_data: DataOrigin = provenance.UNKNOWN,
 ) -> pathlib.Path:
@@ -395,13 +383,14 @@ def write_design_model(
     training_data.json} (the task's config for VARIANT with `early_exit` set, which train.sh retrains from
     scratch; what the backbone and the new branch were trained on), beside the base model it was designed
     against (MODELS_DIR/TASK/base, written when absent): what test.sh and deploy.sh read with --models
-    trained. Refuses to replace a trained model without `force`."""
+    trained. Refuses to replace a trained model without `options.force`; VARIANT is `options.model`."""
     from common import config as config_lib
     from common.files import staged_folder, write_bytes, write_text
     from common.tasks import config_path
     from common.weights import save_weights, trained_path, writable_trained_path
 
-    target = writable_trained_path(task, variant, models_dir, force)
+    variant = options.model
+    target = writable_trained_path(task, variant, models_dir, options.force)
     config = config_lib.load_config(config_path(task, variant))
     transfer = config.weight_transfer_epochs if candidate.early_exit.branch == "paper" else 0
     config = dataclasses.replace(config, early_exit=candidate.early_exit, weight_transfer_epochs=transfer)
@@ -429,10 +418,10 @@ def _row(candidate: Candidate) -> dict:
         "both_stages_minstructions": candidate.path_minstructions[1],
         "stage1_mflops": candidate.path_mflops[0],
         "both_stages_mflops": candidate.path_mflops[1],
-        "rho": choice["rho"] if choice["met"] else None,
-        "accuracy_at_rho_pct": choice["accuracy"] if choice["met"] else None,
-        "minstructions_at_rho": choice["minstructions"] if choice["met"] else None,
-        "instruction_saving_pct": choice["reduction_pct"] if choice["met"] else None,
+        "rho": choice.rho if choice.met else None,
+        "accuracy_at_rho_pct": choice.accuracy if choice.met else None,
+        "minstructions_at_rho": choice.cost if choice.met else None,
+        "instruction_saving_pct": choice.reduction_pct if choice.met else None,
         "epochs": candidate.epochs,
     }
 
@@ -466,7 +455,7 @@ def design_markdown(design: Design) -> str:
     """The data, the candidates as a Markdown table (best saving first; the trained exit, the paper's exit and
     the chosen one marked) and the verdict: which won, by how much, what was written."""
 
-    def num(value, decimals=2):
+    def num(value: float | None, decimals: int = 2) -> str:
         return "–" if value is None else f"{value:.{decimals}f}"
 
     training, validation = design.samples
@@ -487,7 +476,7 @@ def design_markdown(design: Design) -> str:
         "| M instr. per sample | Instr. saved % |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    order = sorted(design.candidates, key=lambda c: -(c.choice["reduction_pct"] if c.choice["met"] else -1e9))
+    order = sorted(design.candidates, key=lambda c: -(c.choice.reduction_pct if c.choice.met else -1e9))
     for candidate in order:
         row = _row(candidate)
         kind = ("trained (the model's own)" if candidate.trained else "new") + (
@@ -541,6 +530,17 @@ def design_figure(design: Design, out_stem: pathlib.Path) -> list[pathlib.Path]:
 REPORT = ("design.md", "design.csv", "design.json", "design.png", "design.pdf")
 
 
+def design_json(design: Design) -> dict[str, Any]:
+    """design.json's record of `design`: its fields in order, each candidate's choice as
+    `ChosenRho.to_json()` (the cost under "minstructions")."""
+    record = dataclasses.asdict(design)
+    for candidate, written in zip(design.candidates, record["candidates"]):
+        written["choice"] = candidate.choice.to_json()
+    if design.chosen is not None:
+        record["chosen"]["choice"] = design.chosen.choice.to_json()
+    return record
+
+
 def write_report(design: Design, results_dir: pathlib.Path) -> pathlib.Path:
     """design.md, design.csv, design.json and design.png/pdf in `results_dir`, replacing an earlier run's
     as a whole (common.files.staged_folder); returns design.md."""
@@ -549,7 +549,7 @@ def write_report(design: Design, results_dir: pathlib.Path) -> pathlib.Path:
 
     with staged_folder(results_dir, REPORT) as staging:
         write_rows_csv(staging / "design.csv", [_row(c) for c in design.candidates], COLUMNS)
-        write_json(staging / "design.json", dataclasses.asdict(design))
+        write_json(staging / "design.json", design_json(design))
         design_figure(design, staging / "design")
         write_text(staging / "design.md", design_markdown(design))
     return results_dir / "design.md"
@@ -583,7 +583,7 @@ def run_design(
     missing = missing_splits(task)
     if missing:
         raise UserError(f"task {task.NAME} defines no {missing[0]}, which design-exit trains and chooses on")
-    designs = candidates(task, options.taps, options.branches)
+    candidates(task, options.taps, options.branches)  # an unknown tap or branch fails before any work
     target = writable_trained_path(task, variant, output_models_dir, options.force)  # before the run, not after
     results_dir = pathlib.Path(results_dir) if results_dir else tasks.results_dir(task) / "design"
     check_output_folder(results_dir, "--results-dir", whole=True)
@@ -599,23 +599,8 @@ def run_design(
     data = provenance.data_origin(task, data_dir)
     print(f"training split {len(train[1])} samples, validation split {len(validation[1])} samples, from {data_dir}")
     print(f"design data: {data.describe()}; the backbone was trained on {backbone_data.describe()}")
-    design, assembled = design_exits(
-        task,
-        nets[variant],
-        nets["base"],
-        variant,
-        train,
-        validation,
-        target=options.target,
-        drop=options.drop,
-        designs=designs,
-        epochs=options.epochs,
-        patience=options.patience,
-        seed=options.seed,
-        own_exit=own_exit,
-        data=data,
-        backbone_data=backbone_data,
-    )
+    splits = DesignData(train, validation, data, backbone_data)
+    design, assembled = design_exits(task, nets[variant], nets["base"], splits, options, own_exit=own_exit)
     for note in design.data_notes:
         print(f"data differ: {note}")
     if design.new_design:
@@ -623,16 +608,9 @@ def run_design(
     write_report(design, results_dir)
     if design.new_design:
         base_weights = weights_paths(task, source, models_dir, ("base",))["base"]
+        chosen_net = assembled[design.chosen.name]
         write_design_model(
-            task,
-            assembled[design.chosen.name],
-            design.chosen,
-            base_weights,
-            variant,
-            output_models_dir,
-            options.force,
-            data,
-            backbone_data,
+            task, chosen_net, design.chosen, base_weights, output_models_dir, options, data, backbone_data
         )
     print(f"{design.verdict}. {outcome(design)}")
     return design, results_dir

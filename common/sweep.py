@@ -1,4 +1,5 @@
-"""Confidence-threshold sweep of an early-exit model: accuracy and cost for each threshold rho.
+"""Confidence-threshold sweep of an early-exit model: accuracy and cost for each threshold rho, and the
+choice of rho on such a curve (`choose_rho`).
 
 A model has K exits in path order (K=1: base model; K=2: T-RecX "ee", "ef"; K=3-4: SDN/BranchyNet).
 A sample leaves at the first early exit k < K-1 whose max softmax passes rho, else at the last exit:
@@ -148,6 +149,66 @@ def tradeoff_points(
             )
         points.append(entry)
     return points
+
+
+@dataclass(frozen=True)
+class ChosenRho:
+    """The rho `choose_rho` chose: the cheapest within `drop` accuracy points of the base model, or, when
+    none reaches that accuracy (`met` False), the most accurate (cheapest among equals).
+
+    accuracy: % at rho; cost: mean cost per sample there, in `unit`; reduction_pct: % of the base model's
+    cost saved. `to_json()` is the record deploy.json and design.json hold, the cost under its unit's key.
+    """
+
+    drop: float
+    accuracy: float
+    cost: float
+    reduction_pct: float
+    rho: float
+    met: bool
+    unit: str = "mflops"
+
+    def to_json(self) -> dict[str, float | bool]:
+        """{drop, accuracy, UNIT, reduction_pct, rho, met}, in that order."""
+        return {
+            "drop": self.drop,
+            "accuracy": self.accuracy,
+            self.unit: self.cost,
+            "reduction_pct": self.reduction_pct,
+            "rho": self.rho,
+            "met": self.met,
+        }
+
+
+def choose_rho(
+    curve: Curve,
+    base_accuracy: float,
+    base_cost: float,
+    drop: float,
+    cost: np.ndarray | None = None,
+    unit: str = "mflops",
+) -> ChosenRho:
+    """The trade-off point of `curve` (a validation benefit curve) at `drop` points below `base_accuracy`:
+    the cheapest rho whose accuracy is at least base_accuracy - drop (`tradeoff_points`), cheapest in `cost`
+    ((R,) per rho, `unit` its name; default the curve's MFLOPs) against the base model's `base_cost`; when
+    no rho reaches that accuracy, the most accurate point (cheapest among equals), `met` False.
+    """
+    cost = curve.mflops if cost is None else np.asarray(cost, np.float64)
+    point = tradeoff_points(curve, base_accuracy, base_cost, drops=(drop,), cost=cost, unit=unit)[0]
+    if point["rho"] is not None:
+        return ChosenRho(
+            point["drop"], point["accuracy"], point[unit], point["reduction_pct"], point["rho"], True, unit
+        )
+    best = np.lexsort((cost, -curve.accuracy))[0]
+    return ChosenRho(
+        drop=point["drop"],
+        accuracy=float(curve.accuracy[best]),
+        cost=float(cost[best]),
+        reduction_pct=float(100.0 * (1.0 - cost[best] / base_cost)),
+        rho=float(curve.rho[best]),
+        met=False,
+        unit=unit,
+    )
 
 
 def standalone_accuracy(softmax: np.ndarray, labels: np.ndarray) -> float:

@@ -17,6 +17,7 @@ becomes NaN or infinite stops the run, which then saves nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import math
 import os
@@ -77,8 +78,8 @@ class EarlyExitTrainer(keras.Model):
     def losses_per_exit(self) -> list[WeightedCrossEntropy]:
         return [WeightedCrossEntropy(self.loss_weights[e], e) for e in self.exit_names]
 
-    def _transfer(self):
-        def copy(strategy=None):
+    def _transfer(self) -> None:
+        def copy(strategy: tf.distribute.Strategy | None = None) -> None:
             for source, target in self.transfer_pairs:
                 value = tf.where(self.transfer_active.value, source.value, target.value)
                 if strategy is None:
@@ -172,7 +173,7 @@ class StopOnNonFinite(keras.callbacks.Callback):
         self._check(logs, f"epoch {epoch + 1}")
 
     @staticmethod
-    def _check(logs, where):
+    def _check(logs: Mapping[str, float] | None, where: str) -> None:
         for key, value in (logs or {}).items():
             if key.endswith("loss") and not math.isfinite(float(value)):
                 raise Diverged(f"{key} became {float(value)} in {where}")
@@ -182,7 +183,7 @@ class Diverged(Exception):
     """Training produced a non-finite loss."""
 
 
-def _check_exits(config, exit_names, origin):
+def _check_exits(config: config_lib.TrainConfig, exit_names: Sequence[str], origin: Callable[[str], str]) -> None:
     for key in ("loss_weights", "loss_weight_ramp"):
         unknown = sorted(set(getattr(config, key)) - set(exit_names))
         if unknown:
@@ -202,13 +203,13 @@ def _check_exits(config, exit_names, origin):
         )
 
 
-def _strategy(config):
+def _strategy(config: config_lib.TrainConfig) -> tf.distribute.Strategy:
     if config.distribute == "mirrored":
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
 
 
-def _build_trainer(config, origin):
+def _build_trainer(config: config_lib.TrainConfig, origin: Callable[[str], str]) -> tuple[ExitModel, EarlyExitTrainer]:
     keras.utils.set_random_seed(config.seed)
     with _strategy(config).scope():
         net = build_model(config.task, config.model, config.early_exit)
@@ -225,7 +226,7 @@ def _build_trainer(config, origin):
     return net, trainer
 
 
-def _restore(trainer, backup_dir):
+def _restore(trainer: EarlyExitTrainer, backup_dir: pathlib.Path) -> int | None:
     """Load the newest readable checkpoint: the epochs it finished, 0 when there is none, None when every
     one is damaged (the trainer's state is then undefined)."""
     found = Checkpoints.found(backup_dir)
@@ -233,12 +234,14 @@ def _restore(trainer, backup_dir):
         try:
             trainer.load_weights(path)
             return done
-        except Exception as err:  # noqa: BLE001 - h5py and Keras raise OSError, RuntimeError, ValueError...
+        except Exception as err:  # any failure to load means damaged: h5py and Keras raise OSError, RuntimeError...
             print(f"checkpoint {path} is damaged ({str(err).splitlines()[0][:120]}); it is skipped")
     return None if found else 0
 
 
-def _start(config, work_dir, force, origin):
+def _start(
+    config: config_lib.TrainConfig, work_dir: pathlib.Path, force: bool, origin: Callable[[str], str]
+) -> tuple[ExitModel, EarlyExitTrainer, int, str]:
     """(net, trainer, epochs finished, the config as YAML): resumed from work_dir/backup when it holds a run
     of this config."""
     backup_dir = work_dir / "backup"
@@ -266,7 +269,7 @@ def _start(config, work_dir, force, origin):
     return net, trainer, done, wanted
 
 
-def _trim_log(path, done):
+def _trim_log(path: pathlib.Path, done: int) -> None:
     """Keep the log rows of the `done` epochs a resumed run starts after (a crash may have logged more)."""
     if not path.is_file():
         return
@@ -278,15 +281,16 @@ def _trim_log(path, done):
     write_text(path, "".join(lines[:1] + kept))
 
 
-def _last_row(path):
+def _last_row(path: pathlib.Path) -> dict[str, str]:
+    """The last row of a log.csv as {column: value}, empty without one."""
     lines = path.read_text().splitlines() if path.is_file() else []
     return dict(zip(lines[0].split(","), lines[-1].split(","))) if len(lines) > 1 else {}
 
 
-def _summary(config, exits, row, seconds):
+def _summary(config: config_lib.TrainConfig, exits: Sequence[str], row: Mapping[str, str], seconds: float) -> str:
     """One line: epochs, each exit's loss and accuracy (and validation accuracy, when validated), the time."""
 
-    def number(key):
+    def number(key: str) -> str | None:
         try:
             return f"{float(row[key]):.4g}"
         except (KeyError, ValueError):  # not logged, or "NA" (no validation data)
@@ -305,12 +309,22 @@ def _summary(config, exits, row, seconds):
     )
 
 
-def _failed(work_dir, what):
+def _failed(work_dir: pathlib.Path, what: str) -> str:
     """What a failed run leaves, and how to go on."""
     kept = Checkpoints.found(work_dir / "backup")[:1]
     return f"{what}; the model was not saved. {work_dir} keeps log.csv" + "".join(
         f" and backup/, the checkpoint of epoch {n}" for n, _ in kept
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class Origins:
+    """Where a training run's inputs came from. config_key(key): where a config key came from, for
+    messages (default: "config of RUN_DIR"); data: what the training data is, kept beside the weights
+    (without it an earlier record is removed)."""
+
+    config_key: Callable[[str], str] | None = None
+    data: provenance.DataOrigin | None = None
 
 
 def train(
@@ -321,23 +335,20 @@ def train(
     force: bool = False,
     callbacks: Iterable[keras.callbacks.Callback] = (),
     verbose: int | str = "auto",
-    origin: Callable[[str], str] | None = None,
-    training_data: provenance.DataOrigin | None = None,
+    origins: Origins = Origins(),
 ) -> ExitModel:
     """Train `config.model` on `train_data` ((images, labels) batches) and write `run_dir`.
 
     An interrupted run resumes from its last finished epoch. A finished run is never overwritten
     unless `force`; then the new run trains in run_dir/retrain/ and its files replace the finished
-    model's only when it is saved. `origin(key)` names where a config key came from in messages;
-    `training_data`, what `train_data` is, is kept beside the weights (an earlier record is removed
-    without it).
+    model's only when it is saved. `origins`: where the config keys and the data came from (`Origins`).
     Returns the trained `ExitModel`.
     """
     started = time.perf_counter()
     run_dir = pathlib.Path(run_dir)
     if run_dir.parent.is_dir():
         files.recover(run_dir)  # a model that design-exit was killed replacing: back in place
-    origin = origin or (lambda key: f"config of {run_dir}")
+    origin = origins.config_key or (lambda key: f"config of {run_dir}")
     weights_path = run_dir / "weights.npz"
     work_dir = run_dir
     if weights_path.exists():
@@ -406,8 +417,8 @@ def train(
     try:
         write_text(work_dir / "config.yaml", config_yaml)
         record = work_dir / provenance.FILE
-        if training_data is not None:
-            write_text(record, provenance.trained_record(training_data, training_data))
+        if origins.data is not None:
+            write_text(record, provenance.trained_record(origins.data, origins.data))
         else:
             record.unlink(missing_ok=True)
         save_weights(net.model, work_dir / "weights.npz")
@@ -463,6 +474,8 @@ def train_task(
             validation_data,
             force=force,
             verbose=verbose,
-            origin=lambda key, path=path: config_lib.origin(path, overrides, key),
-            training_data=provenance.data_origin(task, folder),
+            origins=Origins(
+                config_key=lambda key, path=path: config_lib.origin(path, overrides, key),
+                data=provenance.data_origin(task, folder),
+            ),
         )

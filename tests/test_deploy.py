@@ -378,21 +378,6 @@ def test_runtime_refuses_unknown_kernels_and_threads():
     assert tuple(kernels_choices) == tuple(runtime.KERNELS)
 
 
-def test_choose_rho_takes_the_cheapest_point_within_the_drop():
-    rho = np.array([0.2, 0.5, 0.8, 1.0])
-    curve = sweep.Curve(
-        rho=rho,
-        accuracy=np.array([80.0, 88.5, 89.5, 90.0]),
-        mflops=np.array([5.0, 6.0, 7.0, 9.0]),
-        exit_fraction=np.zeros((4, 2)),
-    )
-    point = pipeline.choose_rho(curve, base_accuracy=90.0, base_cost=10.0, drop=1.0)
-    assert point["rho"] == 0.8 and point["met"] and point["reduction_pct"] == pytest.approx(30.0)
-    assert pipeline.choose_rho(curve, 90.0, 10.0, drop=2.0)["rho"] == 0.5
-    missed = pipeline.choose_rho(curve, base_accuracy=95.0, base_cost=10.0, drop=1.0)
-    assert missed["rho"] == 1.0 and not missed["met"]  # the most accurate point
-
-
 # ---------------------------------------------------------------------------------------------
 # C arrays
 
@@ -572,20 +557,18 @@ def test_deploy_writes_apart_from_test_sh_by_default(cifar, tmp_path, monkeypatc
     (the deployment itself stubbed: what run_deploy hands it)."""
     handed = {}
 
-    def deploy(task, model, net, base_net, test, results_dir, **kwargs):
-        handed.update(results_dir=results_dir, num_samples=len(test[1]), **kwargs)
+    def deploy(deployment, inputs, results_dir, **kwargs):
+        handed.update(results_dir=results_dir, num_samples=len(inputs.test[1]), data=inputs.data, **kwargs)
         return "summary"
 
     monkeypatch.setattr(tasks, "REPO_ROOT", tmp_path)
     monkeypatch.setattr(pipeline, "deploy", deploy)
-    from common.deploy.options import DeployOptions
+    from common.deploy.options import DeployFolders, DeployOptions
 
     summary, out = pipeline.run_deploy(
         "image_classification",
         "trecx_ev",
-        models_dir=None,
-        data_dir=cifar / "data",
-        train_data_dir=cifar / "data",
+        folders=DeployFolders(test_data=cifar / "data", train_data=cifar / "data"),
         options=DeployOptions(rho=0.8, calibration_samples=20),
         log=lambda *_: None,
     )
@@ -671,7 +654,7 @@ def test_deploy_user_errors_exit_2_with_the_fix(cifar, args, message, tmp_path):
 )
 def test_run_deploy_refuses_bad_options_before_reading_data(cifar, options, message):
     from common.deploy.mcu_measure import parse_targets
-    from common.deploy.options import DeployOptions
+    from common.deploy.options import DeployFolders, DeployOptions
 
     options = {
         "model": "trecx_ev",
@@ -684,9 +667,7 @@ def test_run_deploy_refuses_bad_options_before_reading_data(cifar, options, mess
         pipeline.run_deploy(
             "image_classification",
             model,
-            models_dir=cifar / "nowhere",
-            data_dir=data_dir,
-            results_dir=cifar / "never",
+            folders=DeployFolders(models=cifar / "nowhere", test_data=data_dir, results=cifar / "never"),
             options=DeployOptions(**options),
             log=lambda *_: None,
         )

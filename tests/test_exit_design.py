@@ -14,7 +14,7 @@ import pytest
 import yaml
 from scripts import assert_clean_failure, assert_ok, cli, run
 
-from common import exit_design, exits, files, provenance, target_cost
+from common import exit_design, exits, files, provenance, sweep, target_cost
 from common import weights as weights_module
 from common.config import EarlyExit
 from common.deploy import export
@@ -97,7 +97,7 @@ def test_design_exit_refuses_a_bad_option_before_any_work(tmp_path):
 
 
 def _candidate(tap, branch, saving, accuracy, met=True, trained=False):
-    choice = {"rho": 0.5, "accuracy": accuracy, "minstructions": 1.0, "reduction_pct": saving, "met": met}
+    choice = sweep.ChosenRho(1, accuracy, 1.0, saving, 0.5, met, "minstructions")
     return exit_design.Candidate(
         EarlyExit(tap, branch), 80.0, (1.0, 2.0), (1.0, 2.0), choice, 3, False, (), (), trained=trained
     )
@@ -171,7 +171,12 @@ def test_an_interrupted_write_leaves_the_earlier_model_as_it_was(tmp_path, monke
     monkeypatch.setattr(weights_module, "save_weights", interrupted)
     with pytest.raises(KeyboardInterrupt):
         exit_design.write_design_model(
-            task, net, _candidate("stack2", "pooled_dense", 10.0, 80.0), "unused", "trecx_ev", tmp_path / "models", True
+            task,
+            net,
+            _candidate("stack2", "pooled_dense", 10.0, 80.0),
+            "unused",
+            tmp_path / "models",
+            DesignOptions(model="trecx_ev", force=True),
         )
     assert (folder / "config.yaml").read_text() == "the earlier config"
     assert (folder / "weights.npz").read_bytes() == b"the earlier weights"

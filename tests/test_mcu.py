@@ -94,12 +94,14 @@ def kws(tmp_path_factory):
 def test_missing_toolchain_is_one_message_naming_the_install_script(monkeypatch, tmp_path):
     monkeypatch.setenv("TRECX_MCU_HOME", str(tmp_path))
     with pytest.raises(UserError, match="TensorFlow Lite Micro.*bash install_mcu_toolchain.sh"):
-        mcu.run_on_mcu(tmp_path, "trecx_ev", np.zeros((1, 4), np.float32), rho=0.5)
+        mcu.run_on_mcu(tmp_path, "trecx_ev", np.zeros((1, 4), np.float32), mcu.McuRun(rho=0.5))
 
 
 def test_small_model_equals_litert_reference_bit_for_bit_and_counts_are_exact(tiny):
     probes = (1, 1000, 100000)
-    result = mcu.run_on_mcu(tiny["dir"], None, tiny["x"], core=CORE, kernels=KERNELS, probes=probes, log=quiet)
+    result = mcu.run_on_mcu(
+        tiny["dir"], None, tiny["x"], mcu.McuRun(core=CORE, kernels=KERNELS, probes=probes), log=quiet
+    )
     q = tiny["model"].input.quantize(tiny["x"])
     for i in range(N_TINY):
         expected = litert_by_name(tiny["model"], tiny["tflite"], q[i])["ef"]
@@ -117,8 +119,8 @@ def test_small_model_equals_litert_reference_bit_for_bit_and_counts_are_exact(ti
 
 def test_counts_are_identical_across_runs_and_for_the_same_input(tiny):
     x = tiny["x"][[0, 1, 0]]
-    first = mcu.run_on_mcu(tiny["dir"], None, x, core=CORE, kernels=KERNELS, log=quiet)
-    second = mcu.run_on_mcu(tiny["dir"], None, x, core=CORE, kernels=KERNELS, log=quiet)
+    first = mcu.run_on_mcu(tiny["dir"], None, x, mcu.McuRun(core=CORE, kernels=KERNELS), log=quiet)
+    second = mcu.run_on_mcu(tiny["dir"], None, x, mcu.McuRun(core=CORE, kernels=KERNELS), log=quiet)
     np.testing.assert_array_equal(first.instructions["base"], second.instructions["base"])
     assert first.instructions["base"][0] == first.instructions["base"][2]
     assert first.total_instructions == second.total_instructions
@@ -127,7 +129,11 @@ def test_counts_are_identical_across_runs_and_for_the_same_input(tiny):
 def test_a_model_that_does_not_fit_its_arena_is_a_clear_error(tiny):
     with pytest.raises(UserError, match=r"model base does not fit its 2,048-byte arena"):
         mcu.run_on_mcu(
-            tiny["dir"], None, tiny["x"], core=CORE, kernels=KERNELS, samples=1, arena_bytes={"base": 2048}, log=quiet
+            tiny["dir"],
+            None,
+            tiny["x"],
+            mcu.McuRun(core=CORE, kernels=KERNELS, samples=1, arena_bytes={"base": 2048}),
+            log=quiet,
         )
 
 
@@ -145,7 +151,9 @@ def rho_splitting(kws):
 
 def test_keyword_spotting_early_exit_equals_litert_reference(kws):
     rho = rho_splitting(kws)
-    result = mcu.run_on_mcu(kws["dir"], "trecx_ev", kws["x"], rho=rho, core=CORE, kernels=KERNELS, log=quiet)
+    result = mcu.run_on_mcu(
+        kws["dir"], "trecx_ev", kws["x"], mcu.McuRun(rho=rho, core=CORE, kernels=KERNELS), log=quiet
+    )
     models, tflite = kws["models"], kws["tflite"]
     q1 = models["stage1"].input.quantize(kws["x"])
     qb = models["base"].input.quantize(kws["x"])
@@ -177,7 +185,9 @@ def test_keyword_spotting_early_exit_equals_litert_reference(kws):
 
 
 def test_stage2_never_runs_when_every_sample_exits(kws):
-    result = mcu.run_on_mcu(kws["dir"], "trecx_ev", kws["x"], rho=0.0, core=CORE, kernels=KERNELS, samples=3, log=quiet)
+    result = mcu.run_on_mcu(
+        kws["dir"], "trecx_ev", kws["x"], mcu.McuRun(rho=0.0, core=CORE, kernels=KERNELS, samples=3), log=quiet
+    )
     assert (result.exits == 0).all() and result.invocations["stage2"] == 0
     assert not result.ran["stage2"].any()
 
@@ -186,8 +196,8 @@ def test_stage2_never_runs_when_every_sample_exits(kws):
 @pytest.mark.parametrize("core,kernels", EXTRA or [(CORE, KERNELS)])
 def test_other_cores_and_kernels_compute_the_same_int8_outputs(kws, core, kernels):
     rho = rho_splitting(kws)
-    m4 = mcu.run_on_mcu(kws["dir"], "trecx_ev", kws["x"], rho=rho, core=CORE, kernels=KERNELS, log=quiet)
-    other = mcu.run_on_mcu(kws["dir"], "trecx_ev", kws["x"], rho=rho, core=core, kernels=kernels, log=quiet)
+    m4 = mcu.run_on_mcu(kws["dir"], "trecx_ev", kws["x"], mcu.McuRun(rho=rho, core=CORE, kernels=KERNELS), log=quiet)
+    other = mcu.run_on_mcu(kws["dir"], "trecx_ev", kws["x"], mcu.McuRun(rho=rho, core=core, kernels=kernels), log=quiet)
     np.testing.assert_array_equal(other.exits, m4.exits)
     for name, outputs in m4.outputs.items():
         for output, values in outputs.items():
@@ -197,8 +207,10 @@ def test_other_cores_and_kernels_compute_the_same_int8_outputs(kws, core, kernel
 def test_profiled_operators_are_the_models_and_add_up_to_the_invocation(tiny):
     from common.deploy.profile import operators
 
-    plain = mcu.run_on_mcu(tiny["dir"], None, tiny["x"], core=CORE, kernels=KERNELS, log=quiet)
-    profiled = mcu.run_on_mcu(tiny["dir"], None, tiny["x"], core=CORE, kernels=KERNELS, profile=True, log=quiet)
+    plain = mcu.run_on_mcu(tiny["dir"], None, tiny["x"], mcu.McuRun(core=CORE, kernels=KERNELS), log=quiet)
+    profiled = mcu.run_on_mcu(
+        tiny["dir"], None, tiny["x"], mcu.McuRun(core=CORE, kernels=KERNELS, profile=True), log=quiet
+    )
     ops = [name for name, _, _ in operators(tiny["tflite"])]
     assert list(profiled.layer_ops["base"]) == ops and plain.layer_ops == {}
     np.testing.assert_array_equal(profiled.outputs["base"]["ef"], plain.outputs["base"]["ef"])
@@ -307,11 +319,7 @@ def test_measure_target_counts_stage2_even_when_every_sample_exits(kws):
     x = kws["x"][:4]
     reference = mcu_measure.litert_reference(kws["tflite"], x, 0.0)
     summary, layers = mcu_measure.measure_target(
-        kws["dir"],
-        "trecx_ev",
-        kws["tflite"],
-        x,
-        0.0,
+        mcu_measure.McuExport(kws["dir"], "trecx_ev", kws["tflite"], x, 0.0),
         CORE,
         KERNELS,
         reference,
@@ -357,7 +365,7 @@ def test_install_mcu_toolchain_again_changes_nothing(tmp_path):
 
 
 def test_a_truncated_plugin_or_program_is_rebuilt(tiny):
-    first = mcu.run_on_mcu(tiny["dir"], None, tiny["x"], core=CORE, kernels=KERNELS, log=quiet)
+    first = mcu.run_on_mcu(tiny["dir"], None, tiny["x"], mcu.McuRun(core=CORE, kernels=KERNELS), log=quiet)
     lib = mcu_build.library(CORE, KERNELS, log=quiet)
     plugin = pathlib.Path(mcu_build.plugin(log=quiet))
     program = pathlib.Path(
@@ -366,7 +374,7 @@ def test_a_truncated_plugin_or_program_is_rebuilt(tiny):
     for damaged in (plugin, program):
         damaged.write_bytes(damaged.read_bytes()[:1000])
     said = []
-    again = mcu.run_on_mcu(tiny["dir"], None, tiny["x"], core=CORE, kernels=KERNELS, log=said.append)
+    again = mcu.run_on_mcu(tiny["dir"], None, tiny["x"], mcu.McuRun(core=CORE, kernels=KERNELS), log=said.append)
     np.testing.assert_array_equal(again.instructions["base"], first.instructions["base"])
     assert sum("is damaged" in line and "building it again" in line for line in said) == 2, said
     assert plugin.stat().st_size > 1000 and program.stat().st_size > 1000

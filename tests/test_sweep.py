@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from common import sweep
 from common.sweep import RHOS, RULES, Curve, benefit_curve, exit_index, standalone_accuracy, tradeoff_points
 
 
@@ -230,3 +231,38 @@ def test_exit_index_invalid_inputs():
         exit_index(np.zeros(3), RHOS, "strict")
     with pytest.raises(ValueError, match="one-dimensional"):
         exit_index(np.zeros((3, 1)), RHOS[:, None], "strict")
+
+
+def test_choose_rho_takes_the_cheapest_point_within_the_drop():
+    rho = np.array([0.2, 0.5, 0.8, 1.0])
+    curve = sweep.Curve(
+        rho=rho,
+        accuracy=np.array([80.0, 88.5, 89.5, 90.0]),
+        mflops=np.array([5.0, 6.0, 7.0, 9.0]),
+        exit_fraction=np.zeros((4, 2)),
+    )
+    point = sweep.choose_rho(curve, base_accuracy=90.0, base_cost=10.0, drop=1.0)
+    assert point.rho == 0.8 and point.met and point.reduction_pct == pytest.approx(30.0)
+    assert sweep.choose_rho(curve, 90.0, 10.0, drop=2.0).rho == 0.5
+    missed = sweep.choose_rho(curve, base_accuracy=95.0, base_cost=10.0, drop=1.0)
+    assert missed.rho == 1.0 and not missed.met  # the most accurate point
+
+
+def test_chosen_rho_is_recorded_under_its_units_key_in_order():
+    """deploy.json and design.json hold the choice as {drop, accuracy, UNIT, reduction_pct, rho, met}."""
+    curve = sweep.Curve(
+        rho=np.array([0.2, 1.0]),
+        accuracy=np.array([89.5, 90.0]),
+        mflops=np.array([5.0, 10.0]),
+        exit_fraction=np.zeros((2, 2)),
+    )
+    chosen = sweep.choose_rho(curve, 90.0, 10.0, drop=1, cost=np.array([2.0, 4.0]), unit="minstructions")
+    assert list(chosen.to_json().items()) == [
+        ("drop", 1),
+        ("accuracy", 89.5),
+        ("minstructions", 2.0),
+        ("reduction_pct", 80.0),
+        ("rho", 0.2),
+        ("met", True),
+    ]
+    assert isinstance(chosen.to_json()["drop"], int)  # an integer drop stays one, as the records always held

@@ -160,10 +160,10 @@ def test_rho_is_chosen_in_the_targets_cost_where_flops_would_choose_another():
     flops = sweep.mean_cost(curve, [1.0, 4.0, 10.0])  # 4.6, 5.8, 5.5, 10: rho 0.25 cheapest, then 0.75
     instructions = sweep.mean_cost(curve, [5.0, 6.0, 10.0])  # 7.0, 7.2, 7.3, 10
     curve = sweep.Curve(curve.rho, curve.accuracy, flops, curve.exit_fraction)
-    in_flops = pipeline.choose_rho(curve, 90.0, 10.0, drop=0.5)  # rho 0.25 is 1 point below: out
-    in_instructions = pipeline.choose_rho(curve, 90.0, 10.0, drop=0.5, cost=instructions, unit="instructions")
-    assert in_flops["rho"] == 0.75 and in_instructions["rho"] == 0.5  # 5.5 < 5.8 MFLOPs, 7.2 < 7.3 instr.
-    assert in_instructions["instructions"] == pytest.approx(7.2) and in_instructions["met"]
+    in_flops = sweep.choose_rho(curve, 90.0, 10.0, drop=0.5)  # rho 0.25 is 1 point below: out
+    in_instructions = sweep.choose_rho(curve, 90.0, 10.0, drop=0.5, cost=instructions, unit="instructions")
+    assert in_flops.rho == 0.75 and in_instructions.rho == 0.5  # 5.5 < 5.8 MFLOPs, 7.2 < 7.3 instr.
+    assert in_instructions.cost == pytest.approx(7.2) and in_instructions.met
 
 
 def test_break_even_exit_rate_and_expected_cost():

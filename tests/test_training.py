@@ -11,7 +11,7 @@ from common import files, provenance
 from common.config import load_config
 from common.errors import UserError
 from common.evaluation import EvaluationInputs, evaluate_models
-from common.training import train
+from common.training import Origins, train
 from common.weights import load_nets
 from image_classification import data, task
 from image_classification.synthetic import write_cifar
@@ -89,12 +89,12 @@ def test_a_finished_model_is_not_overwritten_without_force(cifar, tmp_path):
     the new run's, or removed when the new run has none (an earlier record would describe other data)."""
     cfg = config("base")
     jpeg = provenance.DataOrigin("CIFAR-10 as image folders", "JPEG images (lossy)", "elsewhere")
-    train(cfg, batches(cifar, cfg), tmp_path / "run", verbose=0, training_data=jpeg)
+    train(cfg, batches(cifar, cfg), tmp_path / "run", verbose=0, origins=Origins(data=jpeg))
     assert provenance.read_trained(tmp_path / "run") == provenance.read_trained(tmp_path / "run", "early_exit") == jpeg
     with pytest.raises(UserError, match="pass --force"):
         train(cfg, batches(cifar, cfg), tmp_path / "run", verbose=0)
     official = data.training_origin(cifar)
-    train(cfg, batches(cifar, cfg), tmp_path / "run", force=True, verbose=0, training_data=official)
+    train(cfg, batches(cifar, cfg), tmp_path / "run", force=True, verbose=0, origins=Origins(data=official))
     assert len(log_rows(tmp_path / "run")) == 1
     assert (
         provenance.read_trained(tmp_path / "run") == official and official.source == data.OFFICIAL_TRAINING_DATA.source

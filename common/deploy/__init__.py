@@ -8,7 +8,8 @@ Import the module you need; this package re-exports nothing.
   .tflite files and C arrays for TensorFlow Lite Micro, with a manifest of them.
 - `manifest`: what an export holds (`ExportedModel`: files, C symbol, operators, tensors; `TensorSpec`:
   a tensor with its int8 quantisation), written as export/manifest.json and read by everything downstream.
-- `options`: deploy.sh's options and their defaults (`DeployOptions`).
+- `options`: deploy.sh's options and their defaults (`DeployOptions`), and the folders it reads and
+  writes (`DeployFolders`); light: imports no TensorFlow, LiteRT or microcontroller code.
 - `results`: what deploy.sh measures, as typed records (`DeploySummary` is deploy.json).
 - `markdown`: deploy.md, the same records as Markdown, with how they were measured and the
   microcontroller section.

@@ -21,7 +21,7 @@ import json
 import math
 import pathlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
@@ -88,7 +88,7 @@ def task_operators() -> list[Operator]:
     return list(seen)
 
 
-def _conv(size, cin, cout, k, s, padding="same", kind="CONV_2D"):
+def _conv(size: int, cin: int, cout: int, k: int, s: int, padding: str = "same", kind: str = "CONV_2D") -> Operator:
     out = math.ceil(size / s) if padding == "same" else (size - k) // s + 1
     cout = cin if kind == "DEPTHWISE_CONV_2D" else cout
     return Operator(kind, (size, size, cin), (out, out, cout), (k, k), (s, s), padding)
@@ -135,7 +135,7 @@ def extra_operators(rng: np.random.Generator) -> list[Operator]:
     return list(dict.fromkeys(ops))
 
 
-def _export(name, tflite, folder):
+def _export(name: str, tflite: bytes, folder: pathlib.Path) -> ExportedModel:
     """An `ExportedModel` named `name` (its harness name) of one .tflite model, written to `folder`."""
     inputs, outputs = model_tensors(tflite, "base")
     symbol = c_identifier("probe", name)
@@ -149,7 +149,8 @@ def _export(name, tflite, folder):
     return model
 
 
-def _arena_bytes(tflite):
+def _arena_bytes(tflite: bytes) -> int:
+    """Arena bytes for a single-operator probe: three times its tensors and some slack, within 16-512 KiB."""
     ops = tflite_operators(tflite)
     tensors = max(op.input_elements + op.output_elements for op in ops)
     return int(min(max(16_384, 3 * tensors + 8192), 512 * 1024)) // 16 * 16
@@ -194,10 +195,9 @@ def measure(
     exported = [m for m, _ in models]
     arenas = {m.name: arena for m, arena in models}
     inputs = {m.name: rng.integers(-128, 128, (1, *m.input.shape[1:])).astype(np.int8) for m in exported}
-    plain = mcu.run_models(exported, inputs, rho=1.0, core=core, kernels=kernels, arena_bytes=arenas, log=log)
-    profiled = mcu.run_models(
-        exported, inputs, rho=1.0, core=core, kernels=kernels, arena_bytes=arenas, profile=True, log=log
-    )
+    settings = mcu.McuRun(rho=1.0, core=core, kernels=kernels, arena_bytes=arenas)
+    plain = mcu.run_models(exported, inputs, settings, log=log)
+    profiled = mcu.run_models(exported, inputs, dataclasses.replace(settings, profile=True), log=log)
     results = []
     for m in exported:
         ops = tuple(tflite_operators(m.tflite.read_bytes()))
@@ -237,7 +237,9 @@ def fit(measured: Sequence[Measured]) -> tuple[dict[str, list[float]], list[floa
     return coefficients, [float(v) for v in between]
 
 
-def _errors(measured, coefficients, between):
+def _errors(
+    measured: Sequence[Measured], coefficients: Mapping[str, Sequence[float]], between: Sequence[float]
+) -> dict[str, Any]:
     """The fit's errors, in % of the counts: of the operators (count, median, worst, the five worst
     with their shapes) and of each of the tasks' exported models as a whole."""
     from common.target_cost import CostModel
@@ -263,7 +265,7 @@ def _errors(measured, coefficients, between):
     }
 
 
-def _task_exports(folder, log):
+def _task_exports(folder: pathlib.Path, log: Callable[[str], None]) -> dict[str, list[tuple[ExportedModel, int]]]:
     """{task: [(ExportedModel, arena)] of its pretrained trecx_ev stage 1 and stage 2 and its base model},
     converted with synthetic calibration inputs (counts do not depend on the values)."""
     from common.deploy.export import write_export
@@ -289,7 +291,7 @@ def _task_exports(folder, log):
     return exports
 
 
-def _to_json(measured):
+def _to_json(measured: Sequence[Measured]) -> list[dict[str, Any]]:
     return [
         {
             "name": m.name,
@@ -305,15 +307,15 @@ OPERATOR_KEYS = ("kind", "input_shape", "output_shape", "kernel", "stride", "pad
 WINDOWED = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D")  # (H, W, C) in and out, kernel and stride
 
 
-def _count(value) -> bool:
+def _count(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
-def _whole(value) -> bool:
+def _whole(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-def _operator_problem(values) -> tuple[str, str] | None:
+def _operator_problem(values: object) -> tuple[str, str] | None:
     """(key, what is wrong) with one measured operator [kind, input_shape, output_shape, kernel, stride,
     padding, inputs, count], or None when it makes sense: a kind the cost model has a form for, shapes of
     positive whole numbers of the kind's rank, the output a convolution or pool of that input gives, and
@@ -356,12 +358,14 @@ def _operator_problem(values) -> tuple[str, str] | None:
     return None
 
 
-def _from_json(entries, path=MEASUREMENTS_FILE, target="", fix=KEPT_FIX) -> list[Measured]:
+def _from_json(
+    entries: object, path: pathlib.Path = MEASUREMENTS_FILE, target: str = "", fix: str = KEPT_FIX
+) -> list[Measured]:
     """[Measured] of one target's entries in the kept counts `path`, each checked first: a name, a finite,
     positive whole-model count and operators that make sense (`_operator_problem`); UserError naming the
     file, the target, the entry and the key otherwise."""
 
-    def fail(where, key, problem):
+    def fail(where: str, key: str, problem: str) -> NoReturn:
         raise UserError(f"the kept counts {path} are damaged: {target} {where}: {key} {problem}; {fix}")
 
     if not isinstance(entries, list):
@@ -423,7 +427,7 @@ def measure_target(
     return measured
 
 
-def _probe_ops(measured):
+def _probe_ops(measured: Sequence[Measured]) -> set[Operator]:
     """The operators of the single-operator probes among `measured`."""
     return {m.ops[0] for m in measured if "/" not in m.name and len(m.ops) == 1}
 

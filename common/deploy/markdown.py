@@ -3,6 +3,7 @@ its microcontroller section."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from common.deploy.results import DeploySummary, McuResults, McuTargetResult, RhoChoice, TargetCostResult
@@ -131,7 +132,7 @@ def _millions(stats: dict | None) -> str:
     return f"{stats['mean'] / 1e6:.3f} M ({stats['min'] / 1e6:.3f}-{stats['max'] / 1e6:.3f})"
 
 
-def _predicted(key: str):
+def _predicted(key: str) -> Callable[[McuTargetResult], str]:
     """A cell maker: the cost model's prediction of `key` and its error against the count."""
 
     def cell(t: McuTargetResult) -> str:

@@ -21,7 +21,7 @@ import struct
 import subprocess
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -65,7 +65,7 @@ def exported_models(
     return [read_exported(export_dir, stem, manifest) for stem in stems + (["base_int8"] if base else [])]
 
 
-def _build_entry(model, role):
+def _build_entry(model: ExportedModel, role: str) -> mcu_build.HarnessModel:
     """The `mcu_build.HarnessModel` of an exported model in `role`."""
     stage1 = {}
     if role == "stage1":
@@ -83,7 +83,9 @@ def _build_entry(model, role):
     )
 
 
-def _roles(models):
+def _roles(models: Sequence[ExportedModel]) -> dict[str, str]:
+    """{model name: "stage1", "stage2" or "standalone"}, checked: at most one early-exit pair, whose
+    tapped map crosses to stage 2 unchanged."""
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise UserError(f"model names must differ: {names}")
@@ -143,7 +145,12 @@ class McuResult:
     layer_instructions: dict = dataclasses.field(default_factory=dict)
 
 
-def _input_bytes(models, roles, inputs, n):
+def _input_bytes(
+    models: Sequence[ExportedModel],
+    roles: Mapping[str, str],
+    inputs: np.ndarray | dict[str, np.ndarray],
+    n: int,
+) -> bytes:
     """Per sample, the int8 input of every model fed from the input, in table order, as bytes."""
     fed = [m for m in models if roles[m.name] != "stage2"]
     per_model = []
@@ -159,7 +166,7 @@ def _input_bytes(models, roles, inputs, n):
     return b"".join(q[i].tobytes() for i in range(n) for q in per_model)
 
 
-def _parse(out_text, counts_text, models):
+def _parse(out_text: str, counts_text: str, models: Sequence[ExportedModel]) -> dict[str, Any]:
     """Records of the harness's out.txt, paired with the plugin's counts."""
     lines = out_text.splitlines()
     error = next((line.split() for line in lines if line.startswith("ERROR ")), None)
@@ -205,21 +212,37 @@ def _parse(out_text, counts_text, models):
     return parsed
 
 
+@dataclasses.dataclass(frozen=True)
+class McuRun:
+    """How a run on the emulated MCU goes, beside the models and inputs it runs.
+
+    rho: the early exit's softmax threshold (an early-exit pair needs it); core, kernels: the emulated
+    core and TFLM's kernel set; samples: the first K inputs (None: all); arena_bytes: {model: bytes}
+    (default DEFAULT_ARENA_BYTES each); probes: iteration counts of the assembly probe to count first (a
+    check of the counter, see markers.S); profile: also count each operator (`McuResult.layer_ops`,
+    `layer_instructions`); timeout: seconds the emulator may take (None: 120 + 20 per sample).
+    """
+
+    rho: float | None = None
+    core: str = "cortex-m4"
+    kernels: str = "cmsis-nn"
+    samples: int | None = None
+    arena_bytes: Mapping[str, int] | None = None
+    probes: Sequence[int] = ()
+    profile: bool = False
+    timeout: float | None = None
+
+
 def run_models(
     models: Sequence[ExportedModel],
     inputs: np.ndarray | dict[str, np.ndarray],
-    rho: float | None = None,
-    core: str = "cortex-m4",
-    kernels: str = "cmsis-nn",
-    samples: int | None = None,
-    arena_bytes: Mapping[str, int] | None = None,
-    probes: Sequence[int] = (),
-    profile: bool = False,
-    timeout: float | None = None,
+    settings: McuRun = McuRun(),
     log: Callable[[str], None] = print,
 ) -> McuResult:
-    """Run `ExportedModel`s on the emulated MCU; see `run_on_mcu`. A model with outputs ee and tap is
-    stage 1 and needs one named "stage2"; any other model runs on its own on every sample."""
+    """Run `ExportedModel`s on the emulated MCU as `settings` say; see `run_on_mcu`. A model with outputs
+    ee and tap is stage 1 and needs one named "stage2"; any other model runs on its own on every sample."""
+    rho, core, kernels, samples = settings.rho, settings.core, settings.kernels, settings.samples
+    arena_bytes, probes, profile, timeout = settings.arena_bytes, settings.probes, settings.profile, settings.timeout
     roles = _roles(models)
     first = np.asarray(inputs[models[0].name] if isinstance(inputs, dict) else inputs)
     n = len(first) if samples is None else int(samples)
@@ -295,7 +318,17 @@ def run_models(
     return _result(parsed, models, roles, n, rho, threshold, prog, arenas)
 
 
-def _result(parsed, models, roles, n, rho, threshold, prog, arenas):
+def _result(
+    parsed: dict[str, Any],
+    models: Sequence[ExportedModel],
+    roles: Mapping[str, str],
+    n: int,
+    rho: float | None,
+    threshold: float | None,
+    prog: mcu_build.Program,
+    arenas: Mapping[str, int],
+) -> McuResult:
+    """The `McuResult` of a run's parsed records (`_parse`)."""
     outputs = {m.name: {t.name: np.zeros((n, *t.shape[1:]), np.int8) for t in m.outputs.values()} for m in models}
     ran = {m.name: np.zeros(n, bool) for m in models}
     instructions = {m.name: np.zeros(n, np.int64) for m in models}
@@ -346,28 +379,19 @@ def run_on_mcu(
     export_dir: str | os.PathLike,
     model_name: str | None = "trecx_ev",
     inputs: np.ndarray | dict[str, np.ndarray] | None = None,
-    rho: float | None = None,
-    core: str = "cortex-m4",
-    kernels: str = "cmsis-nn",
-    samples: int | None = None,
+    settings: McuRun = McuRun(),
+    *,
     base: bool = True,
-    arena_bytes: Mapping[str, int] | None = None,
-    probes: Sequence[int] = (),
-    profile: bool = False,
-    timeout: float | None = None,
     log: Callable[[str], None] = print,
 ) -> McuResult:
     """Run an export folder's int8 models (model_name's stage 1 and 2, and the base model when `base`)
-    on the emulated `core` with `kernels`; returns an `McuResult`.
+    on the emulated core as `settings` (`McuRun`) say; returns an `McuResult`.
 
     inputs: float32 (N, *input shape), quantised here with each model's own input quantisation, or int8
-    used as is, or {model: array}; samples: the first K (default all); rho: the early exit's softmax
-    threshold; arena_bytes: {model: bytes} (default DEFAULT_ARENA_BYTES each); probes: iteration
-    counts of the assembly probe to count first (a check of the counter, see markers.S); profile: also
-    count each operator (`McuResult.layer_ops`, `layer_instructions`).
+    used as is, or {model: array}.
     """
     if inputs is None:
         raise UserError("run_on_mcu needs inputs")
     mcu_build.check_prerequisites()
     models = exported_models(export_dir, model_name, base)
-    return run_models(models, inputs, rho, core, kernels, samples, arena_bytes, probes, profile, timeout, log)
+    return run_models(models, inputs, settings, log)

@@ -25,8 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 from common import environment, files
 from common.errors import UserError
@@ -153,7 +153,11 @@ class Program:
     model_bytes: dict
 
 
-def _record(kind, info):
+_Record = TypeVar("_Record")
+_Products = Callable[[dict[str, Any]], Sequence[str | os.PathLike]]  # a build's info -> the files it made
+
+
+def _record(kind: type[_Record], info: dict[str, Any]) -> _Record:
     """A build's info.json dict as its dataclass (JSON's lists as tuples)."""
     return kind(**{key: tuple(value) if isinstance(value, list) else value for key, value in info.items()})
 
@@ -224,20 +228,20 @@ def check_cache_writable() -> None:
         ) from None
 
 
-def _digest(*parts):
+def _digest(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _version(tool):
+def _version(tool: str) -> str:
     """A tool's version line (part of the cache keys)."""
     return subprocess.run([tool, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
 
 
-def _sha256(path):
+def _sha256(path: str | os.PathLike) -> str:
     return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
 
 
-def _file_digest(paths):
+def _file_digest(paths: Iterable[str | os.PathLike]) -> list[tuple[str, str]]:
     return [(pathlib.Path(p).name, _sha256(p)) for p in paths]
 
 
@@ -253,7 +257,14 @@ def _generator_python(folder: pathlib.Path) -> dict[str, str]:
     return {**os.environ, "PATH": f"{shim}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
-def _run(command, log_file, cwd=None, what="build step", progress=None, env=None):
+def _run(
+    command: Sequence[str | os.PathLike],
+    log_file: str | os.PathLike,
+    cwd: str | os.PathLike | None = None,
+    what: str = "build step",
+    progress: tuple[str, int, Callable[[], int]] | None = None,
+    env: dict[str, str] | None = None,
+) -> None:
     """Run a command, appending its output to log_file; a UserError with the log's last lines and the fix
     if it fails. `progress`: (label, total, count()) shows count() of total while it runs."""
     with open(log_file, "a", encoding="utf-8") as log:
@@ -295,12 +306,12 @@ class _Lock:
         self.handle.close()
 
 
-def _stamp(paths):
+def _stamp(paths: Iterable[str | os.PathLike]) -> dict[str, list]:
     """{path: [size, sha256]} of a build's products, kept in its info.json to check them on each use."""
     return {str(path): [pathlib.Path(path).stat().st_size, _sha256(path)] for path in paths}
 
 
-def _build_damage(info_file, products):
+def _build_damage(info_file: pathlib.Path, products: _Products) -> str | None:
     """None when the build recorded in `info_file` is whole, else what is wrong: a damaged info.json, or a
     product (`products(info)`) missing or not the size and hash stamped when it was built."""
     try:
@@ -318,7 +329,14 @@ def _build_damage(info_file, products):
     return None
 
 
-def _cached_build(kind, key, build, products, log, resume=False):
+def _cached_build(
+    kind: str,
+    key: str,
+    build: Callable[[pathlib.Path], dict[str, Any]],
+    products: _Products,
+    log: Callable[[str], None],
+    resume: bool = False,
+) -> dict[str, Any]:
     """The info dict of a cached build, building it (under a lock) into its folder when absent; an
     interrupted build starts afresh, or with `resume` (make's own builds) continues where it stopped. The
     files `products(info)` names are stamped (size and hash) and checked on each use: a damaged build is
@@ -349,7 +367,7 @@ def _cached_build(kind, key, build, products, log, resume=False):
     return info
 
 
-def _prune(kind, keep):
+def _prune(kind: str, keep: int) -> None:
     """Delete all but the `keep` most recently used finished builds of `kind` (each under its lock):
     every deploy.sh --mcu run links new models, so harness programs would otherwise pile up."""
     finished = sorted(mcu_home().joinpath("build").glob(f"{kind}-*/info.json"), key=lambda p: p.stat().st_mtime)
@@ -376,14 +394,14 @@ def kernel_sources(kernels: str) -> list[str]:
     ]
 
 
-def _check_choice(core, kernels):
+def _check_choice(core: str, kernels: str) -> None:
     if core not in CORES:
         raise UserError(f"unknown core {core!r}; choose one of {', '.join(CORES)}")
     if kernels not in KERNEL_SETS:
         raise UserError(f"unknown kernel set {kernels!r}; choose one of {', '.join(KERNEL_SETS)}")
 
 
-def _make_vars(core, kernels, gen):
+def _make_vars(core: str, kernels: str, gen: str | os.PathLike) -> list[str]:
     spec = CORES[core]
     # release_with_logs: NDEBUG, so no debug checks run inside the kernels' loops (TFLM's make says it
     # is the build for profiling and benchmarking); error strings stay, and with them the profiler hooks.
@@ -505,7 +523,7 @@ def plugin(log: Callable[[str], None] = print) -> str:
     return _cached_build("plugin", key, build, lambda info: [info["plugin"]], log)["plugin"]
 
 
-def _models_header(models, pool_bytes):
+def _models_header(models: Sequence[HarnessModel], pool_bytes: int) -> str:
     """trecx_models.h: the model table, the op count and the op registrations of one program."""
     ops = sorted({op for model in models for op in model.ops})
     unknown = [op for op in ops if op not in OPS]
@@ -532,7 +550,7 @@ def _models_header(models, pool_bytes):
     return "\n".join(lines + ["};", ""])
 
 
-def _sections(elf):
+def _sections(elf: str | os.PathLike) -> list[tuple[str, int, int]]:
     """[(name, address, size)] of an ELF's allocated sections (arm-none-eabi-objdump -h)."""
     text = subprocess.run(["arm-none-eabi-objdump", "-h", elf], capture_output=True, text=True, check=True).stdout
     lines = text.splitlines()
@@ -544,7 +562,7 @@ def _sections(elf):
     return sections
 
 
-def _symbols(elf):
+def _symbols(elf: str | os.PathLike) -> dict[str, tuple[int, int]]:
     """{name: (address, size)} of an ELF's defined symbols (arm-none-eabi-nm -S)."""
     text = subprocess.run(["arm-none-eabi-nm", "-S", elf], capture_output=True, text=True, check=True).stdout
     symbols = {}

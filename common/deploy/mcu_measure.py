@@ -13,6 +13,7 @@ instructions on an emulator, not cycles: QEMU models no pipeline, caches or flas
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from common.deploy.results import PrecisionResult
     from common.target_cost import CostModel
 
-DEFAULT_SAMPLES = 50
 PROFILE_SAMPLES = 3  # per-operator counts hardly depend on the input: a few samples show them
 ALL_TARGETS = ("cortex-m4", "cortex-m4:reference", "cortex-m7", "cortex-m55")
 NOTE = (
@@ -76,7 +76,8 @@ def parse_targets(text: str) -> list[tuple[str, str]]:
     return targets
 
 
-def _stats(values):
+def _stats(values: np.ndarray | Sequence[float]) -> dict[str, float | int] | None:
+    """{mean, min, max, samples} of instruction counts, None when there are none."""
     values = np.asarray(values, np.float64)
     if values.size == 0:
         return None
@@ -124,7 +125,8 @@ def cost_model_name(core: str, kernels: str) -> str | None:
     return name if name in TARGETS else None
 
 
-def _error_pct(predicted, measured):
+def _error_pct(predicted: float | None, measured: float | None) -> float | None:
+    """How far `predicted` lies from `measured`, in % of it; None without both."""
     return float(100.0 * (predicted / measured - 1.0)) if predicted is not None and measured else None
 
 
@@ -212,12 +214,20 @@ def stage1_shares(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, floa
     return {"backbone": share(ops["stage1"][:same]), "branch": share(ops["stage1"][same:])}
 
 
+@dataclasses.dataclass(frozen=True, eq=False)  # arrays: identity equality, no elementwise ==
+class McuExport:
+    """The int8 export every target runs: its folder, the T-RecX model's name in it, its int8 .tflite models
+    ({"stage1", "stage2", "base": bytes}), the inputs (float32, the first K test samples) and rho."""
+
+    export_dir: str | os.PathLike
+    model_name: str
+    int8_models: Mapping[str, bytes]
+    inputs: np.ndarray
+    rho: float
+
+
 def measure_target(
-    export_dir: str | os.PathLike,
-    model_name: str,
-    int8_models: Mapping[str, bytes],
-    inputs: np.ndarray,
-    rho: float,
+    export: McuExport,
     core: str,
     kernels: str,
     reference: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -225,33 +235,24 @@ def measure_target(
     flops_saving_pct: float,
     log: Callable[[str], None] = print,
 ) -> tuple[McuTargetResult, list[dict[str, Any]]]:
-    """Run one target; `reference`: `litert_reference` on the same inputs. Returns (its `McuTargetResult`,
-    its per-operator rows)."""
+    """Run `export` on one target; `reference`: `litert_reference` on the same inputs; test_exit_rate,
+    flops_saving_pct: the int8 models' on the whole test set. Returns (its `McuTargetResult`, its
+    per-operator rows)."""
+    inputs, int8_models = export.inputs, export.int8_models
     n = len(inputs)
+    target = mcu.McuRun(core=core, kernels=kernels)
+
+    def run_on(samples: np.ndarray, rho: float, profile: bool = False, base: bool = True) -> McuResult:
+        """One run of `samples` on this target (the base model too when `base`)."""
+        settings = dataclasses.replace(target, rho=rho, profile=profile)
+        return mcu.run_on_mcu(export.export_dir, export.model_name, samples, settings, base=base, log=log)
+
     log(f"{core} with {kernels} kernels: {n} samples on the emulator")
-    run = mcu.run_on_mcu(export_dir, model_name, inputs, rho=rho, core=core, kernels=kernels, log=log)
+    run = run_on(inputs, export.rho)
     ran = {name: run.instructions[name][run.ran[name]] for name in ("stage1", "stage2", "base")}
-    profiled = mcu.run_on_mcu(
-        export_dir,
-        model_name,
-        inputs[:PROFILE_SAMPLES],
-        rho=NEVER_EXIT,
-        core=core,
-        kernels=kernels,
-        profile=True,
-        log=log,
-    )
+    profiled = run_on(inputs[:PROFILE_SAMPLES], NEVER_EXIT, profile=True)
     if ran["stage2"].size == 0:  # every sample exited: stage 2's count from samples that run it
-        ran["stage2"] = mcu.run_on_mcu(
-            export_dir,
-            model_name,
-            inputs[:PROFILE_SAMPLES],
-            rho=NEVER_EXIT,
-            core=core,
-            kernels=kernels,
-            base=False,
-            log=log,
-        ).instructions["stage2"]
+        ran["stage2"] = run_on(inputs[:PROFILE_SAMPLES], NEVER_EXIT, base=False).instructions["stage2"]
     stats = {name: _stats(values) for name, values in ran.items()}
     stage1, stage2, base = (stats[name]["mean"] for name in ("stage1", "stage2", "base"))
     measured = EarlyExitCost(f"{core}:{kernels}", stage1, stage2, base)
@@ -322,34 +323,17 @@ def predicted_beside(
 
 
 def measure_targets(
-    export_dir: str | os.PathLike,
-    model_name: str,
-    int8_models: Mapping[str, bytes],
-    inputs: np.ndarray,
-    rho: float,
+    export: McuExport,
     targets: Sequence[tuple[str, str]],
     int8: PrecisionResult,
     log: Callable[[str], None] = print,
 ) -> tuple[list[McuTargetResult], list[dict[str, Any]]]:
-    """Every target of `targets` on `inputs` (float32, the first K test samples); int8: the int8
-    `PrecisionResult` on the whole test set (its exit rate and FLOPs saving). Returns ([McuTargetResult],
-    per-operator rows of all targets)."""
-    log(f"LiteRT int8 with reference kernels on the same {len(inputs)} samples (the MCU's reference)")
-    reference = litert_reference(int8_models, inputs, rho)
+    """Every target of `targets` on `export` (`McuExport`); int8: the int8 `PrecisionResult` on the whole
+    test set (its exit rate and FLOPs saving). Returns ([McuTargetResult], per-operator rows of all targets)."""
+    log(f"LiteRT int8 with reference kernels on the same {len(export.inputs)} samples (the MCU's reference)")
+    reference = litert_reference(export.int8_models, export.inputs, export.rho)
     runs = [
-        measure_target(
-            export_dir,
-            model_name,
-            int8_models,
-            inputs,
-            rho,
-            core,
-            kernels,
-            reference,
-            int8.exit_rate,
-            int8.mflops_saving_pct,
-            log,
-        )
+        measure_target(export, core, kernels, reference, int8.exit_rate, int8.mflops_saving_pct, log)
         for core, kernels in targets
     ]
     return [result for result, _ in runs], [row for _, rows in runs for row in rows]

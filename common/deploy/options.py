@@ -1,16 +1,19 @@
-"""deploy.sh's options, with their defaults: one frozen object that the command line builds and the
-deployment reads (a light module: the command line imports it before TensorFlow)."""
+"""deploy.sh's options, with their defaults, and the folders it reads and writes: frozen objects that the
+command line builds and the deployment reads (a light module: the command line imports it before
+TensorFlow; tests/test_deploy_options.py checks that it imports nothing heavy)."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 
-from common.deploy.mcu_measure import DEFAULT_SAMPLES as DEFAULT_MCU_SAMPLES
 from common.deploy.runtime import Runtime
 from common.errors import UserError
 from common.target_cost import DEFAULT_TARGET, check_target
+from common.tasks import CALIBRATION_SAMPLES
 
 DEFAULT_DROP = 1.0  # accuracy points below the base model that rho may cost (on the validation split)
+DEFAULT_MCU_SAMPLES = 50  # the first test samples that --mcu runs on each emulated core (--mcu-samples)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +31,7 @@ class DeployOptions:
 
     rho: float | None = None
     drop: float = DEFAULT_DROP
-    calibration_samples: int = 500
+    calibration_samples: int = CALIBRATION_SAMPLES
     threads: int = Runtime.threads
     kernels: str = Runtime.kernels
     mcu: tuple[tuple[str, str], ...] = ()
@@ -51,3 +54,20 @@ class DeployOptions:
     @property
     def runtime(self) -> Runtime:
         return Runtime(self.threads, self.kernels)
+
+
+@dataclasses.dataclass(frozen=True)
+class DeployFolders:
+    """Where deploy.sh reads and writes; None takes the default.
+
+    models: where trained models are read (MODELS/TASK/MODEL); test_data: the test set (default: the
+    task's); train_data: the training and validation splits (default data/TASK); calibration_data: whose
+    training split, or test-layout files, give the int8 calibration inputs (default: train_data); results:
+    the results folder (default results/TASK/deploy).
+    """
+
+    models: str | os.PathLike | None = None
+    test_data: str | os.PathLike | None = None
+    train_data: str | os.PathLike | None = None
+    calibration_data: str | os.PathLike | None = None
+    results: str | os.PathLike | None = None

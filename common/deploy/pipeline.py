@@ -16,14 +16,14 @@ import dataclasses
 import os
 import pathlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from common import files, flops, plots, report, sweep, target_cost, tasks, weights
 from common.deploy import markdown, mcu_build, mcu_measure
 from common.deploy.export import PRECISIONS, export_models, split_stages, weights_kb, write_export
-from common.deploy.options import DEFAULT_DROP, DeployOptions
+from common.deploy.options import DeployFolders, DeployOptions
 from common.deploy.profile import predicted_early_exit_cost
 from common.deploy.results import (
     DeployData,
@@ -48,36 +48,6 @@ DEFAULT_SUBFOLDER = "deploy"
 # Choosing rho and measuring
 
 
-def choose_rho(
-    curve: sweep.Curve,
-    base_accuracy: float,
-    base_cost: float,
-    drop: float = DEFAULT_DROP,
-    cost: np.ndarray | None = None,
-    unit: str = "mflops",
-) -> dict[str, Any]:
-    """The trade-off point of `curve` (a validation benefit curve) at `drop` points below `base_accuracy`:
-    the cheapest rho whose accuracy is at least base_accuracy - drop (common.sweep.tradeoff_points), cheapest
-    in `cost` ((R,) per rho, `unit` its key; default the curve's MFLOPs) against the base model's `base_cost`.
-
-    Returns that point's dict (drop, accuracy, UNIT, reduction_pct, rho) with "met": True; when no rho
-    reaches the target, the most accurate point (cheapest among equals) with "met": False.
-    """
-    cost = curve.mflops if cost is None else np.asarray(cost, np.float64)
-    point = sweep.tradeoff_points(curve, base_accuracy, base_cost, drops=(drop,), cost=cost, unit=unit)[0]
-    if point["rho"] is not None:
-        return {**point, "met": True}
-    best = np.lexsort((cost, -curve.accuracy))[0]
-    return {
-        "drop": point["drop"],
-        "accuracy": float(curve.accuracy[best]),
-        unit: float(cost[best]),
-        "reduction_pct": float(100.0 * (1.0 - cost[best] / base_cost)),
-        "rho": float(curve.rho[best]),
-        "met": False,
-    }
-
-
 def trace_curve(trace: Trace, labels: np.ndarray, path_mflops: Sequence[float]) -> sweep.Curve:
     """Benefit curve over common.sweep.RHOS from a trace in which every sample ran both stages."""
     if np.isnan(trace.softmax["ef"]).any():
@@ -85,7 +55,8 @@ def trace_curve(trace: Trace, labels: np.ndarray, path_mflops: Sequence[float]) 
     return sweep.benefit_curve([trace.softmax["ee"], trace.softmax["ef"]], labels, path_mflops, "strict")
 
 
-def _saving(value, reference):
+def _saving(value: float, reference: float) -> float:
+    """% of `reference` that `value` saves."""
     return float(100.0 * (1.0 - value / reference))
 
 
@@ -161,11 +132,11 @@ def validation_rho(
     base_accuracy = base.accuracy(labels)
     curve = trace_curve(full, labels, path_mflops)
     split = dict(num_samples=int(len(labels)), base_accuracy=base_accuracy, target_accuracy=base_accuracy - drop)
-    in_flops = choose_rho(curve, base_accuracy, base_mflops, drop)
+    in_flops = sweep.choose_rho(curve, base_accuracy, base_mflops, drop)
     if target is None:
-        return in_flops["rho"], RhoChoice(**split, **in_flops, chosen_in="MFLOPs")
+        return in_flops.rho, RhoChoice(**split, **in_flops.to_json(), chosen_in="MFLOPs")
     in_target = sweep.mean_cost(curve, target.paths)
-    point = choose_rho(curve, base_accuracy, target.base, drop, cost=in_target, unit="instructions")
+    point = sweep.choose_rho(curve, base_accuracy, target.base, drop, cost=in_target, unit="instructions")
 
     def at(rho: float) -> dict[str, float]:
         i = int(np.flatnonzero(curve.rho == rho)[0])
@@ -175,13 +146,13 @@ def validation_rho(
             "exit_rate": float(curve.exit_fraction[i, 0]),
         }
 
-    return point["rho"], RhoChoice(
+    return point.rho, RhoChoice(
         **split,
-        **point,
-        **at(point["rho"]),
+        **point.to_json(),
+        **at(point.rho),
         chosen_in=f"instructions on {target.target}",
-        saves=point["reduction_pct"] > 0,
-        flops_choice=FlopsChoice(rho=in_flops["rho"], accuracy=in_flops["accuracy"], **at(in_flops["rho"])),
+        saves=point.reduction_pct > 0,
+        flops_choice=FlopsChoice(rho=in_flops.rho, accuracy=in_flops.accuracy, **at(in_flops.rho)),
     )
 
 
@@ -202,29 +173,49 @@ def size_reduction(float32: PrecisionResult, int8: PrecisionResult, key: str = "
 # Deploying one model
 
 
+@dataclasses.dataclass(frozen=True)
+class Deployment:
+    """One T-RecX model of a task beside its base model: what `deploy` exports, runs and reports.
+
+    task: the task module; model_name: the T-RecX model's name in task.MODELS; net, base_net: the networks.
+    """
+
+    task: tasks.Task
+    model_name: str
+    net: ExitModel
+    base_net: ExitModel
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # arrays: identity equality, no elementwise ==
+class DeployInputs:
+    """The data a deployment runs on.
+
+    test, validation: (inputs float32 (N, ...), labels (N,)), validation None where rho is given;
+    calibration: float32 inputs for int8; data: where they all came from (`DeployData`, recorded in
+    deploy.json and deploy.md).
+    """
+
+    test: tuple[np.ndarray, np.ndarray]
+    calibration: np.ndarray
+    data: DeployData
+    validation: tuple[np.ndarray, np.ndarray] | None = None
+
+
 def deploy(
-    task: tasks.Task,
-    model_name: str,
-    net: ExitModel,
-    base_net: ExitModel,
-    test: tuple[np.ndarray, np.ndarray],
+    deployment: Deployment,
+    inputs: DeployInputs,
     results_dir: str | os.PathLike,
     *,
-    calibration: np.ndarray,
-    data: DeployData,
-    validation: tuple[np.ndarray, np.ndarray] | None = None,
     options: DeployOptions = DeployOptions(),
     log: Callable[[str], None] = print,
 ) -> DeploySummary:
-    """Export, run and report one T-RecX model of `task` (a task module) against its base model.
+    """Export, run and report one T-RecX model against its base model (`Deployment`) on `inputs`.
 
-    test, validation: (inputs float32 (N, ...), labels (N,)); calibration: float32 inputs for int8; data:
-    where the models and those inputs came from (`DeployData`, recorded in deploy.json and deploy.md);
-    options: `DeployOptions` (rho given, or None to choose it on `validation` with the float32 models).
+    options: `DeployOptions` (rho given, or None to choose it on `inputs.validation` with the float32 models).
     Writes under `results_dir`: deploy.json, deploy.md, int8_vs_float.png/.pdf and export/, and with MCU
     targets mcu_layers.csv and mcu_benefit.png/.pdf. Returns the `DeploySummary` (deploy.json).
     """
-    if options.rho is None and validation is None:
+    if options.rho is None and inputs.validation is None:
         raise UserError("no rho given and no validation split to choose it on; pass --rho R")
     # An earlier deploy.sh run's outputs are replaced as a whole, and only when this one has finished.
     stale = [
@@ -238,27 +229,23 @@ def deploy(
         "mcu_benefit.pdf",
     ]
     with files.staged_folder(results_dir, stale) as staging:
-        return _deploy(
-            task,
-            model_name,
-            net,
-            base_net,
-            test,
-            staging,
-            calibration,
-            data,
-            validation,
-            options,
-            log,
-            shown_as=pathlib.Path(results_dir),
-        )
+        return _deploy(deployment, inputs, staging, options, log, shown_as=pathlib.Path(results_dir))
 
 
-def _deploy(task, model_name, net, base_net, test, results_dir, calibration, data, validation, options, log, shown_as):
+def _deploy(
+    deployment: Deployment,
+    inputs: DeployInputs,
+    results_dir: pathlib.Path,
+    options: DeployOptions,
+    log: Callable[[str], None],
+    shown_as: pathlib.Path,
+) -> DeploySummary:
+    """`deploy`'s work, writing into `results_dir` (the staging folder) and naming it `shown_as` in messages."""
+    task, model_name, test, validation = deployment.task, deployment.model_name, inputs.test, inputs.validation
     rho, runtime = options.rho, options.runtime
-    path_mflops = flops.path_mflops(net.model)
-    base_mflops = flops.path_mflops(base_net.model)[0]
-    models = export_models(net, base_net, calibration, log)
+    path_mflops = flops.path_mflops(deployment.net.model)
+    base_mflops = flops.path_mflops(deployment.base_net.model)[0]
+    models = export_models(deployment.net, deployment.base_net, inputs.calibration, log)
     write_export(results_dir / "export", task.NAME, model_name, models, log=lambda *_: None)
     log(f"wrote {sum(len(p) for p in models.values())} models (.tflite, .h, .cc) to {shown_as / 'export'}")
     target = (
@@ -301,7 +288,7 @@ def _deploy(task, model_name, net, base_net, test, results_dir, calibration, dat
         task=task.NAME,
         model=model_name,
         num_samples=int(len(test[1])),
-        data=data,
+        data=inputs.data,
         rho=float(rho),
         rho_source="given" if details is None else "validation",
         float32=float32,
@@ -318,10 +305,10 @@ def _deploy(task, model_name, net, base_net, test, results_dir, calibration, dat
         target=target_summary(target, int8.exit_rate, details, log) if target else None,
     )
     if options.mcu:
-        inputs = test[0][: options.mcu_samples]
-        mcu = on_mcu(
-            task, model_name, models["int8"], results_dir, inputs, rho, list(options.mcu), summary, curves["int8"], log
+        export = mcu_measure.McuExport(
+            results_dir / "export", model_name, models["int8"], test[0][: options.mcu_samples], rho
         )
+        mcu = on_mcu(task, export, results_dir, list(options.mcu), summary, curves["int8"], log)
         summary = dataclasses.replace(summary, mcu=mcu)
     report.write_json(results_dir / "deploy.json", summary.to_json())
     plots.benefit_figure(
@@ -381,23 +368,18 @@ def target_summary(
 
 def on_mcu(
     task: tasks.Task,
-    model_name: str,
-    int8_models: Mapping[str, bytes],
+    export: mcu_measure.McuExport,
     results_dir: pathlib.Path,
-    inputs: np.ndarray,
-    rho: float,
     targets: Sequence[tuple[str, str]],
     summary: DeploySummary,
     int8_curve: sweep.Curve,
     log: Callable[[str], None],
 ) -> McuResults:
-    """Run the int8 export in results_dir/export on the MCU `targets`; writes mcu_layers.csv and
-    mcu_benefit.png/.pdf there and returns the `McuResults`. summary: the `DeploySummary` so far."""
+    """Run the int8 `export` (in results_dir/export) on the MCU `targets`; writes mcu_layers.csv and
+    mcu_benefit.png/.pdf in `results_dir` and returns the `McuResults`. summary: the `DeploySummary` so far."""
     # The benefit curve with the cost in instructions: each rho's exit fractions weigh the two paths.
     core, kernels = ("cortex-m4", "cmsis-nn") if ("cortex-m4", "cmsis-nn") in targets else targets[0]
-    measured, layers = mcu_measure.measure_targets(
-        results_dir / "export", model_name, int8_models, inputs, rho, targets, summary.int8, log
-    )
+    measured, layers = mcu_measure.measure_targets(export, targets, summary.int8, log)
     report.write_rows_csv(results_dir / "mcu_layers.csv", layers, mcu_measure.LAYER_COLUMNS)
     counts = next(t for t in measured if (t.core, t.kernels) == (core, kernels)).instructions
     stage1, stage2, base = (counts[name]["mean"] for name in ("stage1", "stage2", "base"))
@@ -408,7 +390,7 @@ def on_mcu(
             {
                 "curves": {"LiteRT int8": int8_curve},
                 "base_point": (base_accuracy, summary.base_mflops),
-                "title": f"{task.TITLE}, {model_name}, int8: FLOPs",
+                "title": f"{task.TITLE}, {export.model_name}, int8: FLOPs",
             },
             {
                 "curves": {f"TFLM int8, {core} ({kernels})": in_instructions},
@@ -420,7 +402,7 @@ def on_mcu(
         results_dir / "mcu_benefit",
     )
     return McuResults(
-        samples=int(len(inputs)), note=mcu_measure.NOTE, targets=measured, figure_target=f"{core} ({kernels})"
+        samples=int(len(export.inputs)), note=mcu_measure.NOTE, targets=measured, figure_target=f"{core} ({kernels})"
     )
 
 
@@ -456,30 +438,24 @@ def calibration_inputs(
 
 
 def run_deploy(
-    task: str | tasks.Task,
+    task_or_name: str | tasks.Task,
     model: str,
     *,
     source: str = "pretrained",
-    models_dir: str | os.PathLike | None,
-    data_dir: str | os.PathLike | None = None,
-    train_data_dir: str | os.PathLike | None = None,
-    calibration_data: str | os.PathLike | None = None,
-    results_dir: str | os.PathLike | None = None,
+    folders: DeployFolders,
     options: DeployOptions = DeployOptions(),
     log: Callable[[str], None] = print,
 ) -> tuple[DeploySummary, pathlib.Path]:
-    """What `deploy.sh` does: deploy `model` of `task` (a name or `Task`) against its base model.
+    """What `deploy.sh` does: deploy `model` of a task (a `Task` or its name) against its base model.
 
-    source: "pretrained" or "trained" (from `models_dir`/TASK/MODEL); data_dir: the test set (default:
-    the task's); train_data_dir: the training and validation splits (default data/TASK), where rho is
-    chosen when `options.rho` is None; calibration_data: whose training split, or test-layout files, give
-    the int8 calibration inputs (default: train_data_dir); results_dir: default results/TASK/deploy; options:
-    `DeployOptions`. A missing model, a model without an early exit or a missing or damaged MCU toolchain
-    raise UserError before any data is read.
+    source: "pretrained" or "trained" (from `folders.models`/TASK/MODEL); folders: where the data is read
+    and the results written (`DeployFolders`); options: `DeployOptions`, rho chosen on the validation
+    split in `folders.train_data` when `options.rho` is None. A missing model, a model without an early
+    exit or a missing or damaged MCU toolchain raise UserError before any data is read.
 
     Returns (the `DeploySummary`, the results folder).
     """
-    task = tasks.load_task(task)
+    task = tasks.load_task(task_or_name)
     if model not in task.MODELS:
         raise UserError(f"unknown model {model!r} for {task.NAME}; valid models: {', '.join(task.MODELS)}")
     if options.rho is None and task.validation_set is None:  # optional in the task protocol
@@ -487,21 +463,21 @@ def run_deploy(
     if options.mcu:  # every check of the MCU path before the minutes of LiteRT work that precede it
         mcu_build.check_prerequisites()
         mcu_build.check_cache_writable()
-    out = pathlib.Path(results_dir) if results_dir else tasks.results_dir(task) / DEFAULT_SUBFOLDER
+    out = pathlib.Path(folders.results) if folders.results else tasks.results_dir(task) / DEFAULT_SUBFOLDER
     out = files.check_output_folder(out, "--results-dir", whole=True)
-    nets = weights.load_nets(task, source, models_dir, ("base", model))  # a missing model fails here
+    nets = weights.load_nets(task, source, folders.models, ("base", model))  # a missing model fails here
     split_stages(nets[model])  # and a model without an early exit here, before any data is read
-    test_dir = tasks.test_data_dir(task, data_dir)
-    train_dir = tasks.data_dir(task, train_data_dir)
+    test_dir = tasks.test_data_dir(task, folders.test_data)
+    train_dir = tasks.data_dir(task, folders.train_data)
     inputs, labels, _ = task.load_test(test_dir)
     log(f"{task.NAME}: {len(labels)} test samples from {test_dir}")
     validation = None
     if options.rho is None:
         validation = task.validation_set(train_dir)
         log(f"{len(validation[1])} validation samples from {train_dir}")
-    calibration_dir = pathlib.Path(calibration_data or train_dir)
+    calibration_dir = pathlib.Path(folders.calibration_data or train_dir)
     calibration, calibration_from = calibration_inputs(
-        task, calibration_dir, options.calibration_samples, given=calibration_data is not None
+        task, calibration_dir, options.calibration_samples, given=folders.calibration_data is not None
     )
     log(f"{len(calibration)} int8 calibration samples from {calibration_from} in {calibration_dir}")
     data = DeployData(
@@ -513,15 +489,9 @@ def run_deploy(
         calibration_samples=int(len(calibration)),
     )
     summary = deploy(
-        task,
-        model,
-        nets[model],
-        nets["base"],
-        (inputs, labels),
+        Deployment(task, model, nets[model], nets["base"]),
+        DeployInputs((inputs, labels), calibration, data, validation),
         out,
-        calibration=calibration,
-        data=data,
-        validation=validation,
         options=options,
         log=log,
     )

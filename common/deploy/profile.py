@@ -14,7 +14,7 @@ import copy
 import dataclasses
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,6 +24,7 @@ from common.deploy.runtime import Runtime
 
 if TYPE_CHECKING:
     from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.schema_py_generated import ModelT, OperatorT, SubGraphT, TensorT
 
     from common.target_cost import CostModel, EarlyExitCost, Operator
 
@@ -47,7 +48,9 @@ class OpModel:
         return math.prod(self.output_shape[1:])
 
 
-def _options(op, tensors, name, constant):
+def _options(
+    op: OperatorT, tensors: Sequence[TensorT], name: str, constant: Sequence[bool]
+) -> tuple[tuple[int, int], tuple[int, int], str, int]:
     """(kernel, stride, padding, non-constant inputs) of a flatbuffer operator, for `target_cost.Operator`."""
     options = op.builtinOptions
     kernel = (1, 1)
@@ -96,7 +99,8 @@ def predicted_early_exit_cost(int8_models: Mapping[str, bytes], cost_model: Cost
     return EarlyExitCost(cost_model.target, **totals)
 
 
-def _graph(tflite_bytes):
+def _graph(tflite_bytes: bytes) -> tuple[ModelT, SubGraphT]:
+    """(the model's object tree, its one subgraph); ValueError for a model of several."""
     model = read_flatbuffer(tflite_bytes)
     if len(model.subgraphs) != 1:
         raise ValueError(f"expected one subgraph, found {len(model.subgraphs)}")

@@ -12,9 +12,10 @@ import dataclasses
 from typing import Any
 
 OPTIONAL = {"omit_when_none": True}
+JSON = dict[str, "JSON"] | list["JSON"] | str | int | float | bool | None  # what json.dumps writes
 
 
-def to_json(obj: Any) -> Any:
+def to_json(obj: object) -> JSON:
     """Plain JSON-ready data of a result: dataclasses as dicts in field order (OPTIONAL fields that are
     None left out), lists, tuples and dicts element by element."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):

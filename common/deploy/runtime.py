@@ -39,7 +39,7 @@ KERNELS = {  # --kernels choice: what it runs, for reports
 }
 
 
-def _load_interpreter_class():
+def _load_interpreter_class() -> type[Interpreter]:
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
@@ -226,14 +226,14 @@ class EarlyExitRunner(_Runner):
         """Stage-2 invocations since this runner was made."""
         return self.second.invocations
 
-    def _transfer(self):
+    def _transfer(self) -> None:
         """Copy stage 1's feature map into stage 2's input buffer (requantised only if needed)."""
         if self.direct_transfer:
             self._stage2_input()[...] = self._tap_buffer()
         else:
             self._stage2_input()[...] = self.second.input.quantize(self.tap.dequantize(self._tap_buffer()))
 
-    def _step(self):
+    def _step(self) -> tuple[int, int, int, np.ndarray, np.ndarray | None]:
         """Run the loaded sample: (exit, prediction, ns, ee output, ef output or None)."""
         first, second = self.first, self.second
         ee_spec = self.ee
@@ -251,11 +251,11 @@ class EarlyExitRunner(_Runner):
         elapsed = time.perf_counter_ns() - start
         return 1, prediction, elapsed, ee, ef
 
-    def _record(self, n):
+    def _record(self, n: int) -> dict[str, np.ndarray]:
         classes = self.ee.shape[-1]
         return {"ee": np.full((n, classes), np.nan), "ef": np.full((n, classes), np.nan)}
 
-    def _store(self, softmax, i, outputs):
+    def _store(self, softmax: dict[str, np.ndarray], i: int, outputs: Sequence[np.ndarray | None]) -> None:
         ee, ef = outputs
         softmax["ee"][i] = self.ee.dequantize(ee)
         if ef is not None:
@@ -269,7 +269,8 @@ class SingleStageRunner(_Runner):
         self.first = Stage(tflite_bytes, "base", runtime)
         self.ef = self.first.outputs["ef"]
 
-    def _step(self):
+    def _step(self) -> tuple[int, int, int, np.ndarray]:
+        """Run the loaded sample: (exit 0, prediction, ns, ef output)."""
         stage = self.first
         start = time.perf_counter_ns()
         stage.invoke()
@@ -278,10 +279,10 @@ class SingleStageRunner(_Runner):
         elapsed = time.perf_counter_ns() - start
         return 0, prediction, elapsed, ef
 
-    def _record(self, n):
+    def _record(self, n: int) -> dict[str, np.ndarray]:
         return {"ef": np.full((n, self.ef.shape[-1]), np.nan)}
 
-    def _store(self, softmax, i, outputs):
+    def _store(self, softmax: dict[str, np.ndarray], i: int, outputs: Sequence[np.ndarray]) -> None:
         softmax["ef"][i] = self.ef.dequantize(outputs[0])
 
 
