@@ -102,11 +102,12 @@ def test_a_missing_required_part_is_one_error_naming_the_module_and_the_part():
 
 
 def test_deploy_without_rho_of_a_task_without_validation_set_says_to_pass_rho(tmp_path):
+    from common.deploy.options import DeployFolders
     from common.deploy.pipeline import run_deploy
 
     task = dataclasses.replace(load_task(TOY), validation_set=None)
     with pytest.raises(UserError, match="^task toy_task defines no validation_set to choose rho on; pass --rho R$"):
-        run_deploy(task, "trecx_ev", models_dir=None, results_dir=tmp_path / "deploy")
+        run_deploy(task, "trecx_ev", folders=DeployFolders(results=tmp_path / "deploy"))
     assert not (tmp_path / "deploy").exists()  # refused before any work
 
 
