@@ -1,13 +1,14 @@
 """Bad input met by the commands around the pipeline, through the real scripts: extra tasks that cannot be
 imported, `report` over damaged or misplaced results, options that would do nothing or that are only a
 prefix of another, and install_mcu_toolchain.sh's own arguments. Each ends in one message naming the
-problem and the fix, exit 2, no traceback, files untouched. (The MCU build cache: tests/test_mcu.py.)"""
+problem and the fix, exit 2, no traceback, files untouched. (The MCU build cache: tests/test_mcu.py.) `report`'s
+variants of one check run its main() in this process, one of each through `python3 -m common.cli`."""
 
 import json
 import re
 
 import pytest
-from scripts import REPO_ROOT, assert_clean_failure, assert_ok, cli, run, task_scripts
+from scripts import REPO_ROOT, assert_clean_failure, assert_ok, cli, cli_in_process, run, task_scripts
 
 from common.tasks import EXTRA_TASKS_VARIABLE, TASKS, folder_test_sh_reads, load_task
 
@@ -39,14 +40,14 @@ def extra_tasks(tmp_path):
         ("missing_import", ["missing_import.task", "needs a_package_nobody_installed"]),
     ],
 )
-def test_tasks_names_an_extra_task_that_cannot_be_imported(extra_tasks, package, named):
+def test_tasks_names_an_extra_task_that_cannot_be_imported(extra_tasks, package, named) -> None:
     proc = cli("tasks", cwd=extra_tasks, env={EXTRA_TASKS_VARIABLE: package})
     assert_clean_failure(proc, *named, EXTRA_TASKS_VARIABLE)
     assert proc.stdout.split() == ["image_classification", "keyword_spotting", "visual_wake_words"]
     assert package not in proc.stdout  # never listed as if it were fine
 
 
-def test_report_over_results_of_a_task_whose_package_is_gone(tmp_path):
+def test_report_over_results_of_a_task_whose_package_is_gone(tmp_path) -> None:
     (tmp_path / "results" / "gone_task").mkdir(parents=True)
     (tmp_path / "results" / "gone_task" / "summary.json").write_text(json.dumps({"task": "gone_task"}))
     proc = cli("report", "--results-root", tmp_path / "results", cwd=tmp_path, env={EXTRA_TASKS_VARIABLE: "gone_task"})
@@ -98,42 +99,44 @@ def damage(summary, path, value=KeyError):
     return summary
 
 
-@pytest.mark.parametrize(
-    "path, value, named",
-    [
-        (("models", "base", "params"), KeyError, "models.base.params is missing"),
-        (("models",), KeyError, "models is missing"),
-        (("models", "base", "accuracy", "ef"), "87", "models.base.accuracy.ef is str, expected a number"),
-        (("models", "trecx_ev", "tradeoff"), [], "models.trecx_ev.tradeoff is empty"),
-        (("models", "trecx_ev", "tradeoff"), {"drop": 1}, "models.trecx_ev.tradeoff is dict, expected a list"),
-        (("inputs", "skipped"), [{"id": 3}], "inputs.skipped.0.id is int, expected a string"),
-    ],
-)
-def test_report_refuses_a_damaged_summary_naming_file_and_key(tmp_path, path, value, named):
+DAMAGES = [
+    (("models", "base", "params"), KeyError, "models.base.params is missing"),  # through the command line
+    (("models",), KeyError, "models is missing"),
+    (("models", "base", "accuracy", "ef"), "87", "models.base.accuracy.ef is str, expected a number"),
+    (("models", "trecx_ev", "tradeoff"), [], "models.trecx_ev.tradeoff is empty"),
+    (("models", "trecx_ev", "tradeoff"), {"drop": 1}, "models.trecx_ev.tradeoff is dict, expected a list"),
+    (("inputs", "skipped"), [{"id": 3}], "inputs.skipped.0.id is int, expected a string"),
+]
+
+
+@pytest.mark.parametrize("path, value, named", DAMAGES)
+def test_report_refuses_a_damaged_summary_naming_file_and_key(tmp_path, path, value, named) -> None:
     summary_file = tmp_path / "results" / "image_classification" / "summary.json"
     summary_file.parent.mkdir(parents=True)
     summary_file.write_text(json.dumps(damage(good_summary(), path, value)))
     before = summary_file.read_bytes()
-    proc = cli("report", "--results-root", tmp_path / "results", cwd=tmp_path)
+    # The first through `python3 -m common.cli`, the other damages through the same main() in this process.
+    report = cli if named == DAMAGES[0][2] else cli_in_process
+    proc = report("report", "--results-root", tmp_path / "results", cwd=tmp_path)
     assert_clean_failure(proc, f"{summary_file} is damaged: {named}", "bash image_classification/test.sh again")
     assert summary_file.read_bytes() == before and not (tmp_path / "results" / "table1.md").exists()
 
 
-def test_report_refuses_a_summary_in_another_tasks_folder(tmp_path):
+def test_report_refuses_a_summary_in_another_tasks_folder(tmp_path) -> None:
     summary_file = tmp_path / "results" / "image_classification" / "summary.json"
     summary_file.parent.mkdir(parents=True)
     summary_file.write_text(json.dumps(good_summary("keyword_spotting")))
-    proc = cli("report", "--results-root", tmp_path / "results", cwd=tmp_path)
+    proc = cli_in_process("report", "--results-root", tmp_path / "results", cwd=tmp_path)
     assert_clean_failure(proc, f"{summary_file} holds results of task 'keyword_spotting', not of image_classification")
     assert not (tmp_path / "results" / "table1.md").exists()
 
 
-def test_report_over_a_good_summary_writes_table1(tmp_path):
+def test_report_over_a_good_summary_writes_table1(tmp_path) -> None:
     """The checks above refuse damage, not a summary as test.sh writes it."""
     summary_file = tmp_path / "results" / "image_classification" / "summary.json"
     summary_file.parent.mkdir(parents=True)
     summary_file.write_text(json.dumps(good_summary()))
-    proc = cli("report", "--results-root", tmp_path / "results", cwd=tmp_path)
+    proc = cli_in_process("report", "--results-root", tmp_path / "results", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "ResNet-8 (CIFAR-10)" in (tmp_path / "results" / "table1.md").read_text()
 
@@ -142,7 +145,7 @@ def test_report_over_a_good_summary_writes_table1(tmp_path):
 # Options that would do nothing, and prefixes
 
 
-def test_mcu_samples_without_mcu_is_refused(tmp_path):
+def test_mcu_samples_without_mcu_is_refused(tmp_path) -> None:
     proc = run("image_classification/deploy.sh", "--rho", "0.5", "--mcu-samples", "5", cwd=tmp_path)
     assert_clean_failure(proc, "--mcu-samples", "needs --mcu")
 
@@ -156,7 +159,7 @@ def test_mcu_samples_without_mcu_is_refused(tmp_path):
         ("keyword_spotting/download.sh", ["--mirr", "x"], "--mirr"),
     ],
 )
-def test_an_option_prefix_is_an_error_not_another_option(tmp_path, command, args, prefix):
+def test_an_option_prefix_is_an_error_not_another_option(tmp_path, command, args, prefix) -> None:
     proc = run(command, *args, cwd=tmp_path)
     # refused by the script's own usage, which names the script the user ran
     assert proc.returncode == 2, proc.stderr
@@ -168,7 +171,7 @@ def test_an_option_prefix_is_an_error_not_another_option(tmp_path, command, args
 # Messages
 
 
-def test_a_message_suggesting_a_script_says_bash_as_the_user_types_it():
+def test_a_message_suggesting_a_script_says_bash_as_the_user_types_it() -> None:
     """No "run TASK/NAME.sh" in the sources: every suggestion reads "run bash TASK/NAME.sh" (the scripts are
     not executable, and bash is how every other message and the README name them)."""
     pattern = re.compile(r"\b(?:run|then|or) (?!bash )[\w{}.]+/\w+\.sh\b")
@@ -230,7 +233,7 @@ def kws_missing(tmp):
         kws_missing,
     ],
 )
-def test_a_test_set_folder_not_found_names_the_steps_that_make_it(tmp_path, case):
+def test_a_test_set_folder_not_found_names_the_steps_that_make_it(tmp_path, case) -> None:
     script, args, named = case(tmp_path)
     proc = run(script, *args, "--results-dir", tmp_path / "out", cwd=tmp_path)
     assert_clean_failure(proc, *named)
@@ -238,7 +241,7 @@ def test_a_test_set_folder_not_found_names_the_steps_that_make_it(tmp_path, case
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_help_names_the_tasks_own_default_folders(tmp_path, task):
+def test_help_names_the_tasks_own_default_folders(tmp_path, task) -> None:
     """No script's help prints data/TASK: each names the task's folder, and test.sh and deploy.sh the test set
     folder they read (data/visual_wake_words/minival for visual wake words)."""
     test_folder = folder_test_sh_reads(load_task(task), f"data/{task}").as_posix()
@@ -258,25 +261,25 @@ def test_help_names_the_tasks_own_default_folders(tmp_path, task):
 # install_mcu_toolchain.sh's own arguments (a truncated tarball: tests/test_mcu.py, which has the tools)
 
 
-def test_install_mcu_toolchain_home_that_is_a_file(tmp_path):
+def test_install_mcu_toolchain_home_that_is_a_file(tmp_path) -> None:
     (tmp_path / "home").write_text("not a folder")
     proc = run("install_mcu_toolchain.sh", "--home", tmp_path / "home", cwd=tmp_path)
     assert_clean_failure(proc, f"the build home {tmp_path / 'home'} is a file, not a folder")
     assert proc.stderr.count("\n") == 1 and (tmp_path / "home").read_text() == "not a folder"
 
 
-def test_install_mcu_toolchain_sources_that_do_not_exist(tmp_path):
+def test_install_mcu_toolchain_sources_that_do_not_exist(tmp_path) -> None:
     proc = run("install_mcu_toolchain.sh", "--sources", tmp_path / "nowhere", "--home", tmp_path / "home", cwd=tmp_path)
     assert_clean_failure(proc, f"--sources {tmp_path / 'nowhere'}: no such folder")
     assert proc.stderr.count("\n") == 1 and not (tmp_path / "home").exists()
 
 
-def test_report_takes_a_trade_off_point_that_no_rho_reaches(tmp_path):
+def test_report_takes_a_trade_off_point_that_no_rho_reaches(tmp_path) -> None:
     """null MFLOPs at a trade-off point (no rho is that accurate) is a result, not damage."""
     summary = good_summary()
     summary["models"]["trecx_ev"]["tradeoff"][0].update(mflops=None, reduction_pct=None, rho=None)
     summary_file = tmp_path / "results" / "image_classification" / "summary.json"
     summary_file.parent.mkdir(parents=True)
     summary_file.write_text(json.dumps(summary))
-    proc = cli("report", "--results-root", tmp_path / "results", cwd=tmp_path)
+    proc = cli_in_process("report", "--results-root", tmp_path / "results", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
