@@ -10,3 +10,23 @@ import pathlib
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+
+
+# The modules that take longest, first (pytest.ini: --no-loadscope-reorder keeps this order): xdist gives
+# each worker whole modules in collection order, so the long ones start at once and the short ones fill in
+# around them instead of one long module starting last while the other worker has nothing left to do.
+LONGEST_FIRST = (
+    "test_deploy.py",
+    "test_entry_points.py",
+    "test_exit_design.py",
+    "test_bad_input_data.py",
+    "test_reproduce.py",
+    "test_mcu.py",
+    "test_bad_input.py",
+    "test_tasks.py",
+)
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
