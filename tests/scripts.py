@@ -67,12 +67,15 @@ def cli_in_process(*args: object, cwd: Path) -> subprocess.CompletedProcess:
     makes through `python3 -m common.cli`. An exception escaping main fails the test, as a traceback would."""
     from common import cli as cli_module
 
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
+    out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
+    os.chdir(cwd)  # contextlib.chdir is Python 3.11's
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             status = cli_module.main([str(arg) for arg in args])
-        except SystemExit as exit_:  # argparse's usage errors
-            status = exit_.code
+    except SystemExit as exit_:  # argparse's usage errors
+        status = exit_.code
+    finally:
+        os.chdir(here)
     return subprocess.CompletedProcess(["common.cli", *map(str, args)], status, out.getvalue(), err.getvalue())
 
 
