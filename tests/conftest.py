@@ -22,8 +22,10 @@ LONGEST_FIRST = (
     "test_bad_input_data.py",
     "test_reproduce.py",
     "test_mcu.py",
+    "test_training_tasks.py",
     "test_bad_input.py",
     "test_tasks.py",
+    "test_training.py",
 )
 
 
