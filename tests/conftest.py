@@ -20,3 +20,25 @@ TOY_TASK = "toy_task"
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), str(TESTS), os.environ.get("PYTHONPATH")]))
 _extra = [name.strip() for name in os.environ.get(EXTRA_TASKS_VARIABLE, "").split(",") if name.strip()]
 os.environ[EXTRA_TASKS_VARIABLE] = ",".join(_extra if TOY_TASK in _extra else [*_extra, TOY_TASK])
+
+
+# The modules that take longest, first (pytest.ini: --no-loadscope-reorder keeps this order): xdist gives
+# each worker whole modules in collection order, so the long ones start at once and the short ones fill in
+# around them instead of one long module starting last while the other worker has nothing left to do.
+LONGEST_FIRST = (
+    "test_deploy.py",
+    "test_entry_points.py",
+    "test_exit_design.py",
+    "test_bad_input_data.py",
+    "test_reproduce.py",
+    "test_mcu.py",
+    "test_training_tasks.py",
+    "test_bad_input.py",
+    "test_tasks.py",
+    "test_training.py",
+)
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order

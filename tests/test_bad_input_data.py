@@ -4,11 +4,14 @@ files that were there before are byte-identical after; download --split fetches 
 script runs go two at a time from one fixture. Below them, the image modes of visual wake words and the
 minival builder in process."""
 
+from __future__ import annotations
+
 import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -29,10 +32,11 @@ from visual_wake_words.synthetic import make_archives as make_vww_archives
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KWS_TEST = kws.TEST_FOLDER
-CASES = {}
+Case = tuple[str, list, dict]  # the script ("cli": python3 -m common.cli), its arguments, what the test needs
+CASES: dict[str, Callable[..., Case]] = {}
 
 
-def case(setup):
+def case(setup: Callable[..., Case]) -> Callable[..., Case]:
     """Register `setup(tmp) -> (script, args, context)`: one run of a real script ("cli": python3 -m
     common.cli) in the fixture below."""
     CASES[setup.__name__] = setup
@@ -44,7 +48,7 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 
 @case
-def kws_damaged_clips(tmp):
+def kws_damaged_clips(tmp: Path) -> Case:
     root = tmp / "data" / KWS_TEST
     write_test_tree(root, per_label=1)
     whole = write_wav(root / "go" / "whole.wav", tone_clip(np.random.default_rng(3), 400.0)).read_bytes()
@@ -57,11 +61,12 @@ def kws_damaged_clips(tmp):
         (f"{KWS_TEST}/go/cut_in_header.wav", "truncated header"),
         (f"{KWS_TEST}/up/nan.wav", "non-finite samples"),
     ]
-    return "keyword_spotting/test.sh", ["--data-dir", tmp / "data", "--results-dir", tmp / "out"], {"skipped": skipped}
+    args = ["--data-dir", tmp / "data", "--results-dir", tmp / "out", "--model", "base"]
+    return "keyword_spotting/test.sh", args, {"skipped": skipped}  # the reading is the same for every model
 
 
 @case
-def kws_label_folder(tmp):
+def kws_label_folder(tmp: Path) -> Case:
     root = tmp / "data" / KWS_TEST
     write_test_tree(root, per_label=1)
     write_wav(root / "Yes" / "a.wav", tone_clip(np.random.default_rng(0), 300.0))
@@ -69,7 +74,7 @@ def kws_label_folder(tmp):
 
 
 @pytest.fixture(scope="module")
-def kws_cache(tmp_path_factory) -> Path:
+def kws_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A preprocessed keyword-spotting data folder (train tree and cache)."""
     data_dir = tmp_path_factory.mktemp("kws_cache") / "data"
     write_train_tree(data_dir / kws.TRAIN_FOLDER)
@@ -84,14 +89,14 @@ def _truncate(path: Path) -> bytes:
 
 
 @case
-def kws_cache_preprocess(tmp, kws_cache):
+def kws_cache_preprocess(tmp: Path, kws_cache: Path) -> Case:
     shutil.copytree(kws_cache, tmp / "data")
     whole = _truncate(tmp / "data" / "cache" / "train_audio.npy")
     return "keyword_spotting/preprocess.sh", ["--data-dir", tmp / "data"], {"whole": whole}
 
 
 @case
-def kws_cache_train(tmp, kws_cache):
+def kws_cache_train(tmp: Path, kws_cache: Path) -> Case:
     shutil.copytree(kws_cache, tmp / "data")
     _truncate(tmp / "data" / "cache" / "train_audio.npy")
     return (
@@ -104,15 +109,15 @@ def kws_cache_train(tmp, kws_cache):
 class _RunsACommand:
     """Pickles as a call of os.system: what a planted cache file would do if it were unpickled."""
 
-    def __init__(self, marker: Path):
+    def __init__(self, marker: Path) -> None:
         self.marker = marker
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple:
         return os.system, (f"touch {self.marker}",)
 
 
 @case
-def kws_cache_pickle(tmp, kws_cache):
+def kws_cache_pickle(tmp: Path, kws_cache: Path) -> Case:
     shutil.copytree(kws_cache, tmp / "data")
     labels = tmp / "data" / "cache" / "train_labels.npy"
     np.save(labels, np.array([_RunsACommand(tmp / "marker")] * len(np.load(labels)), dtype=object))
@@ -123,7 +128,7 @@ def kws_cache_pickle(tmp, kws_cache):
     )
 
 
-def picture(rng=None) -> tuple[np.ndarray, np.ndarray]:
+def picture(rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One 96x96 8-bit RGB picture (smooth gradients and noise) and a grey one."""
     rng = rng or np.random.default_rng(5)
     y, x = np.mgrid[0:96, 0:96] / 96
@@ -165,15 +170,16 @@ def mode_versions(folder: Path) -> dict[str, str]:
 
 
 @case
-def vww_modes(tmp):
+def vww_modes(tmp: Path) -> Case:
     pairs = mode_versions(tmp / "data" / "person")
     (tmp / "data" / "person" / "empty.png").write_bytes(b"")
     save_image(tmp / "data" / "non_person" / "x.png", picture(np.random.default_rng(9))[0])
-    return "visual_wake_words/test.sh", ["--data-dir", tmp / "data", "--results-dir", tmp / "out"], {"pairs": pairs}
+    args = ["--data-dir", tmp / "data", "--results-dir", tmp / "out", "--model", "base,trecx_ev"]
+    return "visual_wake_words/test.sh", args, {"pairs": pairs}  # the two models whose traces are compared
 
 
 @case
-def vww_minival_failed_build(tmp):
+def vww_minival_failed_build(tmp: Path) -> Case:
     write_coco(tmp / "data", cases=COCO_CASES[:4])
     save_image(tmp / "data" / "minival" / "person" / "mine.jpg", picture()[0])
     broken = tmp / "data" / "val2017" / COCO_CASES[1].file_name
@@ -182,7 +188,7 @@ def vww_minival_failed_build(tmp):
 
 
 @case
-def vww_train_empty_image(tmp):
+def vww_train_empty_image(tmp: Path) -> Case:
     write_vww_train(tmp / "data", 4, 4)
     empty = tmp / "data" / vww.TRAIN_FOLDER / "person" / "COCO_train2014_zzzz.jpg"
     empty.write_bytes(b"")
@@ -194,14 +200,14 @@ def vww_train_empty_image(tmp):
 
 
 @case
-def cifar_no_images(tmp):
+def cifar_no_images(tmp: Path) -> Case:
     write_cifar(tmp / "data", n_test=3, n_train_per_batch=1)
     write_pickle(tmp / "data" / "cifar-10-batches-py" / "test_batch", synthetic_batch(np.random.default_rng(0), 0, "x"))
     return "image_classification/test.sh", ["--data-dir", tmp / "data", "--results-dir", tmp / "out"], {}
 
 
 @case
-def cifar_download_keeps_own_test_batch(tmp):
+def cifar_download_keeps_own_test_batch(tmp: Path) -> Case:
     from image_classification.synthetic import make_cifar_archive
 
     make_cifar_archive(tmp / "mirror", n_test=4, n_train_per_batch=2)
@@ -228,7 +234,7 @@ def cifar_folders(root: Path, n_train: int = 60, n_test: int = 20) -> Path:
 
 
 @case
-def cifar_extra_class_folder(tmp):  # issue 27, case 1: design-exit beside a train/unicorn/ of 5 images
+def cifar_extra_class_folder(tmp: Path) -> Case:  # issue 27, case 1: design-exit beside a train/unicorn/ of 5 images
     folders = cifar_folders(tmp / "data")
     shutil.copytree(folders / "train" / "cat", folders / "train" / "unicorn")
     for extra in list((folders / "train" / "unicorn").iterdir())[5:]:
@@ -238,7 +244,7 @@ def cifar_extra_class_folder(tmp):  # issue 27, case 1: design-exit beside a tra
 
 
 @case
-def cifar_empty_class_folder(tmp):  # issue 27, case 2: design-exit with train/dog/ empty
+def cifar_empty_class_folder(tmp: Path) -> Case:  # issue 27, case 2: design-exit with train/dog/ empty
     folders = cifar_folders(tmp / "data")
     for image in (folders / "train" / "dog").iterdir():
         image.unlink()
@@ -248,14 +254,14 @@ def cifar_empty_class_folder(tmp):  # issue 27, case 2: design-exit with train/d
 
 
 @case
-def cifar_missing_test_class_folder(tmp):  # issue 27, case 6: test.sh with test/dog/ missing
+def cifar_missing_test_class_folder(tmp: Path) -> Case:  # issue 27, case 6: test.sh with test/dog/ missing
     folders = cifar_folders(tmp / "data")
     shutil.rmtree(folders / "test" / "dog")
     return "image_classification/test.sh", ["--data-dir", folders, "--results-dir", tmp / "out"], {}
 
 
 @case
-def cifar_missing_train_class_folder(tmp):
+def cifar_missing_train_class_folder(tmp: Path) -> Case:
     folders = cifar_folders(tmp / "data")
     shutil.rmtree(folders / "train" / "dog")
     args = ["base", "--data-dir", folders, "--models-dir", tmp / "models", "--set", "epochs=1"]
@@ -263,14 +269,14 @@ def cifar_missing_train_class_folder(tmp):
 
 
 @case
-def cifar_extra_test_class_folder(tmp):
+def cifar_extra_test_class_folder(tmp: Path) -> Case:
     folders = cifar_folders(tmp / "data")
     shutil.copytree(folders / "test" / "cat", folders / "test" / "unicorn")
     return "image_classification/deploy.sh", ["--data-dir", folders, "--rho", "0.5", "--results-dir", tmp / "out"], {}
 
 
 @case
-def cifar_skipped_files_are_counted(tmp):
+def cifar_skipped_files_are_counted(tmp: Path) -> Case:
     folders = cifar_folders(tmp / "data")
     (folders / "test" / "cat" / "notes.txt").write_text("mine")
     (folders / "test" / ".DS_Store").write_bytes(b"")
@@ -280,26 +286,26 @@ def cifar_skipped_files_are_counted(tmp):
 
 
 @case
-def cifar_batches_folder_given(tmp):  # issue 26: --data-dir one level too deep
+def cifar_batches_folder_given(tmp: Path) -> Case:  # issue 26: --data-dir one level too deep
     folder = write_cifar(tmp / "data", n_test=3, n_train_per_batch=1)
     return "image_classification/test.sh", ["--data-dir", folder, "--results-dir", tmp / "out"], {}
 
 
 @case
-def cifar_split_folder_given(tmp):
+def cifar_split_folder_given(tmp: Path) -> Case:
     folders = cifar_folders(tmp / "data")
     return "image_classification/test.sh", ["--data-dir", folders / "test", "--results-dir", tmp / "out"], {}
 
 
 @case
-def cifar_train_split_folder_given(tmp):
+def cifar_train_split_folder_given(tmp: Path) -> Case:
     folders = cifar_folders(tmp / "data")
     args = ["--data-dir", folders, "--train-data-dir", folders / "train", "--results-dir", tmp / "out"]
     return "image_classification/deploy.sh", args, {}
 
 
 @case
-def kws_download_test_split(tmp):
+def kws_download_test_split(tmp: Path) -> Case:
     write_test_tree(tmp / "data" / KWS_TEST, per_label=1)
     (tmp / "mirror").mkdir()  # holds nothing: the train archive must not be asked for
     return (
@@ -310,7 +316,7 @@ def kws_download_test_split(tmp):
 
 
 @case
-def vww_download_test_split(tmp):
+def vww_download_test_split(tmp: Path) -> Case:
     write_coco(tmp / "data", cases=COCO_CASES[:3])
     (tmp / "mirror").mkdir()
     return (
@@ -321,7 +327,7 @@ def vww_download_test_split(tmp):
 
 
 @case
-def vww_download_train_split(tmp):
+def vww_download_train_split(tmp: Path) -> Case:
     make_vww_archives(tmp / "mirror", 2, 2)  # not the official files: the checksum refuses the one fetched
     return (
         "visual_wake_words/download.sh",
@@ -331,7 +337,7 @@ def vww_download_train_split(tmp):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, kws_cache) -> dict:
+def runs(tmp_path_factory: pytest.TempPathFactory, kws_cache: Path) -> dict:
     """{case: (process, tmp folder, context, snapshot of tmp/data before)} of every registered case."""
     env = {**os.environ, "PYTHON": os.environ.get("PYTHON", sys.executable)}
     prepared = {}
@@ -346,7 +352,7 @@ def runs(tmp_path_factory, kws_cache) -> dict:
             snapshot(tmp / "data") if (tmp / "data").exists() else {},
         )
 
-    def run(name):
+    def run(name: str) -> subprocess.CompletedProcess:
         tmp, argv, _, _ = prepared[name]
         return subprocess.run(argv, cwd=tmp, env=env, capture_output=True, text=True, timeout=400)
 
@@ -355,7 +361,7 @@ def runs(tmp_path_factory, kws_cache) -> dict:
     return {name: (procs[name], *prepared[name]) for name in prepared}
 
 
-def ended(runs, name, code):
+def ended(runs: dict, name: str, code: int) -> str:
     """The run's output, after checking its exit status and that no traceback was shown."""
     proc, *_ = runs[name]
     output = proc.stdout + proc.stderr
@@ -372,7 +378,7 @@ def inputs_of(tmp: Path) -> dict:
     return inputs
 
 
-def test_kws_damaged_clips_are_skipped_named_and_counted(runs) -> None:
+def test_kws_damaged_clips_are_skipped_named_and_counted(runs: dict) -> None:
     output = ended(runs, "kws_damaged_clips", 0)
     _, tmp, _, context, _ = runs["kws_damaged_clips"]
     for name, _ in context["skipped"]:
@@ -386,34 +392,34 @@ def test_kws_damaged_clips_are_skipped_named_and_counted(runs) -> None:
         assert len(traces["ids"]) == 12 and np.isfinite(traces["ef"]).all()
 
 
-def test_kws_folder_that_is_not_a_label_is_refused(runs) -> None:
+def test_kws_folder_that_is_not_a_label_is_refused(runs: dict) -> None:
     output = ended(runs, "kws_label_folder", 2)
     assert f"{KWS_TEST}/Yes is not one of the 12 labels" in output and "yes, _silence_, _unknown_" in output
     assert not (runs["kws_label_folder"][1] / "out").exists()
 
 
-def test_kws_truncated_cache_is_rebuilt_by_preprocess(runs) -> None:
+def test_kws_truncated_cache_is_rebuilt_by_preprocess(runs: dict) -> None:
     output = ended(runs, "kws_cache_preprocess", 0)
     _, tmp, _, context, _ = runs["kws_cache_preprocess"]
     assert "complete and up to date" not in output and "train_audio.npy is damaged" in output
     assert (tmp / "data" / "cache" / "train_audio.npy").read_bytes() == context["whole"]
 
 
-def test_kws_truncated_cache_stops_training_with_the_fix(runs) -> None:
+def test_kws_truncated_cache_stops_training_with_the_fix(runs: dict) -> None:
     output = ended(runs, "kws_cache_train", 2)
     assert "train_audio.npy is damaged" in output and "preprocess.sh --data-dir" in output and "again" in output
     _, tmp, _, _, before = runs["kws_cache_train"]
     assert snapshot(tmp / "data") == before
 
 
-def test_kws_cache_holding_a_pickle_is_refused_unrun(runs) -> None:
+def test_kws_cache_holding_a_pickle_is_refused_unrun(runs: dict) -> None:
     output = ended(runs, "kws_cache_pickle", 2)
     _, tmp, _, _, before = runs["kws_cache_pickle"]
     assert "train_labels.npy is damaged" in output and "preprocess.sh --data-dir" in output
     assert not (tmp / "marker").exists() and snapshot(tmp / "data") == before
 
 
-def test_vww_every_image_mode_scores_as_its_8_bit_rgb_version(runs) -> None:
+def test_vww_every_image_mode_scores_as_its_8_bit_rgb_version(runs: dict) -> None:
     ended(runs, "vww_modes", 0)
     _, tmp, _, context, _ = runs["vww_modes"]
     assert inputs_of(tmp) == {
@@ -434,7 +440,7 @@ def test_vww_every_image_mode_scores_as_its_8_bit_rgb_version(runs) -> None:
                     )
 
 
-def test_vww_failed_minival_build_loses_no_file(runs) -> None:
+def test_vww_failed_minival_build_loses_no_file(runs: dict) -> None:
     output = ended(runs, "vww_minival_failed_build", 2)
     _, tmp, _, context, before = runs["vww_minival_failed_build"]
     assert f"Cannot read COCO image {tmp / 'data' / 'val2017' / context['broken']}" in output
@@ -442,17 +448,17 @@ def test_vww_failed_minival_build_loses_no_file(runs) -> None:
     assert {k: v for k, v in after.items() if not k.startswith(".minival.building/")} == before
 
 
-def test_vww_empty_training_image_is_named(runs) -> None:
+def test_vww_empty_training_image_is_named(runs: dict) -> None:
     output = ended(runs, "vww_train_empty_image", 2)
     assert f"{runs['vww_train_empty_image'][3]['file']} is empty (0 bytes)" in output
 
 
-def test_cifar_test_batch_without_images_is_named(runs) -> None:
+def test_cifar_test_batch_without_images_is_named(runs: dict) -> None:
     output = ended(runs, "cifar_no_images", 2)
     assert "test_batch holds no images" in output and not (runs["cifar_no_images"][1] / "out").exists()
 
 
-def test_cifar_download_keeps_a_users_own_test_batch(runs) -> None:
+def test_cifar_download_keeps_a_users_own_test_batch(runs: dict) -> None:
     output = ended(runs, "cifar_download_keeps_own_test_batch", 2)
     _, tmp, _, _, before = runs["cifar_download_keeps_own_test_batch"]
     assert "cifar-10-python.tar.gz" in output and "md5" in output  # the synthetic archive is refused
@@ -462,7 +468,7 @@ def test_cifar_download_keeps_a_users_own_test_batch(runs) -> None:
 CLASS_FOLDERS = "(the class folders must be exactly the ten, airplane, automobile, bird, cat, deer, dog, frog"
 
 
-def test_cifar_image_folders_beside_the_ten_classes_are_refused_naming_them(runs) -> None:
+def test_cifar_image_folders_beside_the_ten_classes_are_refused_naming_them(runs: dict) -> None:
     """One rule in every command reading CIFAR-10 image folders: an extra class folder, an empty one or a
     missing one is refused, named with the fix, before anything is written."""
     train, test = "data/train", "data/test"
@@ -489,7 +495,7 @@ def test_cifar_image_folders_beside_the_ten_classes_are_refused_naming_them(runs
         assert snapshot(tmp / "data") == before and not (tmp / "out").exists() and not (tmp / "models").exists()
 
 
-def test_cifar_image_folders_files_that_are_not_images_are_skipped_named_and_counted(runs) -> None:
+def test_cifar_image_folders_files_that_are_not_images_are_skipped_named_and_counted(runs: dict) -> None:
     ended(runs, "cifar_skipped_files_are_counted", 0)
     _, tmp, _, _, _ = runs["cifar_skipped_files_are_counted"]
     assert inputs_of(tmp) == {
@@ -504,7 +510,7 @@ def test_cifar_image_folders_files_that_are_not_images_are_skipped_named_and_cou
     assert "3 skipped: test/.DS_Store (not in a class folder)" in (tmp / "out" / "table1.md").read_text()
 
 
-def test_cifar_data_dir_one_level_too_deep_names_the_folder_to_pass(runs) -> None:
+def test_cifar_data_dir_one_level_too_deep_names_the_folder_to_pass(runs: dict) -> None:
     for name, given, said, option in (
         (
             "cifar_batches_folder_given",
@@ -526,7 +532,7 @@ def test_cifar_data_dir_one_level_too_deep_names_the_folder_to_pass(runs) -> Non
         assert f"{option} {tmp}/data" in output and "download.sh" not in output, output
 
 
-def test_download_split_test_fetches_only_the_test_data(runs) -> None:
+def test_download_split_test_fetches_only_the_test_data(runs: dict) -> None:
     for name in ("kws_download_test_split", "vww_download_test_split"):
         output = ended(runs, name, 0)
         _, tmp, _, _, before = runs[name]
@@ -540,7 +546,7 @@ def test_download_split_test_fetches_only_the_test_data(runs) -> None:
 # Visual wake words in process: image modes (test and training decoding), the minival, download splits
 
 
-def test_every_mode_reads_as_its_8_bit_rgb_version_with_the_same_probabilities(tmp_path) -> None:
+def test_every_mode_reads_as_its_8_bit_rgb_version_with_the_same_probabilities(tmp_path: Path) -> None:
     from common.predict import predict_exits
     from common.tasks import load_task
     from common.weights import load_nets
@@ -565,7 +571,7 @@ def test_every_mode_reads_as_its_8_bit_rgb_version_with_the_same_probabilities(t
         vww_images.load_images([tmp_path / "f.tif"])
 
 
-def test_training_decodes_every_mode_as_the_test_set_does(tmp_path) -> None:
+def test_training_decodes_every_mode_as_the_test_set_does(tmp_path: Path) -> None:
     """TensorFlow (training) and Pillow (test) give the same pixels: 16-bit by its high byte, alpha dropped,
     CMYK by TensorFlow's formula."""
     mode_versions(tmp_path)
@@ -579,7 +585,7 @@ def test_training_decodes_every_mode_as_the_test_set_does(tmp_path) -> None:
         np.testing.assert_array_equal(decoded.numpy(), vww_images._read_uint8(path), err_msg=path.name)
 
 
-def test_minival_build_never_deletes_a_file_it_did_not_write(tmp_path) -> None:
+def test_minival_build_never_deletes_a_file_it_did_not_write(tmp_path: Path) -> None:
     data_dir = write_coco(tmp_path / "data", cases=COCO_CASES[:4])
     mine = save_image(data_dir / "minival" / "person" / "mine.jpg", picture()[0]).read_bytes()
     broken = data_dir / "val2017" / COCO_CASES[1].file_name
@@ -595,7 +601,7 @@ def test_minival_build_never_deletes_a_file_it_did_not_write(tmp_path) -> None:
     assert not (data_dir / ".minival.building").exists()
 
 
-def test_download_fetches_only_what_the_split_needs(tmp_path) -> None:
+def test_download_fetches_only_what_the_split_needs(tmp_path: Path) -> None:
     archives = make_vww_archives(tmp_path / "mirror", 2, 2)
     urls = dict(
         train_url=archives["train"].as_uri(),
@@ -611,7 +617,7 @@ def test_download_fetches_only_what_the_split_needs(tmp_path) -> None:
     assert sorted(p.name for p in (tmp_path / "train").iterdir()) == ["vw_coco2014_96", "vw_coco2014_96.tar.gz"]
 
 
-def test_empty_training_image_is_a_user_error_naming_it(tmp_path) -> None:
+def test_empty_training_image_is_a_user_error_naming_it(tmp_path: Path) -> None:
     write_vww_train(tmp_path, 3, 3)
     (tmp_path / vww.TRAIN_FOLDER / "non_person" / "zero.jpg").write_bytes(b"")
     with pytest.raises(UserError, match="non_person/zero.jpg is empty"):
