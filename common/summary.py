@@ -17,8 +17,8 @@ import types
 import typing
 from typing import Any, TypeVar
 
-from common.deploy.results import OPTIONAL, to_json
 from common.errors import UserError
+from common.records import OPTIONAL, to_json
 
 T = TypeVar("T")
 
