@@ -347,6 +347,7 @@ def test_the_design_round_trips_through_test_deploy_and_train(designed, tmp_path
         "--results-dir",
         tmp_path / "t",
         *trained,
+        "--model",
         "trecx_ev",
         cwd=root,
     )

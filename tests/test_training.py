@@ -11,11 +11,13 @@ from common import files, provenance
 from common.config import load_config
 from common.errors import UserError
 from common.evaluation import EvaluationInputs, evaluate_models
+from common.tasks import load_task
 from common.training import Origins, train
 from common.weights import load_nets
-from image_classification import data, task
+from image_classification import data
 from image_classification.synthetic import write_cifar
 
+task = load_task("image_classification")
 CONFIGS = task.NAME + "/configs"
 
 
