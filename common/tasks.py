@@ -129,13 +129,9 @@ class _Kind:
     description: str
 
 
-def _is_architecture(value: object) -> bool:
-    return isinstance(value, Architecture)
-
-
 KIND = "kind"  # the metadata key of a task part's field: its _Kind
 STRING = _Kind(lambda value: isinstance(value, str), "a str")
-AN_ARCHITECTURE = _Kind(_is_architecture, "a common.architecture.Architecture")
+AN_ARCHITECTURE = _Kind(lambda value: isinstance(value, Architecture), "a common.architecture.Architecture")
 NAMES = _Kind(lambda value: isinstance(value, tuple) and all(isinstance(n, str) for n in value), "a tuple of str")
 FUNCTION = _Kind(callable, "a function")
 TABLE = _Kind(lambda value: isinstance(value, Mapping), "a dict")
