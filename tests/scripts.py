@@ -136,3 +136,15 @@ def tmpfs(mount_point: Path, size: str = "4m") -> Iterator[Path]:
 def remount_read_only(mount_point: Path) -> None:
     """Make a mounted `tmpfs` read-only (after the test wrote what it needs there)."""
     subprocess.run(["mount", "-o", "remount,ro", str(mount_point)], check=True)
+
+
+def damage(summary: dict, path: tuple[str, ...], value: object = KeyError) -> dict:
+    """`summary` with the key at `path` removed (value KeyError) or set to `value`."""
+    node = summary
+    for key in path[:-1]:
+        node = node[key]
+    if value is KeyError:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return summary

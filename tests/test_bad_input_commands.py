@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from scripts import REPO_ROOT, assert_clean_failure, assert_ok, cli, cli_in_process, run, task_scripts
+from scripts import REPO_ROOT, assert_clean_failure, assert_ok, cli, cli_in_process, damage, run, task_scripts
 
 from common.tasks import EXTRA_TASKS_VARIABLE, TASKS, folder_test_sh_reads, load_task
 
@@ -89,18 +89,6 @@ def good_summary(task: str = "image_classification") -> dict:
             },
         },
     }
-
-
-def damage(summary: dict, path: tuple[str, ...], value: object = KeyError) -> dict:
-    """`summary` with the key at `path` removed (value KeyError) or set to `value`."""
-    node = summary
-    for key in path[:-1]:
-        node = node[key]
-    if value is KeyError:
-        del node[path[-1]]
-    else:
-        node[path[-1]] = value
-    return summary
 
 
 DAMAGES = [

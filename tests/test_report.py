@@ -8,6 +8,7 @@ import pathlib
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
+from scripts import damage
 
 from common.errors import UserError
 from common.plots import benefit_figure
@@ -256,15 +257,7 @@ def test_summary_of_an_older_run_reads_without_the_later_fields() -> None:
 
 
 def _damaged(path: tuple, value: object = KeyError) -> dict:
-    summary = json.loads(json.dumps(SUMMARY))
-    node = summary
-    for key in path[:-1]:
-        node = node[key]
-    if value is KeyError:
-        del node[path[-1]]
-    else:
-        node[path[-1]] = value
-    return summary
+    return damage(json.loads(json.dumps(SUMMARY)), path, value)
 
 
 @pytest.mark.parametrize(
